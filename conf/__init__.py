@@ -1,0 +1,1 @@
+"""Hydra YAML presets shipped with hydra_pipeline (the resource package ``hydra_pipeline.conf``)."""

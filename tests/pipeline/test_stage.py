@@ -1,0 +1,164 @@
+"""PipelineStage and OffPolicyPipelineComponent: arguments, completion, state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from hydra_pipeline import (
+    InvalidArgumentError,
+    LinearDecay,
+    OffPolicyPipelineComponent,
+    PipelineStage,
+    ThresholdEarlyStopping,
+)
+
+
+def no_data() -> Iterator[int]:
+    return iter(())
+
+
+class TestConstruction:
+    def test_positional_order_matches_allenact(self) -> None:
+        criterion = ThresholdEarlyStopping(threshold=1.0)
+        decay = LinearDecay(steps=10)
+        component = OffPolicyPipelineComponent(no_data, ["aux"], 2)
+        stage = PipelineStage(["a", "b"], 100, criterion, [1.0, 0.5], decay, component)
+        assert stage.loss_names == ["a", "b"]
+        assert stage.max_stage_steps == 100
+        assert stage.early_stopping_criterion is criterion
+        assert stage.loss_weights == [1.0, 0.5]
+        assert stage.teacher_forcing is decay
+        assert stage.offpolicy_component == component
+
+    def test_defaults(self) -> None:
+        stage = PipelineStage(loss_names=["a"], max_stage_steps=5)
+        assert stage.early_stopping_criterion is None
+        assert stage.loss_weights is None and stage.teacher_forcing is None
+        assert stage.offpolicy_component is None
+        assert stage.steps_taken_in_stage == 0 and not stage.early_stopping_criterion_met
+        assert stage.named_loss_weights == {"a": 1.0}
+
+    def test_named_loss_weights(self) -> None:
+        stage = PipelineStage(["a", "b"], 5, loss_weights=[2.0, 0.5])
+        assert stage.named_loss_weights == {"a": 2.0, "b": 0.5}
+
+    def test_wrong_number_of_weights_names_both_lengths(self) -> None:
+        """AllenAct ignores this until a KeyError deep in training."""
+        with pytest.raises(
+            InvalidArgumentError, match=r"'loss_weights' .*3 weights for 2 names \['a', 'b'\]"
+        ):
+            PipelineStage(["a", "b"], 5, loss_weights=[1.0, 1.0, 1.0])
+
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            ({"loss_names": "ab"}, "'loss_names' must be a list of names"),
+            ({"loss_names": ["a", "a"]}, r"'loss_names' lists \['a'\] more than once"),
+            ({"loss_names": []}, "'loss_names' must name at least one loss"),
+            ({"max_stage_steps": 2.5}, "'max_stage_steps' must be an integer"),
+            ({"early_stopping_criterion": lambda **_: True}, "must be an EarlyStoppingCriterion"),
+            ({"teacher_forcing": 0.5}, "'teacher_forcing' must map a step count"),
+            ({"offpolicy_component": (no_data, ["x"], 1)}, "must be an OffPolicyPipelineComponent"),
+        ],
+    )
+    def test_bad_arguments(self, kwargs: dict[str, object], message: str) -> None:
+        arguments: dict[str, object] = {"loss_names": ["a"], "max_stage_steps": 10, **kwargs}
+        with pytest.raises(InvalidArgumentError, match=message):
+            PipelineStage(**arguments)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        ("component", "message"),
+        [
+            (OffPolicyPipelineComponent(no_data, ["x"], 0), "'offpolicy_component.updates' must"),
+            (OffPolicyPipelineComponent(no_data, [], 1), "offpolicy_component.loss_names' must"),
+            (
+                OffPolicyPipelineComponent(no_data, ["x"], 1, [1.0, 2.0]),
+                "'offpolicy_component.loss_weights' must have one weight",
+            ),
+            (OffPolicyPipelineComponent(3, ["x"], 1), "data_iterator_builder' must be callable"),  # type: ignore[arg-type]
+        ],
+    )
+    def test_bad_offpolicy_component(
+        self, component: OffPolicyPipelineComponent, message: str
+    ) -> None:
+        with pytest.raises(InvalidArgumentError, match=message):
+            PipelineStage(["a"], 10, offpolicy_component=component)
+
+    def test_offpolicy_only_stage_is_allowed(self) -> None:
+        component = OffPolicyPipelineComponent(no_data, ["x"], 1)
+        assert PipelineStage([], 10, offpolicy_component=component).loss_names == []
+
+    def test_offpolicy_component_fields(self) -> None:
+        assert OffPolicyPipelineComponent._fields == (
+            "data_iterator_builder",
+            "loss_names",
+            "updates",
+            "loss_weights",
+        )
+        assert OffPolicyPipelineComponent(no_data, ["x"], 1).loss_weights is None
+
+
+class TestCompletion:
+    def test_complete_at_max_steps(self) -> None:
+        stage = PipelineStage(["a"], 10)
+        stage.steps_taken_in_stage = 9
+        assert not stage.is_complete
+        stage.steps_taken_in_stage = 10
+        assert stage.is_complete
+
+    def test_complete_when_criterion_met(self) -> None:
+        stage = PipelineStage(["a"], 10)
+        stage.early_stopping_criterion_met = True
+        assert stage.is_complete
+
+    def test_non_positive_max_means_complete_immediately(self) -> None:
+        assert PipelineStage(["a"], 0).is_complete
+
+    def test_callable_limit_is_evaluated_once_when_resolved(self) -> None:
+        calls: list[int] = []
+
+        def limit() -> int:
+            calls.append(1)
+            return 7
+
+        stage = PipelineStage(["a"], limit)
+        assert stage.resolved_max_stage_steps is None and not stage.is_complete
+        assert stage.resolve_max_stage_steps() == 7
+        assert stage.resolve_max_stage_steps() == 7
+        assert calls == [1]
+        stage.steps_taken_in_stage = 7
+        assert stage.is_complete
+
+    def test_callable_limit_must_return_an_int(self) -> None:
+        stage = PipelineStage(["a"], lambda: "many")  # type: ignore[arg-type,return-value]
+        with pytest.raises(InvalidArgumentError, match="'max_stage_steps' must be an integer"):
+            stage.resolve_max_stage_steps()
+
+
+class TestStageState:
+    def test_reset_restores_criterion_state(self) -> None:
+        criterion = ThresholdEarlyStopping(threshold=1.0, consecutive=5)
+        stage = PipelineStage(["a"], 10, early_stopping_criterion=criterion)
+        criterion.successes_in_a_row = 3
+        stage.steps_taken_in_stage = 4
+        stage.early_stopping_criterion_met = True
+        stage.reset()
+        assert stage.steps_taken_in_stage == 0 and not stage.early_stopping_criterion_met
+        assert criterion.successes_in_a_row == 0
+
+    def test_state_dict_round_trip(self) -> None:
+        stage = PipelineStage(
+            ["a"], lambda: 9, early_stopping_criterion=ThresholdEarlyStopping(consecutive=2)
+        )
+        stage.resolve_max_stage_steps()
+        stage.steps_taken_in_stage = 4
+        assert stage.early_stopping_criterion is not None
+        stage.early_stopping_criterion.load_state_dict({"successes_in_a_row": 1})
+        clone = PipelineStage(
+            ["a"], lambda: 100, early_stopping_criterion=ThresholdEarlyStopping(consecutive=2)
+        )
+        clone.load_state_dict(stage.state_dict())
+        assert clone.state_dict() == stage.state_dict()
+        assert clone.resolved_max_stage_steps == 9

@@ -1,0 +1,320 @@
+"""TrainingPipeline: validation, the stage cursor, iteration, save rule, losses, state."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from typing import Any
+
+import pytest
+
+from hydra_pipeline import (
+    Builder,
+    InvalidArgumentError,
+    PipelineStage,
+    ScalarMeanTracker,
+    ThresholdEarlyStopping,
+    TrainingPipeline,
+)
+
+
+class Loss:
+    instances = 0
+
+    def __init__(self, scale: float = 1.0) -> None:
+        Loss.instances += 1
+        self.scale = scale
+
+
+def make_pipeline(stages: list[PipelineStage] | None = None, **overrides: Any) -> TrainingPipeline:
+    arguments: dict[str, Any] = {
+        "named_losses": {"a": Loss(), "b": Builder(Loss, {"scale": 2.0})},
+        "pipeline_stages": stages or [PipelineStage(["a"], 10), PipelineStage(["b"], 20)],
+        "optimizer_builder": Builder(dict, {"lr": 0.1}),
+        "num_mini_batch": 2,
+        "update_repeats": 3,
+        "max_grad_norm": 0.5,
+        "num_steps": 8,
+        "gamma": 0.99,
+        "use_gae": True,
+        "gae_lambda": 0.95,
+        "advance_scene_rollout_period": None,
+        "save_interval": 100,
+        "metric_accumulate_interval": 50,
+    }
+    arguments.update(overrides)
+    return TrainingPipeline(**arguments)
+
+
+class TestConstruction:
+    def test_positional_order_and_defaults_match_allenact(self) -> None:
+        stages = [PipelineStage(["a"], 10)]
+        optimizer = Builder(dict)
+        pipeline = TrainingPipeline(
+            {"a": Loss()}, stages, optimizer, 1, 2, 0.5, 16, 0.9, False, 0.8, 3, 100, 50
+        )
+        assert pipeline.pipeline_stages == stages
+        assert pipeline.optimizer_builder is optimizer
+        assert (pipeline.num_mini_batch, pipeline.update_repeats, pipeline.max_grad_norm) == (
+            1,
+            2,
+            0.5,
+        )
+        assert (pipeline.num_steps, pipeline.gamma, pipeline.use_gae, pipeline.gae_lambda) == (
+            16,
+            0.9,
+            False,
+            0.8,
+        )
+        assert pipeline.advance_scene_rollout_period == 3
+        assert (pipeline.save_interval, pipeline.metric_accumulate_interval) == (100, 50)
+        assert pipeline.should_log is True and pipeline.lr_scheduler_builder is None
+
+    @pytest.mark.parametrize(
+        ("overrides", "message"),
+        [
+            ({"pipeline_stages": []}, "'pipeline_stages' must be a non-empty list"),
+            ({"num_mini_batch": 0}, r"'num_mini_batch' must be >= 1 \(got 0\)"),
+            ({"update_repeats": 0}, r"'update_repeats' must be >= 1 \(got 0\)"),
+            ({"num_steps": -1}, r"'num_steps' must be >= 1 \(got -1\)"),
+            ({"metric_accumulate_interval": 0}, r"'metric_accumulate_interval' must be >= 1"),
+            ({"gamma": 1.5}, r"'gamma' must be in \[0, 1\] \(got 1.5\)"),
+            ({"gae_lambda": -0.1}, r"'gae_lambda' must be in \[0, 1\] \(got -0.1\)"),
+            ({"max_grad_norm": 0.0}, r"'max_grad_norm' must be > 0 \(got 0.0\)"),
+            ({"advance_scene_rollout_period": 0}, r"'advance_scene_rollout_period' must be >= 1"),
+            ({"optimizer_builder": "adam"}, "'optimizer_builder' must be a Builder"),
+            ({"lr_scheduler_builder": 3}, "'lr_scheduler_builder' must be a Builder"),
+        ],
+    )
+    def test_bad_arguments_name_the_argument_and_value(
+        self, overrides: dict[str, Any], message: str
+    ) -> None:
+        with pytest.raises(InvalidArgumentError, match=message):
+            make_pipeline(**overrides)
+
+    def test_unknown_loss_names_the_stage_and_the_defined_losses(self) -> None:
+        stages = [PipelineStage(["a"], 10), PipelineStage(["a", "ppo"], 10)]
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'pipeline_stages.1.loss_names' names \['ppo'\], which named_losses does not "
+            r"define .*Defined losses: \['a', 'b'\]",
+        ):
+            make_pipeline(stages)
+
+    def test_unknown_offpolicy_loss_is_refused(self) -> None:
+        from hydra_pipeline import OffPolicyPipelineComponent
+
+        component = OffPolicyPipelineComponent(lambda: iter(()), ["nope"], 1)
+        with pytest.raises(InvalidArgumentError, match=r"offpolicy_component\.loss_names"):
+            make_pipeline([PipelineStage(["a"], 10, offpolicy_component=component)])
+
+    def test_same_stage_twice_is_refused(self) -> None:
+        stage = PipelineStage(["a"], 10)
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'pipeline_stages\.1' is the same object as pipeline_stages\.0",
+        ):
+            make_pipeline([stage, stage])
+
+    def test_save_interval_none_and_negative_are_valid(self) -> None:
+        assert make_pipeline(save_interval=None).save_interval is None
+        assert make_pipeline(save_interval=-1).save_interval == -1
+
+
+class TestCursor:
+    def test_starts_at_first_incomplete_stage(self) -> None:
+        pipeline = make_pipeline([PipelineStage(["a"], 0), PipelineStage(["b"], 5)])
+        assert pipeline.current_stage_index == 1
+
+    def test_before_rollout_advances_when_complete(self) -> None:
+        pipeline = make_pipeline()
+        first, second = pipeline.pipeline_stages
+        assert pipeline.current_stage is first
+        assert not pipeline.before_rollout()
+        first.steps_taken_in_stage = 12
+        assert pipeline.before_rollout()
+        assert pipeline.current_stage is second and pipeline.current_stage_index == 1
+        second.steps_taken_in_stage = 20
+        assert pipeline.before_rollout()
+        assert pipeline.current_stage is None and pipeline.current_stage_index is None
+        assert pipeline.total_steps == 32
+
+    def test_before_rollout_calls_the_criterion_only_with_metrics(self) -> None:
+        criterion = ThresholdEarlyStopping(metric="reward", threshold=10.0)
+        pipeline = make_pipeline(
+            [PipelineStage(["a"], 100, early_stopping_criterion=criterion), PipelineStage(["b"], 5)]
+        )
+        metrics = ScalarMeanTracker()
+        metrics.add_scalars({"reward": 11.0})
+        assert not pipeline.before_rollout()
+        assert pipeline.current_stage_index == 0
+        assert pipeline.before_rollout(training_metrics=metrics)
+        assert pipeline.pipeline_stages[0].early_stopping_criterion_met
+        assert pipeline.current_stage_index == 1
+
+    def test_criterion_receives_stage_and_total_steps(self) -> None:
+        seen: dict[str, Any] = {}
+
+        class Spy(ThresholdEarlyStopping):
+            def __call__(self, stage_steps: int, total_steps: int, training_metrics: Any) -> bool:
+                seen.update(stage_steps=stage_steps, total_steps=total_steps)
+                return False
+
+        pipeline = make_pipeline(
+            [PipelineStage(["a"], 10), PipelineStage(["b"], 50, early_stopping_criterion=Spy())]
+        )
+        pipeline.pipeline_stages[0].steps_taken_in_stage = 10
+        pipeline.before_rollout()
+        pipeline.pipeline_stages[1].steps_taken_in_stage = 4
+        pipeline.before_rollout(ScalarMeanTracker())
+        assert seen == {"stage_steps": 4, "total_steps": 14}
+
+    def test_callable_limit_is_evaluated_when_the_stage_becomes_current(self) -> None:
+        calls: list[str] = []
+
+        def limit() -> int:
+            calls.append("called")
+            return 3
+
+        pipeline = make_pipeline([PipelineStage(["a"], 10), PipelineStage(["b"], limit)])
+        assert calls == []
+        pipeline.pipeline_stages[0].steps_taken_in_stage = 10
+        pipeline.before_rollout()
+        assert calls == ["called"]
+        pipeline.pipeline_stages[1].steps_taken_in_stage = 3
+        pipeline.before_rollout()
+        assert pipeline.current_stage is None and calls == ["called"]
+
+    def test_restart_pipeline(self) -> None:
+        pipeline = make_pipeline()
+        for stage in pipeline.pipeline_stages:
+            stage.steps_taken_in_stage = 100
+        pipeline.before_rollout()
+        assert pipeline.current_stage is None
+        pipeline.restart_pipeline()
+        assert pipeline.current_stage_index == 0 and pipeline.total_steps == 0
+
+
+class TestIteration:
+    def test_visits_each_incomplete_stage_once_with_the_cursor_on_it(self) -> None:
+        pipeline = make_pipeline(
+            [PipelineStage(["a"], 4), PipelineStage(["b"], 0), PipelineStage(["a"], 6)]
+        )
+        visited = []
+        for stage in pipeline:
+            assert pipeline.current_stage is stage
+            visited.append(pipeline.current_stage_index)
+            while not stage.is_complete:
+                stage.steps_taken_in_stage += 4
+                pipeline.before_rollout()
+        assert visited == [0, 2]
+        assert pipeline.current_stage is None
+        assert [s.steps_taken_in_stage for s in pipeline.pipeline_stages] == [4, 0, 8]
+
+    def test_restored_pipeline_starts_mid_way(self) -> None:
+        pipeline = make_pipeline()
+        pipeline.pipeline_stages[0].steps_taken_in_stage = 10
+        pipeline.before_rollout()
+        restored = make_pipeline()
+        restored.load_state_dict(pipeline.state_dict())
+        assert [restored.pipeline_stages.index(stage) for stage in restored] == [1]
+
+    def test_a_body_that_does_not_train_still_visits_every_stage(self) -> None:
+        pipeline = make_pipeline()
+        assert [stage.loss_names for stage in pipeline] == [["a"], ["b"]]
+
+
+class TestSaveAndLogRules:
+    @pytest.mark.parametrize(
+        ("save_interval", "steps", "stage_completed", "expected"),
+        [
+            (None, 10**9, True, False),
+            (0, 10**9, False, False),
+            (0, 0, True, True),
+            (-5, 3, True, True),
+            (100, 99, False, False),
+            (100, 100, False, True),
+            (100, 1, True, True),
+        ],
+    )
+    def test_should_save(
+        self, save_interval: int | None, steps: int, stage_completed: bool, expected: bool
+    ) -> None:
+        pipeline = make_pipeline(save_interval=save_interval)
+        assert (
+            pipeline.should_save(steps_since_last_save=steps, stage_completed=stage_completed)
+            is expected
+        )
+
+    def test_should_accumulate_metrics(self) -> None:
+        pipeline = make_pipeline(metric_accumulate_interval=50)
+        assert not pipeline.should_accumulate_metrics(
+            steps_since_last_log=49, stage_completed=False
+        )
+        assert pipeline.should_accumulate_metrics(steps_since_last_log=50, stage_completed=False)
+        assert pipeline.should_accumulate_metrics(steps_since_last_log=1, stage_completed=True)
+
+
+class TestLosses:
+    def test_builders_are_built_once_and_shared(self) -> None:
+        pipeline = make_pipeline(
+            [PipelineStage(["b"], 1), PipelineStage(["a", "b"], 1)],
+        )
+        before = Loss.instances
+        first = pipeline.current_stage_losses["b"]
+        assert Loss.instances == before + 1 and first.scale == 2.0
+        pipeline.pipeline_stages[0].steps_taken_in_stage = 1
+        pipeline.before_rollout()
+        assert pipeline.current_stage_losses["b"] is first
+        assert Loss.instances == before + 1
+        assert pipeline.current_stage_loss_weights == {"a": 1.0, "b": 1.0}
+
+
+class TestState:
+    def test_state_dict_round_trip_with_criteria(self) -> None:
+        def build() -> TrainingPipeline:
+            return make_pipeline(
+                [
+                    PipelineStage(["a"], 10),
+                    PipelineStage(
+                        ["b"],
+                        lambda: 30,
+                        early_stopping_criterion=ThresholdEarlyStopping(consecutive=3),
+                    ),
+                ]
+            )
+
+        pipeline = build()
+        pipeline.pipeline_stages[0].steps_taken_in_stage = 10
+        pipeline.before_rollout()
+        pipeline.pipeline_stages[1].steps_taken_in_stage = 6
+        metrics = ScalarMeanTracker()
+        metrics.add_scalars({"reward": 1.0})
+        pipeline.before_rollout(metrics)
+        restored = build()
+        restored.load_state_dict(copy.deepcopy(pipeline.state_dict()))
+        assert restored.state_dict() == pipeline.state_dict()
+        assert restored.current_stage_index == 1 and restored.total_steps == 16
+        criterion = restored.pipeline_stages[1].early_stopping_criterion
+        assert criterion is not None and criterion.state_dict() == {"successes_in_a_row": 1}
+
+    def test_loading_a_state_with_other_stage_count_is_refused(self) -> None:
+        state = make_pipeline().state_dict()
+        with pytest.raises(InvalidArgumentError, match="has 1 stages but the saved state has 2"):
+            make_pipeline([PipelineStage(["a"], 10)]).load_state_dict(state)
+
+    def test_loading_a_state_with_other_loss_names_is_refused(self) -> None:
+        state = make_pipeline().state_dict()
+        other = make_pipeline([PipelineStage(["a"], 10), PipelineStage(["a"], 20)])
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'pipeline_stages.1.loss_names' differs from the saved state's \['b'\]",
+        ):
+            other.load_state_dict(state)
+
+    def test_pickle_and_deepcopy(self) -> None:
+        pipeline = make_pipeline()
+        pipeline.pipeline_stages[0].steps_taken_in_stage = 3
+        for clone in (pickle.loads(pickle.dumps(pipeline)), copy.deepcopy(pipeline)):
+            assert clone.state_dict() == pipeline.state_dict()
+            assert clone.optimizer_builder == pipeline.optimizer_builder
