@@ -17,7 +17,11 @@ from typing import Any
 
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.pipeline.metrics import ScalarMeanTracker
-from hydra_pipeline.pipeline.validation import require_at_least, require_real
+from hydra_pipeline.pipeline.validation import (
+    require_at_least,
+    require_non_negative,
+    require_real,
+)
 
 __all__ = [
     "EarlyStoppingCriterion",
@@ -158,9 +162,7 @@ class PlateauEarlyStopping(EarlyStoppingCriterion):
     ) -> None:
         self.metric = _metric_name(metric)
         self.patience = require_at_least("patience", patience, 1)
-        self.min_delta = require_real("min_delta", min_delta)
-        if self.min_delta < 0:
-            raise InvalidArgumentError("min_delta", "must be >= 0", min_delta)
+        self.min_delta = require_non_negative("min_delta", min_delta)
         self.mode = _goal(mode)
         self.best: float | None = None
         self.points_without_improvement = 0

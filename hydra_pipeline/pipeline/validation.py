@@ -36,6 +36,14 @@ def require_positive(argument: str, value: Any) -> float:
     return number
 
 
+def require_non_negative(argument: str, value: Any) -> float:
+    """Return ``value`` if it is a real number >= 0."""
+    number = require_real(argument, value)
+    if not number >= 0:
+        raise InvalidArgumentError(argument, "must be >= 0", value)
+    return number
+
+
 def require_real(argument: str, value: Any) -> float:
     """Return ``value`` as a float if it is a real number (``bool`` excluded)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -1,0 +1,225 @@
+"""``pipeline_app``: ``@hydra.main`` plus what the hydra-pipeline command line adds.
+
+* ``resume=<run folder or checkpoint>`` continues that run in its own folder with the
+  overrides it was started with (new overrides on the command line apply on top);
+* a config mistake ends the program with exit status 1 and one clear message naming the key
+  (a traceback only with ``HYDRA_FULL_ERROR=1``), including the two cases where Hydra's own
+  message misleads: an unknown group option (we list the options and suggest the closest) and
+  a list index out of range (Hydra says "dict is not a subclass of ...").
+
+User projects get the same behaviour by decorating their task function with
+:func:`pipeline_app` instead of ``hydra.main``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+from omegaconf import DictConfig, ListConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from hydra_pipeline.errors import CheckpointError, ConfigError
+
+__all__ = ["pipeline_app"]
+
+TaskFunction = Callable[[DictConfig], Any]
+
+
+def pipeline_app(
+    config_path: str, config_name: str
+) -> Callable[[TaskFunction], Callable[[], None]]:
+    """Decorate a task function into a command-line entry point, like ``hydra.main``.
+
+    Args:
+        config_path: The primary config's folder, relative to the decorated function's file,
+            absolute, or ``pkg://<package>``.
+        config_name: The primary config's name.
+    """
+
+    def decorate(task_function: TaskFunction) -> Callable[[], None]:
+        hydra_main = hydra.main(
+            version_base="1.3", config_path=config_path, config_name=config_name
+        )(task_function)
+        if not config_path.startswith("pkg://") and not os.path.isabs(config_path):
+            config_path_for_checks = str(Path(inspect.getfile(task_function)).parent / config_path)
+        else:
+            config_path_for_checks = config_path
+
+        @functools.wraps(task_function)
+        def entry_point() -> None:
+            _run(hydra_main, config_path_for_checks, config_name)
+
+        return entry_point
+
+    return decorate
+
+
+def _run(hydra_main: Callable[[], Any], config_path: str, config_name: str) -> None:
+    user_setting = os.environ.get("HYDRA_FULL_ERROR")
+    show_traceback = user_setting == "1"
+    try:
+        sys.argv[1:] = _resume_arguments(sys.argv[1:])
+        # Hydra then re-raises errors instead of printing them, and they are reported below,
+        # in one place, with the config keys they concern.
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+        try:
+            hydra_main()
+        finally:
+            if user_setting is None:
+                del os.environ["HYDRA_FULL_ERROR"]
+            else:
+                os.environ["HYDRA_FULL_ERROR"] = user_setting
+    except (ConfigError, CheckpointError, HydraException, OmegaConfBaseException) as error:
+        if show_traceback:
+            raise
+        message = _explain(error, _overrides(sys.argv[1:]), config_path, config_name)
+        print(f"Error: {message}", file=sys.stderr)
+        sys.exit(1)
+
+
+# --------------------------------------------------------------------------------------------
+# resume=
+
+
+def _overrides(arguments: Sequence[str]) -> list[str]:
+    from hydra._internal.utils import get_args_parser
+
+    return list(get_args_parser().parse_args(list(arguments)).overrides)
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _resume_arguments(arguments: list[str]) -> list[str]:
+    """The arguments that continue the run named by ``resume=``, or ``arguments`` unchanged.
+
+    The run's own overrides (stored in its checkpoint) come first, then the command line's,
+    which win key by key; Hydra's run folder is the run's folder, and Hydra's files for this
+    session go to ``.hydra/resume_<time>`` so the run's original ``.hydra`` stays intact.
+    """
+    overrides = _overrides(arguments)
+    resume = [o for o in overrides if _override_key(o) == "resume"]
+    if not resume:
+        return arguments
+    value = resume[-1].split("=", 1)[1].strip("'\"")
+    if value in ("", "null"):
+        return arguments
+    if "-m" in arguments or "--multirun" in arguments:
+        raise ConfigError(
+            "resume= continues one run; it cannot be swept. Resume each job of a sweep by its "
+            "folder: resume=<sweep folder>/<job number>."
+        )
+    from hydra_pipeline.engine.checkpoint import (
+        CHECKPOINT_DIRECTORY,
+        find_checkpoint,
+        load_checkpoint,
+    )
+
+    checkpoint = find_checkpoint(Path(value)).resolve()
+    stored = [str(o) for o in load_checkpoint(checkpoint)["metadata"].get("overrides", [])]
+    given = [o for o in overrides if _override_key(o) != "resume"]
+    given_keys = {_override_key(o) for o in given}
+    merged = [o for o in stored if _override_key(o) not in given_keys] + given
+    folder = checkpoint.parent
+    run_dir = folder.parent if folder.name == CHECKPOINT_DIRECTORY else folder
+    extra = [f"resume={checkpoint}"]
+    if "hydra.run.dir" not in given_keys:
+        extra.append(f"hydra.run.dir={run_dir}")
+    extra.append(f"hydra.output_subdir=.hydra/resume_{time.strftime('%Y%m%d_%H%M%S')}")
+    flags = [a for a in arguments if a not in overrides]
+    return flags + merged + extra
+
+
+# --------------------------------------------------------------------------------------------
+# Messages
+
+
+def _explain(error: BaseException, overrides: list[str], config_path: str, config_name: str) -> str:
+    if isinstance(error, MissingConfigException) and error.options is not None:
+        return _unknown_option(error)
+    if isinstance(error, ConfigCompositionException):
+        out_of_range = _index_out_of_range(error, overrides, config_path, config_name)
+        if out_of_range:
+            return out_of_range
+    message = str(error).strip()
+    cause = error.__cause__
+    if isinstance(error, HydraException) and isinstance(cause, OmegaConfBaseException):
+        message += "\n" + str(cause).strip()
+    return message
+
+
+def _unknown_option(error: MissingConfigException) -> str:
+    group, _, option = (error.missing_cfg_file or "").rpartition("/")
+    options = sorted(o for o in error.options or [] if not o.startswith("base_"))
+    message = (
+        f"'{option}' is not an option of config group '{group}'. Options: {', '.join(options)}."
+    )
+    close = difflib.get_close_matches(option, options, n=1)
+    if close:
+        message += f" Did you mean '{group}={close[0]}'?"
+    return message
+
+
+_MERGING = re.compile(r"Error merging override (\S+)")
+
+
+def _index_out_of_range(
+    error: ConfigCompositionException, overrides: list[str], config_path: str, config_name: str
+) -> str | None:
+    """Say which list index of an override is out of range, and how long the list is."""
+    match = _MERGING.search(str(error))
+    if not match or "is not a subclass of" not in str(error.__cause__):
+        return None
+    failing = match.group(1)
+    key = _override_key(failing)
+    if not any(part.isdigit() for part in key.split(".")):
+        return None
+    others = [o for o in overrides if o != failing and "," not in o]
+    try:
+        cfg = _compose(config_path, config_name, others)
+    except (HydraException, OmegaConfBaseException):
+        return None
+    node: Any = cfg
+    path: list[str] = []
+    for part in key.split("."):
+        if isinstance(node, ListConfig) and part.isdigit():
+            if int(part) >= len(node):
+                where = ".".join(path)
+                return (
+                    f"'{where}.{part}' is out of range in override '{failing}': '{where}' has "
+                    f"{len(node)} entries (indices 0 to {len(node) - 1}). To change an entry, "
+                    f"use an index in that range; to add one, set the whole list, e.g. "
+                    f"'{where}=[...]', or use a preset with more entries."
+                )
+            node = node[int(part)]
+        elif isinstance(node, DictConfig) and part in node:
+            node = node._get_node(part)
+        else:
+            return None
+        path.append(part)
+    return None
+
+
+def _compose(config_path: str, config_name: str, overrides: list[str]) -> DictConfig:
+    GlobalHydra.instance().clear()
+    if config_path.startswith("pkg://"):
+        context: Any = hydra.initialize_config_module(
+            version_base="1.3", config_module=config_path.removeprefix("pkg://")
+        )
+    else:
+        context = hydra.initialize_config_dir(version_base="1.3", config_dir=config_path)
+    with context:
+        return hydra.compose(config_name, overrides=overrides)

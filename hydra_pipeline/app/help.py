@@ -1,0 +1,81 @@
+"""The ``--help`` screen: config groups with their options, and the main keys with their types
+and one-line docs, read from the schemas.
+
+It is produced by an OmegaConf resolver used in the help template
+(``conf/hydra/help/hydra_pipeline.yaml``), so it reflects whatever options the search path
+holds (user projects' included) and imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import MISSING, OmegaConf
+
+from hydra_pipeline.config import Config, TrainingPipelineConf
+from hydra_pipeline.config.docs import field_docs
+
+__all__ = ["GROUPS", "help_text", "register_help_resolver"]
+
+GROUPS = ("pipeline", "optimizer", "lr_scheduler", "task", "model")
+"""The config groups the help screen lists, in this order."""
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return f"{_type_name(inner[0])} or null"
+    if origin is list:
+        return f"list[{_type_name(args[0])}]"
+    if origin is dict:
+        return f"dict[{_type_name(args[0])}, {_type_name(args[1])}]"
+    if annotation is Any:
+        return "any"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _keys(schema: type[Any], prefix: str, skip: set[str]) -> list[str]:
+    docs = field_docs(schema)
+    hints = typing.get_type_hints(schema)
+    lines = []
+    for field in dataclasses.fields(schema):
+        if field.name.startswith("_") or field.name in skip:
+            continue
+        default = field.default
+        shown = (
+            ""
+            if default is MISSING or default is dataclasses.MISSING
+            else f" = {OmegaConf.to_yaml({'v': default})[3:].strip()}"
+        )
+        lines.append(f"  {prefix}{field.name}: {_type_name(hints[field.name])}{shown}")
+        lines.append(f"      {docs.get(field.name, '').replace('``', '')}")
+    return lines
+
+
+def _options(group: str) -> list[str]:
+    if not GlobalHydra.instance().is_initialized():
+        return []
+    loader = GlobalHydra.instance().config_loader()
+    return sorted(o for o in loader.get_group_options(group) if not o.startswith("base_"))
+
+
+def help_text() -> str:
+    """The body of the help screen."""
+    lines = ["Config groups (choose with group=option):"]
+    lines += [f"  {group:<13} {', '.join(_options(group))}" for group in GROUPS]
+    lines += ["", "Main keys (key=value):"]
+    lines += _keys(Config, "", skip=set(GROUPS))
+    lines += ["", "Pipeline keys (pipeline.key=value; see --cfg job for the whole tree):"]
+    lines += _keys(TrainingPipelineConf, "pipeline.", skip={"named_losses"})
+    return "\n".join(lines)
+
+
+def register_help_resolver() -> None:
+    """Register ``${hydra_pipeline_help:}`` (once per process)."""
+    if not OmegaConf.has_resolver("hydra_pipeline_help"):
+        OmegaConf.register_new_resolver("hydra_pipeline_help", help_text)

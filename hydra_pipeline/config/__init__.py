@@ -1,0 +1,71 @@
+"""Structured configs: every pipeline object as a typed dataclass in Hydra's ConfigStore.
+
+Importing this module registers the schemas (see :mod:`hydra_pipeline.config.store`) and the
+resolvers the presets use. It imports Hydra and OmegaConf, never torch.
+"""
+
+from hydra_pipeline.config.builder import BUILDER_TARGET, builder_of
+from hydra_pipeline.config.checks import ALLOWED_TARGET_PREFIXES, check_config
+from hydra_pipeline.config.data import ExpertDemonstrationsConf
+from hydra_pipeline.config.instantiation import instantiate_node
+from hydra_pipeline.config.loss import A2CConf, ImitationConf, PPOConf
+from hydra_pipeline.config.lr_scheduler import (
+    CosineAnnealingLRConf,
+    LambdaLRConf,
+    LRSchedulerConf,
+    StepLRConf,
+)
+from hydra_pipeline.config.model import MLPActorCriticConf
+from hydra_pipeline.config.optimizer import AdamConf, AdamWConf, OptimizerConf, RMSpropConf, SGDConf
+from hydra_pipeline.config.pipeline import (
+    NeverEarlyStoppingCriterionConf,
+    OffPolicyPipelineComponentConf,
+    PipelineStageConf,
+    PlateauEarlyStoppingConf,
+    ThresholdEarlyStoppingConf,
+    TrainingPipelineConf,
+)
+from hydra_pipeline.config.resolvers import register_resolvers
+from hydra_pipeline.config.root import Config
+from hydra_pipeline.config.schedules import LinearDecayConf
+from hydra_pipeline.config.store import SCHEMAS, register_configs, schema_for_target
+from hydra_pipeline.config.task import CartPoleTaskConf, GymTaskConf
+
+register_configs()
+register_resolvers()
+
+__all__ = [
+    "ALLOWED_TARGET_PREFIXES",
+    "BUILDER_TARGET",
+    "SCHEMAS",
+    "A2CConf",
+    "AdamConf",
+    "AdamWConf",
+    "CartPoleTaskConf",
+    "Config",
+    "CosineAnnealingLRConf",
+    "ExpertDemonstrationsConf",
+    "GymTaskConf",
+    "ImitationConf",
+    "LRSchedulerConf",
+    "LambdaLRConf",
+    "LinearDecayConf",
+    "MLPActorCriticConf",
+    "NeverEarlyStoppingCriterionConf",
+    "OffPolicyPipelineComponentConf",
+    "OptimizerConf",
+    "PPOConf",
+    "PipelineStageConf",
+    "PlateauEarlyStoppingConf",
+    "RMSpropConf",
+    "SGDConf",
+    "StepLRConf",
+    "ThresholdEarlyStoppingConf",
+    "TrainingPipelineConf",
+    "builder_of",
+    "check_config",
+    "instantiate_node",
+    "register_configs",
+    "register_resolvers",
+    "schema_for_target",
+]

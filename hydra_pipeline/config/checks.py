@@ -1,0 +1,196 @@
+"""Config checks Hydra cannot do, run at startup before anything is built.
+
+Hydra type-checks every value of a typed node at override time. It cannot see:
+
+* keys forced with ``+`` into a node (``+pipeline.optimizer_builder.momentum=0.9`` with Adam),
+  which only fail deep inside ``instantiate``;
+* values under fields that accept any ``_target_`` node (losses, early-stopping criteria,
+  data sources, user tasks), which it never type-checks;
+* ``_target_`` paths outside the allowed import prefixes (``_target_`` runs code);
+* mandatory values (``???``) left unset.
+
+:func:`check_config` closes these gaps and raises :class:`~hydra_pipeline.errors.ConfigError`
+naming the full key, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from hydra.utils import get_object
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from hydra_pipeline.config.builder import BUILDER_TARGET
+from hydra_pipeline.config.store import SCHEMAS, schema_for_target
+from hydra_pipeline.errors import ConfigError
+
+__all__ = [
+    "ALLOWED_TARGET_PREFIXES",
+    "allowed_prefixes",
+    "check_config",
+    "is_allowed",
+    "target_nodes",
+]
+
+ALLOWED_TARGET_PREFIXES: tuple[str, ...] = ("hydra_pipeline.", "torch.optim.")
+"""Import prefixes the package's own configs instantiate. Any other ``_target_`` (or optimizer
+``class_type``) is refused unless the config's ``allowed_targets`` adds its prefix."""
+
+_SPECIAL_KEYS = frozenset({"_target_", "_convert_", "_recursive_", "_partial_", "_args_"})
+
+
+def allowed_prefixes(extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """The package's prefixes plus ``extra`` (a bare module name also allows its contents)."""
+    added = tuple(prefix if prefix.endswith(".") else f"{prefix}." for prefix in extra if prefix)
+    return ALLOWED_TARGET_PREFIXES + added
+
+
+def is_allowed(path: str, prefixes: Sequence[str]) -> bool:
+    """Whether the dotted ``path`` lies under one of ``prefixes``."""
+    return any(path.startswith(prefix) or f"{path}." == prefix for prefix in prefixes)
+
+
+def target_nodes(node: Any, key: str = "") -> Iterator[tuple[str, DictConfig]]:
+    """Every node with a ``_target_`` under ``node``, with its dotted key (list indices as
+    ``.N``, as on the command line), parents before children."""
+    if isinstance(node, (DictConfig, ListConfig)) and (node._is_none() or node._is_missing()):
+        return
+    if isinstance(node, DictConfig):
+        if "_target_" in node:
+            yield key, node
+        for child_key in map(str, node):
+            child = node._get_node(child_key)
+            yield from target_nodes(child, f"{key}.{child_key}" if key else child_key)
+    elif isinstance(node, ListConfig):
+        for index in range(len(node)):
+            yield from target_nodes(node._get_node(index), f"{key}.{index}")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Run every startup check on the composed application config.
+
+    Raises:
+        ConfigError: The first problem found, with its full key and the fix.
+    """
+    _check_mandatory_values(cfg)
+    prefixes = allowed_prefixes(list(cfg.get("allowed_targets") or []))
+    for key, node in target_nodes(cfg):
+        target = _callable_path(key, node)
+        if not is_allowed(target, prefixes):
+            raise ConfigError(
+                f"'{key}' names '{target}', which is outside the allowed import prefixes "
+                f"{list(prefixes)}. _target_ runs code, so only these are instantiated. If you "
+                f"trust it, add its module: allowed_targets='[{target.rsplit('.', 1)[0]}]' (or "
+                "list it under allowed_targets in your config)."
+            )
+        _check_keys(key, node, target)
+        _check_types(key, node, target)
+
+
+def _check_mandatory_values(cfg: DictConfig) -> None:
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        first = missing[0].replace("[", ".").replace("]", "")
+        raise ConfigError(
+            f"'{first}' has no value (it is mandatory, '???'). Set it on the command line, "
+            f"e.g. {first}=<value>." + (f" Also unset: {missing[1:]}." if len(missing) > 1 else "")
+        )
+
+
+def _callable_path(key: str, node: DictConfig) -> str:
+    """The dotted path a node calls: its ``_target_``, or a builder's ``class_type``."""
+    target = node._get_node("_target_")._value()  # type: ignore[union-attr]
+    if target == BUILDER_TARGET:
+        class_type = node.get("class_type")
+        if not isinstance(class_type, str):
+            raise ConfigError(f"'{key}.class_type' must name a class (got {class_type!r}).")
+        return class_type
+    if not isinstance(target, str):
+        raise ConfigError(f"'{key}._target_' must be a dotted path (got {target!r}).")
+    return target
+
+
+def _locate(key: str, path: str) -> Any:
+    try:
+        return get_object(path)
+    except Exception as error:  # Hydra reports import failures as several exception types
+        raise ConfigError(f"'{key}' names '{path}', which cannot be imported: {error}") from None
+
+
+def _parameters(target: Any) -> dict[str, inspect.Parameter] | None:
+    """The keyword parameters ``target`` accepts; ``None`` when it takes any (``**kwargs``)
+    or its signature is unknown."""
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return None
+    parameters = signature.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return {
+        name: p
+        for name, p in parameters.items()
+        if p.kind not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL)
+    }
+
+
+def _check_keys(key: str, node: DictConfig, target: str) -> None:
+    parameters = _parameters(_locate(key, target))
+    if parameters is None:
+        return
+    own_keys = _SPECIAL_KEYS | ({"class_type"} if node.get("_target_") == BUILDER_TARGET else set())
+    for name in map(str, node):
+        if name in own_keys or name in parameters:
+            continue
+        hint = ""
+        close = difflib.get_close_matches(name, list(parameters), n=1)
+        if close:
+            hint = f" Did you mean '{close[0]}'?"
+        alternatives = _options_with_field(target, name)
+        if alternatives:
+            group, options = alternatives
+            hint += (
+                f" The {group} options that take '{name}' are {options}: e.g. "
+                f"{group}={options[0]} {key}.{name}=..."
+            )
+        raise ConfigError(
+            f"'{key}.{name}' is not a parameter of {target} (was it added with '+'?). "
+            f"{target} takes: {', '.join(parameters)}.{hint}"
+        )
+
+
+def _options_with_field(target: str, name: str) -> tuple[str, list[str]] | None:
+    """The group and the options in it whose schema has field ``name``, for the group of the
+    schema of ``target``."""
+    schema = schema_for_target(target)
+    group = next((s.group for s in SCHEMAS if s.node is schema), None)
+    if group is None:
+        return None
+    options = sorted(
+        s.name.removeprefix("base_")
+        for s in SCHEMAS
+        if s.group == group and name in s.node.__dataclass_fields__
+    )
+    return (group, options) if options else None
+
+
+def _check_types(key: str, node: DictConfig, target: str) -> None:
+    """Type-check a node against the schema of its target, if the package has one."""
+    schema = schema_for_target(target)
+    if schema is None:
+        return
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+    except OmegaConfBaseException as error:
+        where = f"{key}.{error.full_key}" if error.full_key else key
+        raise ConfigError(f"'{where}': {error.msg}") from None
+    unset = sorted(OmegaConf.missing_keys(merged))
+    if unset:
+        raise ConfigError(
+            f"'{key}.{unset[0]}' has no value ({target} requires it). Set it in the config or "
+            f"on the command line: {key}.{unset[0]}=<value>."
+        )

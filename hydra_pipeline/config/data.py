@@ -1,0 +1,28 @@
+"""Schemas of off-policy data sources (values of ``offpolicy_component.data_iterator_builder``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra_pipeline.config.task import CartPoleTaskConf
+
+__all__ = ["ExpertDemonstrationsConf"]
+
+
+@dataclass
+class ExpertDemonstrationsConf:
+    """``hydra_pipeline.tasks.ExpertDemonstrations``: minibatches of expert demonstrations.
+
+    Attributes:
+        task: The task whose expert is recorded (a task ``_target_`` node with an expert).
+        num_steps: Steps recorded in each of the task's environments.
+        batch_size: Samples per minibatch.
+        seed: Seeds the recording and the shuffling of each epoch.
+    """
+
+    _target_: str = "hydra_pipeline.tasks.ExpertDemonstrations"
+    task: Any = field(default_factory=lambda: CartPoleTaskConf(num_envs=16))
+    num_steps: int = 500
+    batch_size: int = 256
+    seed: int = 0

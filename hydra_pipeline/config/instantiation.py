@@ -1,0 +1,60 @@
+"""Instantiating config nodes, with errors reported against the config's keys."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import hydra
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from hydra_pipeline.config.checks import allowed_prefixes
+from hydra_pipeline.errors import ConfigError, InvalidArgumentError
+
+__all__ = ["instantiate_node"]
+
+_HYDRA_VERSION = tuple(int(part) for part in re.findall(r"\d+", hydra.__version__)[:2])
+_FULL_KEY = re.compile(r"full_key: (\S+)")
+
+
+def instantiate_node(cfg: DictConfig, key: str, **runtime_kwargs: Any) -> Any:
+    """Instantiate the node of ``cfg`` at ``key`` into plain Python objects.
+
+    Containers are converted to ``dict``/``list`` (``_convert_="all"``), so no OmegaConf object
+    leaks into torch objects or checkpoints. ``runtime_kwargs`` (objects that exist only at run
+    time, such as a task's action space) are passed to the target as they are. On hydra-core
+    1.4, which requires an execution allow-list, the config's allowed import prefixes are
+    passed as ``_execution_whitelist_``.
+
+    Raises:
+        ConfigError: A constructor rejected an argument; the message names its full key.
+    """
+    node = OmegaConf.select(cfg, key)
+    options: dict[str, Any] = {"_convert_": "all"}
+    if _HYDRA_VERSION >= (1, 4):
+        prefixes = allowed_prefixes(list(cfg.get("allowed_targets") or []))
+        options["_execution_whitelist_"] = [f"{prefix}*" for prefix in prefixes]
+    try:
+        if not runtime_kwargs:
+            return instantiate(node, **options)
+        # Hydra would turn dataclass arguments into dicts; a partial passes them untouched.
+        build = instantiate(node, _partial_=True, **options)
+    except InstantiationException as error:
+        raise _as_config_error(error, key) from None
+    try:
+        return build(**runtime_kwargs)
+    except InvalidArgumentError as error:
+        raise ConfigError(error.message_at(key)) from None
+
+
+def _as_config_error(error: InstantiationException, key: str) -> ConfigError:
+    """Name the config key of the node whose constructor failed, and what it rejected."""
+    keys = _FULL_KEY.findall(str(error))
+    node_key = re.sub(r"\[(\d+)\]", r".\1", keys[-1]) if keys else key
+    cause = error.__cause__
+    if isinstance(cause, InvalidArgumentError):
+        return ConfigError(cause.message_at(node_key))
+    detail = f"{type(cause).__name__}: {cause}" if cause is not None else str(error)
+    return ConfigError(f"Cannot build '{node_key}': {detail}")

@@ -1,0 +1,58 @@
+"""Loss schemas (group ``loss``): the values of ``pipeline.named_losses``.
+
+A pipeline preset places them by name, e.g. ``/loss@pipeline.named_losses.ppo_loss: ppo`` in
+its defaults list, and the command line can add one:
+``+loss@pipeline.named_losses.aux=a2c``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from hydra_pipeline.config.schedules import LinearDecayConf
+
+__all__ = ["A2CConf", "ImitationConf", "PPOConf"]
+
+
+@dataclass
+class PPOConf:
+    """``hydra_pipeline.engine.losses.PPO``: the clipped surrogate objective.
+
+    Attributes:
+        clip_param: Clipping range of the probability ratio.
+        value_loss_coef: Weight of the value loss.
+        entropy_coef: Weight of the entropy bonus.
+        use_clipped_value_loss: Clip value updates around the old estimates.
+        clip_decay: Multiplier of ``clip_param`` over the stage's steps, or null.
+        normalize_advantage: Use advantages normalised over the rollout.
+    """
+
+    _target_: str = "hydra_pipeline.engine.losses.PPO"
+    clip_param: float = 0.1
+    value_loss_coef: float = 0.5
+    entropy_coef: float = 0.01
+    use_clipped_value_loss: bool = True
+    clip_decay: Optional[LinearDecayConf] = None
+    normalize_advantage: bool = True
+
+
+@dataclass
+class A2CConf:
+    """``hydra_pipeline.engine.losses.A2C``: advantage actor-critic.
+
+    Attributes:
+        value_loss_coef: Weight of the value loss.
+        entropy_coef: Weight of the entropy bonus.
+    """
+
+    _target_: str = "hydra_pipeline.engine.losses.A2C"
+    value_loss_coef: float = 0.5
+    entropy_coef: float = 0.01
+
+
+@dataclass
+class ImitationConf:
+    """``hydra_pipeline.engine.losses.Imitation``: cross-entropy against the expert's actions."""
+
+    _target_: str = "hydra_pipeline.engine.losses.Imitation"

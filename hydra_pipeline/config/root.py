@@ -1,0 +1,47 @@
+"""The application's top-level schema, stored as ``base_config``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import MISSING
+
+from hydra_pipeline.config.pipeline import TrainingPipelineConf
+
+__all__ = ["Config"]
+
+
+@dataclass
+class Config:
+    """Everything a training run reads.
+
+    Attributes:
+        pipeline: The training pipeline: losses, stages, optimizer, schedule (group pipeline).
+        task: The environments to train on (group task).
+        model: The actor-critic model (group model).
+        seed: Seeds Python, NumPy, torch (CPU and every GPU) and the task's environments.
+        deterministic_cudnn: Deterministic cuDNN and torch algorithms (slower on GPU).
+        device: auto (a GPU when available), cpu, cuda or cuda:N.
+        num_threads: torch's CPU threads; 1 suits small models, whose small operations only
+            wait on each other's threads (and stall when other processes share the cores).
+        resume: A run folder or checkpoint file to continue exactly, in that run's folder.
+        restart_from_weights: A run folder or checkpoint file whose model weights start a
+            fresh run of the pipeline (AllenAct's restart_pipeline).
+        tensorboard: Write TensorBoard event files to the run folder.
+        progress_bar: A progress bar per stage; null shows one only on a terminal.
+        allowed_targets: Extra import prefixes that _target_ may name (my_project.).
+    """
+
+    pipeline: TrainingPipelineConf = MISSING
+    task: Any = MISSING
+    model: Any = MISSING
+    seed: int = 0
+    deterministic_cudnn: bool = False
+    device: str = "auto"
+    num_threads: int = 1
+    resume: Optional[str] = None
+    restart_from_weights: Optional[str] = None
+    tensorboard: bool = True
+    progress_bar: Optional[bool] = None
+    allowed_targets: List[str] = field(default_factory=list)

@@ -1,0 +1,122 @@
+"""The index of every schema in Hydra's ConfigStore: the only place that calls ``store()``.
+
+Schemas are stored as ``base_<name>`` options of their group (Hydra's "extending configs"
+pattern): the YAML presets in ``conf/`` list their schema first in their defaults list, so
+every value they set is type-checked. Selecting a schema directly (``optimizer=base_sgd``)
+gives torch's defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+from hydra.core.config_store import ConfigStore
+
+from hydra_pipeline.config.builder import BUILDER_TARGET
+from hydra_pipeline.config.data import ExpertDemonstrationsConf
+from hydra_pipeline.config.loss import A2CConf, ImitationConf, PPOConf
+from hydra_pipeline.config.lr_scheduler import CosineAnnealingLRConf, LambdaLRConf, StepLRConf
+from hydra_pipeline.config.model import MLPActorCriticConf
+from hydra_pipeline.config.optimizer import AdamConf, AdamWConf, RMSpropConf, SGDConf
+from hydra_pipeline.config.pipeline import (
+    NeverEarlyStoppingCriterionConf,
+    OffPolicyPipelineComponentConf,
+    PipelineStageConf,
+    PlateauEarlyStoppingConf,
+    ThresholdEarlyStoppingConf,
+    TrainingPipelineConf,
+)
+from hydra_pipeline.config.root import Config
+from hydra_pipeline.config.schedules import LinearDecayConf
+from hydra_pipeline.config.task import CartPoleTaskConf, GymTaskConf
+from hydra_pipeline.errors import ConfigError
+
+__all__ = ["SCHEMAS", "StoredSchema", "register_configs", "schema_for_target"]
+
+
+class StoredSchema(NamedTuple):
+    """One ConfigStore entry."""
+
+    group: str | None
+    name: str
+    node: type[Any]
+    package: str | None = None
+
+
+_OPTIMIZER = "pipeline.optimizer_builder"
+_LR_SCHEDULER = "pipeline.lr_scheduler_builder"
+
+SCHEMAS: tuple[StoredSchema, ...] = (
+    StoredSchema(None, "base_config", Config),
+    StoredSchema("pipeline", "base_training_pipeline", TrainingPipelineConf, "pipeline"),
+    # Optimizers and schedulers place themselves where the pipeline expects them.
+    StoredSchema("optimizer", "base_adam", AdamConf, _OPTIMIZER),
+    StoredSchema("optimizer", "base_adamw", AdamWConf, _OPTIMIZER),
+    StoredSchema("optimizer", "base_sgd", SGDConf, _OPTIMIZER),
+    StoredSchema("optimizer", "base_rmsprop", RMSpropConf, _OPTIMIZER),
+    StoredSchema("lr_scheduler", "base_lambda_lr", LambdaLRConf, _LR_SCHEDULER),
+    StoredSchema("lr_scheduler", "base_cosine", CosineAnnealingLRConf, _LR_SCHEDULER),
+    StoredSchema("lr_scheduler", "base_step", StepLRConf, _LR_SCHEDULER),
+    StoredSchema("task", "base_cartpole", CartPoleTaskConf, "task"),
+    StoredSchema("task", "base_gym", GymTaskConf, "task"),
+    StoredSchema("model", "base_mlp", MLPActorCriticConf, "model"),
+    # Parts of a pipeline, placed by name: +loss@pipeline.named_losses.aux=a2c
+    StoredSchema("loss", "ppo", PPOConf),
+    StoredSchema("loss", "a2c", A2CConf),
+    StoredSchema("loss", "imitation", ImitationConf),
+    StoredSchema("stage", "base_pipeline_stage", PipelineStageConf),
+    StoredSchema("early_stopping", "never", NeverEarlyStoppingCriterionConf),
+    StoredSchema("early_stopping", "threshold", ThresholdEarlyStoppingConf),
+    StoredSchema("early_stopping", "plateau", PlateauEarlyStoppingConf),
+    StoredSchema("schedule", "linear_decay", LinearDecayConf),
+    StoredSchema("offpolicy", "base_component", OffPolicyPipelineComponentConf),
+    StoredSchema("data", "expert_demonstrations", ExpertDemonstrationsConf),
+)
+"""Every schema and where it is stored."""
+
+
+def register_configs(store: ConfigStore | None = None) -> None:
+    """Store every schema of :data:`SCHEMAS` in Hydra's ConfigStore.
+
+    Hydra silently replaces an entry stored twice; this refuses instead, so two packages (or
+    two calls) cannot clobber each other's configs.
+
+    Raises:
+        ConfigError: An entry of the same group and name is already stored.
+    """
+    store = store or ConfigStore.instance()
+    for schema in SCHEMAS:
+        if _is_stored(store, schema.group, schema.name):
+            where = f"{schema.group}/{schema.name}" if schema.group else schema.name
+            raise ConfigError(
+                f"ConfigStore already holds '{where}'; hydra_pipeline's schemas are registered "
+                "once, when hydra_pipeline.config is first imported. Rename your own entry."
+            )
+    for schema in SCHEMAS:
+        store.store(group=schema.group, name=schema.name, node=schema.node, package=schema.package)
+
+
+def _is_stored(store: ConfigStore, group: str | None, name: str) -> bool:
+    try:
+        return f"{name}.yaml" in store.list(group or "")
+    except OSError:  # the group does not exist yet
+        return False
+
+
+def _target_of(schema: type[Any]) -> str:
+    fields = {f.name: f.default for f in dataclasses.fields(schema)}
+    target = fields["_target_"]
+    return str(fields["class_type"]) if target == BUILDER_TARGET else str(target)
+
+
+_BY_TARGET: dict[str, type[Any]] = {
+    _target_of(schema.node): schema.node
+    for schema in SCHEMAS
+    if any(f.name == "_target_" for f in dataclasses.fields(schema.node))
+}
+
+
+def schema_for_target(target: str) -> type[Any] | None:
+    """The schema of the object at ``target`` (a ``_target_``, or a builder's ``class_type``)."""
+    return _BY_TARGET.get(target)

@@ -1,0 +1,45 @@
+"""Task schemas (group ``task``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict
+
+from omegaconf import MISSING
+
+__all__ = ["CartPoleTaskConf", "GymTaskConf"]
+
+
+@dataclass
+class CartPoleTaskConf:
+    """``hydra_pipeline.tasks.CartPoleTask``: Gymnasium's CartPole-v1, batched in torch.
+
+    Attributes:
+        num_envs: Environments stepped at once.
+        max_episode_steps: Episodes are truncated after this many steps.
+    """
+
+    _target_: str = "hydra_pipeline.tasks.CartPoleTask"
+    num_envs: int = 64
+    max_episode_steps: int = 500
+
+
+@dataclass
+class GymTaskConf:
+    """``hydra_pipeline.tasks.GymTask``: any Gymnasium environment, vectorised.
+
+    Attributes:
+        env_id: A registered Gymnasium id, e.g. ``LunarLander-v3``.
+        num_envs: Environments stepped at once.
+        vectorization_mode: ``sync`` (one process) or ``async`` (one process per env).
+        expert: A ``_target_`` node for a callable mapping observations to expert actions,
+            or null.
+        env_kwargs: Keyword arguments for ``gymnasium.make``.
+    """
+
+    _target_: str = "hydra_pipeline.tasks.GymTask"
+    env_id: str = MISSING
+    num_envs: int = 8
+    vectorization_mode: str = "sync"
+    expert: Any = None
+    env_kwargs: Dict[str, Any] = field(default_factory=dict)

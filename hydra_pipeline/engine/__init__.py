@@ -1,0 +1,18 @@
+"""The engine: rollouts, losses, updates, checkpoints and logging for a ``TrainingPipeline``."""
+
+from hydra_pipeline.engine.losses import A2C, PPO, Imitation, Loss
+from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
+from hydra_pipeline.engine.runner import OnPolicyRunner
+from hydra_pipeline.engine.summary import RunSummary, StageSummary
+
+__all__ = [
+    "A2C",
+    "PPO",
+    "Imitation",
+    "Loss",
+    "Minibatch",
+    "OnPolicyRunner",
+    "RolloutStorage",
+    "RunSummary",
+    "StageSummary",
+]

@@ -1,0 +1,153 @@
+"""Checkpoint files: atomic writes, safe loads, and every random generator's state.
+
+A checkpoint is a dict of tensors and plain Python values written with ``torch.save`` to a
+temporary file and renamed into place, so a crash never leaves a half-written checkpoint. It is
+read with ``torch.load(..., weights_only=True)``, so loading a checkpoint from elsewhere cannot
+run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hydra_pipeline.errors import CheckpointError
+
+__all__ = [
+    "CHECKPOINT_DIRECTORY",
+    "capture_rng_state",
+    "checkpoint_name",
+    "find_checkpoint",
+    "load_checkpoint",
+    "restore_rng_state",
+    "save_checkpoint",
+]
+
+CHECKPOINT_DIRECTORY = "checkpoints"
+"""Where a run keeps its checkpoints, relative to the run's output folder."""
+
+_FORMAT = "hydra_pipeline/1"
+_NAME = re.compile(r"^stage_(\d+)__steps_(\d+)\.pt$")
+
+
+def checkpoint_name(stage_index: int, total_steps: int) -> str:
+    """File name of the checkpoint written after ``stage_index``'s rollout at ``total_steps``."""
+    return f"stage_{stage_index:02d}__steps_{total_steps:012d}.pt"
+
+
+def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
+    """Write ``payload`` to ``path`` atomically: a temporary file, flushed, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            torch.save({"format": _FORMAT, **payload}, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: The file is missing, unreadable, corrupt or truncated, or not a
+            hydra_pipeline checkpoint. The message names the file and what to do.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint file '{path}' does not exist.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+    ) as error:
+        raise CheckpointError(
+            f"Checkpoint file '{path}' is corrupt or truncated and cannot be loaded "
+            f"({type(error).__name__}: {error}). Resume from another checkpoint of the run "
+            "(pass its file to resume=), or start a new run."
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise CheckpointError(
+            f"'{path}' is not a hydra_pipeline checkpoint (expected format {_FORMAT!r})."
+        )
+    return payload
+
+
+def find_checkpoint(location: Path) -> Path:
+    """The checkpoint file to load from ``location``: the file itself, or the latest checkpoint
+    (most total steps) of a run folder.
+
+    Raises:
+        CheckpointError: ``location`` does not exist, or the folder holds no checkpoint.
+    """
+    if location.is_file():
+        return location
+    if not location.is_dir():
+        raise CheckpointError(
+            f"'{location}' is neither a checkpoint file nor a run folder. Pass a run's output "
+            f"folder (the one holding '{CHECKPOINT_DIRECTORY}/') or a checkpoint file."
+        )
+    folder = location / CHECKPOINT_DIRECTORY
+    candidates = [
+        (int(match.group(2)), path)
+        for path in (folder.iterdir() if folder.is_dir() else ())
+        if (match := _NAME.match(path.name))
+    ]
+    if not candidates:
+        raise CheckpointError(
+            f"Run folder '{location}' holds no checkpoint in '{CHECKPOINT_DIRECTORY}/': the run "
+            "stopped before its first save (see pipeline.save_interval)."
+        )
+    return max(candidates)[1]
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The state of Python's, NumPy's and torch's (CPU and CUDA) global generators."""
+    numpy_state = np.random.get_state(legacy=False)
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+            "pos": int(numpy_state["state"]["pos"]),
+            "has_gauss": int(numpy_state["has_gauss"]),
+            "gauss": float(numpy_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`capture_rng_state` returned."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {
+                "key": numpy_state["key"].numpy().astype(np.uint32),
+                "pos": numpy_state["pos"],
+            },
+            "has_gauss": numpy_state["has_gauss"],
+            "gauss": numpy_state["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,57 @@
+"""Episode returns and lengths from a rollout's rewards, without a Python loop over steps."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["FinishedEpisodes", "finished_episodes"]
+
+
+class FinishedEpisodes(NamedTuple):
+    """The episodes that ended in a rollout, and what carries over to the next one."""
+
+    returns: Tensor
+    lengths: Tensor
+    carried_returns: Tensor
+    carried_lengths: Tensor
+
+
+def finished_episodes(
+    rewards: Tensor, dones: Tensor, carried_returns: Tensor, carried_lengths: Tensor
+) -> FinishedEpisodes:
+    """Split a rollout's rewards into episodes.
+
+    Args:
+        rewards: ``(T, N)`` rewards of the rollout.
+        dones: ``(T, N)`` True where an episode ended at that step.
+        carried_returns: ``(N,)`` return so far of each episode in progress when the rollout
+            began (``carried_returns`` of the previous call, zeros at first).
+        carried_lengths: ``(N,)`` their lengths so far.
+
+    Returns:
+        The return and length of every episode that ended (in step-major order), and the
+        return and length so far of each episode still in progress.
+    """
+    num_steps = rewards.shape[0]
+    rows = torch.arange(num_steps).unsqueeze(1)
+    # Running totals since the start of the episode in progress when the rollout began.
+    running_returns = carried_returns + rewards.cumsum(0)
+    running_lengths = carried_lengths + (rows + 1).to(running_returns.dtype)
+    # For each step, the last step at or before it where an episode ended (-1: none).
+    last_end = torch.where(dones, rows, -1).cummax(0).values
+    previous_end = torch.cat((torch.full_like(last_end[:1], -1), last_end[:-1]))
+
+    def total_at_end(running: Tensor, end: Tensor) -> Tensor:
+        """The running total at step ``end`` (0 where there was no end)."""
+        return torch.where(end >= 0, running.gather(0, end.clamp(min=0)), 0.0)
+
+    final_end = last_end[-1:]
+    return FinishedEpisodes(
+        returns=(running_returns - total_at_end(running_returns, previous_end))[dones],
+        lengths=(running_lengths - total_at_end(running_lengths, previous_end))[dones],
+        carried_returns=(running_returns[-1:] - total_at_end(running_returns, final_end))[0],
+        carried_lengths=(running_lengths[-1:] - total_at_end(running_lengths, final_end))[0],
+    )

@@ -1,0 +1,551 @@
+"""``OnPolicyRunner``: steps a ``TrainingPipeline`` through its stages, and really trains.
+
+Read :meth:`OnPolicyRunner.run` top to bottom: for each stage, until it is complete, one
+rollout, one on-policy update, the stage's off-policy updates, the LR scheduler, metrics (and
+the stage's early-stopping criterion), a checkpoint if due, and the periodic environment reset.
+
+Step clocks follow AllenAct: losses and teacher forcing run on the stage's step count; the LR
+scheduler, logging and checkpoints on the total step count. A stage's steps grow by
+``num_envs`` per environment step and its completion is checked between rollouts, so a stage
+runs to a whole number of rollouts: ``ceil(max_stage_steps / (num_steps * num_envs))`` of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hydra_pipeline.engine.advantages import compute_returns
+from hydra_pipeline.engine.checkpoint import (
+    CHECKPOINT_DIRECTORY,
+    capture_rng_state,
+    checkpoint_name,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from hydra_pipeline.engine.episodes import finished_episodes
+from hydra_pipeline.engine.losses import Loss
+from hydra_pipeline.engine.offpolicy import OffPolicyStream
+from hydra_pipeline.engine.reporting import TrainingReporter
+from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
+from hydra_pipeline.engine.summary import SUMMARY_FILE, RunSummary, StageSummary
+from hydra_pipeline.errors import CheckpointError, InvalidArgumentError
+from hydra_pipeline.models.protocol import ActorCriticOutput
+from hydra_pipeline.pipeline import PipelineStage, ScalarMeanTracker, TrainingPipeline
+from hydra_pipeline.tasks.protocol import DiscreteActions, Task
+
+__all__ = ["OnPolicyRunner"]
+
+_EPISODE_METRICS = ("reward", "episode_length")
+
+
+class OnPolicyRunner:
+    """Trains ``model`` on ``task`` through the stages of ``pipeline``.
+
+    Args:
+        pipeline: The stages and their settings.
+        task: The environments (see :class:`~hydra_pipeline.tasks.Task`).
+        model: An actor-critic module built for ``task`` (see
+            :mod:`hydra_pipeline.models.protocol`).
+        output_dir: The run's folder: checkpoints, TensorBoard events and ``summary.json``.
+        seed: Seeds the task's environments (the global generators are seeded by the caller,
+            before the model is built).
+        device: Where the model and rollouts live.
+        tensorboard: Whether to write TensorBoard event files.
+        progress_bar: A progress bar per stage (``None``: when stderr is a terminal).
+        checkpoint_metadata: Plain values stored in every checkpoint (the app stores the
+            run's overrides there, to resume with them).
+        hparams: Hyperparameters recorded with the final metrics for TensorBoard's hparams
+            view (the app passes the run's overrides, so a sweep's jobs compare there).
+
+    Raises:
+        InvalidArgumentError: The pipeline does not fit the task: more minibatches than
+            environments, or a stage needing expert actions from a task without an expert.
+    """
+
+    def __init__(
+        self,
+        pipeline: TrainingPipeline,
+        task: Task,
+        model: nn.Module,
+        *,
+        output_dir: Path,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        tensorboard: bool = True,
+        progress_bar: bool | None = None,
+        checkpoint_metadata: Mapping[str, Any] | None = None,
+        hparams: Mapping[str, Any] | None = None,
+    ) -> None:
+        _check_fit(pipeline, task)
+        self.pipeline = pipeline
+        self.task = task
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.output_dir = output_dir
+        self.seed = seed
+        self.tensorboard = tensorboard
+        self.progress_bar = progress_bar
+        self.checkpoint_metadata = dict(checkpoint_metadata or {})
+        self.hparams = dict(hparams or {})
+        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer: torch.optim.Optimizer = pipeline.optimizer_builder(params=self.parameters)
+        self.lr_scheduler: Any = (
+            None
+            if pipeline.lr_scheduler_builder is None
+            else pipeline.lr_scheduler_builder(optimizer=self.optimizer)
+        )
+
+        space = task.action_space
+        if isinstance(space, DiscreteActions):
+            action_shape: tuple[int, ...] = ()
+            action_dtype = torch.int64
+            self.action_bounds: tuple[Tensor, Tensor] | None = None
+        else:
+            action_shape, action_dtype = tuple(space.shape), torch.float32
+            self.action_bounds = (
+                torch.tensor(space.low, dtype=torch.float32).view(space.shape),
+                torch.tensor(space.high, dtype=torch.float32).view(space.shape),
+            )
+        self.storage = RolloutStorage(
+            pipeline.num_steps,
+            task.num_envs,
+            task.observation_shape,
+            action_shape,
+            action_dtype,
+            self.device,
+        )
+
+        # Training state (all of it goes into checkpoints).
+        self.observations = task.reset(seed=seed).to(self.device)
+        self.episode_returns = torch.zeros(task.num_envs, dtype=torch.float64)
+        self.episode_lengths = torch.zeros(task.num_envs, dtype=torch.float64)
+        self.rollout_count = 0
+        self.steps_at_last_log = 0
+        self.steps_at_last_save = 0
+        self.interval_metrics = ScalarMeanTracker()
+        self.latest_metrics: dict[str, float] = {}
+        self.offpolicy_streams: dict[int, OffPolicyStream] = {}
+        self.resumed_from: int | None = None
+        # Wall-clock times (time.time()) of the first environment step and the first gradient
+        # update of this process, for startup benchmarks.
+        self.first_step_time: float | None = None
+        self.first_update_time: float | None = None
+
+    # ----------------------------------------------------------------------------------------
+    # The training loop
+
+    def run(self) -> RunSummary:
+        """Train through every incomplete stage, then write and return the run's summary."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        start_time = time.perf_counter()
+        start_steps = self.pipeline.total_steps
+        self.timer = (time.perf_counter(), start_steps)
+        reporter = TrainingReporter(
+            self.output_dir,
+            enabled=self.pipeline.should_log,
+            tensorboard=self.tensorboard,
+            progress_bar=self.progress_bar,
+            purge_step=self.resumed_from,
+        )
+        self.reporter = reporter
+        with reporter:
+            for stage in self.pipeline:
+                index = self.pipeline.pipeline_stages.index(stage)
+                losses = {name: self.pipeline.loss(name) for name in stage.loss_names}
+                weights = stage.named_loss_weights
+                record_expert = stage.teacher_forcing is not None or any(
+                    getattr(loss, "needs_expert_actions", False) for loss in losses.values()
+                )
+                reporter.start_stage(
+                    index,
+                    len(self.pipeline.pipeline_stages),
+                    stage.loss_names,
+                    stage.resolve_max_stage_steps(),
+                    stage.steps_taken_in_stage,
+                )
+                while not stage.is_complete:
+                    self._collect_rollout(stage, record_expert)
+                    self._update(stage, losses, weights, record_expert)
+                    if stage.offpolicy_component is not None:
+                        self._offpolicy_updates(index, stage)
+                    self._step_lr_scheduler()
+                    self.rollout_count += 1
+                    reporter.advance(stage.steps_taken_in_stage)
+                    self._after_rollout(index, stage)
+                reporter.end_stage(
+                    index, stage.steps_taken_in_stage, stage.early_stopping_criterion_met
+                )
+            wall_seconds = time.perf_counter() - start_time
+            speed = {
+                "steps_per_second": (self.pipeline.total_steps - start_steps)
+                / max(wall_seconds, 1e-9),
+                "wall_seconds": wall_seconds,
+            }
+            if self.first_step_time is not None:
+                speed["first_step_time"] = self.first_step_time
+            if self.first_update_time is not None:
+                speed["first_update_time"] = self.first_update_time
+            summary = self._summary(speed)
+            summary.write(self.output_dir / SUMMARY_FILE)
+            if self.hparams:
+                reporter.write_hparams(self.hparams, summary.final_metrics)
+        return summary
+
+    def _collect_rollout(self, stage: PipelineStage, record_expert: bool) -> None:
+        """Act ``num_steps`` times in every environment, filling the rollout storage."""
+        storage, task, model = self.storage, self.task, self.model
+        num_envs = task.num_envs
+        teacher_forcing = stage.teacher_forcing
+        forced_probability = 0.0
+        forced_count = torch.zeros((), dtype=torch.int64, device=self.device)
+        observations = self.observations
+        if self.first_step_time is None:
+            self.first_step_time = time.time()
+        with torch.no_grad():
+            for step in range(storage.num_steps):
+                output: ActorCriticOutput = model(observations)
+                actions = output.distribution.sample()
+                if record_expert:
+                    expert_actions = task.expert_actions().to(self.device)
+                    storage.expert_actions[step] = expert_actions
+                    if teacher_forcing is not None:
+                        probability = teacher_forcing(stage.steps_taken_in_stage)
+                        forced_probability += probability
+                        if probability > 0:
+                            forced = torch.rand(num_envs, device=self.device) < probability
+                            forced_count += forced.sum()
+                            mask = forced.view(num_envs, *([1] * (actions.dim() - 1)))
+                            actions = torch.where(mask, expert_actions, actions)
+                result = task.step(self._environment_actions(actions))
+                storage.observations[step] = observations
+                storage.actions[step] = actions
+                storage.log_probs[step] = output.distribution.log_prob(actions)
+                storage.values[step] = output.values
+                storage.rewards[step] = result.rewards
+                storage.terminated[step] = result.terminated
+                storage.truncated[step] = result.truncated
+                storage.final_observations[step] = result.final_observations
+                stage.steps_taken_in_stage += num_envs
+                observations = result.observations.to(self.device)
+        self.observations = observations
+        self._record_episodes()
+        if teacher_forcing is not None:
+            self.interval_metrics.add_scalars(
+                {
+                    "teacher_forcing": forced_probability / storage.num_steps,
+                    "teacher_forcing_sampled": forced_count.item() / (num_envs * storage.num_steps),
+                }
+            )
+
+    def _environment_actions(self, actions: Tensor) -> Tensor:
+        """The actions to step the task with: on the CPU, clipped to the action bounds."""
+        actions = actions.cpu()
+        if self.action_bounds is not None:
+            actions = torch.max(torch.min(actions, self.action_bounds[1]), self.action_bounds[0])
+        return actions
+
+    def _record_episodes(self) -> None:
+        """Add the returns and lengths of the episodes that ended in this rollout to the
+        metrics, weighted by their number."""
+        storage = self.storage
+        episodes = finished_episodes(
+            storage.rewards.to("cpu", torch.float64),
+            (storage.terminated | storage.truncated).cpu(),
+            self.episode_returns,
+            self.episode_lengths,
+        )
+        self.episode_returns, self.episode_lengths = (
+            episodes.carried_returns,
+            episodes.carried_lengths,
+        )
+        if episodes.returns.numel():
+            self.interval_metrics.add_scalars(
+                {
+                    "reward": float(episodes.returns.mean()),
+                    "episode_length": float(episodes.lengths.mean()),
+                },
+                n=episodes.returns.numel(),
+            )
+
+    def _update(
+        self,
+        stage: PipelineStage,
+        losses: Mapping[str, Loss],
+        weights: Mapping[str, float],
+        record_expert: bool,
+    ) -> None:
+        """Returns, advantages, then ``update_repeats`` epochs of minibatch gradient steps."""
+        pipeline, storage = self.pipeline, self.storage
+        with torch.no_grad():
+            self._bootstrap_truncated_episodes()
+            next_values = self.model(self.observations).values
+            returns = compute_returns(
+                storage.rewards,
+                storage.values,
+                storage.terminated | storage.truncated,
+                next_values,
+                gamma=pipeline.gamma,
+                use_gae=pipeline.use_gae,
+                gae_lambda=pipeline.gae_lambda,
+            )
+            storage.compute_advantages(next_values, returns)
+        if not losses:
+            return
+        for _ in range(pipeline.update_repeats):
+            for batch in storage.minibatches(pipeline.num_mini_batch, record_expert):
+                self._gradient_step(stage, batch, losses, weights, metric_prefix="")
+        self.interval_metrics.add_scalars({"lr": self.optimizer.param_groups[0]["lr"]})
+
+    def _bootstrap_truncated_episodes(self) -> None:
+        """Credit each episode cut short (not terminated) with the discounted value of its
+        last observation, so a time limit is not mistaken for the end of the MDP."""
+        storage = self.storage
+        cut_short = storage.truncated & ~storage.terminated
+        if bool(cut_short.any()):
+            final_values = self.model(storage.final_observations[cut_short]).values
+            storage.rewards[cut_short] += self.pipeline.gamma * final_values
+
+    def _gradient_step(
+        self,
+        stage: PipelineStage,
+        batch: Minibatch,
+        losses: Mapping[str, Loss],
+        weights: Mapping[str, float],
+        metric_prefix: str,
+    ) -> None:
+        """One optimizer step on the weighted sum of ``losses`` over ``batch``."""
+        output = self.model(batch.observations)
+        total: Tensor | float = 0.0
+        batch_size = batch.observations.shape[0]
+        for name, loss in losses.items():
+            value, info = loss(step_count=stage.steps_taken_in_stage, batch=batch, output=output)
+            total = total + weights[name] * value
+            self.interval_metrics.add_scalars(
+                {f"{metric_prefix}{name}/{term}": number for term, number in info.items()},
+                n=batch_size,
+            )
+        assert isinstance(total, Tensor)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()  # type: ignore[no-untyped-call]
+        nn.utils.clip_grad_norm_(self.parameters, self.pipeline.max_grad_norm)
+        self.optimizer.step()
+        if self.first_update_time is None:
+            self.first_update_time = time.time()
+
+    def _offpolicy_updates(self, index: int, stage: PipelineStage) -> None:
+        """The stage's off-policy minibatch updates, after its on-policy update."""
+        component = stage.offpolicy_component
+        assert component is not None
+        stream = self.offpolicy_streams.setdefault(index, OffPolicyStream(component, self.device))
+        losses = {name: self.pipeline.loss(name) for name in component.loss_names}
+        weights = dict(
+            zip(component.loss_names, component.loss_weights or [1.0] * len(losses), strict=True)
+        )
+        for _ in range(component.updates):
+            self._gradient_step(stage, stream.next_batch(), losses, weights, "offpolicy/")
+
+    def _step_lr_scheduler(self) -> None:
+        """Step the LR scheduler to the total step count (its epochs are agent steps)."""
+        if self.lr_scheduler is None:
+            return
+        with warnings.catch_warnings():
+            # torch deprecates step(epoch) in favour of chained steps; schedules indexed by
+            # total steps need the epoch form (closed-form schedules use it as is).
+            warnings.filterwarnings("ignore", message=".*epoch parameter.*", category=UserWarning)
+            self.lr_scheduler.step(self.pipeline.total_steps)
+
+    def _after_rollout(self, index: int, stage: PipelineStage) -> None:
+        """Metrics and early stopping, checkpoint, and the periodic environment reset."""
+        pipeline = self.pipeline
+        total_steps = pipeline.total_steps
+        if pipeline.should_accumulate_metrics(
+            steps_since_last_log=total_steps - self.steps_at_last_log,
+            stage_completed=stage.is_complete,
+        ):
+            metrics = self.interval_metrics.means()
+            # Episode metrics hold until episodes end again; the others are per interval.
+            self.latest_metrics = {
+                **{
+                    key: self.latest_metrics[key]
+                    for key in _EPISODE_METRICS
+                    if key in self.latest_metrics
+                },
+                **metrics,
+            }
+            now = time.perf_counter()
+            last_time, last_steps = self.timer
+            self.reporter.log(
+                total_steps=total_steps,
+                stage_index=index,
+                stage_steps=stage.steps_taken_in_stage,
+                metrics=metrics,
+                steps_per_second=(total_steps - last_steps) / max(now - last_time, 1e-9),
+            )
+            self.timer = (now, total_steps)
+            pipeline.before_rollout(training_metrics=self.interval_metrics)
+            self.interval_metrics.reset()
+            self.steps_at_last_log = total_steps
+        if pipeline.should_save(
+            steps_since_last_save=total_steps - self.steps_at_last_save,
+            stage_completed=stage.is_complete,
+        ):
+            self.save_checkpoint(index)
+        period = pipeline.advance_scene_rollout_period
+        if period is not None and self.rollout_count % period == 0:
+            self.observations = self.task.reset().to(self.device)
+            self.episode_returns.zero_()
+            self.episode_lengths.zero_()
+
+    # ----------------------------------------------------------------------------------------
+    # Summary and checkpoints
+
+    def _summary(self, speed: dict[str, float]) -> RunSummary:
+        return RunSummary(
+            seed=self.seed,
+            total_steps=self.pipeline.total_steps,
+            stages=[
+                StageSummary(
+                    index=index,
+                    loss_names=list(stage.loss_names),
+                    steps=stage.steps_taken_in_stage,
+                    early_stopped=stage.early_stopping_criterion_met,
+                )
+                for index, stage in enumerate(self.pipeline.pipeline_stages)
+            ],
+            final_metrics=dict(self.latest_metrics),
+            speed=speed,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly, as tensors and plain values."""
+        return {
+            "total_steps": self.pipeline.total_steps,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": None if self.lr_scheduler is None else self.lr_scheduler.state_dict(),
+            "pipeline": self.pipeline.state_dict(),
+            "task": self.task.state_dict(),
+            "engine": {
+                "observations": self.observations.cpu(),
+                "episode_returns": self.episode_returns,
+                "episode_lengths": self.episode_lengths,
+                "rollout_count": self.rollout_count,
+                "steps_at_last_log": self.steps_at_last_log,
+                "steps_at_last_save": self.steps_at_last_save,
+                "interval_metrics": self.interval_metrics.state_dict(),
+                "latest_metrics": dict(self.latest_metrics),
+                "offpolicy_streams": {
+                    index: stream.state_dict() for index, stream in self.offpolicy_streams.items()
+                },
+            },
+            "rng": capture_rng_state(),
+            "metadata": self.checkpoint_metadata,
+        }
+
+    def save_checkpoint(self, stage_index: int) -> Path:
+        """Write a checkpoint of the current state into the run's ``checkpoints/`` folder."""
+        total_steps = self.pipeline.total_steps
+        self.steps_at_last_save = total_steps
+        path = self.output_dir / CHECKPOINT_DIRECTORY / checkpoint_name(stage_index, total_steps)
+        save_checkpoint(self.state_dict(), path)
+        return path
+
+    def resume(self, path: Path) -> None:
+        """Continue exactly from the checkpoint at ``path``: weights, optimizer, scheduler,
+        pipeline progress and criteria, environments and every random generator.
+
+        Raises:
+            CheckpointError: The checkpoint cannot be read or does not fit this run.
+        """
+        state = load_checkpoint(path)
+        with _checkpoint_mismatch(path):
+            self.pipeline.load_state_dict(state["pipeline"])
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if (state["lr_scheduler"] is None) != (self.lr_scheduler is None):
+                raise ValueError("one of the checkpoint and the run has an LR scheduler")
+            if self.lr_scheduler is not None:
+                self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+            restarted = self.task.load_state_dict(state["task"])
+            engine = state["engine"]
+            if restarted is None:
+                self.observations = engine["observations"].to(self.device)
+                self.episode_returns = engine["episode_returns"]
+                self.episode_lengths = engine["episode_lengths"]
+            else:  # the task could only restart its environments: fresh episodes
+                self.observations = restarted.to(self.device)
+            self.rollout_count = int(engine["rollout_count"])
+            self.steps_at_last_log = int(engine["steps_at_last_log"])
+            self.steps_at_last_save = int(engine["steps_at_last_save"])
+            self.interval_metrics.load_state_dict(engine["interval_metrics"])
+            self.latest_metrics = dict(engine["latest_metrics"])
+            for index, stream_state in engine["offpolicy_streams"].items():
+                component = self.pipeline.pipeline_stages[int(index)].offpolicy_component
+                if component is None:
+                    raise ValueError(f"stage {index} has no offpolicy_component")
+                stream = OffPolicyStream(component, self.device)
+                stream.load_state_dict(stream_state)
+                self.offpolicy_streams[int(index)] = stream
+        restore_rng_state(state["rng"])
+        self.resumed_from = int(state["total_steps"])
+
+    def load_weights(self, path: Path) -> None:
+        """Start the pipeline over from the model weights of the checkpoint at ``path`` only
+        (AllenAct's ``--restart_pipeline``): fresh optimizer, scheduler and pipeline progress.
+
+        Raises:
+            CheckpointError: The checkpoint cannot be read or its weights do not fit the model.
+        """
+        state = load_checkpoint(path)
+        with _checkpoint_mismatch(path):
+            self.model.load_state_dict(state["model"])
+
+
+@contextlib.contextmanager
+def _checkpoint_mismatch(path: Path) -> Iterator[None]:
+    """Turn errors raised while restoring a checkpoint into a ``CheckpointError``."""
+    try:
+        yield
+    except (ValueError, RuntimeError, KeyError, TypeError) as error:
+        raise CheckpointError(
+            f"Checkpoint '{path}' does not fit this run: {error}. Resume with the config the "
+            "checkpoint was made with."
+        ) from error
+
+
+def _check_fit(pipeline: TrainingPipeline, task: Task) -> None:
+    """The checks that need both the pipeline and the task."""
+    if pipeline.num_mini_batch > task.num_envs:
+        raise InvalidArgumentError(
+            "num_mini_batch",
+            f"must be <= the task's num_envs ({task.num_envs}), because minibatches split the "
+            "environments",
+            pipeline.num_mini_batch,
+        )
+    if task.has_expert:
+        return
+    for index, stage in enumerate(pipeline.pipeline_stages):
+        needing = [
+            name
+            for name in stage.loss_names
+            if getattr(pipeline.loss(name), "needs_expert_actions", False)
+        ]
+        if stage.teacher_forcing is not None:
+            needing.insert(0, "teacher_forcing")
+        if needing:
+            raise InvalidArgumentError(
+                f"pipeline_stages.{index}",
+                f"uses {needing}, which need expert actions, but the task has no expert",
+                stage.loss_names,
+                "Use a task with an expert (e.g. task=cartpole, or set task.expert) or remove "
+                "them from the stage.",
+            )

@@ -1,0 +1,55 @@
+"""``RunSummary``: what a training run reports when it ends, written as ``summary.json``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SUMMARY_FILE", "RunSummary", "StageSummary"]
+
+SUMMARY_FILE = "summary.json"
+"""The summary's file name in the run's output folder."""
+
+
+@dataclass
+class StageSummary:
+    """How one stage went."""
+
+    index: int
+    loss_names: list[str]
+    steps: int
+    early_stopped: bool
+
+
+@dataclass
+class RunSummary:
+    """The outcome of a run.
+
+    Attributes:
+        seed: The run's seed.
+        total_steps: Agent steps taken over all stages.
+        stages: One entry per stage.
+        final_metrics: The latest value of every training metric (``reward`` is the mean
+            episode return). Results only, no timings, so two runs with the same seed write
+            identical ``final_metrics``.
+        speed: Timings of this process: ``steps_per_second`` over the run, ``wall_seconds``,
+            and the Unix times of the first environment step (``first_step_time``) and of the
+            first gradient update (``first_update_time``).
+        status: ``"completed"`` when every stage is complete.
+    """
+
+    seed: int
+    total_steps: int
+    stages: list[StageSummary]
+    final_metrics: dict[str, float]
+    speed: dict[str, float] = field(default_factory=dict)
+    status: str = "completed"
+
+    def write(self, path: Path) -> None:
+        """Write the summary as JSON."""
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

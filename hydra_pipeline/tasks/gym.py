@@ -1,0 +1,261 @@
+"""Any Gymnasium environment as a task, through Gymnasium's vector environments.
+
+Gymnasium is imported only when a :class:`GymTask` is built, so the rest of the package works
+without it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hydra_pipeline.errors import InvalidArgumentError
+from hydra_pipeline.pipeline.validation import require_at_least
+from hydra_pipeline.tasks.protocol import (
+    ActionSpace,
+    ContinuousActions,
+    DiscreteActions,
+    StepResult,
+)
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from gymnasium import Space
+    from gymnasium.spaces import Box
+    from gymnasium.vector import VectorEnv
+
+__all__ = ["GymTask"]
+
+VECTORIZATION_MODES = ("sync", "async")
+
+
+class GymTask:
+    """``num_envs`` copies of a Gymnasium environment, stepped as one task.
+
+    Observations must come from a ``Box`` space; they are flattened to ``float32`` vectors.
+    Actions may come from a ``Discrete`` space (numbered from 0 whatever the space's ``start``)
+    or a ``Box`` space (clipped to its bounds before stepping). Gymnasium's same-step autoreset
+    provides the protocol's ``final_observations``; where no episode ended they equal
+    ``observations``.
+
+    Resuming is approximate: a Gymnasium environment cannot snapshot its state, so
+    :meth:`state_dict` holds only the seed and the number of steps taken, and
+    :meth:`load_state_dict` restarts every environment with a seed derived from both. Training
+    continues from fresh episodes, reproducibly, but not from where the checkpoint stopped.
+
+    Args:
+        env_id: A registered Gymnasium id such as ``"CartPole-v1"``, optionally prefixed by the
+            module that registers it (``"my_package.envs:MyEnv-v0"``).
+        num_envs: Number of environments stepped at once.
+        vectorization_mode: ``"sync"`` steps them one after another in this process;
+            ``"async"`` steps each in a subprocess.
+        expert: Maps the current observations (``float32``, ``(num_envs, *observation_shape)``)
+            to expert actions; ``None`` means the task has no expert.
+        env_kwargs: Keyword arguments for the environment's constructor.
+
+    Raises:
+        ImportError: Gymnasium is not installed.
+        InvalidArgumentError: An argument is out of range, the id is unknown, or the
+            environment's spaces are not supported.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int = 8,
+        vectorization_mode: str = "sync",
+        expert: Callable[[Tensor], Tensor] | None = None,
+        env_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        gymnasium = _import_gymnasium()
+        self.num_envs = require_at_least("num_envs", num_envs, 1)
+        if vectorization_mode not in VECTORIZATION_MODES:
+            raise InvalidArgumentError(
+                "vectorization_mode",
+                f"must be one of {list(VECTORIZATION_MODES)}",
+                vectorization_mode,
+            )
+        self.env_id = _check_env_id(gymnasium, env_id)
+        self._envs: VectorEnv[Any, Any, Any] = gymnasium.make_vec(
+            env_id,
+            num_envs=self.num_envs,
+            vectorization_mode=vectorization_mode,
+            vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
+            **dict(env_kwargs or {}),
+        )
+        try:
+            observation_space = self._envs.single_observation_space
+            if not isinstance(observation_space, gymnasium.spaces.Box):
+                raise _unsupported_space_error("observation", observation_space, env_id)
+            self.observation_shape = (int(np.prod(observation_space.shape)),)
+            self.action_space = _describe_action_space(
+                gymnasium, self._envs.single_action_space, env_id
+            )
+        except InvalidArgumentError:
+            self._envs.close()
+            raise
+        single_action_space = self._envs.single_action_space
+        self._action_start = int(getattr(single_action_space, "start", 0))
+        self._actions_shape = torch.Size([self.num_envs, *single_action_space.shape])
+        self._expert = expert
+        self.has_expert = expert is not None
+        self._seed: int | None = None
+        self._steps_taken = 0
+        self.reset()
+
+    def reset(self, *, seed: int | None = None) -> Tensor:
+        """Reset every environment and return the first observations.
+
+        Args:
+            seed: Environment ``i`` is seeded with ``seed + i``; ``None`` continues from the
+                environments' current random state.
+        """
+        if seed is not None:
+            self._seed = require_at_least("seed", seed, 0)
+            self._steps_taken = 0
+        observations, _ = self._envs.reset(seed=seed)
+        self._observations = _flat_float32(observations)
+        return self._observations
+
+    def step(self, actions: Tensor) -> StepResult:
+        """Apply one action per environment; those whose episode ends restart at once.
+
+        Args:
+            actions: ``int64`` of shape ``(num_envs,)`` for discrete actions, ``float32`` of
+                shape ``(num_envs, *shape)`` for continuous ones.
+        """
+        if actions.shape != self._actions_shape:
+            raise InvalidArgumentError(
+                "actions", f"must have shape {tuple(self._actions_shape)}", tuple(actions.shape)
+            )
+        env_actions = actions.numpy(force=True)
+        if isinstance(self.action_space, DiscreteActions):
+            env_actions = env_actions + self._action_start
+        else:
+            space = cast("Box", self._envs.single_action_space)
+            env_actions = np.clip(env_actions, space.low, space.high).astype(space.dtype)
+        observations, rewards, terminated, truncated, infos = self._envs.step(env_actions)
+        self._steps_taken += 1
+        self._observations = _flat_float32(observations)
+        final_observations = self._observations.clone()
+        if "_final_obs" in infos:
+            ended = np.flatnonzero(infos["_final_obs"])
+            ended_observations = np.stack([infos["final_obs"][index] for index in ended])
+            final_observations[torch.from_numpy(ended)] = _flat_float32(ended_observations)
+        return StepResult(
+            observations=self._observations,
+            rewards=torch.tensor(rewards, dtype=torch.float32),
+            terminated=torch.tensor(terminated, dtype=torch.bool),
+            truncated=torch.tensor(truncated, dtype=torch.bool),
+            final_observations=final_observations,
+        )
+
+    def expert_actions(self) -> Tensor:
+        """The expert's actions for the current observations.
+
+        Raises:
+            NotImplementedError: The task was built without ``expert``.
+        """
+        if self._expert is None:
+            raise NotImplementedError(
+                f"GymTask({self.env_id!r}) has no expert: pass 'expert', a callable from "
+                "observations to actions."
+            )
+        return self._expert(self._observations)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The last seed and the steps taken since: all a resumed task needs to reseed."""
+        return {"seed": self._seed, "steps_taken": self._steps_taken}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> Tensor:
+        """Restart every environment with a seed derived from the saved seed and step count,
+        and return their first observations.
+
+        Unseeded tasks restart unseeded. See the class docstring for why this is approximate.
+        """
+        self._seed = state["seed"]
+        self._steps_taken = state["steps_taken"]
+        if self._seed is None:
+            observations, _ = self._envs.reset()
+        else:
+            entropy = np.random.SeedSequence([self._seed, self._steps_taken])
+            observations, _ = self._envs.reset(seed=int(entropy.generate_state(1)[0]))
+        self._observations = _flat_float32(observations)
+        return self._observations
+
+    def close(self) -> None:
+        """Close the environments (and the subprocesses of ``"async"`` mode)."""
+        self._envs.close()
+
+
+def _flat_float32(observations: np.ndarray[Any, Any]) -> Tensor:
+    """A copy of a batch of observations, one flat ``float32`` row per environment."""
+    return torch.tensor(observations.reshape(len(observations), -1), dtype=torch.float32)
+
+
+def _import_gymnasium() -> ModuleType:
+    """Gymnasium, or an ImportError that says how to install it."""
+    try:
+        import gymnasium
+    except ImportError as error:
+        raise ImportError('GymTask needs Gymnasium: pip install "hydra-pipeline[gym]"') from error
+    return gymnasium
+
+
+def _check_env_id(gymnasium: ModuleType, env_id: Any) -> str:
+    """Return ``env_id`` if Gymnasium knows it, after importing the module it may name."""
+    if not isinstance(env_id, str):
+        raise InvalidArgumentError("env_id", "must be a string", env_id)
+    module, _, name = env_id.rpartition(":")
+    if module:
+        importlib.import_module(module)
+    registered: dict[str, Any] = gymnasium.registry
+    if name not in registered:
+        by_lower_case = {registered_id.lower(): registered_id for registered_id in registered}
+        matches = difflib.get_close_matches(name.lower(), by_lower_case, n=3)
+        hint = _did_you_mean([by_lower_case[match] for match in matches]) or (
+            "gymnasium.pprint_registry() lists the registered environments."
+        )
+        raise InvalidArgumentError(
+            "env_id", "is not a registered Gymnasium environment", env_id, hint
+        )
+    return env_id
+
+
+def _did_you_mean(candidates: list[str]) -> str:
+    """``"Did you mean 'a', 'b' or 'c'?"``, or an empty string when there is no candidate."""
+    quoted = [repr(candidate) for candidate in candidates]
+    if len(quoted) > 1:
+        quoted = [", ".join(quoted[:-1]), quoted[-1]]
+    return f"Did you mean {' or '.join(quoted)}?" if quoted else ""
+
+
+def _describe_action_space(gymnasium: ModuleType, space: Space[Any], env_id: str) -> ActionSpace:
+    """The protocol's description of a ``Discrete`` or ``Box`` Gymnasium action space."""
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return DiscreteActions(int(space.n))
+    if isinstance(space, gymnasium.spaces.Box):
+        return ContinuousActions(
+            shape=tuple(space.shape),
+            low=tuple(float(bound) for bound in space.low.flat),
+            high=tuple(float(bound) for bound in space.high.flat),
+        )
+    raise _unsupported_space_error("action", space, env_id)
+
+
+def _unsupported_space_error(kind: str, space: Space[Any], env_id: str) -> InvalidArgumentError:
+    """The error for an environment whose observation or action space GymTask cannot handle."""
+    supported = "Box" if kind == "observation" else "Discrete or Box"
+    return InvalidArgumentError(
+        "env_id",
+        f"names an environment with {kind} space {space}; GymTask supports {supported} only",
+        env_id,
+        "Write a task of your own for it (see hydra_pipeline.tasks.protocol).",
+    )

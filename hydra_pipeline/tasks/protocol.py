@@ -1,0 +1,121 @@
+"""The task protocol: a batch of environments stepped together with torch tensors.
+
+A task is what the engine trains on. The built-in :class:`~hydra_pipeline.tasks.CartPoleTask`
+and the Gymnasium adapter :class:`~hydra_pipeline.tasks.GymTask` follow it; so can any class of
+yours, selected in a config with ``task._target_=your_module.YourTask``. The engine builds the
+task first, then the model from the task's spaces.
+
+Batching: every tensor has the environments on its first dimension. Observations are
+``float32`` of shape ``(num_envs, *observation_shape)``; rewards ``float32``, ``terminated``
+and ``truncated`` ``bool``, all of shape ``(num_envs,)``; actions ``int64`` of shape
+``(num_envs,)`` for :class:`DiscreteActions` and ``float32`` of shape ``(num_envs, *shape)`` for
+:class:`ContinuousActions`. Tensors live on the CPU; the engine moves them to its device.
+
+Autoreset: an environment whose episode ends in :meth:`Task.step` is reset in the same call.
+The returned ``observations`` then hold the first observation of the next episode, and
+``final_observations`` the last observation of the episode that ended (the engine bootstraps
+truncated episodes from it). ``terminated`` means the episode reached a terminal state of the
+MDP (no future reward); ``truncated`` means it was cut short from outside, e.g. by a time limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+__all__ = ["ActionSpace", "ContinuousActions", "DiscreteActions", "StepResult", "Task"]
+
+
+@dataclass(frozen=True)
+class DiscreteActions:
+    """``n`` actions, numbered ``0 .. n - 1``."""
+
+    n: int
+
+
+@dataclass(frozen=True)
+class ContinuousActions:
+    """Real-valued action vectors of ``shape``, each entry within ``[low, high]``.
+
+    The engine samples unbounded actions and clips them to the bounds before stepping.
+    """
+
+    shape: tuple[int, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+
+
+ActionSpace = DiscreteActions | ContinuousActions
+
+
+class StepResult(NamedTuple):
+    """What :meth:`Task.step` returns (shapes in the module docstring)."""
+
+    observations: Tensor
+    rewards: Tensor
+    terminated: Tensor
+    truncated: Tensor
+    final_observations: Tensor
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A batch of ``num_envs`` environments, stepped together.
+
+    Attributes:
+        num_envs: Number of environments stepped at once.
+        observation_shape: Shape of one environment's observation.
+        action_space: The actions one environment accepts.
+        has_expert: Whether :meth:`expert_actions` is available (teacher forcing and
+            imitation losses need it).
+    """
+
+    num_envs: int
+    observation_shape: tuple[int, ...]
+    action_space: ActionSpace
+    has_expert: bool
+
+    def reset(self, *, seed: int | None = None) -> Tensor:
+        """Reset every environment and return the first observations.
+
+        Args:
+            seed: Seeds the task's random generator; ``None`` keeps its current state. The
+                engine seeds once, right after building the task.
+        """
+        ...
+
+    def step(self, actions: Tensor) -> StepResult:
+        """Apply one action per environment, autoresetting environments whose episode ends."""
+        ...
+
+    def expert_actions(self) -> Tensor:
+        """The expert's action for every environment's current observation.
+
+        Raises:
+            NotImplementedError: The task has no expert (``has_expert`` is False).
+        """
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly from here: environment states and random
+        generator, as tensors and plain Python values (checkpoints load with
+        ``weights_only=True``)."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> Tensor | None:
+        """Restore what :meth:`state_dict` returned.
+
+        Returns:
+            ``None`` when the task continues exactly from the saved state (the engine then acts
+            on the observations it saved), or the first observations of fresh episodes when
+            the environments could only be restarted (an approximate resume).
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the environments' resources; calling it twice is harmless."""
+        ...
