@@ -26,13 +26,20 @@ from typing import Any
 
 import hydra
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from hydra_pipeline.errors import CheckpointError, ConfigError
 
-__all__ = ["pipeline_app"]
+__all__ = ["RESUME_RULE", "pipeline_app"]
+
+RESUME_RULE = (
+    "A resumed run keeps its pipeline: overrides may change values such as max_stage_steps, "
+    "not the stages, their loss names, the optimizer or the model."
+)
 
 TaskFunction = Callable[[DictConfig], Any]
 
@@ -49,9 +56,21 @@ def pipeline_app(
     """
 
     def decorate(task_function: TaskFunction) -> Callable[[], None]:
+        @functools.wraps(task_function)
+        def reporting_task_function(cfg: DictConfig) -> Any:
+            try:
+                return task_function(cfg)
+            except (ConfigError, CheckpointError) as error:
+                # In a single run, end here with the message alone (Hydra would first print
+                # "Error executing job..."); in a sweep, let Hydra record the job as failed.
+                if HydraConfig.get().mode is RunMode.MULTIRUN or _SHOW_TRACEBACK in os.environ:
+                    raise
+                print(f"Error: {error}", file=sys.stderr)
+                sys.exit(1)
+
         hydra_main = hydra.main(
             version_base="1.3", config_path=config_path, config_name=config_name
-        )(task_function)
+        )(reporting_task_function)
         if not config_path.startswith("pkg://") and not os.path.isabs(config_path):
             config_path_for_checks = str(Path(inspect.getfile(task_function)).parent / config_path)
         else:
@@ -66,11 +85,19 @@ def pipeline_app(
     return decorate
 
 
+_SHOW_TRACEBACK = "_HYDRA_PIPELINE_SHOW_TRACEBACK"
+
+
 def _run(hydra_main: Callable[[], Any], config_path: str, config_name: str) -> None:
     user_setting = os.environ.get("HYDRA_FULL_ERROR")
     show_traceback = user_setting == "1"
+    if show_traceback:
+        os.environ[_SHOW_TRACEBACK] = "1"
+    resuming = False
     try:
-        sys.argv[1:] = _resume_arguments(sys.argv[1:])
+        arguments = _resume_arguments(sys.argv[1:])
+        resuming = arguments != sys.argv[1:]
+        sys.argv[1:] = arguments
         # Hydra then re-raises errors instead of printing them, and they are reported below,
         # in one place, with the config keys they concern.
         os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -85,6 +112,11 @@ def _run(hydra_main: Callable[[], Any], config_path: str, config_name: str) -> N
         if show_traceback:
             raise
         message = _explain(error, _overrides(sys.argv[1:]), config_path, config_name)
+        if resuming and not isinstance(error, (ConfigError, CheckpointError)):
+            message = (
+                f"{message}\nThe run was resumed with its own overrides followed by this command's "
+                f"({' '.join(sys.argv[1:])}). {RESUME_RULE}"
+            )
         print(f"Error: {message}", file=sys.stderr)
         sys.exit(1)
 

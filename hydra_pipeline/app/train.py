@@ -17,6 +17,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_pipeline.app.cli import RESUME_RULE
 from hydra_pipeline.config import check_config, instantiate_node
 from hydra_pipeline.errors import CheckpointError, ConfigError, InvalidArgumentError
 from hydra_pipeline.pipeline import set_deterministic_cudnn, set_seed
@@ -93,9 +94,7 @@ def train(cfg: DictConfig) -> float:
     except CheckpointError as error:
         key = "resume" if cfg.resume is not None else "restart_from_weights"
         raise CheckpointError(
-            f"{key}={OmegaConf.select(cfg, key)}: {error} A resumed run keeps its pipeline: "
-            "overrides may change values such as max_stage_steps, not the stages, their loss "
-            "names, the optimizer or the model."
+            f"{key}={OmegaConf.select(cfg, key)}: {error} {RESUME_RULE}"
         ) from None
     try:
         summary = runner.run()

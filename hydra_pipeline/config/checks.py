@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import types
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from hydra_pipeline.config.builder import BUILDER_TARGET
+from hydra_pipeline.config.builder import builder_of
 from hydra_pipeline.config.store import SCHEMAS, schema_for_target
 from hydra_pipeline.errors import ConfigError
 
@@ -79,15 +80,12 @@ def check_config(cfg: DictConfig) -> None:
     _check_mandatory_values(cfg)
     prefixes = allowed_prefixes(list(cfg.get("allowed_targets") or []))
     for key, node in target_nodes(cfg):
-        target = _callable_path(key, node)
-        if not is_allowed(target, prefixes):
-            raise ConfigError(
-                f"'{key}' names '{target}', which is outside the allowed import prefixes "
-                f"{list(prefixes)}. _target_ runs code, so only these are instantiated. If you "
-                f"trust it, add its module: allowed_targets='[{target.rsplit('.', 1)[0]}]' (or "
-                "list it under allowed_targets in your config)."
-            )
-        _check_keys(key, node, target)
+        target = _target_path(key, node)
+        is_builder = _allowed_object(key, target, prefixes) is builder_of
+        if is_builder:  # whatever path names builder_of: the class it builds is what runs
+            target = _class_type(key, node)
+            _allowed_object(key, target, prefixes)
+        _check_keys(key, node, target, is_builder)
         _check_types(key, node, target)
 
 
@@ -101,17 +99,44 @@ def _check_mandatory_values(cfg: DictConfig) -> None:
         )
 
 
-def _callable_path(key: str, node: DictConfig) -> str:
-    """The dotted path a node calls: its ``_target_``, or a builder's ``class_type``."""
+def _target_path(key: str, node: DictConfig) -> str:
+    """The dotted path of a node's ``_target_``."""
     target = node._get_node("_target_")._value()  # type: ignore[union-attr]
-    if target == BUILDER_TARGET:
-        class_type = node.get("class_type")
-        if not isinstance(class_type, str):
-            raise ConfigError(f"'{key}.class_type' must name a class (got {class_type!r}).")
-        return class_type
     if not isinstance(target, str):
         raise ConfigError(f"'{key}._target_' must be a dotted path (got {target!r}).")
     return target
+
+
+def _class_type(key: str, node: DictConfig) -> str:
+    """The dotted path of the class a builder node builds."""
+    class_type = node.get("class_type")
+    if not isinstance(class_type, str):
+        raise ConfigError(f"'{key}.class_type' must name a class (got {class_type!r}).")
+    return class_type
+
+
+def _allowed_object(key: str, path: str, prefixes: Sequence[str]) -> Any:
+    """The object at ``path``, if both ``path`` and the module defining the object are allowed.
+
+    ``path`` is checked before anything is imported. The defining module is checked too because
+    Hydra resolves a path by attribute access: ``hydra_pipeline.config.checks.inspect.os.system``
+    lies under an allowed prefix and is ``os.system``.
+    """
+    home: Any = None
+    if is_allowed(path, prefixes):
+        found = _locate(key, path)
+        attribute = "__name__" if isinstance(found, types.ModuleType) else "__module__"
+        home = getattr(found, attribute, None)
+        if isinstance(home, str) and is_allowed(home, prefixes):
+            return found
+    module = home if isinstance(home, str) else path.rsplit(".", 1)[0]
+    where = f" (defined in {home!r})" if isinstance(home, str) else ""
+    raise ConfigError(
+        f"'{key}' names '{path}'{where}, which is outside the allowed import prefixes "
+        f"{list(prefixes)}. _target_ runs code, so only these are instantiated. If you "
+        f"trust it, add its module: allowed_targets='[{module}]' (or "
+        "list it under allowed_targets in your config)."
+    )
 
 
 def _locate(key: str, path: str) -> Any:
@@ -138,11 +163,11 @@ def _parameters(target: Any) -> dict[str, inspect.Parameter] | None:
     }
 
 
-def _check_keys(key: str, node: DictConfig, target: str) -> None:
+def _check_keys(key: str, node: DictConfig, target: str, is_builder: bool) -> None:
     parameters = _parameters(_locate(key, target))
     if parameters is None:
         return
-    own_keys = _SPECIAL_KEYS | ({"class_type"} if node.get("_target_") == BUILDER_TARGET else set())
+    own_keys = _SPECIAL_KEYS | ({"class_type"} if is_builder else set())
     for name in map(str, node):
         if name in own_keys or name in parameters:
             continue

@@ -10,7 +10,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_pipeline.config.checks import allowed_prefixes
+from hydra_pipeline.config.checks import allowed_prefixes, target_nodes
 from hydra_pipeline.errors import ConfigError, InvalidArgumentError
 
 __all__ = ["instantiate_node"]
@@ -42,17 +42,23 @@ def instantiate_node(cfg: DictConfig, key: str, **runtime_kwargs: Any) -> Any:
         # Hydra would turn dataclass arguments into dicts; a partial passes them untouched.
         build = instantiate(node, _partial_=True, **options)
     except InstantiationException as error:
-        raise _as_config_error(error, key) from None
+        raise _as_config_error(error, cfg, key) from None
     try:
         return build(**runtime_kwargs)
     except InvalidArgumentError as error:
         raise ConfigError(error.message_at(key)) from None
 
 
-def _as_config_error(error: InstantiationException, key: str) -> ConfigError:
-    """Name the config key of the node whose constructor failed, and what it rejected."""
-    keys = _FULL_KEY.findall(str(error))
-    node_key = re.sub(r"\[(\d+)\]", r".\1", keys[-1]) if keys else key
+def _as_config_error(error: InstantiationException, cfg: DictConfig, key: str) -> ConfigError:
+    """Name the config key of the node whose constructor failed, and what it rejected.
+
+    Hydra reports the failing node by OmegaConf's full key, which for list items drops the
+    separator (``pipeline.pipeline_stages1``); it is mapped back to the dotted key of the
+    command line (``pipeline.pipeline_stages.1``) through the config's own nodes.
+    """
+    reported = _FULL_KEY.findall(str(error))
+    dotted_keys = {node._get_full_key(None): path for path, node in target_nodes(cfg)}
+    node_key = dotted_keys.get(reported[-1], reported[-1]) if reported else key
     cause = error.__cause__
     if isinstance(cause, InvalidArgumentError):
         return ConfigError(cause.message_at(node_key))

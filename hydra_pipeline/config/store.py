@@ -61,8 +61,9 @@ SCHEMAS: tuple[StoredSchema, ...] = (
     StoredSchema("task", "base_cartpole", CartPoleTaskConf, "task"),
     StoredSchema("task", "base_gym", GymTaskConf, "task"),
     StoredSchema("model", "base_mlp", MLPActorCriticConf, "model"),
-    # Parts of a pipeline, placed by name: +loss@pipeline.named_losses.aux=a2c
-    StoredSchema("loss", "ppo", PPOConf),
+    # Parts of a pipeline, placed by name: +loss@pipeline.named_losses.aux=a2c. The PPO option
+    # `ppo` is the preset conf/loss/ppo.yaml, which extends this schema.
+    StoredSchema("loss", "base_ppo", PPOConf),
     StoredSchema("loss", "a2c", A2CConf),
     StoredSchema("loss", "imitation", ImitationConf),
     StoredSchema("stage", "base_pipeline_stage", PipelineStageConf),

@@ -9,10 +9,8 @@ run code.
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +66,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"Checkpoint file '{path}' does not exist.")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        RuntimeError,
-        EOFError,
-        OSError,
-        ValueError,
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-    ) as error:
+    except Exception as error:
+        # On corrupt bytes the (weights-only) unpickler fails with nearly any exception type:
+        # KeyError, IndexError and struct.error as well as RuntimeError or UnpicklingError.
         raise CheckpointError(
             f"Checkpoint file '{path}' is corrupt or truncated and cannot be loaded "
             f"({type(error).__name__}: {error}). Resume from another checkpoint of the run "

@@ -2,7 +2,7 @@
 
 Read :meth:`OnPolicyRunner.run` top to bottom: for each stage, until it is complete, one
 rollout, one on-policy update, the stage's off-policy updates, the LR scheduler, metrics (and
-the stage's early-stopping criterion), a checkpoint if due, and the periodic environment reset.
+the stage's early-stopping criterion), the periodic environment reset, and a checkpoint if due.
 
 Step clocks follow AllenAct: losses and teacher forcing run on the stage's step count; the LR
 scheduler, logging and checkpoints on the total step count. A stage's steps grow by
@@ -364,7 +364,7 @@ class OnPolicyRunner:
             self.lr_scheduler.step(self.pipeline.total_steps)
 
     def _after_rollout(self, index: int, stage: PipelineStage) -> None:
-        """Metrics and early stopping, checkpoint, and the periodic environment reset."""
+        """Metrics and early stopping, the periodic environment reset, and checkpoint."""
         pipeline = self.pipeline
         total_steps = pipeline.total_steps
         if pipeline.should_accumulate_metrics(
@@ -394,16 +394,18 @@ class OnPolicyRunner:
             pipeline.before_rollout(training_metrics=self.interval_metrics)
             self.interval_metrics.reset()
             self.steps_at_last_log = total_steps
-        if pipeline.should_save(
-            steps_since_last_save=total_steps - self.steps_at_last_save,
-            stage_completed=stage.is_complete,
-        ):
-            self.save_checkpoint(index)
+        # The reset comes before the checkpoint, so that a run resumed from it continues from
+        # the reset environments, as the uninterrupted run does.
         period = pipeline.advance_scene_rollout_period
         if period is not None and self.rollout_count % period == 0:
             self.observations = self.task.reset().to(self.device)
             self.episode_returns.zero_()
             self.episode_lengths.zero_()
+        if pipeline.should_save(
+            steps_since_last_save=total_steps - self.steps_at_last_save,
+            stage_completed=stage.is_complete,
+        ):
+            self.save_checkpoint(index)
 
     # ----------------------------------------------------------------------------------------
     # Summary and checkpoints
@@ -460,7 +462,7 @@ class OnPolicyRunner:
         return path
 
     def resume(self, path: Path) -> None:
-        """Continue exactly from the checkpoint at ``path``: weights, optimizer, scheduler,
+        """Continue exactly from the checkpoint at ``path``: weights, optimizer, learning rate,
         pipeline progress and criteria, environments and every random generator.
 
         Raises:
@@ -471,10 +473,10 @@ class OnPolicyRunner:
             self.pipeline.load_state_dict(state["pipeline"])
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-            if (state["lr_scheduler"] is None) != (self.lr_scheduler is None):
-                raise ValueError("one of the checkpoint and the run has an LR scheduler")
-            if self.lr_scheduler is not None:
-                self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+            # The schedule is a function of the total step count: set it for the checkpoint's
+            # count from this run's config (which may, say, lengthen a stage), rather than
+            # restoring the saved scheduler, whose LinearDecay would keep the old length.
+            self._step_lr_scheduler()
             restarted = self.task.load_state_dict(state["task"])
             engine = state["engine"]
             if restarted is None:

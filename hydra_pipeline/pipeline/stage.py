@@ -187,11 +187,16 @@ class PipelineStage:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (loss names are checked by the pipeline)."""
+        """Restore what :meth:`state_dict` returned (loss names are checked by the pipeline).
+
+        An evaluated callable limit is restored; an int limit stays the one given to the
+        constructor, so a resumed run can be given a longer stage.
+        """
         self.steps_taken_in_stage = int(state["steps_taken_in_stage"])
         self.early_stopping_criterion_met = bool(state["early_stopping_criterion_met"])
-        resolved = state["resolved_max_stage_steps"]
-        self._resolved_max_stage_steps = None if resolved is None else int(resolved)
+        if callable(self.max_stage_steps):  # an int limit comes from the constructor
+            resolved = state["resolved_max_stage_steps"]
+            self._resolved_max_stage_steps = None if resolved is None else int(resolved)
         criterion_state = state["early_stopping_criterion"]
         if self.early_stopping_criterion is not None and criterion_state is not None:
             self.early_stopping_criterion.load_state_dict(criterion_state)

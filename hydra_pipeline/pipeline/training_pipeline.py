@@ -262,10 +262,15 @@ class TrainingPipeline:
                 )
         for stage, saved in pairs:
             stage.load_state_dict(saved)
+        # Resume at the saved stage, or, if the pipeline had finished, at its last trained
+        # stage (a longer limit given on resume makes it incomplete again).
         index = state["current_stage_index"]
-        self._current_index = None
-        if index is not None:
-            self._move_cursor(start=int(index))
+        if index is None:
+            trained = [
+                i for i, stage in enumerate(self.pipeline_stages) if stage.steps_taken_in_stage
+            ]
+            index = trained[-1] if trained else len(self.pipeline_stages)
+        self._move_cursor(start=int(index))
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,64 @@
+"""Fixtures to run the real command line in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def small() -> list[str]:
+    """Overrides that make the default run train for about a second."""
+    return [
+        "task.num_envs=8",
+        "pipeline.num_steps=32",
+        "pipeline.num_mini_batch=2",
+        "pipeline.metric_accumulate_interval=512",
+        "pipeline.pipeline_stages.0.max_stage_steps=1024",
+        "pipeline.pipeline_stages.1.max_stage_steps=1024",
+    ]
+
+
+@pytest.fixture
+def root() -> Path:
+    """The repository's root folder."""
+    return ROOT
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """``cli(*arguments, script=None, env=None, cwd=tmp_path)`` runs ``python -m
+    hydra_pipeline`` (or ``python <script>``) and returns the completed process."""
+
+    def run(
+        *arguments: str,
+        script: Path | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path = tmp_path,
+        timeout: float = 240,
+    ) -> subprocess.CompletedProcess[str]:
+        command = (
+            [sys.executable, str(script)] if script else [sys.executable, "-m", "hydra_pipeline"]
+        )
+        environment = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+        environment.update(env or {})
+        return subprocess.run(
+            [*command, *arguments],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=environment,
+            check=False,
+        )
+
+    return run

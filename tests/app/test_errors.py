@@ -1,0 +1,184 @@
+"""Config mistakes end the program with status 1 and one message naming the key; the help,
+--cfg and --info screens never import torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+Cli = Any
+
+MISTAKES = [
+    pytest.param(
+        ["optimizer=adma"],
+        [
+            "'adma' is not an option of config group 'optimizer'",
+            "adam, adamw, rmsprop, sgd",
+            "Did you mean 'optimizer=adam'?",
+        ],
+        id="unknown-group-option",
+    ),
+    pytest.param(
+        ["pipeline.pipeline_stages.7.max_stage_steps=5"],
+        ["'pipeline.pipeline_stages.7' is out of range", "has 2 entries (indices 0 to 1)"],
+        id="stage-index-out-of-range",
+    ),
+    pytest.param(
+        ["+pipeline.optimizer_builder.momentum=0.9"],
+        [
+            "'pipeline.optimizer_builder.momentum' is not a parameter of torch.optim.Adam",
+            "'rmsprop', 'sgd'",
+        ],
+        id="forced-key-the-target-rejects",
+    ),
+    pytest.param(
+        ["+pipeline.pipeline_stages.1.early_stopping_criterion.treshold=3"],
+        [
+            "'pipeline.pipeline_stages.1.early_stopping_criterion.treshold'",
+            "Did you mean 'threshold'?",
+        ],
+        id="typo-in-untyped-node",
+    ),
+    pytest.param(
+        ["pipeline.pipeline_stages.1.early_stopping_criterion.threshold=abc"],
+        ["'pipeline.pipeline_stages.1.early_stopping_criterion.threshold'", "'abc'"],
+        id="wrong-type-in-untyped-node",
+    ),
+    pytest.param(
+        ["pipeline.pipeline_stages.1.loss_names=[nope]"],
+        [
+            "'pipeline.pipeline_stages.1.loss_names' names ['nope']",
+            "Defined losses: ['imitation_loss', 'ppo_loss']",
+        ],
+        id="unknown-loss-name",
+    ),
+    pytest.param(
+        ["pipeline.pipeline_stages.1.loss_weights=[1,2]"],
+        ["'pipeline.pipeline_stages.1.loss_weights'", "2 weights for 1 names"],
+        id="loss-weights-length",
+    ),
+    pytest.param(
+        ["pipeline.gamma=1.5"], ["'pipeline.gamma' must be in [0, 1] (got 1.5)"], id="gamma-range"
+    ),
+    pytest.param(
+        ["pipeline.gae_lambda=-1"],
+        ["'pipeline.gae_lambda' must be in [0, 1]"],
+        id="gae-lambda-range",
+    ),
+    pytest.param(
+        ["pipeline.num_mini_batch=0"],
+        ["'pipeline.num_mini_batch' must be >= 1 (got 0)"],
+        id="num-mini-batch",
+    ),
+    pytest.param(
+        ["pipeline.update_repeats=0"],
+        ["'pipeline.update_repeats' must be >= 1"],
+        id="update-repeats",
+    ),
+    pytest.param(["pipeline.num_steps=0"], ["'pipeline.num_steps' must be >= 1"], id="num-steps"),
+    pytest.param(
+        ["pipeline.metric_accumulate_interval=0"],
+        ["'pipeline.metric_accumulate_interval' must be >= 1"],
+        id="metric-interval",
+    ),
+    pytest.param(
+        ["pipeline.max_grad_norm=0"], ["'pipeline.max_grad_norm' must be > 0"], id="max-grad-norm"
+    ),
+    pytest.param(
+        ["pipeline.advance_scene_rollout_period=0"],
+        ["'pipeline.advance_scene_rollout_period' must be >= 1"],
+        id="scene-period",
+    ),
+    pytest.param(
+        ["pipeline.num_mini_batch=100"],
+        ["'pipeline.num_mini_batch' must be <= the task's num_envs (64)"],
+        id="more-minibatches-than-envs",
+    ),
+    pytest.param(
+        ["pipeline.gamma=abc"],
+        ["pipeline.gamma", "'abc'", "could not be converted"],
+        id="wrong-type-at-override-time",
+    ),
+    pytest.param(["task.num_envs=0"], ["'task.num_envs' must be >= 1 (got 0)"], id="task-num-envs"),
+    pytest.param(
+        ["task=gym", "task.env_id=CartPol-v1", "pipeline=ppo"],
+        ["'task.env_id' is not a registered Gymnasium environment", "CartPole-v1"],
+        id="unknown-env-id",
+    ),
+    pytest.param(
+        ["task=gym"],
+        [
+            "'pipeline.pipeline_stages.0' uses ['teacher_forcing', "
+            "'imitation_loss'], which need expert actions"
+        ],
+        id="imitation-without-expert",
+    ),
+    pytest.param(
+        ["pipeline.named_losses.ppo_loss._target_=os.system"],
+        ["'pipeline.named_losses.ppo_loss' names 'os.system'", "allowed_targets"],
+        id="target-outside-allow-list",
+    ),
+    pytest.param(
+        ["device=gpu"], ["'device' must be auto, cpu, cuda or cuda:N (got 'gpu')"], id="device"
+    ),
+    pytest.param(
+        ["resume=/nonexistent/run"],
+        ["'/nonexistent/run' is neither a checkpoint"],
+        id="resume-missing-folder",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), MISTAKES)
+def test_config_mistake_gives_one_clear_message(
+    cli: Cli, tmp_path: Path, overrides: list[str], expected: list[str]
+) -> None:
+    """Status 1, a message naming the key and the fix, no traceback, nothing trained."""
+    result = cli(*overrides, "hydra.run.dir=run")
+    assert result.returncode == 1, result.stdout + result.stderr
+    for text in expected:
+        assert text in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_full_error_shows_the_traceback(cli: Cli) -> None:
+    """HYDRA_FULL_ERROR=1 still gives the traceback, for debugging."""
+    result = cli("pipeline.gamma=1.5", "hydra.run.dir=run", env={"HYDRA_FULL_ERROR": "1"})
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "ConfigError" in result.stderr
+
+
+@pytest.mark.parametrize("flags", [["--help"], ["--cfg", "job"], ["--info"]])
+def test_configuration_screens_do_not_import_torch(tmp_path: Path, flags: list[str]) -> None:
+    """--help, --cfg job and --info compose configs without importing torch."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "hydra_pipeline", *flags],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()]
+    assert "torch" not in imported
+    assert "hydra_pipeline.config" in imported
+
+
+def test_help_lists_groups_options_and_typed_keys(cli: Cli) -> None:
+    """The help screen lists each group's options and the main keys with types and docs."""
+    result = cli("--help")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "pipeline      imitation_then_ppo, ppo" in text
+    assert "optimizer     adam, adamw, rmsprop, sgd" in text
+    assert "lr_scheduler  constant, cosine, linear_decay, step" in text
+    assert "task          cartpole, gym" in text
+    assert "base_" not in text
+    assert "seed: int = 0" in text and "Seeds Python, NumPy, torch" in text
+    assert "resume: str or null = null" in text
+    assert "pipeline.gamma: float" in text and "Discount factor" in text

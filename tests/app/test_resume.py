@@ -1,0 +1,131 @@
+"""Resume after a crash, refusal of shape changes, restart from weights, bad checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+Cli = Any
+
+# Long enough (several seconds) to be killed after its first checkpoint.
+RUN = [
+    "task.num_envs=16",
+    "pipeline.num_steps=64",
+    "pipeline.save_interval=8192",
+    "pipeline.pipeline_stages.1.max_stage_steps=60000",
+    "pipeline.pipeline_stages.1.early_stopping_criterion=null",
+]
+
+
+def last_checkpoint(run: Path) -> dict[str, Any]:
+    path = sorted((run / "checkpoints").iterdir())[-1]
+    checkpoint: dict[str, Any] = torch.load(path, weights_only=True, map_location="cpu")
+    return checkpoint
+
+
+def final_metrics(run: Path) -> Any:
+    return json.loads((run / "summary.json").read_text())["final_metrics"]
+
+
+def test_resume_after_sigkill_matches_the_uninterrupted_run(cli: Cli, tmp_path: Path) -> None:
+    """Killed after its first checkpoint and resumed, a run ends with the same metrics and
+    bit-identical weights as the run never interrupted, in its own folder."""
+    full = cli(*RUN, "hydra.run.dir=full")
+    assert full.returncode == 0, full.stderr
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hydra_pipeline", *RUN, "hydra.run.dir=killed"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"},
+    )
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.monotonic() + 120
+    while not (checkpoints.is_dir() and any(checkpoints.glob("*.pt"))):
+        assert process.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed" / "summary.json").exists(), "killed too late to test resume"
+
+    resumed = cli(f"resume={tmp_path / 'killed'}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert final_metrics(tmp_path / "killed") == final_metrics(tmp_path / "full")
+    weights = last_checkpoint(tmp_path / "killed")["model"]
+    expected = last_checkpoint(tmp_path / "full")["model"]
+    assert all(torch.equal(weights[name], expected[name]) for name in expected)
+    original = yaml.safe_load((tmp_path / "killed" / ".hydra" / "overrides.yaml").read_text())
+    assert original == RUN
+    assert list((tmp_path / "killed" / ".hydra").glob("resume_*/overrides.yaml"))
+
+
+def test_resume_refuses_a_change_of_pipeline_shape(
+    cli: Cli, small: list[str], tmp_path: Path
+) -> None:
+    """An override changing the stages on resume is refused, naming what differs."""
+    first = cli("pipeline=ppo", *[o for o in small if "stages.1" not in o], "hydra.run.dir=run")
+    assert first.returncode == 0, first.stderr
+    result = cli(f"resume={tmp_path / 'run'}", "pipeline=imitation_then_ppo")
+    assert result.returncode == 1
+    assert "'pipeline_stages' has 2 stages but the saved state has 1" in result.stderr
+    assert "A resumed run keeps its pipeline" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_resume_explains_overrides_that_no_longer_compose(
+    cli: Cli, small: list[str], tmp_path: Path
+) -> None:
+    """When the run's own overrides do not fit the new ones, the message says so."""
+    first = cli(*small, "hydra.run.dir=run")
+    assert first.returncode == 0, first.stderr
+    result = cli(f"resume={tmp_path / 'run'}", "pipeline=ppo")
+    assert result.returncode == 1
+    assert "'pipeline.pipeline_stages.1' is out of range" in result.stderr
+    assert "resumed with its own overrides" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_resume_can_extend_a_finished_stage(cli: Cli, small: list[str], tmp_path: Path) -> None:
+    """Value overrides apply on resume: a longer last stage continues the finished run."""
+    first = cli(*small, "hydra.run.dir=run")
+    assert first.returncode == 0, first.stderr
+    result = cli(f"resume={tmp_path / 'run'}", "pipeline.pipeline_stages.1.max_stage_steps=2048")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert [stage["steps"] for stage in summary["stages"]] == [1024, 2048]
+
+
+def test_restart_from_weights_starts_the_pipeline_over(
+    cli: Cli, small: list[str], tmp_path: Path
+) -> None:
+    """restart_from_weights loads only the model: a new run, in a new folder, from step 0."""
+    first = cli(*small, "hydra.run.dir=first")
+    assert first.returncode == 0, first.stderr
+    second = cli(*small, f"restart_from_weights={tmp_path / 'first'}", "hydra.run.dir=second")
+    assert second.returncode == 0, second.stderr
+    summary = json.loads((tmp_path / "second" / "summary.json").read_text())
+    assert summary["total_steps"] == 2048
+    assert [stage["steps"] for stage in summary["stages"]] == [1024, 1024]
+
+
+def test_corrupt_checkpoint_is_reported_clearly(cli: Cli, small: list[str], tmp_path: Path) -> None:
+    """A truncated checkpoint gives a message naming the file and what to do."""
+    first = cli(*small, "hydra.run.dir=run")
+    assert first.returncode == 0, first.stderr
+    latest = sorted((tmp_path / "run" / "checkpoints").iterdir())[-1]
+    latest.write_bytes(latest.read_bytes()[:100])
+    result = cli(f"resume={tmp_path / 'run'}")
+    assert result.returncode == 1
+    assert f"'{latest}' is corrupt or truncated" in result.stderr
+    assert "Traceback" not in result.stderr

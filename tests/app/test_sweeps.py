@@ -1,0 +1,120 @@
+"""Multiruns: the basic launcher, joblib, Submitit, Optuna, and the sweep summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+Cli = Any
+
+
+def rows(sweep: Path) -> list[dict[str, str]]:
+    with open(sweep / "sweep_summary.csv") as file:
+        return list(csv.DictReader(file))
+
+
+def final_metrics(folder: Path) -> Any:
+    return json.loads((folder / "summary.json").read_text())["final_metrics"]
+
+
+def test_basic_multirun_one_folder_per_job_and_same_result_as_a_single_run(
+    cli: Cli, small: list[str], tmp_path: Path
+) -> None:
+    """A 2x2 sweep runs 4 seeded jobs, summarised in sweep_summary.csv, each equal to the
+    single run with the same overrides."""
+    result = cli(
+        "-m",
+        *small,
+        "pipeline.pipeline_stages.1.max_stage_steps=512,1024",
+        "seed=0,1",
+        "hydra.sweep.dir=sweep",
+    )
+    assert result.returncode == 0, result.stderr
+    sweep = tmp_path / "sweep"
+    table = rows(sweep)
+    assert [row["job"] for row in table] == ["0", "1", "2", "3"]
+    assert all(row["status"] == "completed" for row in table)
+    assert [row["total_steps"] for row in table] == ["1536", "1536", "2048", "2048"]
+    assert "seed=1" in table[1]["overrides"]
+    for job in range(4):
+        summary = json.loads((sweep / str(job) / "summary.json").read_text())
+        assert float(table[job]["reward"]) == summary["final_metrics"]["reward"]
+    single = cli(
+        *small, "pipeline.pipeline_stages.1.max_stage_steps=1024", "seed=1", "hydra.run.dir=single"
+    )
+    assert single.returncode == 0, single.stderr
+    assert final_metrics(tmp_path / "single") == final_metrics(sweep / "3")
+
+
+def test_multirun_records_hparams_for_tensorboard(
+    cli: Cli, small: list[str], tmp_path: Path
+) -> None:
+    """Each job's event files carry its swept values and final metrics for the hparams view."""
+    result = cli("-m", *small, "pipeline.gamma=0.9,0.99", "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stderr
+    events = EventAccumulator(str(tmp_path / "sweep" / "1" / "tensorboard"))
+    events.Reload()
+    plugins = events.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in plugins and "_hparams_/session_start_info" in plugins
+    session = plugins["_hparams_/session_start_info"].decode(errors="ignore")
+    assert "pipeline.gamma" in session and "0.99" in session
+
+
+def test_failed_job_is_recorded_and_others_keep_their_results(
+    cli: Cli, small: list[str], tmp_path: Path
+) -> None:
+    """A job failing a config check is marked failed; the others complete; exit status 1."""
+    result = cli("-m", *small, "pipeline.gamma=0.9,1.5,0.95", "hydra.sweep.dir=sweep")
+    assert result.returncode == 1
+    assert "'pipeline.gamma' must be in [0, 1] (got 1.5)" in result.stderr
+    assert "Traceback" not in result.stderr
+    table = rows(tmp_path / "sweep")
+    assert [row["status"] for row in table] == ["completed", "failed", "completed"]
+    assert "must be in [0, 1]" in table[1]["error"]
+    assert (tmp_path / "sweep" / "2" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_parallel_launchers(cli: Cli, small: list[str], tmp_path: Path, launcher: str) -> None:
+    """joblib and Submitit run the jobs in other processes, with the same seeded results."""
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    result = cli(
+        "-m", *small, "seed=0,1", f"hydra/launcher={launcher}", *extra, "hydra.sweep.dir=sweep"
+    )
+    assert result.returncode == 0, result.stderr
+    table = rows(tmp_path / "sweep")
+    assert [row["status"] for row in table] == ["completed", "completed"]
+    single = cli(*small, "seed=1", "hydra.run.dir=single")
+    assert single.returncode == 0, single.stderr
+    assert final_metrics(tmp_path / "single") == final_metrics(tmp_path / "sweep" / "1")
+
+
+def test_optuna_example_runs_two_trials(
+    cli: Cli, small: list[str], root: Path, tmp_path: Path
+) -> None:
+    """The Optuna example tunes the learning rate and a stage length; the objective is the
+    final mean episode return."""
+    result = cli(
+        "--config-dir",
+        str(root / "examples" / "optuna"),
+        "--config-name",
+        "tune",
+        "-m",
+        "hydra.sweeper.n_trials=2",
+        *[o for o in small if "pipeline_stages.0" not in o],
+        "hydra.sweep.dir=sweep",
+    )
+    assert result.returncode == 0, result.stderr
+    sweep = tmp_path / "sweep"
+    optimization = (sweep / "optimization_results.yaml").read_text()
+    assert "pipeline.optimizer_builder.lr" in optimization
+    assert "pipeline.pipeline_stages.0.max_stage_steps" in optimization
+    table = rows(sweep)
+    assert len(table) == 2 and all(row["status"] == "completed" for row in table)
+    best = max(float(row["reward"]) for row in table)
+    assert f"best_value: {best}" in optimization
