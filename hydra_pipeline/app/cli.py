@@ -58,6 +58,7 @@ def pipeline_app(
     def decorate(task_function: TaskFunction) -> Callable[[], None]:
         @functools.wraps(task_function)
         def reporting_task_function(cfg: DictConfig) -> Any:
+            os.environ[_TASK_STARTED] = "1"
             try:
                 return task_function(cfg)
             except (ConfigError, CheckpointError) as error:
@@ -86,6 +87,7 @@ def pipeline_app(
 
 
 _SHOW_TRACEBACK = "_HYDRA_PIPELINE_SHOW_TRACEBACK"
+_TASK_STARTED = "_HYDRA_PIPELINE_TASK_STARTED"
 
 
 def _run(hydra_main: Callable[[], Any], config_path: str, config_name: str) -> None:
@@ -108,8 +110,17 @@ def _run(hydra_main: Callable[[], Any], config_path: str, config_name: str) -> N
                 del os.environ["HYDRA_FULL_ERROR"]
             else:
                 os.environ["HYDRA_FULL_ERROR"] = user_setting
-    except (ConfigError, CheckpointError, HydraException, OmegaConfBaseException) as error:
-        if show_traceback:
+    except (
+        ConfigError,
+        CheckpointError,
+        HydraException,
+        OmegaConfBaseException,
+        ValueError,
+    ) as error:
+        # A ValueError before any task started is Hydra refusing the command line's flags;
+        # one raised while training is a bug, which keeps its traceback.
+        task_started = os.environ.pop(_TASK_STARTED, None) is not None
+        if show_traceback or (type(error) is ValueError and task_started):
             raise
         message = _explain(error, _overrides(sys.argv[1:]), config_path, config_name)
         if resuming and not isinstance(error, (ConfigError, CheckpointError)):

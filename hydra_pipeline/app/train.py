@@ -8,6 +8,7 @@ generator and set determinism, pick the device, build the pipeline, the task and
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 import re
@@ -28,11 +29,13 @@ RUN_KEYS = ("resume", "restart_from_weights")
 """Keys that say how a run starts, not what it trains: not carried over when resuming."""
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+log = logging.getLogger("hydra_pipeline")
 
 
 def train(cfg: DictConfig) -> float:
     """Train as ``cfg`` says, in Hydra's output folder, and return the final mean episode
-    return (the objective of optimizing sweepers; NaN if no episode ended).
+    return: the objective of optimizing sweepers such as Optuna (-inf if no episode ended, so
+    such a run ranks last).
 
     Raises:
         ConfigError: A config mistake, named by its key, before anything is built.
@@ -100,7 +103,10 @@ def train(cfg: DictConfig) -> float:
         summary = runner.run()
     finally:
         task.close()
-    return summary.final_metrics.get("reward", math.nan)
+    if "reward" not in summary.final_metrics:
+        log.warning("No episode ended during the run: its objective is -inf.")
+        return -math.inf
+    return summary.final_metrics["reward"]
 
 
 def _device(name: str) -> str:

@@ -1,0 +1,149 @@
+"""Every command in the README runs as written (on tiny step counts)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+COMMANDS = [
+    line.strip()
+    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.DOTALL)
+    for line in block.splitlines()
+    if line.strip()
+]
+
+# Commands CI runs itself: .ci/run must run them exactly as the README writes them.
+RUN_BY_CI = ['pip install -e ".[all]"', "python -m pytest"]
+
+
+def shrink(arguments: list[str]) -> list[str]:
+    """The arguments with step counts cut down (and sweeps shortened) so the run is quick."""
+    stages = 1 if "pipeline=ppo" in arguments else 2
+    small = {f"pipeline.pipeline_stages.{i}.max_stage_steps": "512" for i in range(stages)}
+    small |= {
+        "pipeline.num_steps": "16",
+        "pipeline.metric_accumulate_interval": "256",
+        "hydra.sweeper.n_trials": "2",
+    }
+    if "task=gym" not in arguments:
+        small["task.num_envs"] = "8"
+    shrunk = []
+    for argument in arguments:
+        key = argument.split("=", 1)[0]
+        shrunk.append(f"{key}={small.pop(key)}" if key in small else argument)
+    sweeps_optuna = "--config-name" in arguments
+    return shrunk + [
+        f"{key}={value}"
+        for key, value in small.items()
+        if key != "hydra.sweeper.n_trials" or sweeps_optuna
+    ]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short finished run, for the README's resume commands."""
+    folder = tmp_path_factory.mktemp("readme") / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "hydra_pipeline", *shrink([]), f"hydra.run.dir={folder}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def test_readme_has_commands() -> None:
+    """The README shows how to install, run, test, sweep and resume."""
+    assert COMMANDS[:3] == ['pip install -e ".[all]"', "python -m hydra_pipeline", *RUN_BY_CI[1:]]
+    assert any(" -m " in command and "seed=0,1,2" in command for command in COMMANDS)
+    assert any("resume=" in command for command in COMMANDS)
+
+
+def test_ci_runs_the_readme_install_and_test_commands() -> None:
+    """.ci/run installs and tests with the README's commands."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    for command in RUN_BY_CI:
+        assert re.search(rf"^\s*(python -m )?{re.escape(command)}\s*$", ci, flags=re.MULTILINE), (
+            command
+        )
+
+
+@pytest.mark.parametrize(
+    "command", [c for c in COMMANDS if c not in RUN_BY_CI], ids=lambda command: command[:60]
+)
+def test_readme_command_runs(command: str, tmp_path: Path, finished_run: Path) -> None:
+    """The command exits with status 0 and does what the README says it does."""
+    words, _, comment = command.partition("  #")
+    arguments = shlex.split(words)
+    environment = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    if arguments[0] == "tensorboard":
+        # Inspect the event files instead of serving them.
+        logdir = finished_run / "tensorboard"
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "tensorboard"),
+                "--inspect",
+                "--logdir",
+                str(logdir),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "train/reward" in result.stdout
+        return
+    assert arguments[:2] in (["python", "-m"], ["python", "examples/user_project/train.py"])
+    arguments = [sys.executable, *arguments[1:]]
+    arguments = [
+        f"{a.split('=', 1)[0]}={finished_run}"
+        if a.startswith(("resume=", "restart_from_weights="))
+        else a
+        for a in arguments
+    ]
+    if "needs a SLURM cluster" in comment:
+        # No cluster here: check that the launcher preset composes into a SLURM launcher.
+        single_run = arguments[:3] + [a for a in arguments[3:] if a != "-m" and "," not in a]
+        result = subprocess.run(
+            [*single_run, "--cfg", "hydra"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=environment,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in (
+            result.stdout
+        )
+        assert "gpus_per_node: 1" in result.stdout and "partition: gpu" in result.stdout
+        return
+    informational = any(flag in arguments for flag in ("--help", "--cfg"))
+    program = 3 if arguments[1] == "-m" else 2  # python -m hydra_pipeline | python script.py
+    multirun = "-m" in arguments[program:]
+    if not informational:
+        arguments = shrink(arguments)
+        folder = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        if not any(a.startswith(("resume=",)) for a in arguments):
+            arguments.append(f"{folder}={tmp_path / 'out'}")
+    result = subprocess.run(
+        arguments, cwd=ROOT, capture_output=True, text=True, check=False, env=environment
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    if informational:
+        assert "pipeline" in result.stdout
+    elif any(a.startswith("resume=") for a in arguments):
+        assert (finished_run / "summary.json").is_file()
+    elif multirun:
+        assert (tmp_path / "out" / "sweep_summary.csv").is_file()
+    else:
+        assert (tmp_path / "out" / "summary.json").is_file()
