@@ -9,6 +9,7 @@ run code.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 from pathlib import Path
@@ -66,12 +67,20 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"Checkpoint file '{path}' does not exist.")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"Checkpoint file '{path}' is corrupt or truncated, or holds objects other than "
+            "tensors and plain Python values (so hydra_pipeline did not write it, and loading "
+            "it could run code). Resume from another checkpoint of the run (pass its file to "
+            "resume=), or start a new run."
+        ) from None
     except Exception as error:
         # On corrupt bytes the (weights-only) unpickler fails with nearly any exception type:
-        # KeyError, IndexError and struct.error as well as RuntimeError or UnpicklingError.
+        # KeyError, IndexError and struct.error as well as RuntimeError.
+        reason = (str(error).strip().splitlines() or [""])[0]
         raise CheckpointError(
             f"Checkpoint file '{path}' is corrupt or truncated and cannot be loaded "
-            f"({type(error).__name__}: {error}). Resume from another checkpoint of the run "
+            f"({type(error).__name__}: {reason}). Resume from another checkpoint of the run "
             "(pass its file to resume=), or start a new run."
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:

@@ -80,7 +80,10 @@ class RolloutStorage:
         """Store ``returns`` and the advantages ``returns - values``, raw and normalised."""
         self.returns.copy_(returns)
         torch.sub(returns, self.values, out=self.advantages)
-        mean, std = self.advantages.mean(), self.advantages.std()
+        mean = self.advantages.mean()
+        # The sample std of a single advantage (one step, one environment) is NaN, which would
+        # turn the weights into NaN; that lone advantage normalises to 0 instead.
+        std = self.advantages.std() if self.advantages.numel() > 1 else torch.zeros_like(mean)
         torch.div(self.advantages - mean, std + 1e-5, out=self.normalized_advantages)
 
     def minibatches(self, num_mini_batch: int, with_expert_actions: bool) -> Iterator[Minibatch]:

@@ -359,8 +359,12 @@ class OnPolicyRunner:
             return
         with warnings.catch_warnings():
             # torch deprecates step(epoch) in favour of chained steps; schedules indexed by
-            # total steps need the epoch form (closed-form schedules use it as is).
+            # total steps need the epoch form (closed-form schedules use it as is). On resume
+            # the schedule is set before any optimizer step, which torch also warns about.
             warnings.filterwarnings("ignore", message=".*epoch parameter.*", category=UserWarning)
+            warnings.filterwarnings(
+                "ignore", message=".*before `optimizer.step", category=UserWarning
+            )
             self.lr_scheduler.step(self.pipeline.total_steps)
 
     def _after_rollout(self, index: int, stage: PipelineStage) -> None:

@@ -142,7 +142,8 @@ class TrainingPipeline:
 
         Args:
             training_metrics: Metrics accumulated since the previous call; when given, the
-                current stage's early-stopping criterion (if any) decides whether it ends now.
+                current stage's early-stopping criterion (if any) decides whether it ends now
+                (it is not called once the stage has reached ``max_stage_steps``).
 
         Returns:
             Whether the current stage changed.
@@ -151,7 +152,9 @@ class TrainingPipeline:
         if stage is None:
             return False
         criterion = stage.early_stopping_criterion
-        if training_metrics is not None and criterion is not None:
+        # A stage that has run to its step limit ends anyway: only an earlier end counts as
+        # early stopping.
+        if training_metrics is not None and criterion is not None and not stage.is_complete:
             stage.early_stopping_criterion_met = bool(
                 criterion(
                     stage_steps=stage.steps_taken_in_stage,

@@ -152,6 +152,18 @@ class TestCursor:
         assert pipeline.pipeline_stages[0].early_stopping_criterion_met
         assert pipeline.current_stage_index == 1
 
+    def test_criterion_is_not_consulted_once_the_step_limit_is_reached(self) -> None:
+        """A stage that ran to its limit ends anyway: it is not reported as early stopped."""
+        criterion = ThresholdEarlyStopping(metric="reward", threshold=0.0)
+        pipeline = make_pipeline([PipelineStage(["a"], 10, early_stopping_criterion=criterion)])
+        pipeline.pipeline_stages[0].steps_taken_in_stage = 10
+        metrics = ScalarMeanTracker()
+        metrics.add_scalars({"reward": 5.0})
+        pipeline.before_rollout(training_metrics=metrics)
+        assert pipeline.current_stage is None
+        assert not pipeline.pipeline_stages[0].early_stopping_criterion_met
+        assert criterion.successes_in_a_row == 0
+
     def test_criterion_receives_stage_and_total_steps(self) -> None:
         seen: dict[str, Any] = {}
 

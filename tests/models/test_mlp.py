@@ -1,0 +1,105 @@
+"""MLPActorCritic: output shapes, distributions per action space, parameters, validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hydra_pipeline import InvalidArgumentError
+from hydra_pipeline.models import ACTIVATIONS, Categorical, DiagonalGaussian, MLPActorCritic
+from hydra_pipeline.tasks import ContinuousActions, DiscreteActions
+
+
+def continuous(shape: tuple[int, ...]) -> ContinuousActions:
+    size = 1
+    for dimension in shape:
+        size *= dimension
+    return ContinuousActions(shape, (-1.0,) * size, (1.0,) * size)
+
+
+class TestDiscrete:
+    def test_shapes(self) -> None:
+        """Discrete actions: a categorical over n actions and one value per observation."""
+        model = MLPActorCritic((4,), DiscreteActions(3), hidden_sizes=(8, 8))
+        output = model(torch.randn(5, 4))
+        assert isinstance(output.distribution, Categorical)
+        assert output.distribution.logits.shape == (5, 3)
+        assert output.values.shape == (5,)
+        assert output.distribution.sample().shape == (5,)
+        assert output.distribution.log_prob(torch.zeros(5, dtype=torch.int64)).shape == (5,)
+
+    def test_no_log_std(self) -> None:
+        """The log_std parameter exists only for continuous actions."""
+        model = MLPActorCritic((4,), DiscreteActions(2), hidden_sizes=(8,))
+        assert model.log_std is None
+        assert not any("log_std" in name for name, _ in model.named_parameters())
+
+    def test_observations_are_flattened(self) -> None:
+        """Multi-dimensional observations are flattened before the first layer."""
+        model = MLPActorCritic((2, 3, 2), DiscreteActions(4), hidden_sizes=(8,))
+        first = model.actor[0]
+        assert isinstance(first, torch.nn.Linear) and first.in_features == 12
+        output = model(torch.randn(7, 2, 3, 2))
+        assert output.distribution.logits.shape == (7, 4)
+        assert output.values.shape == (7,)
+
+    def test_no_hidden_layer(self) -> None:
+        """An empty hidden_sizes gives linear actor and critic heads."""
+        model = MLPActorCritic((4,), DiscreteActions(2), hidden_sizes=())
+        assert len(model.actor) == 1 and len(model.critic) == 1
+        assert model(torch.randn(3, 4)).values.shape == (3,)
+
+    def test_actor_head_is_near_uniform(self) -> None:
+        """The actor head's small initial gain makes the initial policy nearly uniform."""
+        torch.manual_seed(0)
+        model = MLPActorCritic((4,), DiscreteActions(2))
+        entropy = model(torch.randn(100, 4)).distribution.entropy().detach()
+        assert float(entropy.min()) > 0.69  # ln 2 = 0.6931
+
+
+class TestContinuous:
+    @pytest.mark.parametrize("shape", [(1,), (3,), (2, 3)])
+    def test_shapes(self, shape: tuple[int, ...]) -> None:
+        """Continuous actions: a Gaussian whose mean has the action shape, values (batch,)."""
+        model = MLPActorCritic((4,), continuous(shape), hidden_sizes=(8,), initial_log_std=-0.5)
+        output = model(torch.randn(6, 4))
+        assert isinstance(output.distribution, DiagonalGaussian)
+        assert output.distribution.mean.shape == (6, *shape)
+        assert output.distribution.sample().shape == (6, *shape)
+        assert output.distribution.log_prob(torch.zeros(6, *shape)).shape == (6,)
+        assert output.values.shape == (6,)
+
+    def test_log_std_parameter(self) -> None:
+        """log_std is a trainable parameter of the action shape, set to initial_log_std."""
+        model = MLPActorCritic((4,), continuous((2, 3)), hidden_sizes=(8,), initial_log_std=-0.5)
+        assert isinstance(model.log_std, torch.nn.Parameter)
+        assert model.log_std.shape == (2, 3)
+        assert torch.equal(model.log_std.data, torch.full((2, 3), -0.5))
+        assert dict(model.named_parameters())["log_std"] is model.log_std
+        entropy = model(torch.randn(2, 4)).distribution.entropy()
+        # Six entries, each 0.5 + 0.5 ln(2 pi) - 0.5.
+        expected = 6 * 0.5 * torch.log(torch.tensor(2 * torch.pi))
+        torch.testing.assert_close(entropy, expected.expand(2))
+
+
+class TestValidation:
+    def test_unknown_activation(self) -> None:
+        """An unknown activation is refused with the list of known ones."""
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'activation' must be one of \['elu', 'gelu', 'relu', 'silu', 'tanh'\] "
+            r"\(got 'sigmoid'\)",
+        ):
+            MLPActorCritic((4,), DiscreteActions(2), activation="sigmoid")
+
+    @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+    def test_every_activation_builds(self, name: str) -> None:
+        """Each listed activation builds and sits between the layers."""
+        model = MLPActorCritic((4,), DiscreteActions(2), hidden_sizes=(8,), activation=name)
+        assert isinstance(model.actor[1], ACTIVATIONS[name])
+        assert isinstance(model.critic[1], ACTIVATIONS[name])
+
+    def test_hidden_size_must_be_positive(self) -> None:
+        """A hidden layer of width 0 is refused with its index."""
+        with pytest.raises(InvalidArgumentError, match=r"'hidden_sizes.1' must be >= 1 \(got 0\)"):
+            MLPActorCritic((4,), DiscreteActions(2), hidden_sizes=(8, 0))
