@@ -110,17 +110,13 @@ def _run(hydra_main: Callable[[], Any], config_path: str, config_name: str) -> N
                 del os.environ["HYDRA_FULL_ERROR"]
             else:
                 os.environ["HYDRA_FULL_ERROR"] = user_setting
-    except (
-        ConfigError,
-        CheckpointError,
-        HydraException,
-        OmegaConfBaseException,
-        ValueError,
-    ) as error:
-        # A ValueError before any task started is Hydra refusing the command line's flags;
-        # one raised while training is a bug, which keeps its traceback.
+    except Exception as error:
+        # Before any task starts, every error comes from the command line or the config;
+        # once training runs, only the package's and Hydra's own errors are config mistakes,
+        # and anything else is a bug that keeps its traceback.
         task_started = os.environ.pop(_TASK_STARTED, None) is not None
-        if show_traceback or (type(error) is ValueError and task_started):
+        expected = (ConfigError, CheckpointError, HydraException, OmegaConfBaseException)
+        if show_traceback or (task_started and not isinstance(error, expected)):
             raise
         message = _explain(error, _overrides(sys.argv[1:]), config_path, config_name)
         if resuming and not isinstance(error, (ConfigError, CheckpointError)):
@@ -193,11 +189,19 @@ def _resume_arguments(arguments: list[str]) -> list[str]:
 def _explain(error: BaseException, overrides: list[str], config_path: str, config_name: str) -> str:
     if isinstance(error, MissingConfigException) and error.options is not None:
         return _unknown_option(error)
+    if "NoneType" in str(error) and isinstance(error, (AssertionError, AttributeError)):
+        return (
+            f"An override sets a key inside a config node that is null ({error}). OmegaConf "
+            "cannot do that: set the whole node instead, e.g. for the teacher forcing of a "
+            "stage that has none, replace the stage: "
+            "'pipeline.pipeline_stages.0={loss_names:[ppo_loss],max_stage_steps:500000,"
+            "teacher_forcing:{steps:5000}}'."
+        )
     if isinstance(error, ConfigCompositionException):
         out_of_range = _index_out_of_range(error, overrides, config_path, config_name)
         if out_of_range:
             return out_of_range
-    message = str(error).strip()
+    message = str(error).strip() or type(error).__name__
     cause = error.__cause__
     if isinstance(error, HydraException) and isinstance(cause, OmegaConfBaseException):
         message += "\n" + str(cause).strip()

@@ -17,9 +17,11 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from hydra_pipeline.app.cli import RESUME_RULE
 from hydra_pipeline.config import check_config, instantiate_node
+from hydra_pipeline.config.checks import config_nodes, dotted_key
 from hydra_pipeline.errors import CheckpointError, ConfigError, InvalidArgumentError
 from hydra_pipeline.pipeline import set_deterministic_cudnn, set_seed
 
@@ -41,9 +43,7 @@ def train(cfg: DictConfig) -> float:
         ConfigError: A config mistake, named by its key, before anything is built.
         CheckpointError: ``resume`` or ``restart_from_weights`` points at an unusable checkpoint.
     """
-    cfg = copy.deepcopy(cfg)
-    OmegaConf.resolve(cfg)  # nodes are instantiated one by one: resolve ${...} across them first
-    check_config(cfg)
+    cfg = _checked_and_resolved(cfg)
     device = _device(cfg.device)
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
@@ -107,6 +107,38 @@ def train(cfg: DictConfig) -> float:
         log.warning("No episode ended during the run: its objective is -inf.")
         return -math.inf
     return summary.final_metrics["reward"]
+
+
+def _checked_and_resolved(cfg: DictConfig) -> DictConfig:
+    """``cfg`` after the startup checks, with every ``${...}`` resolved (nodes are built one by
+    one, so interpolations across them must be resolved first)."""
+    cfg = copy.deepcopy(cfg)
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as error:
+        text = str(error)
+        key = _unresolvable_key(cfg)
+        missing = re.search(r"Missing mandatory value: (\S+)", text)
+        if missing:
+            unset = dotted_key(missing.group(1))
+            referrer = f" and '{key}' refers to it" if key else ""
+            raise ConfigError(
+                f"'{unset}' has no value (it is mandatory, '???'){referrer}. Set it, e.g. "
+                f"{unset}=<value>."
+            ) from None
+        raise ConfigError(f"'{key}' cannot be resolved: {text.strip().splitlines()[0]}") from None
+    check_config(cfg)
+    return cfg
+
+
+def _unresolvable_key(cfg: DictConfig) -> str:
+    """The first key whose ``${...}`` cannot be resolved (``OmegaConf.resolve`` does not say)."""
+    for key, node in config_nodes(cfg):
+        try:
+            node._dereference_node()
+        except OmegaConfBaseException:
+            return key
+    return ""
 
 
 def _device(name: str) -> str:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 import types
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from hydra.utils import get_object
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, Node, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hydra_pipeline.config.builder import builder_of
@@ -33,6 +34,8 @@ __all__ = [
     "ALLOWED_TARGET_PREFIXES",
     "allowed_prefixes",
     "check_config",
+    "config_nodes",
+    "dotted_key",
     "is_allowed",
     "target_nodes",
 ]
@@ -55,20 +58,32 @@ def is_allowed(path: str, prefixes: Sequence[str]) -> bool:
     return any(path.startswith(prefix) or f"{path}." == prefix for prefix in prefixes)
 
 
-def target_nodes(node: Any, key: str = "") -> Iterator[tuple[str, DictConfig]]:
-    """Every node with a ``_target_`` under ``node``, with its dotted key (list indices as
-    ``.N``, as on the command line), parents before children."""
-    if isinstance(node, (DictConfig, ListConfig)) and (node._is_none() or node._is_missing()):
+def dotted_key(key: str) -> str:
+    """An OmegaConf key (``a.b[1].c``) as the command line writes it (``a.b.1.c``)."""
+    return re.sub(r"\[(\d+)\]", r".\1", key)
+
+
+def config_nodes(node: Any, key: str = "") -> Iterator[tuple[str, Node]]:
+    """Every node under ``node`` (itself included) with its dotted key (list indices as ``.N``,
+    as on the command line), parents before children; null and ``???`` containers are leaves.
+    """
+    yield key, node
+    if not isinstance(node, (DictConfig, ListConfig)) or node._is_none() or node._is_missing():
         return
-    if isinstance(node, DictConfig):
-        if "_target_" in node:
-            yield key, node
-        for child_key in map(str, node):
-            child = node._get_node(child_key)
-            yield from target_nodes(child, f"{key}.{child_key}" if key else child_key)
-    elif isinstance(node, ListConfig):
-        for index in range(len(node)):
-            yield from target_nodes(node._get_node(index), f"{key}.{index}")
+    children: list[Any] = (
+        list(map(str, node)) if isinstance(node, DictConfig) else [*range(len(node))]
+    )
+    for child in children:
+        yield from config_nodes(node._get_node(child), f"{key}.{child}" if key else str(child))
+
+
+def target_nodes(node: Any, key: str = "") -> Iterator[tuple[str, DictConfig]]:
+    """Every node with a ``_target_`` under ``node``, with its dotted key."""
+    for path, child in config_nodes(node, key):
+        if not isinstance(child, DictConfig) or child._is_none() or child._is_missing():
+            continue
+        if "_target_" in child:
+            yield path, child
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -90,9 +105,9 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def _check_mandatory_values(cfg: DictConfig) -> None:
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    missing = sorted(dotted_key(key) for key in OmegaConf.missing_keys(cfg))
     if missing:
-        first = missing[0].replace("[", ".").replace("]", "")
+        first = missing[0]
         raise ConfigError(
             f"'{first}' has no value (it is mandatory, '???'). Set it on the command line, "
             f"e.g. {first}=<value>." + (f" Also unset: {missing[1:]}." if len(missing) > 1 else "")
@@ -212,7 +227,11 @@ def _check_types(key: str, node: DictConfig, target: str) -> None:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
     except OmegaConfBaseException as error:
         where = f"{key}.{error.full_key}" if error.full_key else key
-        raise ConfigError(f"'{where}': {error.msg}") from None
+        problem = (error.msg or str(error)).splitlines()[0]
+        raise ConfigError(
+            f"'{where}': {problem} ({schema.__name__} types it). Give it a value of that type, "
+            f"e.g. {where}=<value>."
+        ) from None
     unset = sorted(OmegaConf.missing_keys(merged))
     if unset:
         raise ConfigError(

@@ -123,6 +123,19 @@ MISTAKES = [
         id="target-outside-allow-list",
     ),
     pytest.param(
+        ["pipeline.pipeline_stages.1.max_stage_steps=???"],
+        ["'pipeline.pipeline_stages.1.max_stage_steps' has no value (it is mandatory, '???')"],
+        id="unset-mandatory-value",
+    ),
+    pytest.param(
+        ["pipeline.gamma=${nope}"], ["'pipeline.gamma' cannot be resolved"], id="bad-interpolation"
+    ),
+    pytest.param(
+        ["pipeline=ppo", "pipeline.pipeline_stages.0.teacher_forcing.steps=5000"],
+        ["sets a key inside a config node that is null", "'pipeline.pipeline_stages.0={"],
+        id="key-inside-null-node",
+    ),
+    pytest.param(
         ["device=gpu"], ["'device' must be auto, cpu, cuda or cuda:N (got 'gpu')"], id="device"
     ),
     pytest.param(

@@ -113,3 +113,39 @@ def test_console_script_is_the_same_app(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "pipeline_stages:" in result.stdout and "imitation_loss" in result.stdout
+
+
+def test_progress_bar_and_determinism_flags(cli: Cli, small: list[str], tmp_path: Path) -> None:
+    """deterministic_cudnn (torch's deterministic mode) and the progress bar work on the CPU,
+    without changing the result."""
+    plain = cli(*small, "hydra.run.dir=plain")
+    flags = cli(*small, "deterministic_cudnn=true", "progress_bar=true", "hydra.run.dir=flags")
+    assert plain.returncode == 0 and flags.returncode == 0, flags.stderr
+    assert "stage 1/2: 100%" in flags.stderr
+    assert (
+        read_json(tmp_path / "flags" / "summary.json")["final_metrics"]
+        == read_json(tmp_path / "plain" / "summary.json")["final_metrics"]
+    )
+
+
+def test_gymnasium_continuous_task(cli: Cli, tmp_path: Path) -> None:
+    """PPO trains on a Gymnasium environment with continuous actions (Pendulum-v1)."""
+    result = cli(
+        "pipeline=ppo",
+        "task=gym",
+        "task.env_id=Pendulum-v1",
+        "task.num_envs=4",
+        "pipeline.num_steps=64",
+        "pipeline.num_mini_batch=2",
+        "pipeline.pipeline_stages.0.max_stage_steps=2048",
+        "pipeline.metric_accumulate_interval=1024",
+        "hydra.run.dir=run",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = read_json(tmp_path / "run" / "summary.json")
+    assert summary["total_steps"] == 2048
+    assert summary["final_metrics"]["episode_length"] == 200  # Pendulum's time limit
+    checkpoint = torch.load(
+        sorted((tmp_path / "run" / "checkpoints").iterdir())[-1], weights_only=True
+    )
+    assert checkpoint["model"]["log_std"].shape == (1,)

@@ -1,0 +1,278 @@
+"""Config mistakes are reported as ConfigError naming the full key, the value and the fix.
+
+``check_config`` catches what Hydra cannot see at override time (keys forced in with ``+``,
+values under untyped ``_target_`` nodes, ``_target_`` outside the allow-list, mandatory values);
+``instantiate_node`` reports constructors' argument errors against the config's keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from omegaconf import DictConfig
+
+from hydra_pipeline import ConfigError
+from hydra_pipeline.config import check_config, instantiate_node
+
+Compose = Callable[..., DictConfig]
+
+
+def error_of(compose: Compose, prepare: Callable[[DictConfig], DictConfig], *overrides: str) -> str:
+    """The message of the ConfigError the app's startup (check, then build) raises."""
+    cfg = prepare(compose(*overrides))
+    with pytest.raises(ConfigError) as caught:
+        check_config(cfg)
+        instantiate_node(cfg, "pipeline")
+        instantiate_node(cfg, "task")
+    return str(caught.value)
+
+
+class TestForcedKeys:
+    def test_momentum_forced_into_adam(self, compose: Compose, prepare: Any) -> None:
+        """A key Adam does not take names its full key and the optimizers that take it."""
+        cfg = prepare(compose("+pipeline.optimizer_builder.momentum=0.9"))
+        with pytest.raises(ConfigError) as caught:
+            check_config(cfg)
+        message = str(caught.value)
+        assert message.startswith("'pipeline.optimizer_builder.momentum' is not a parameter")
+        assert "torch.optim.Adam" in message
+        assert "['rmsprop', 'sgd']" in message
+        assert "optimizer=rmsprop pipeline.optimizer_builder.momentum=" in message
+
+    def test_momentum_with_sgd_passes(self, app_config: Compose, build: Any) -> None:
+        """The hint's fix works: sgd takes momentum."""
+        app_config("optimizer=sgd", "pipeline.optimizer_builder.momentum=0.5")
+        builder = build(
+            "optimizer=sgd", "pipeline.optimizer_builder.momentum=0.5"
+        ).optimizer_builder
+        assert builder.kwargs["momentum"] == 0.5
+
+    def test_typo_in_criterion(self, compose: Compose, prepare: Any) -> None:
+        """A misspelt criterion key is refused with the closest parameter name."""
+        cfg = prepare(compose("+pipeline.pipeline_stages.1.early_stopping_criterion.treshold=3"))
+        with pytest.raises(
+            ConfigError,
+            match=re.escape("'pipeline.pipeline_stages.1.early_stopping_criterion.treshold'"),
+        ) as caught:
+            check_config(cfg)
+        assert "Did you mean 'threshold'?" in str(caught.value)
+        assert "hydra_pipeline.ThresholdEarlyStopping" in str(caught.value)
+
+    def test_unknown_key_in_a_loss(self, compose: Compose, prepare: Any) -> None:
+        """A key PPO does not take, forced into a loss node, is refused."""
+        cfg = prepare(compose("+pipeline.named_losses.ppo_loss.clip_range=0.3"))
+        with pytest.raises(
+            ConfigError, match=r"'pipeline\.named_losses\.ppo_loss\.clip_range'.*clip_param"
+        ):
+            check_config(cfg)
+
+
+class TestUntypedNodes:
+    def test_wrong_type_in_criterion_composes_then_fails_the_check(
+        self, compose: Compose, prepare: Any
+    ) -> None:
+        """early_stopping_criterion is Any: Hydra accepts 'abc', check_config does not."""
+        cfg = prepare(compose("pipeline.pipeline_stages.1.early_stopping_criterion.threshold=abc"))
+        assert cfg.pipeline.pipeline_stages[1].early_stopping_criterion.threshold == "abc"
+        with pytest.raises(ConfigError) as caught:
+            check_config(cfg)
+        message = str(caught.value)
+        assert message.startswith("'pipeline.pipeline_stages.1.early_stopping_criterion.threshold'")
+        assert "'abc'" in message
+        assert "Float" in message  # the type it must have
+
+    def test_criterion_value_left_out(self, compose: Compose, prepare: Any) -> None:
+        """A criterion missing a value its schema requires is refused with the key to set."""
+        cfg = prepare(compose("~pipeline.pipeline_stages.1.early_stopping_criterion.threshold"))
+        with pytest.raises(ConfigError) as caught:
+            check_config(cfg)
+        key = "pipeline.pipeline_stages.1.early_stopping_criterion.threshold"
+        assert str(caught.value).startswith(f"'{key}' has no value")
+        assert f"{key}=<value>" in str(caught.value)
+
+
+class TestPipelineConsistency:
+    def test_stage_names_an_undefined_loss(self, compose: Compose, prepare: Any) -> None:
+        """A stage naming a loss missing from named_losses lists the defined ones."""
+        message = error_of(compose, prepare, "pipeline.pipeline_stages.1.loss_names=[nope]")
+        assert message.startswith("'pipeline.pipeline_stages.1.loss_names' names ['nope']")
+        assert "Defined losses: ['imitation_loss', 'ppo_loss']" in message
+
+    @pytest.mark.parametrize("stage", [0, 1])
+    def test_loss_weights_of_the_wrong_length(
+        self, compose: Compose, prepare: Any, stage: int
+    ) -> None:
+        """Two weights for one loss name the stage's loss_weights key and the value."""
+        message = error_of(
+            compose, prepare, f"pipeline.pipeline_stages.{stage}.loss_weights=[1.0,2.0]"
+        )
+        assert message.startswith(f"'pipeline.pipeline_stages.{stage}.loss_weights' must have")
+        assert "one weight per entry of 'loss_names'" in message
+        assert "(got [1.0, 2.0])" in message
+
+    def test_teacher_forcing_steps_below_one(self, compose: Compose, prepare: Any) -> None:
+        """A nested constructor's error names the nested key."""
+        message = error_of(compose, prepare, "pipeline.pipeline_stages.0.teacher_forcing.steps=0")
+        assert message == "'pipeline.pipeline_stages.0.teacher_forcing.steps' must be >= 1 (got 0)."
+
+
+class TestValueRanges:
+    @pytest.mark.parametrize(
+        ("override", "expected"),
+        [
+            ("pipeline.num_mini_batch=0", "'pipeline.num_mini_batch' must be >= 1 (got 0)."),
+            ("pipeline.update_repeats=0", "'pipeline.update_repeats' must be >= 1 (got 0)."),
+            ("pipeline.num_steps=0", "'pipeline.num_steps' must be >= 1 (got 0)."),
+            ("pipeline.num_steps=-5", "'pipeline.num_steps' must be >= 1 (got -5)."),
+            (
+                "pipeline.metric_accumulate_interval=0",
+                "'pipeline.metric_accumulate_interval' must be >= 1 (got 0).",
+            ),
+            ("pipeline.gamma=1.5", "'pipeline.gamma' must be in [0, 1] (got 1.5)."),
+            ("pipeline.gamma=-0.1", "'pipeline.gamma' must be in [0, 1] (got -0.1)."),
+            ("pipeline.gae_lambda=1.01", "'pipeline.gae_lambda' must be in [0, 1] (got 1.01)."),
+            ("pipeline.gae_lambda=-1", "'pipeline.gae_lambda' must be in [0, 1] (got -1.0)."),
+            ("pipeline.max_grad_norm=0", "'pipeline.max_grad_norm' must be > 0 (got 0.0)."),
+            ("pipeline.max_grad_norm=-0.5", "'pipeline.max_grad_norm' must be > 0 (got -0.5)."),
+            (
+                "pipeline.advance_scene_rollout_period=0",
+                "'pipeline.advance_scene_rollout_period' must be >= 1 (got 0).",
+            ),
+            ("task.num_envs=0", "'task.num_envs' must be >= 1 (got 0)."),
+        ],
+    )
+    def test_out_of_range(
+        self, compose: Compose, prepare: Any, override: str, expected: str
+    ) -> None:
+        """Each range rule names the full key, the rule and the value."""
+        assert error_of(compose, prepare, override) == expected
+
+    @pytest.mark.parametrize(
+        "override",
+        ["pipeline.gamma=0", "pipeline.gamma=1", "pipeline.gae_lambda=0", "pipeline.gae_lambda=1"],
+    )
+    def test_unit_interval_bounds_are_included(self, build: Any, override: str) -> None:
+        """0 and 1 are valid discount and GAE factors."""
+        key, value = override.removeprefix("pipeline.").split("=")
+        assert getattr(build(override), key) == float(value)
+
+
+class TestAllowList:
+    def test_target_outside_the_allow_list(self, compose: Compose, prepare: Any) -> None:
+        """_target_=os.system is refused, naming the key and how to allow its module."""
+        cfg = prepare(compose("pipeline.named_losses.ppo_loss._target_=os.system"))
+        with pytest.raises(ConfigError) as caught:
+            check_config(cfg)
+        message = str(caught.value)
+        assert message.startswith("'pipeline.named_losses.ppo_loss' names 'os.system'")
+        assert "outside the allowed import prefixes" in message
+        assert "allowed_targets='[os]'" in message
+
+    def test_optimizer_class_outside_the_allow_list(self, compose: Compose, prepare: Any) -> None:
+        """A builder's class_type is held to the allow-list too."""
+        cfg = prepare(compose("pipeline.optimizer_builder.class_type=subprocess.Popen"))
+        with pytest.raises(ConfigError, match=r"'pipeline\.optimizer_builder' names 'subprocess"):
+            check_config(cfg)
+
+    @pytest.mark.parametrize(
+        "target",
+        [
+            # os.system reached through a module attribute of an allowed module
+            "hydra_pipeline.config.checks.inspect.os.system",
+            "hydra_pipeline.config.builder.get_object",
+            "torch.optim.optimizer.torch.load",
+        ],
+    )
+    def test_allowed_prefix_does_not_reach_other_modules(
+        self, compose: Compose, prepare: Any, target: str
+    ) -> None:
+        """A path under an allowed prefix that resolves to another module's object is refused."""
+        cfg = prepare(
+            compose(
+                "+loss@pipeline.named_losses.evil=imitation",
+                f"pipeline.named_losses.evil._target_={target}",
+            )
+        )
+        with pytest.raises(ConfigError, match=r"'pipeline\.named_losses\.evil'.*allowed"):
+            check_config(cfg)
+
+    def test_builder_alias_cannot_skip_the_class_type_check(
+        self, compose: Compose, prepare: Any
+    ) -> None:
+        """builder_of under its re-exported name still has its class_type checked."""
+        cfg = prepare(
+            compose(
+                "+loss@pipeline.named_losses.evil=imitation",
+                "pipeline.named_losses.evil._target_=hydra_pipeline.config.builder_of",
+                "+pipeline.named_losses.evil.class_type=subprocess.getoutput",
+            )
+        )
+        with pytest.raises(ConfigError, match=re.escape("subprocess.getoutput")):
+            check_config(cfg)
+
+    def test_own_target_accepted_once_allowed(
+        self, compose: Compose, prepare: Any, tiny_loss_module: str
+    ) -> None:
+        """A user's _target_ is refused until allowed_targets lists its module, then built."""
+        overrides = [
+            f"+pipeline.named_losses.tiny={{_target_:{tiny_loss_module}.TinyLoss,scale:2.0}}",
+            "pipeline.pipeline_stages.1.loss_names=[ppo_loss,tiny]",
+        ]
+        refused = prepare(compose(*overrides))
+        with pytest.raises(ConfigError) as caught:
+            check_config(refused)
+        assert f"allowed_targets='[{tiny_loss_module}]'" in str(caught.value)
+
+        package = tiny_loss_module.rsplit(".", 1)[0]  # a parent package allows it too
+        for allowed in (tiny_loss_module, package):
+            cfg = prepare(compose(*overrides, f"allowed_targets=[{allowed}]"))
+            check_config(cfg)
+            pipeline = instantiate_node(cfg, "pipeline")
+            tiny = pipeline.named_losses["tiny"]
+            assert type(tiny).__name__ == "TinyLoss"
+            assert type(tiny).__module__ == tiny_loss_module
+            assert tiny.scale == 2.0
+            assert pipeline.pipeline_stages[1].loss_names == ["ppo_loss", "tiny"]
+
+    def test_allowing_a_module_does_not_allow_its_name_as_a_prefix(
+        self, compose: Compose, prepare: Any, tiny_loss_module: str
+    ) -> None:
+        """allowed_targets=[os] does not allow 'os_evil.x'-like neighbours (prefix ends at '.')."""
+        cfg = prepare(
+            compose(
+                "pipeline.named_losses.ppo_loss._target_=hydra_pipelinex.Loss",
+                "allowed_targets=[hydra_pipeline]",
+            )
+        )
+        with pytest.raises(ConfigError, match=r"'hydra_pipelinex\.Loss'.*outside"):
+            check_config(cfg)
+
+
+class TestMandatoryValues:
+    def test_mandatory_pipeline_value_left_unset(self, compose: Compose, prepare: Any) -> None:
+        """A '???' value names its key and shows how to set it."""
+        cfg = prepare(compose("pipeline.gamma=???"))
+        with pytest.raises(ConfigError) as caught:
+            check_config(cfg)
+        assert str(caught.value) == (
+            "'pipeline.gamma' has no value (it is mandatory, '???'). Set it on the command line, "
+            "e.g. pipeline.gamma=<value>."
+        )
+
+    def test_mandatory_list_item_value_uses_dotted_indices(
+        self, compose: Compose, prepare: Any
+    ) -> None:
+        """A '???' inside a list item is named with command-line indices (stages.1, not [1])."""
+        key = "pipeline.pipeline_stages.1.early_stopping_criterion.threshold"
+        cfg = prepare(compose(f"{key}=???"))
+        with pytest.raises(ConfigError, match=re.escape(f"'{key}' has no value")):
+            check_config(cfg)
+
+    def test_gym_task_without_env_id(self, compose: Compose, prepare: Any) -> None:
+        """task=gym with env_id unset is refused before anything is built."""
+        cfg = prepare(compose("task=gym", "task.env_id=???"))
+        with pytest.raises(ConfigError, match=r"^'task\.env_id' has no value"):
+            check_config(cfg)
