@@ -142,14 +142,17 @@ class TrainingReporter:
                 steps_per_second,
             )
 
-    def end_stage(self, index: int, steps: int, early_stopped: bool) -> None:
-        """Close the stage's progress bar and say how the stage ended."""
+    def _close_progress_bar(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
         if self._redirect is not None:
             self._redirect.close()
             self._redirect = None
+
+    def end_stage(self, index: int, steps: int, early_stopped: bool) -> None:
+        """Close the stage's progress bar and say how the stage ended."""
+        self._close_progress_bar()
         if self.enabled:
             reason = "early stopping criterion met" if early_stopped else "step limit reached"
             log.info("Stage %d done after %d steps: %s", index + 1, steps, reason)
@@ -164,12 +167,7 @@ class TrainingReporter:
 
     def close(self) -> None:
         """Flush and close everything."""
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-        if self._redirect is not None:
-            self._redirect.close()
-            self._redirect = None
+        self._close_progress_bar()
         if self._writer is not None:
             self._writer.close()
             self._writer = None

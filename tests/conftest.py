@@ -1,16 +1,18 @@
-"""Shared settings for the model tests."""
+"""Settings shared by every test."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True, scope="session")
 def single_thread() -> Iterator[None]:
-    """One intra-op thread: on a small shared machine, tiny ops stall with more."""
+    """One torch thread, as the app uses by default: on a small shared machine, tiny tensor
+    operations stall when split across threads."""
+    import torch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
