@@ -76,7 +76,7 @@ class RolloutStorage:
         self.advantages = zeros()
         self.normalized_advantages = zeros()
 
-    def compute_advantages(self, next_values: Tensor, returns: Tensor) -> None:
+    def compute_advantages(self, returns: Tensor) -> None:
         """Store ``returns`` and the advantages ``returns - values``, raw and normalised."""
         self.returns.copy_(returns)
         torch.sub(returns, self.values, out=self.advantages)

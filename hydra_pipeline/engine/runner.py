@@ -159,7 +159,8 @@ class OnPolicyRunner:
         self.reporter = reporter
         with reporter:
             for stage in self.pipeline:
-                index = self.pipeline.pipeline_stages.index(stage)
+                index = self.pipeline.current_stage_index
+                assert index is not None  # the pipeline's cursor is on the stage it yields
                 losses = {name: self.pipeline.loss(name) for name in stage.loss_names}
                 weights = stage.named_loss_weights
                 record_expert = stage.teacher_forcing is not None or any(
@@ -297,7 +298,7 @@ class OnPolicyRunner:
                 use_gae=pipeline.use_gae,
                 gae_lambda=pipeline.gae_lambda,
             )
-            storage.compute_advantages(next_values, returns)
+            storage.compute_advantages(returns)
         if not losses:
             return
         for _ in range(pipeline.update_repeats):

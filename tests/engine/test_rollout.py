@@ -109,7 +109,7 @@ class TestAdvantages:
         storage = RolloutStorage(2, 2, (1,), (), torch.int64, torch.device("cpu"))
         storage.values.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
         returns = torch.tensor([[2.0, 2.0], [5.0, 8.0]])
-        storage.compute_advantages(torch.zeros(2), returns)
+        storage.compute_advantages(returns)
         assert storage.returns.tolist() == returns.tolist()
         assert storage.advantages.tolist() == [[1.0, 0.0], [2.0, 4.0]]
         # mean 1.75; sample variance ((-.75)^2 + 1.75^2 + .25^2 + 2.25^2) / 3 = 8.75 / 3.
@@ -122,9 +122,7 @@ class TestAdvantages:
         generator = torch.Generator().manual_seed(3)
         storage = RolloutStorage(8, 4, (1,), (), torch.int64, torch.device("cpu"))
         storage.values.copy_(torch.randn(8, 4, generator=generator))
-        storage.compute_advantages(
-            torch.zeros(4), 5.0 + 3.0 * torch.randn(8, 4, generator=generator)
-        )
+        storage.compute_advantages(5.0 + 3.0 * torch.randn(8, 4, generator=generator))
         assert float(storage.normalized_advantages.mean()) == pytest.approx(0.0, abs=1e-6)
         assert float(storage.normalized_advantages.std()) == pytest.approx(1.0, abs=1e-4)
 
@@ -132,6 +130,6 @@ class TestAdvantages:
         """One step of one environment: the lone advantage normalises to 0, not NaN."""
         storage = RolloutStorage(1, 1, (1,), (), torch.int64, torch.device("cpu"))
         storage.values.fill_(1.0)
-        storage.compute_advantages(torch.zeros(1), torch.tensor([[3.0]]))
+        storage.compute_advantages(torch.tensor([[3.0]]))
         assert storage.advantages.tolist() == [[2.0]]
         assert storage.normalized_advantages.tolist() == [[0.0]]
