@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import gc
 import inspect
 import os
 import re
@@ -58,7 +59,8 @@ def pipeline_app(
     def decorate(task_function: TaskFunction) -> Callable[[], None]:
         @functools.wraps(task_function)
         def reporting_task_function(cfg: DictConfig) -> Any:
-            os.environ[_TASK_STARTED] = "1"
+            global _task_started
+            _task_started = True
             try:
                 return task_function(cfg)
             except (ConfigError, CheckpointError) as error:
@@ -79,6 +81,10 @@ def pipeline_app(
 
         @functools.wraps(task_function)
         def entry_point() -> None:
+            # Startup allocates hundreds of thousands of long-lived objects (torch, Hydra): the
+            # garbage collector would scan them again and again, for about 0.5 s here, and once
+            # more at exit. It stays off until train() freezes them and turns it back on.
+            gc.disable()
             _run(hydra_main, config_path_for_checks, config_name)
 
         return entry_point
@@ -86,8 +92,12 @@ def pipeline_app(
     return decorate
 
 
+# Read in job processes too (joblib, Submitit), so it travels in the environment.
 _SHOW_TRACEBACK = "_HYDRA_PIPELINE_SHOW_TRACEBACK"
-_TASK_STARTED = "_HYDRA_PIPELINE_TASK_STARTED"
+
+# Whether a task function has started in this process: errors before that come from the
+# command line or the config.
+_task_started = False
 
 
 def _run(hydra_main: Callable[[], Any], config_path: str, config_name: str) -> None:
@@ -114,9 +124,8 @@ def _run(hydra_main: Callable[[], Any], config_path: str, config_name: str) -> N
         # Before any task starts, every error comes from the command line or the config;
         # once training runs, only the package's and Hydra's own errors are config mistakes,
         # and anything else is a bug that keeps its traceback.
-        task_started = os.environ.pop(_TASK_STARTED, None) is not None
         expected = (ConfigError, CheckpointError, HydraException, OmegaConfBaseException)
-        if show_traceback or (task_started and not isinstance(error, expected)):
+        if show_traceback or (_task_started and not isinstance(error, expected)):
             raise
         message = _explain(error, _overrides(sys.argv[1:]), config_path, config_name)
         if resuming and not isinstance(error, (ConfigError, CheckpointError)):

@@ -9,6 +9,7 @@ holds (user projects' included) and imports nothing heavy.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import typing
 from typing import Any
 
@@ -75,7 +76,13 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
+def _help_if_asked() -> str:
+    # Hydra resolves its own config, help template included, on every run; listing the
+    # options costs about 0.1 s, so it is done only when the help screen is shown.
+    return help_text() if {"--help", "-h"} & set(sys.argv[1:]) else ""
+
+
 def register_help_resolver() -> None:
     """Register ``${hydra_pipeline_help:}`` (once per process)."""
     if not OmegaConf.has_resolver("hydra_pipeline_help"):
-        OmegaConf.register_new_resolver("hydra_pipeline_help", help_text)
+        OmegaConf.register_new_resolver("hydra_pipeline_help", _help_if_asked)

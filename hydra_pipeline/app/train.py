@@ -8,6 +8,7 @@ generator and set determinism, pick the device, build the pipeline, the task and
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import math
 import os
@@ -101,6 +102,10 @@ def train(cfg: DictConfig) -> float:
         raise CheckpointError(
             f"{key}={OmegaConf.select(cfg, key)}: {error} {RESUME_RULE}"
         ) from None
+    # Everything built so far lives for the whole run: keep the garbage collector off it
+    # (pipeline_app disabled the collector during startup; this turns it back on).
+    gc.freeze()
+    gc.enable()
     try:
         summary = runner.run()
     finally:

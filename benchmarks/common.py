@@ -1,0 +1,197 @@
+"""Helpers shared by the benchmark scripts: timing subprocesses, medians, the result table.
+
+Every figure of the suite is a median over several runs, each measured against a baseline run
+of the same invocation (baseline and candidate runs alternate, so that slow phases of a shared
+machine hit both), and is printed as a ratio. This module imports neither torch nor
+Stable-Baselines3, so that each script pays only for what it measures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root: the working directory of every subprocess."""
+
+QUICK_NOTE = "--quick: a smoke run (tiny step counts, single runs); not the benchmark's figures."
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+@dataclass
+class Row:
+    """One line of the result table: a candidate measured against its baseline.
+
+    Attributes:
+        name: What is measured.
+        baseline: Name of the baseline.
+        baseline_value: Median of the baseline runs.
+        value: Median of the candidate runs.
+        unit: Unit of both values.
+        ratio: Median over repetitions of candidate / baseline (paired runs).
+        target: The target, in words ("" when there is none).
+        met: Whether the target was met (``None`` when there is none).
+    """
+
+    name: str
+    baseline: str
+    baseline_value: float
+    value: float
+    unit: str
+    ratio: float
+    target: str = ""
+    met: bool | None = None
+
+
+@dataclass
+class Report:
+    """What a benchmark script measured: table rows and every per-run number."""
+
+    rows: list[Row] = field(default_factory=list)
+    runs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TimedProcess:
+    """A finished subprocess and when it ran.
+
+    Attributes:
+        start_time: ``time.time()`` just before ``subprocess.Popen``, to compare with
+            timestamps the process records itself.
+        wall_seconds: From just before ``Popen`` to the process's exit (``perf_counter``).
+        returncode: The exit status.
+        stdout: Everything it printed (stderr is merged into it).
+    """
+
+    start_time: float
+    wall_seconds: float
+    returncode: int
+    stdout: str
+
+
+def run_timed(command: Sequence[str], timeout: float = 600.0) -> TimedProcess:
+    """Run ``command`` in the repository root and time it from just before ``Popen`` to exit.
+
+    Output (stdout and stderr) goes to a temporary file read after the process ends, so the
+    process never blocks on a full pipe and nothing reads it while it runs.
+    """
+    with open(os.devnull, "rb") as stdin, tempfile.TemporaryFile() as output:
+        start_time = time.time()
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            list(command), cwd=ROOT, stdin=stdin, stdout=output, stderr=subprocess.STDOUT
+        )
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+        wall_seconds = time.perf_counter() - start
+        output.seek(0)
+        text = output.read().decode(errors="replace")
+    return TimedProcess(start_time, wall_seconds, returncode, text)
+
+
+def python_command(*arguments: str) -> list[str]:
+    """``python <arguments>`` with this interpreter (the project's virtual environment)."""
+    return [sys.executable, *arguments]
+
+
+def interleaved(repeats: int, first: Callable[[], A], second: Callable[[], B]) -> list[tuple[A, B]]:
+    """Run ``first`` and ``second`` ``repeats`` times each, alternating which goes first
+    (ABBA...), and return the ``(first, second)`` result pairs in order."""
+    pairs: list[tuple[A, B]] = []
+    for index in range(repeats):
+        if index % 2 == 0:
+            a = first()
+            b = second()
+        else:
+            b = second()
+            a = first()
+        pairs.append((a, b))
+    return pairs
+
+
+def median(values: Sequence[float]) -> float:
+    """The median (``nan`` for no values)."""
+    return statistics.median(values) if values else float("nan")
+
+
+def load_average() -> tuple[float, float, float]:
+    """The 1-, 5- and 15-minute load averages, as ``uptime`` shows them."""
+    return os.getloadavg()
+
+
+def describe_load() -> str:
+    """The load averages in one line, to print before and after measuring."""
+    one, five, fifteen = load_average()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} ({os.cpu_count()} CPUs)"
+
+
+def wait_for_quiet(threshold: float, max_wait: float, poll: float = 15.0) -> bool:
+    """Wait until the 1-minute load average is below ``threshold`` (at most ``max_wait`` s).
+
+    Returns whether the machine became quiet; the benchmarks then run either way.
+    """
+    deadline = time.monotonic() + max_wait
+    while load_average()[0] >= threshold:
+        if time.monotonic() >= deadline:
+            print(f"still busy after {max_wait:.0f} s: {describe_load()}", flush=True)
+            return False
+        print(f"waiting for a quiet machine: {describe_load()}", flush=True)
+        time.sleep(poll)
+    return True
+
+
+def format_value(value: float, unit: str) -> str:
+    """A value with a precision suited to its size, and its unit."""
+    if value != value:  # nan
+        return "n/a"
+    text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+    return f"{text} {unit}".strip()
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """The rows as an aligned plain-text table."""
+    header = ("benchmark", "candidate", "baseline", "ratio", "target", "met")
+    lines = [header]
+    for row in rows:
+        met = "-" if row.met is None else ("yes" if row.met else "NO")
+        lines.append(
+            (
+                row.name,
+                format_value(row.value, row.unit),
+                f"{format_value(row.baseline_value, row.unit)} ({row.baseline})",
+                f"{row.ratio:.3f}",
+                row.target or "-",
+                met,
+            )
+        )
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    rendered = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+        for line in lines
+    ]
+    rendered.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(line.rstrip() for line in rendered)
+
+
+def write_json(path: Path, reports: dict[str, Report]) -> None:
+    """Save every report (rows and per-run numbers) as JSON."""
+    data = {
+        name: {"rows": [vars(row) for row in report.rows], "runs": report.runs}
+        for name, report in reports.items()
+    }
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
