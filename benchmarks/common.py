@@ -195,3 +195,12 @@ def write_json(path: Path, reports: dict[str, Report]) -> None:
         for name, report in reports.items()
     }
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_report(name: str, report: Report, quick: bool, json_path: Path | None) -> None:
+    """Print a script's table (flagged when it is a --quick smoke run) and save its JSON."""
+    if quick:
+        print(QUICK_NOTE)
+    print(format_table(report.rows))
+    if json_path:
+        write_json(json_path, {name: report})

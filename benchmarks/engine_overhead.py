@@ -26,14 +26,12 @@ from pathlib import Path
 
 import torch
 from common import (
-    QUICK_NOTE,
     Report,
     Row,
     describe_load,
-    format_table,
     interleaved,
     median,
-    write_json,
+    print_report,
 )
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, OmegaConf
@@ -365,11 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     repeats, steps = (1, 1) if args.quick else (args.repeats, args.steps)
     report = measure(repeats, steps, args.seed)
-    if args.quick:
-        print(QUICK_NOTE)
-    print(format_table(report.rows))
-    if args.json:
-        write_json(args.json, {"engine_overhead": report})
+    print_report("engine_overhead", report, args.quick, args.json)
 
 
 if __name__ == "__main__":

@@ -26,16 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    QUICK_NOTE,
     Report,
     Row,
     describe_load,
-    format_table,
     interleaved,
     median,
+    print_report,
     python_command,
     run_timed,
-    write_json,
 )
 
 TARGET_FIRST_UPDATE_SECONDS = 2.5
@@ -244,11 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="also save every number to this file")
     args = parser.parse_args(argv)
     report = measure(1 if args.quick else args.repeats, args.quick)
-    if args.quick:
-        print(QUICK_NOTE)
-    print(format_table(report.rows))
-    if args.json:
-        write_json(args.json, {"startup": report})
+    print_report("startup", report, args.quick, args.json)
 
 
 if __name__ == "__main__":

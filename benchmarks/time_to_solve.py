@@ -24,16 +24,14 @@ from functools import partial
 from pathlib import Path
 
 from common import (
-    QUICK_NOTE,
     Report,
     Row,
     describe_load,
-    format_table,
     interleaved,
     median,
+    print_report,
     python_command,
     run_timed,
-    write_json,
 )
 
 BENCHMARKS = Path(__file__).resolve().parent
@@ -168,11 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     seeds, repeats = (args.seeds[:1], 1) if args.quick else (args.seeds, args.repeats)
     report = measure(seeds, repeats, args.sb3_max_steps)
-    if args.quick:
-        print(QUICK_NOTE)
-    print(format_table(report.rows))
-    if args.json:
-        write_json(args.json, {"time_to_solve": report})
+    print_report("time_to_solve", report, args.quick, args.json)
 
 
 if __name__ == "__main__":
