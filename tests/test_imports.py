@@ -25,6 +25,18 @@ def test_pipeline_objects_import_without_torch(module: str) -> None:
     assert "hydra" not in loaded and "omegaconf" not in loaded
 
 
+@pytest.mark.parametrize(
+    "module", ["hydra_pipeline.engine", "hydra_pipeline.tasks", "hydra_pipeline.models"]
+)
+def test_engine_side_never_imports_hydra(module: str) -> None:
+    """Data flows one way: the engine, tasks and models never reach back into the config
+    layer (nor into Gymnasium, which only GymTask needs, when built)."""
+    loaded = modules_after_import(module)
+    assert "hydra" not in loaded and "omegaconf" not in loaded
+    assert "hydra_pipeline.config" not in loaded and "hydra_pipeline.app" not in loaded
+    assert "gymnasium" not in loaded
+
+
 def test_experiment_utils_offers_allenact_names() -> None:
     import hydra_pipeline
     from hydra_pipeline import experiment_utils

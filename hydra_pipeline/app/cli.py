@@ -35,7 +35,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from hydra_pipeline.errors import CheckpointError, ConfigError
 
-__all__ = ["RESUME_RULE", "pipeline_app"]
+__all__ = ["RESUME_RULE", "override_key", "pipeline_app"]
 
 RESUME_RULE = (
     "A resumed run keeps its pipeline: overrides may change values such as max_stage_steps, "
@@ -147,7 +147,8 @@ def _overrides(arguments: Sequence[str]) -> list[str]:
     return list(get_args_parser().parse_args(list(arguments)).overrides)
 
 
-def _override_key(override: str) -> str:
+def override_key(override: str) -> str:
+    """The key an override sets (``+a.b=1`` -> ``a.b``)."""
     return override.split("=", 1)[0].lstrip("+~")
 
 
@@ -159,7 +160,7 @@ def _resume_arguments(arguments: list[str]) -> list[str]:
     session go to ``.hydra/resume_<time>`` so the run's original ``.hydra`` stays intact.
     """
     overrides = _overrides(arguments)
-    resume = [o for o in overrides if _override_key(o) == "resume"]
+    resume = [o for o in overrides if override_key(o) == "resume"]
     if not resume:
         return arguments
     value = resume[-1].split("=", 1)[1].strip("'\"")
@@ -178,9 +179,9 @@ def _resume_arguments(arguments: list[str]) -> list[str]:
 
     checkpoint = find_checkpoint(Path(value)).resolve()
     stored = [str(o) for o in load_checkpoint(checkpoint)["metadata"].get("overrides", [])]
-    given = [o for o in overrides if _override_key(o) != "resume"]
-    given_keys = {_override_key(o) for o in given}
-    merged = [o for o in stored if _override_key(o) not in given_keys] + given
+    given = [o for o in overrides if override_key(o) != "resume"]
+    given_keys = {override_key(o) for o in given}
+    merged = [o for o in stored if override_key(o) not in given_keys] + given
     folder = checkpoint.parent
     run_dir = folder.parent if folder.name == CHECKPOINT_DIRECTORY else folder
     extra = [f"resume={checkpoint}"]
@@ -240,7 +241,7 @@ def _index_out_of_range(
     if not match or "is not a subclass of" not in str(error.__cause__):
         return None
     failing = match.group(1)
-    key = _override_key(failing)
+    key = override_key(failing)
     if not any(part.isdigit() for part in key.split(".")):
         return None
     others = [o for o in overrides if o != failing and "," not in o]

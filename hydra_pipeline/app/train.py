@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from hydra_pipeline.app.cli import RESUME_RULE
+from hydra_pipeline.app.cli import RESUME_RULE, override_key
 from hydra_pipeline.config import check_config, instantiate_node
 from hydra_pipeline.config.checks import config_nodes, dotted_key
 from hydra_pipeline.errors import CheckpointError, ConfigError, InvalidArgumentError
@@ -53,13 +53,14 @@ def train(cfg: DictConfig) -> float:
         # cuBLAS needs this before CUDA starts to run deterministically.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
+    if cfg.num_threads < 1:
+        raise ConfigError(f"'num_threads' must be >= 1 (got {cfg.num_threads}).")
+
     import torch
 
     from hydra_pipeline.engine import OnPolicyRunner
     from hydra_pipeline.engine.checkpoint import find_checkpoint
 
-    if cfg.num_threads < 1:
-        raise ConfigError(f"'num_threads' must be >= 1 (got {cfg.num_threads}).")
     torch.set_num_threads(cfg.num_threads)
     set_seed(cfg.seed)
     if cfg.deterministic_cudnn:
@@ -72,11 +73,7 @@ def train(cfg: DictConfig) -> float:
     model = instantiate_node(
         cfg, "model", observation_shape=task.observation_shape, action_space=task.action_space
     )
-    overrides = [
-        override
-        for override in hydra_config.overrides.task
-        if override.split("=", 1)[0].lstrip("+~") not in RUN_KEYS
-    ]
+    overrides = [o for o in hydra_config.overrides.task if override_key(o) not in RUN_KEYS]
     try:
         runner = OnPolicyRunner(
             pipeline,
@@ -192,6 +189,5 @@ def _swept_values(overrides: list[str], seed: int) -> dict[str, Any]:
     """Hyperparameters for TensorBoard's hparams view: the run's overrides and its seed."""
     values: dict[str, Any] = {"seed": seed}
     for override in overrides:
-        key, _, value = override.lstrip("+~").partition("=")
-        values[key] = value
+        values[override_key(override)] = override.partition("=")[2]
     return values

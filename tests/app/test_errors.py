@@ -135,6 +135,7 @@ MISTAKES = [
         ["sets a key inside a config node that is null", "'pipeline.pipeline_stages.0={"],
         id="key-inside-null-node",
     ),
+    pytest.param(["num_threads=0"], ["'num_threads' must be >= 1 (got 0)"], id="num-threads"),
     pytest.param(
         ["device=gpu"], ["'device' must be auto, cpu, cuda or cuda:N (got 'gpu')"], id="device"
     ),
