@@ -157,6 +157,18 @@ class TrainingReporter:
             reason = "early stopping criterion met" if early_stopped else "step limit reached"
             log.info("Stage %d done after %d steps: %s", index + 1, steps, reason)
 
+    def finish(self, total_steps: int, final_metrics: Mapping[str, float], summary: Path) -> None:
+        """Say how the run ended and where its summary is."""
+        if not self.enabled:
+            return
+        reward = final_metrics.get("reward")
+        log.info(
+            "Done after %d steps: final mean episode return %s. Summary: %s",
+            total_steps,
+            "- (no episode ended)" if reward is None else f"{reward:.2f}",
+            summary,
+        )
+
     def write_hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
         """Record the run's hyperparameters and final metrics for TensorBoard's hparams view."""
         if not self.tensorboard:

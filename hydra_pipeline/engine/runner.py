@@ -197,6 +197,9 @@ class OnPolicyRunner:
                 speed["first_update_time"] = self.first_update_time
             summary = self._summary(speed)
             summary.write(self.output_dir / SUMMARY_FILE)
+            reporter.finish(
+                summary.total_steps, summary.final_metrics, self.output_dir / SUMMARY_FILE
+            )
             if self.hparams:
                 reporter.write_hparams(self.hparams, summary.final_metrics)
         return summary

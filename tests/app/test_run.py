@@ -29,6 +29,7 @@ def test_default_run_trains_and_writes_its_outputs(
     assert "Stage 1/2: losses ['imitation_loss']" in log
     assert "Stage 2/2: losses ['ppo_loss']" in log
     assert "stage 2 |" in log and "reward" in log
+    assert "Done after 2048 steps: final mean episode return" in log
     run = tmp_path / "run"
     summary = read_json(run / "summary.json")
     assert summary["seed"] == 0
