@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
+
+# Property tests explore the same examples on every run (a failure reproduces), and a slow
+# shared machine cannot fail them on time.
+settings.register_profile("hydra_pipeline", derandomize=True, deadline=None)
+settings.load_profile("hydra_pipeline")
 
 
 @pytest.fixture(autouse=True, scope="session")
