@@ -33,6 +33,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from hydra_pipeline.config.checks import ALLOWED_TARGET_PREFIXES
+from hydra_pipeline.config.compat import main_arguments, version_base
 from hydra_pipeline.errors import CheckpointError, ConfigError
 
 __all__ = ["RESUME_RULE", "override_key", "pipeline_app"]
@@ -71,9 +73,10 @@ def pipeline_app(
                 print(f"Error: {error}", file=sys.stderr)
                 sys.exit(1)
 
-        hydra_main = hydra.main(
-            version_base="1.3", config_path=config_path, config_name=config_name
-        )(reporting_task_function)
+        arguments = main_arguments(ALLOWED_TARGET_PREFIXES)
+        hydra_main = hydra.main(config_path=config_path, config_name=config_name, **arguments)(
+            reporting_task_function
+        )
         if not config_path.startswith("pkg://") and not os.path.isabs(config_path):
             config_path_for_checks = str(Path(inspect.getfile(task_function)).parent / config_path)
         else:
@@ -274,9 +277,9 @@ def _compose(config_path: str, config_name: str, overrides: list[str]) -> DictCo
     GlobalHydra.instance().clear()
     if config_path.startswith("pkg://"):
         context: Any = hydra.initialize_config_module(
-            version_base="1.3", config_module=config_path.removeprefix("pkg://")
+            config_module=config_path.removeprefix("pkg://"), **version_base()
         )
     else:
-        context = hydra.initialize_config_dir(version_base="1.3", config_dir=config_path)
+        context = hydra.initialize_config_dir(config_dir=config_path, **version_base())
     with context:
         return hydra.compose(config_name, overrides=overrides)

@@ -17,6 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, OmegaConf
 
 from hydra_pipeline.config import Config, TrainingPipelineConf
+from hydra_pipeline.config.compat import register_resolver
 from hydra_pipeline.config.docs import field_docs
 
 __all__ = ["GROUPS", "help_text", "register_help_resolver"]
@@ -84,5 +85,4 @@ def _help_if_asked() -> str:
 
 def register_help_resolver() -> None:
     """Register ``${hydra_pipeline_help:}`` (once per process)."""
-    if not OmegaConf.has_resolver("hydra_pipeline_help"):
-        OmegaConf.register_new_resolver("hydra_pipeline_help", _help_if_asked)
+    register_resolver("hydra_pipeline_help", _help_if_asked)

@@ -5,17 +5,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import hydra
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_pipeline.config.checks import allowed_prefixes, target_nodes
+from hydra_pipeline.config.compat import HYDRA_1_4
 from hydra_pipeline.errors import ConfigError, InvalidArgumentError
 
 __all__ = ["instantiate_node"]
 
-_HYDRA_VERSION = tuple(int(part) for part in re.findall(r"\d+", hydra.__version__)[:2])
 _FULL_KEY = re.compile(r"full_key: (\S+)")
 
 
@@ -33,7 +32,7 @@ def instantiate_node(cfg: DictConfig, key: str, **runtime_kwargs: Any) -> Any:
     """
     node = OmegaConf.select(cfg, key)
     options: dict[str, Any] = {"_convert_": "all"}
-    if _HYDRA_VERSION >= (1, 4):
+    if HYDRA_1_4:
         prefixes = allowed_prefixes(list(cfg.get("allowed_targets") or []))
         options["_execution_whitelist_"] = [f"{prefix}*" for prefix in prefixes]
     try:

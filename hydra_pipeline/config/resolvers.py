@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import OmegaConf
+from hydra_pipeline.config.compat import register_resolver
 
 __all__ = ["register_resolvers"]
 
@@ -19,5 +19,4 @@ def total_max_stage_steps(stages: Any) -> int:
 
 def register_resolvers() -> None:
     """Register the resolvers (once per process)."""
-    if not OmegaConf.has_resolver("total_max_stage_steps"):
-        OmegaConf.register_new_resolver("total_max_stage_steps", total_max_stage_steps)
+    register_resolver("total_max_stage_steps", total_max_stage_steps)
