@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import random
 
+from hydra_pipeline.pipeline.validation import require_seed
+
 __all__ = ["set_deterministic_cudnn", "set_seed"]
 
 
@@ -14,15 +16,19 @@ def set_seed(seed: int | None = None) -> None:
     """Seed Python's ``random``, NumPy's global generator, and torch on the CPU and every GPU.
 
     Args:
-        seed: The seed; ``None`` leaves every generator untouched.
+        seed: The seed, in ``[0, 2**32 - 1]``; ``None`` leaves every generator untouched.
+
+    Raises:
+        InvalidArgumentError: The seed is outside that range.
     """
     if seed is None:
         return
+    require_seed("seed", seed)
     import numpy as np
     import torch
 
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)  # explicit, though manual_seed already covers CUDA
 

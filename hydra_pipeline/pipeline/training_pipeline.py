@@ -10,6 +10,7 @@ from hydra_pipeline.pipeline.builder import Builder
 from hydra_pipeline.pipeline.metrics import ScalarMeanTracker
 from hydra_pipeline.pipeline.stage import PipelineStage
 from hydra_pipeline.pipeline.validation import (
+    check_builder_arguments,
     require_at_least,
     require_int,
     require_positive,
@@ -36,7 +37,8 @@ class TrainingPipeline:
         num_mini_batch: Minibatches each rollout is split into (by environment) per update
             epoch (>= 1).
         update_repeats: Passes (epochs) over each rollout per update (>= 1).
-        max_grad_norm: Gradients are clipped to this L2 norm before each optimizer step (> 0).
+        max_grad_norm: Gradients are clipped to this L2 norm before each optimizer step (> 0;
+            ``inf`` never clips).
         num_steps: Rollout length: steps taken in every environment between updates (>= 1).
         gamma: Discount factor, in [0, 1].
         use_gae: Whether returns use Generalized Advantage Estimation.
@@ -79,10 +81,11 @@ class TrainingPipeline:
             raise InvalidArgumentError(
                 "optimizer_builder", "must be a Builder of an optimizer", optimizer_builder
             )
+        check_builder_arguments("optimizer_builder", optimizer_builder, "optimizer")
         self.optimizer_builder = optimizer_builder
         self.num_mini_batch = require_at_least("num_mini_batch", num_mini_batch, 1)
         self.update_repeats = require_at_least("update_repeats", update_repeats, 1)
-        self.max_grad_norm = require_positive("max_grad_norm", max_grad_norm)
+        self.max_grad_norm = require_positive("max_grad_norm", max_grad_norm, allow_infinite=True)
         self.num_steps = require_at_least("num_steps", num_steps, 1)
         self.gamma = require_unit_interval("gamma", gamma)
         self.use_gae = bool(use_gae)
@@ -103,6 +106,7 @@ class TrainingPipeline:
             raise InvalidArgumentError(
                 "lr_scheduler_builder", "must be a Builder of a scheduler", lr_scheduler_builder
             )
+        check_builder_arguments("lr_scheduler_builder", lr_scheduler_builder, "lr_scheduler")
         self.lr_scheduler_builder = lr_scheduler_builder
         self._built_losses: dict[str, Any] = {}
         self._current_index: int | None = None

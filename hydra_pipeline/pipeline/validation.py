@@ -6,8 +6,10 @@ so the same rule gives Python users and config users the same message.
 
 from __future__ import annotations
 
+import functools
+import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from hydra_pipeline.errors import InvalidArgumentError
@@ -28,27 +30,47 @@ def require_at_least(argument: str, value: Any, minimum: int) -> int:
     return number
 
 
-def require_positive(argument: str, value: Any) -> float:
-    """Return ``value`` if it is a real number > 0."""
-    number = require_real(argument, value)
+def require_positive(argument: str, value: Any, *, allow_infinite: bool = False) -> float:
+    """Return ``value`` if it is a real number > 0 (finite unless ``allow_infinite``)."""
+    number = require_real(argument, value, allow_infinite=allow_infinite)
     if not number > 0:
         raise InvalidArgumentError(argument, "must be > 0", value)
     return number
 
 
 def require_non_negative(argument: str, value: Any) -> float:
-    """Return ``value`` if it is a real number >= 0."""
+    """Return ``value`` if it is a finite real number >= 0."""
     number = require_real(argument, value)
     if not number >= 0:
         raise InvalidArgumentError(argument, "must be >= 0", value)
     return number
 
 
-def require_real(argument: str, value: Any) -> float:
-    """Return ``value`` as a float if it is a real number (``bool`` excluded)."""
+def require_real(argument: str, value: Any, *, allow_infinite: bool = False) -> float:
+    """Return ``value`` as a float if it is a real number (``bool`` excluded).
+
+    NaN is never accepted, and infinities only with ``allow_infinite``: a NaN loss weight or
+    an infinite learning rate would train silently wrong rather than fail.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidArgumentError(argument, "must be a number", value)
-    return float(value)
+    number = float(value)
+    if math.isnan(number) or (math.isinf(number) and not allow_infinite):
+        raise InvalidArgumentError(argument, "must be a finite number", value)
+    return number
+
+
+SEED_RANGE = (0, 2**32 - 1)
+"""Seeds every seeded generator accepts: Python's, NumPy's legacy one, torch's, Gymnasium's."""
+
+
+def require_seed(argument: str, value: Any) -> int:
+    """Return ``value`` if it is an integer seed within :data:`SEED_RANGE`."""
+    seed = require_int(argument, value)
+    low, high = SEED_RANGE
+    if not low <= seed <= high:
+        raise InvalidArgumentError(argument, f"must be in [{low}, 2**32 - 1]", value)
+    return seed
 
 
 def require_unit_interval(argument: str, value: Any) -> float:
@@ -89,3 +111,50 @@ def require_matching_weights(
             weights,
         )
     return [require_real(f"{weights_argument}.{i}", w) for i, w in enumerate(weights)]
+
+
+def _betas(argument: str, value: Any) -> None:
+    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2:
+        raise InvalidArgumentError(argument, "must be a pair of numbers", value)
+    for index, beta in enumerate(value):
+        if not 0.0 <= require_real(f"{argument}.{index}", beta) < 1.0:
+            raise InvalidArgumentError(f"{argument}.{index}", "must be in [0, 1)", beta)
+
+
+_OPTIMIZER_ARGUMENTS: dict[str, Callable[[str, Any], Any]] = {
+    "lr": require_non_negative,
+    "eps": require_non_negative,
+    "weight_decay": require_non_negative,
+    "momentum": require_non_negative,
+    "dampening": require_real,
+    "alpha": require_non_negative,
+    "betas": _betas,
+}
+"""Rules for the keyword arguments torch's optimizers share, by name."""
+
+_LR_SCHEDULER_ARGUMENTS: dict[str, Callable[[str, Any], Any]] = {
+    "step_size": functools.partial(require_at_least, minimum=1),
+    "T_max": functools.partial(require_at_least, minimum=1),
+    "gamma": require_positive,
+    "eta_min": require_non_negative,
+    "last_epoch": functools.partial(require_at_least, minimum=-1),
+}
+"""Rules for the keyword arguments of torch's LR schedulers, by name."""
+
+
+def check_builder_arguments(argument: str, builder: Any, kind: str) -> None:
+    """Check the arguments an optimizer (``kind="optimizer"``) or LR scheduler
+    (``kind="lr_scheduler"``) builder will pass, by their names, before anything is built.
+
+    torch checks some of them only when the object is built (after the model exists), and
+    others never (a NaN learning rate trains on silently). Arguments of other names are left
+    to the class being built.
+    """
+    rules = _OPTIMIZER_ARGUMENTS if kind == "optimizer" else _LR_SCHEDULER_ARGUMENTS
+    kwargs = getattr(builder, "kwargs", None)
+    if not isinstance(kwargs, Mapping):
+        return
+    for name, value in kwargs.items():
+        rule = rules.get(name)
+        if rule is not None:
+            rule(f"{argument}.{name}", value)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.pipeline.validation import require_at_least, require_int
+from hydra_pipeline.pipeline.validation import require_at_least, require_seed
 from hydra_pipeline.tasks.protocol import DiscreteActions, StepResult
 
 __all__ = ["CartPoleTask"]
@@ -120,7 +120,7 @@ class CartPoleTask:
             seed: Seeds the task's generator; ``None`` continues from its current state.
         """
         if seed is not None:
-            self._generator.manual_seed(require_int("seed", seed))
+            self._generator.manual_seed(require_seed("seed", seed))
         self._state.uniform_(-RESET_BOUND, RESET_BOUND, generator=self._generator)
         self._steps.zero_()
         return self._state.float()

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.pipeline.validation import require_at_least
+from hydra_pipeline.pipeline.validation import require_at_least, require_seed
 from hydra_pipeline.tasks.protocol import Task
 
 __all__ = ["ExpertDemonstrations"]
@@ -38,7 +38,7 @@ class ExpertDemonstrations:
         self.task = task
         self.num_steps = require_at_least("num_steps", num_steps, 1)
         self.batch_size = require_at_least("batch_size", batch_size, 1)
-        self.seed = seed
+        self.seed = require_seed("seed", seed)
         self.epoch = 0
         self._recording: tuple[Tensor, Tensor] | None = None
 

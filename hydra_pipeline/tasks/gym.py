@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.pipeline.validation import require_at_least
+from hydra_pipeline.pipeline.validation import require_at_least, require_seed
 from hydra_pipeline.tasks.protocol import (
     ActionSpace,
     ContinuousActions,
@@ -118,7 +118,7 @@ class GymTask:
                 environments' current random state.
         """
         if seed is not None:
-            self._seed = require_at_least("seed", seed, 0)
+            self._seed = require_seed("seed", seed)
             self._steps_taken = 0
         observations, _ = self._envs.reset(seed=seed)
         self._observations = _flat_float32(observations)

@@ -240,12 +240,14 @@ class TestValidation:
         [
             (lambda: PPO(clip_param=0.0), r"'clip_param' must be > 0 \(got 0.0\)"),
             (lambda: PPO(clip_param=-0.1), r"'clip_param' must be > 0"),
-            (lambda: PPO(clip_param=math.nan), r"'clip_param' must be > 0"),
+            (lambda: PPO(clip_param=math.nan), r"'clip_param' must be a finite number"),
+            (lambda: PPO(clip_param=math.inf), r"'clip_param' must be a finite number"),
             (lambda: PPO(value_loss_coef=-1.0), r"'value_loss_coef' must be >= 0 \(got -1.0\)"),
             (lambda: PPO(entropy_coef=-0.01), r"'entropy_coef' must be >= 0"),
             (lambda: PPO(clip_param="0.1"), r"'clip_param' must be a number"),
             (lambda: A2C(value_loss_coef=-0.5), r"'value_loss_coef' must be >= 0"),
-            (lambda: A2C(entropy_coef=math.nan), r"'entropy_coef' must be >= 0"),
+            (lambda: A2C(entropy_coef=math.nan), r"'entropy_coef' must be a finite number"),
+            (lambda: A2C(value_loss_coef=math.inf), r"'value_loss_coef' must be a finite number"),
             (lambda: A2C(entropy_coef=True), r"'entropy_coef' must be a number"),
         ],
     )

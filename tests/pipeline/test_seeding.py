@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 import torch
 
-from hydra_pipeline import set_deterministic_cudnn, set_seed
+from hydra_pipeline import InvalidArgumentError, set_deterministic_cudnn, set_seed
 
 
 def draw() -> tuple[float, float, float]:
@@ -31,9 +32,17 @@ class TestSetSeed:
         assert (np.random.get_state()[1] == states[1]).all()
         assert torch.equal(torch.get_rng_state(), states[2])
 
-    def test_large_and_negative_seeds_are_accepted(self) -> None:
-        set_seed(2**40)
-        set_seed(-3)
+    def test_the_range_every_generator_accepts(self) -> None:
+        """0 to 2**32 - 1 seeds Python, NumPy's legacy generator, torch and Gymnasium alike."""
+        for seed in (0, 2**32 - 1):
+            set_seed(seed)
+            assert np.random.get_state()[1][0] == np.random.RandomState(seed).get_state()[1][0]
+
+    @pytest.mark.parametrize("seed", [-3, 2**32, 2**40, 1.5, True, "7"])
+    def test_other_seeds_are_refused(self, seed: object) -> None:
+        """NumPy rejects seeds outside that range, and a bool or a float is not a seed."""
+        with pytest.raises(InvalidArgumentError, match=r"^'seed' must be"):
+            set_seed(seed)  # type: ignore[arg-type]
 
 
 class TestDeterministicCudnn:
