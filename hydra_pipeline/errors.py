@@ -7,9 +7,16 @@ their message alone and exits with a non-zero status.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-__all__ = ["CheckpointError", "ConfigError", "InvalidArgumentError"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "InvalidArgumentError",
+    "RunFolderError",
+    "TrainingInterrupted",
+]
 
 
 class InvalidArgumentError(ValueError):
@@ -46,3 +53,26 @@ class ConfigError(ValueError):
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, or does not match the run that loads it."""
+
+
+class RunFolderError(RuntimeError):
+    """A run folder is in use by another process, holds another run's results, or cannot be
+    written."""
+
+
+class TrainingInterrupted(Exception):  # noqa: N818 -- a request honoured, not an error
+    """Training stopped at a safe point because the process was asked to (Ctrl-C, SIGTERM).
+
+    Attributes:
+        signal_name: The signal that asked, e.g. ``"SIGTERM"``.
+        total_steps: Agent steps taken when training stopped.
+        checkpoint: The checkpoint written at that point, from which the run resumes exactly.
+    """
+
+    def __init__(self, signal_name: str, total_steps: int, checkpoint: Path) -> None:
+        self.signal_name = signal_name
+        self.total_steps = total_steps
+        self.checkpoint = checkpoint
+        super().__init__(
+            f"Interrupted by {signal_name} at step {total_steps}; checkpoint: {checkpoint}"
+        )

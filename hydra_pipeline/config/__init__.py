@@ -5,7 +5,7 @@ resolvers the presets use. It imports Hydra and OmegaConf, never torch.
 """
 
 from hydra_pipeline.config.builder import BUILDER_TARGET, builder_of
-from hydra_pipeline.config.checks import ALLOWED_TARGET_PREFIXES, check_config
+from hydra_pipeline.config.checks import check_config
 from hydra_pipeline.config.data import ExpertDemonstrationsConf
 from hydra_pipeline.config.instantiation import instantiate_node
 from hydra_pipeline.config.loss import A2CConf, ImitationConf, PPOConf
@@ -30,17 +30,18 @@ from hydra_pipeline.config.root import Config
 from hydra_pipeline.config.schedules import LinearDecayConf
 from hydra_pipeline.config.store import SCHEMAS, register_configs, schema_for_target
 from hydra_pipeline.config.task import CartPoleTaskConf, GymTaskConf
+from hydra_pipeline.config.trust import AllowList, active_allow_list, allowing
 
 register_configs()
 register_resolvers()
 
 __all__ = [
-    "ALLOWED_TARGET_PREFIXES",
     "BUILDER_TARGET",
     "SCHEMAS",
     "A2CConf",
     "AdamConf",
     "AdamWConf",
+    "AllowList",
     "CartPoleTaskConf",
     "Config",
     "CosineAnnealingLRConf",
@@ -62,6 +63,8 @@ __all__ = [
     "StepLRConf",
     "ThresholdEarlyStoppingConf",
     "TrainingPipelineConf",
+    "active_allow_list",
+    "allowing",
     "builder_of",
     "check_config",
     "instantiate_node",

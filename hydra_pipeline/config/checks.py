@@ -1,12 +1,17 @@
-"""Config checks Hydra cannot do, run at startup before anything is built.
+r"""Config checks Hydra cannot do, run at startup before anything is built.
 
 Hydra type-checks every value of a typed node at override time. It cannot see:
 
-* keys forced with ``+`` into a node (``+pipeline.optimizer_builder.momentum=0.9`` with Adam),
-  which only fail deep inside ``instantiate``;
+* keys forced with ``+`` into a node (``+pipeline.optimizer_builder.momentum=0.9`` with Adam)
+  or at the top level (``+sed=3``), which only fail deep inside ``instantiate`` or are never
+  read;
 * values under fields that accept any ``_target_`` node (losses, early-stopping criteria,
   data sources, user tasks), which it never type-checks;
-* ``_target_`` paths outside the allowed import prefixes (``_target_`` runs code);
+* what a ``_target_``, a builder's ``class_type`` or a ``module:Env`` id would import and run
+  (decided by the trust gate, :mod:`hydra_pipeline.config.trust`);
+* ``${...}`` that would be resolved again when a node is built (an escaped ``\${...}``
+  becomes a live interpolation once the config is resolved);
+* ``_partial_``, ``_args_`` and ``_recursive_`` on objects that are built whole;
 * mandatory values (``???``) left unset.
 
 :func:`check_config` closes these gaps and raises :class:`~hydra_pipeline.errors.ConfigError`
@@ -15,47 +20,33 @@ naming the full key, the value and the fix.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
 import inspect
 import re
-import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, Node, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hydra_pipeline.config.builder import builder_of
+from hydra_pipeline.config.root import Config
 from hydra_pipeline.config.store import SCHEMAS, schema_for_target
+from hydra_pipeline.config.task import IMPORTS_MODULE
+from hydra_pipeline.config.trust import AllowList, active_allow_list, buildable_objects
 from hydra_pipeline.errors import ConfigError
 
 __all__ = [
-    "ALLOWED_TARGET_PREFIXES",
-    "allowed_prefixes",
     "check_config",
+    "check_hydra_callbacks",
     "config_nodes",
     "dotted_key",
-    "is_allowed",
     "target_nodes",
 ]
 
-ALLOWED_TARGET_PREFIXES: tuple[str, ...] = ("hydra_pipeline.", "torch.optim.")
-"""Import prefixes the package's own configs instantiate. Any other ``_target_`` (or optimizer
-``class_type``) is refused unless the config's ``allowed_targets`` adds its prefix."""
-
 _SPECIAL_KEYS = frozenset({"_target_", "_convert_", "_recursive_", "_partial_", "_args_"})
-
-
-def allowed_prefixes(extra: Sequence[str] = ()) -> tuple[str, ...]:
-    """The package's prefixes plus ``extra`` (a bare module name also allows its contents)."""
-    added = tuple(prefix if prefix.endswith(".") else f"{prefix}." for prefix in extra if prefix)
-    return ALLOWED_TARGET_PREFIXES + added
-
-
-def is_allowed(path: str, prefixes: Sequence[str]) -> bool:
-    """Whether the dotted ``path`` lies under one of ``prefixes``."""
-    return any(path.startswith(prefix) or f"{path}." == prefix for prefix in prefixes)
 
 
 def dotted_key(key: str) -> str:
@@ -86,22 +77,101 @@ def target_nodes(node: Any, key: str = "") -> Iterator[tuple[str, DictConfig]]:
             yield path, child
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Run every startup check on the composed application config.
+def check_config(cfg: DictConfig, allow_list: AllowList | None = None) -> None:
+    """Run every startup check on the composed, resolved application config.
+
+    Args:
+        cfg: The config exactly as it will be instantiated (resolved).
+        allow_list: What this run trusts beyond the package; by default the active one
+            (see :func:`~hydra_pipeline.config.trust.active_allow_list`).
 
     Raises:
         ConfigError: The first problem found, with its full key and the fix.
     """
+    allow = allow_list or active_allow_list()
+    _check_resolved("", cfg)
+    _check_top_level_keys(cfg)
+    allow.check_listed("allowed_targets", [str(p) for p in cfg.get("allowed_targets") or []])
     _check_mandatory_values(cfg)
-    prefixes = allowed_prefixes(list(cfg.get("allowed_targets") or []))
     for key, node in target_nodes(cfg):
-        target = _target_path(key, node)
-        is_builder = _allowed_object(key, target, prefixes) is builder_of
-        if is_builder:  # whatever path names builder_of: the class it builds is what runs
-            target = _class_type(key, node)
-            _allowed_object(key, target, prefixes)
-        _check_keys(key, node, target, is_builder)
-        _check_types(key, node, target)
+        _check_target_node(key, node, allow)
+
+
+def check_hydra_callbacks(cfg: DictConfig, allow_list: AllowList | None = None) -> None:
+    """Hold the ``hydra.callbacks`` Hydra is about to instantiate to the trust gate: each must
+    be an installed Hydra callback, and any ``_target_`` among its arguments buildable.
+
+    Args:
+        cfg: The config Hydra composed, ``hydra`` node included.
+        allow_list: What this run trusts; by default the active one.
+
+    Raises:
+        ConfigError: A callback is not allowed, or cannot be resolved to be checked.
+    """
+    if not OmegaConf.select(cfg, "hydra.callbacks"):
+        return
+    allow = allow_list or active_allow_list()
+    callbacks = copy.deepcopy(cfg).hydra.callbacks
+    try:
+        OmegaConf.resolve(callbacks)
+    except OmegaConfBaseException as error:
+        raise ConfigError(
+            f"'hydra.callbacks' cannot be resolved to be checked before Hydra builds it: "
+            f"{str(error).strip().splitlines()[0]}"
+        ) from None
+    for name in map(str, callbacks):
+        key = f"hydra.callbacks.{name}"
+        node = callbacks._get_node(name)
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ConfigError(f"'{key}' must be a node with a _target_ (got {node!r}).")
+        _check_resolved(key, node)
+        allow.hydra_callback(key, _target_path(key, node))
+        for inner_key, inner in target_nodes(node, key):
+            if inner is not node:
+                _check_target_node(inner_key, inner, allow)
+
+
+def _check_target_node(key: str, node: DictConfig, allow: AllowList) -> None:
+    """Every check of one node with a ``_target_`` (resolved beforehand)."""
+    target = _target_path(key, node)
+    named = allow.target(key, target)
+    built, is_builder = named, named is builder_of
+    if is_builder:  # whatever path names builder_of: the class it builds is what runs
+        target = _class_type(key, node)
+        built = allow.builder_class(key, target)
+    if named in buildable_objects():
+        _check_call_keys(key, node, target)
+    _check_keys(key, node, target, built, is_builder)
+    _check_types(key, node, target, allow)
+
+
+def _check_top_level_keys(cfg: DictConfig) -> None:
+    """Refuse top-level keys no schema declares (``+sed=3``): nothing would read them."""
+    schema = OmegaConf.get_type(cfg)
+    declared = schema if dataclasses.is_dataclass(schema) else Config
+    names = [field.name for field in dataclasses.fields(declared)]
+    for key in map(str, cfg):
+        if key not in names and key != "hydra":
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"'{key}' is not a key of the config (was it added with '+'?), so nothing "
+                f"would read it. Top-level keys: {', '.join(names)}.{hint}"
+            )
+
+
+def _check_resolved(key: str, node: DictConfig) -> None:
+    r"""Refuse a ``${...}`` left after the config was resolved: reading or building the node
+    would resolve it again, after the checks, so what runs would not be what was checked (an
+    escaped ``\${...}`` ends up like this)."""
+    for path, child in config_nodes(node, key):
+        if child._is_interpolation():
+            raise ConfigError(
+                f"'{path}' still holds an interpolation after the config was resolved "
+                f"({child._value()!r}): reading or building it would resolve it again, after "
+                "the startup checks. Escaped interpolations ('\\${...}') cannot be used in a "
+                "run's config; write the value itself."
+            )
 
 
 def _check_mandatory_values(cfg: DictConfig) -> None:
@@ -130,35 +200,25 @@ def _class_type(key: str, node: DictConfig) -> str:
     return class_type
 
 
-def _allowed_object(key: str, path: str, prefixes: Sequence[str]) -> Any:
-    """The object at ``path``, if both ``path`` and the module defining the object are allowed.
-
-    ``path`` is checked before anything is imported. The defining module is checked too because
-    Hydra resolves a path by attribute access: ``hydra_pipeline.config.checks.inspect.os.system``
-    lies under an allowed prefix and is ``os.system``.
-    """
-    home: Any = None
-    if is_allowed(path, prefixes):
-        found = _locate(key, path)
-        attribute = "__name__" if isinstance(found, types.ModuleType) else "__module__"
-        home = getattr(found, attribute, None)
-        if isinstance(home, str) and is_allowed(home, prefixes):
-            return found
-    module = home if isinstance(home, str) else path.rsplit(".", 1)[0]
-    where = f" (defined in {home!r})" if isinstance(home, str) else ""
-    raise ConfigError(
-        f"'{key}' names '{path}'{where}, which is outside the allowed import prefixes "
-        f"{list(prefixes)}. _target_ runs code, so only these are instantiated. If you "
-        f"trust it, add its module: allowed_targets='[{module}]' (or "
-        "list it under allowed_targets in your config)."
-    )
+_CALL_KEYS: dict[str, Callable[[Any], bool]] = {
+    "_partial_": lambda value: value is True,
+    "_recursive_": lambda value: value is False,
+    "_args_": lambda value: bool(value),
+}
+"""Instantiation keys that change how an object is built, and when they are in effect."""
 
 
-def _locate(key: str, path: str) -> Any:
-    try:
-        return get_object(path)
-    except Exception as error:  # Hydra reports import failures as several exception types
-        raise ConfigError(f"'{key}' names '{path}', which cannot be imported: {error}") from None
+def _check_call_keys(key: str, node: DictConfig, target: str) -> None:
+    """Refuse ``_partial_``, ``_args_`` and ``_recursive_`` on the package's objects: they are
+    built whole, from keyword arguments and with their parts built (a user's own target may
+    use them as its author intends)."""
+    for name, in_effect in _CALL_KEYS.items():
+        if name in node and in_effect(node[name]):
+            raise ConfigError(
+                f"'{key}.{name}' is set ({node[name]!r}), but {target} is built whole, from "
+                f"keyword arguments and with its parts built: hydra_pipeline's objects take no "
+                f"{name}. Remove it."
+            )
 
 
 def _parameters(target: Any) -> dict[str, inspect.Parameter] | None:
@@ -178,8 +238,9 @@ def _parameters(target: Any) -> dict[str, inspect.Parameter] | None:
     }
 
 
-def _check_keys(key: str, node: DictConfig, target: str, is_builder: bool) -> None:
-    parameters = _parameters(_locate(key, target))
+def _check_keys(key: str, node: DictConfig, target: str, built: Any, is_builder: bool) -> None:
+    """Refuse keys that ``built`` (the object at ``target``) does not take."""
+    parameters = _parameters(built)
     if parameters is None:
         return
     own_keys = _SPECIAL_KEYS | ({"class_type"} if is_builder else set())
@@ -218,8 +279,9 @@ def _options_with_field(target: str, name: str) -> tuple[str, list[str]] | None:
     return (group, options) if options else None
 
 
-def _check_types(key: str, node: DictConfig, target: str) -> None:
-    """Type-check a node against the schema of its target, if the package has one."""
+def _check_types(key: str, node: DictConfig, target: str, allow: AllowList) -> None:
+    """Type-check a node against the schema of its target, if the package has one, and hold
+    the values of fields that import a module to the allow-list."""
     schema = schema_for_target(target)
     if schema is None:
         return
@@ -238,3 +300,7 @@ def _check_types(key: str, node: DictConfig, target: str) -> None:
             f"'{key}.{unset[0]}' has no value ({target} requires it). Set it in the config or "
             f"on the command line: {key}.{unset[0]}=<value>."
         )
+    for field in dataclasses.fields(schema):
+        value = OmegaConf.select(merged, field.name)
+        if field.metadata.get(IMPORTS_MODULE) and isinstance(value, str) and ":" in value:
+            allow.module(f"{key}.{field.name}", value.split(":", 1)[0])

@@ -9,8 +9,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_pipeline.config.checks import allowed_prefixes, target_nodes
+from hydra_pipeline.config.checks import target_nodes
 from hydra_pipeline.config.compat import HYDRA_1_4
+from hydra_pipeline.config.trust import active_allow_list
 from hydra_pipeline.errors import ConfigError, InvalidArgumentError
 
 __all__ = ["instantiate_node"]
@@ -23,18 +24,17 @@ def instantiate_node(cfg: DictConfig, key: str, **runtime_kwargs: Any) -> Any:
 
     Containers are converted to ``dict``/``list`` (``_convert_="all"``), so no OmegaConf object
     leaks into torch objects or checkpoints. ``runtime_kwargs`` (objects that exist only at run
-    time, such as a task's action space) are passed to the target as they are. On hydra-core
-    1.4, which requires an execution allow-list, the config's allowed import prefixes are
-    passed as ``_execution_whitelist_``.
+    time, such as a task's action space) are passed to the target as they are. ``cfg`` must
+    have passed :func:`~hydra_pipeline.config.check_config`. On hydra-core 1.4, which requires
+    an execution allow-list, the active allow-list is passed as ``_execution_whitelist_``.
 
     Raises:
-        ConfigError: A constructor rejected an argument; the message names its full key.
+        ConfigError: Building an object failed; the message names its full key and why.
     """
     node = OmegaConf.select(cfg, key)
     options: dict[str, Any] = {"_convert_": "all"}
     if HYDRA_1_4:
-        prefixes = allowed_prefixes(list(cfg.get("allowed_targets") or []))
-        options["_execution_whitelist_"] = [f"{prefix}*" for prefix in prefixes]
+        options["_execution_whitelist_"] = active_allow_list().execution_whitelist()
     try:
         if not runtime_kwargs:
             return instantiate(node, **options)
@@ -46,6 +46,8 @@ def instantiate_node(cfg: DictConfig, key: str, **runtime_kwargs: Any) -> Any:
         return build(**runtime_kwargs)
     except InvalidArgumentError as error:
         raise ConfigError(error.message_at(key)) from None
+    except Exception as error:  # a constructor may fail in any way; the key is what matters
+        raise ConfigError(f"Cannot build '{key}': {type(error).__name__}: {error}") from None
 
 
 def _as_config_error(error: InstantiationException, cfg: DictConfig, key: str) -> ConfigError:

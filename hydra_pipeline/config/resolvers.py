@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hydra_pipeline.config.compat import register_resolver
@@ -17,6 +18,28 @@ def total_max_stage_steps(stages: Any) -> int:
     return sum(max(int(stage.max_stage_steps), 0) for stage in stages)
 
 
+def new_folder(path: str) -> str:
+    """``path`` if no such folder exists yet, else ``path_2``, ``path_3``, ...: the first that
+    does not, created at once so that no other process takes it.
+
+    Used as ``hydra.run.dir: ${new_folder:outputs/${now:%Y-%m-%d}/${now:%H-%M-%S}}``, so two
+    runs started in the same second get a folder each instead of sharing one. Registered with
+    caching: a config (and every job of a sweep, into which Hydra copies the cache) resolves
+    it once.
+    """
+    base = Path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    candidate, attempt = base, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return str(candidate)
+        except FileExistsError:
+            attempt += 1
+            candidate = base.with_name(f"{base.name}_{attempt}")
+
+
 def register_resolvers() -> None:
     """Register the resolvers (once per process)."""
     register_resolver("total_max_stage_steps", total_max_stage_steps)
+    register_resolver("new_folder", new_folder, use_cache=True)

@@ -32,7 +32,7 @@ from hydra_pipeline.config.schedules import LinearDecayConf
 from hydra_pipeline.config.task import CartPoleTaskConf, GymTaskConf
 from hydra_pipeline.errors import ConfigError
 
-__all__ = ["SCHEMAS", "StoredSchema", "register_configs", "schema_for_target"]
+__all__ = ["SCHEMAS", "StoredSchema", "register_configs", "schema_for_target", "target_of"]
 
 
 class StoredSchema(NamedTuple):
@@ -105,16 +105,23 @@ def _is_stored(store: ConfigStore, group: str | None, name: str) -> bool:
         return False
 
 
-def _target_of(schema: type[Any]) -> str:
+def target_of(schema: type[Any]) -> str | None:
+    """The ``_target_`` a schema instantiates (``None`` for a schema without one)."""
     fields = {f.name: f.default for f in dataclasses.fields(schema)}
-    target = fields["_target_"]
-    return str(fields["class_type"]) if target == BUILDER_TARGET else str(target)
+    target = fields.get("_target_")
+    return None if target is None else str(target)
+
+
+def _built_class(schema: type[Any]) -> str | None:
+    """What a schema builds: its ``_target_``, or the ``class_type`` of a builder schema."""
+    target = target_of(schema)
+    if target == BUILDER_TARGET:
+        return str(next(f.default for f in dataclasses.fields(schema) if f.name == "class_type"))
+    return target
 
 
 _BY_TARGET: dict[str, type[Any]] = {
-    _target_of(schema.node): schema.node
-    for schema in SCHEMAS
-    if any(f.name == "_target_" for f in dataclasses.fields(schema.node))
+    built: schema.node for schema in SCHEMAS if (built := _built_class(schema.node)) is not None
 }
 
 

@@ -7,7 +7,12 @@ from typing import Any, Dict
 
 from omegaconf import MISSING
 
-__all__ = ["CartPoleTaskConf", "GymTaskConf"]
+__all__ = ["IMPORTS_MODULE", "CartPoleTaskConf", "GymTaskConf"]
+
+IMPORTS_MODULE = "imports_module"
+"""Field metadata marking a field whose value may name a module to import, written
+``module:Name`` (a Gymnasium id such as ``my_envs:Maze-v0``); the startup checks hold that
+module to the allow-list."""
 
 
 @dataclass
@@ -29,7 +34,9 @@ class GymTaskConf:
     """``hydra_pipeline.tasks.GymTask``: any Gymnasium environment, vectorised.
 
     Attributes:
-        env_id: A registered Gymnasium id, e.g. ``LunarLander-v3``.
+        env_id: A registered Gymnasium id, e.g. ``LunarLander-v3``, or ``module:Id`` to import
+            the module that registers it first (the module must be allowed with
+            allowed_targets on the command line).
         num_envs: Environments stepped at once.
         vectorization_mode: ``sync`` (one process) or ``async`` (one process per env).
         expert: A ``_target_`` node for a callable mapping observations to expert actions,
@@ -38,7 +45,7 @@ class GymTaskConf:
     """
 
     _target_: str = "hydra_pipeline.tasks.GymTask"
-    env_id: str = MISSING
+    env_id: str = field(default=MISSING, metadata={IMPORTS_MODULE: True})
     num_envs: int = 8
     vectorization_mode: str = "sync"
     expert: Any = None
