@@ -19,12 +19,14 @@ import numpy as np
 import torch
 
 from hydra_pipeline.errors import CheckpointError
+from hydra_pipeline.files import temporary_path
 
 __all__ = [
     "CHECKPOINT_DIRECTORY",
     "capture_rng_state",
     "checkpoint_name",
     "find_checkpoint",
+    "latest_checkpoint",
     "load_checkpoint",
     "restore_rng_state",
     "save_checkpoint",
@@ -45,7 +47,7 @@ def checkpoint_name(stage_index: int, total_steps: int) -> str:
 def save_checkpoint(payload: dict[str, Any], path: Path) -> None:
     """Write ``payload`` to ``path`` atomically: a temporary file, flushed, then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = temporary_path(path)
     try:
         with open(temporary, "wb") as file:
             torch.save({"format": _FORMAT, **payload}, file)
@@ -104,18 +106,24 @@ def find_checkpoint(location: Path) -> Path:
             f"'{location}' is neither a checkpoint file nor a run folder. Pass a run's output "
             f"folder (the one holding '{CHECKPOINT_DIRECTORY}/') or a checkpoint file."
         )
-    folder = location / CHECKPOINT_DIRECTORY
+    latest = latest_checkpoint(location)
+    if latest is None:
+        raise CheckpointError(
+            f"Run folder '{location}' holds no checkpoint in '{CHECKPOINT_DIRECTORY}/': the run "
+            "stopped before its first save (see pipeline.save_interval)."
+        )
+    return latest
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint with the most total steps in a run folder, or ``None`` if it has none."""
+    folder = run_dir / CHECKPOINT_DIRECTORY
     candidates = [
         (int(match.group(2)), path)
         for path in (folder.iterdir() if folder.is_dir() else ())
         if (match := _NAME.match(path.name))
     ]
-    if not candidates:
-        raise CheckpointError(
-            f"Run folder '{location}' holds no checkpoint in '{CHECKPOINT_DIRECTORY}/': the run "
-            "stopped before its first save (see pipeline.save_interval)."
-        )
-    return max(candidates)[1]
+    return max(candidates)[1] if candidates else None
 
 
 def capture_rng_state() -> dict[str, Any]:

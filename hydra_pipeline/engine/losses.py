@@ -11,7 +11,9 @@ PPO's clip decay run on it), ``batch`` the :class:`~hydra_pipeline.engine.rollou
 and ``output`` the model's output on ``batch.observations``. It returns the scalar loss to
 minimise and the terms to log, which appear in TensorBoard as ``loss/<loss name>/<term>``. A
 loss that needs the expert's actions (``batch.expert_actions``) sets the class attribute
-``needs_expert_actions = True``; the engine then records them during rollouts.
+``needs_expert_actions = True``; the engine then records them during rollouts. A loss may
+declare the names of the terms it returns in a ``terms`` class attribute: an early-stopping
+criterion watching ``<loss name>/<term>`` is then checked against them at startup.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class PPO:
     """
 
     needs_expert_actions = False
+    terms = ("action", "value", "entropy", "clip_fraction")
 
     def __init__(
         self,
@@ -113,6 +116,7 @@ class A2C:
     """
 
     needs_expert_actions = False
+    terms = ("action", "value", "entropy")
 
     def __init__(self, value_loss_coef: float = 0.5, entropy_coef: float = 0.01) -> None:
         self.value_loss_coef = require_non_negative("value_loss_coef", value_loss_coef)
@@ -138,6 +142,7 @@ class Imitation:
     (the cross-entropy against the expert for discrete actions)."""
 
     needs_expert_actions = True
+    terms = ("cross_entropy",)
 
     def __call__(
         self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput

@@ -13,9 +13,10 @@ runs to a whole number of rollouts: ``ceil(max_stage_steps / (num_steps * num_en
 from __future__ import annotations
 
 import contextlib
+import difflib
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ from hydra_pipeline.engine.offpolicy import OffPolicyStream
 from hydra_pipeline.engine.reporting import TrainingReporter
 from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
 from hydra_pipeline.engine.summary import SUMMARY_FILE, RunSummary, StageSummary
-from hydra_pipeline.errors import CheckpointError, InvalidArgumentError
+from hydra_pipeline.errors import CheckpointError, InvalidArgumentError, TrainingInterrupted
+from hydra_pipeline.files import remove_stale_temporaries
 from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.pipeline import PipelineStage, ScalarMeanTracker, TrainingPipeline
 from hydra_pipeline.tasks.protocol import DiscreteActions, Task
@@ -67,8 +69,10 @@ class OnPolicyRunner:
             view (the app passes the run's overrides, so a sweep's jobs compare there).
 
     Raises:
-        InvalidArgumentError: The pipeline does not fit the task: more minibatches than
-            environments, or a stage needing expert actions from a task without an expert.
+        InvalidArgumentError: The pipeline does not fit the task or the engine: more
+            minibatches than environments, a stage needing expert actions from a task without
+            an expert, an early-stopping criterion watching a metric its stage never logs, or
+            an optimizer or scheduler that cannot be built.
     """
 
     def __init__(
@@ -97,11 +101,14 @@ class OnPolicyRunner:
         self.checkpoint_metadata = dict(checkpoint_metadata or {})
         self.hparams = dict(hparams or {})
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer: torch.optim.Optimizer = pipeline.optimizer_builder(params=self.parameters)
+        self.optimizer: torch.optim.Optimizer = _build(
+            "optimizer_builder", pipeline.optimizer_builder, params=self.parameters
+        )
+        scheduler_builder = pipeline.lr_scheduler_builder
         self.lr_scheduler: Any = (
             None
-            if pipeline.lr_scheduler_builder is None
-            else pipeline.lr_scheduler_builder(optimizer=self.optimizer)
+            if scheduler_builder is None
+            else _build("lr_scheduler_builder", scheduler_builder, optimizer=self.optimizer)
         )
 
         space = task.action_space
@@ -135,6 +142,7 @@ class OnPolicyRunner:
         self.latest_metrics: dict[str, float] = {}
         self.offpolicy_streams: dict[int, OffPolicyStream] = {}
         self.resumed_from: int | None = None
+        self.stop_reason: str | None = None
         # Wall-clock times (time.time()) of the first environment step and the first gradient
         # update of this process, for startup benchmarks.
         self.first_step_time: float | None = None
@@ -144,8 +152,14 @@ class OnPolicyRunner:
     # The training loop
 
     def run(self) -> RunSummary:
-        """Train through every incomplete stage, then write and return the run's summary."""
+        """Train through every incomplete stage, then write and return the run's summary.
+
+        Raises:
+            TrainingInterrupted: :meth:`request_stop` was called; training stopped after the
+                current rollout's update, with a checkpoint to resume from.
+        """
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.output_dir / CHECKPOINT_DIRECTORY)
         start_time = time.perf_counter()
         start_steps = self.pipeline.total_steps
         self.timer = (time.perf_counter(), start_steps)
@@ -182,6 +196,10 @@ class OnPolicyRunner:
                     self.rollout_count += 1
                     reporter.advance(stage.steps_taken_in_stage)
                     self._after_rollout(index, stage)
+                    if self.stop_reason is not None:
+                        raise TrainingInterrupted(
+                            self.stop_reason, self.pipeline.total_steps, self._checkpoint_now(index)
+                        )
                 reporter.end_stage(
                     index, stage.steps_taken_in_stage, stage.early_stopping_criterion_met
                 )
@@ -415,6 +433,14 @@ class OnPolicyRunner:
         ):
             self.save_checkpoint(index)
 
+    def request_stop(self, reason: str) -> None:
+        """Ask the run to stop at the next safe point: once the current rollout's update (and
+        its metrics and scheduled checkpoint) is done, a checkpoint is written, whatever
+        ``save_interval`` says, and :meth:`run` raises ``TrainingInterrupted``. Resuming from
+        that checkpoint ends as the uninterrupted run would. Safe to call from a signal
+        handler."""
+        self.stop_reason = reason
+
     # ----------------------------------------------------------------------------------------
     # Summary and checkpoints
 
@@ -461,13 +487,28 @@ class OnPolicyRunner:
             "metadata": self.checkpoint_metadata,
         }
 
-    def save_checkpoint(self, stage_index: int) -> Path:
-        """Write a checkpoint of the current state into the run's ``checkpoints/`` folder."""
+    def save_checkpoint(self, stage_index: int, *, on_schedule: bool = True) -> Path:
+        """Write a checkpoint of the current state into the run's ``checkpoints/`` folder.
+
+        Args:
+            stage_index: The stage whose rollout was last completed.
+            on_schedule: Whether this is a save ``save_interval`` asked for; an extra save
+                (on interruption) leaves the schedule of the next ones as it was.
+        """
         total_steps = self.pipeline.total_steps
-        self.steps_at_last_save = total_steps
+        if on_schedule:
+            self.steps_at_last_save = total_steps
         path = self.output_dir / CHECKPOINT_DIRECTORY / checkpoint_name(stage_index, total_steps)
         save_checkpoint(self.state_dict(), path)
         return path
+
+    def _checkpoint_now(self, stage_index: int) -> Path:
+        """A checkpoint of the current state: the one just saved on schedule, or a new one."""
+        total_steps = self.pipeline.total_steps
+        path = self.output_dir / CHECKPOINT_DIRECTORY / checkpoint_name(stage_index, total_steps)
+        if self.steps_at_last_save == total_steps and path.is_file():
+            return path
+        return self.save_checkpoint(stage_index, on_schedule=False)
 
     def resume(self, path: Path) -> None:
         """Continue exactly from the checkpoint at ``path``: weights, optimizer, learning rate,
@@ -532,8 +573,62 @@ def _checkpoint_mismatch(path: Path) -> Iterator[None]:
         ) from error
 
 
+def _build(argument: str, builder: Callable[..., Any], **kwargs: Any) -> Any:
+    """``builder(**kwargs)``, with whatever the built class rejects named by ``argument``."""
+    try:
+        return builder(**kwargs)
+    except Exception as error:  # torch's classes reject arguments with several types
+        built = getattr(builder, "class_type", builder)
+        raise InvalidArgumentError(
+            argument,
+            f"cannot be built: {type(error).__name__}: {error}",
+            getattr(built, "__qualname__", built),
+        ) from None
+
+
+def _logged_metrics(pipeline: TrainingPipeline, stage: PipelineStage) -> tuple[set[str], set[str]]:
+    """The metrics the engine logs for ``stage``, and the prefixes under which a loss that
+    does not declare its ``terms`` may log any."""
+    names = {*_EPISODE_METRICS, "lr"}
+    if stage.teacher_forcing is not None:
+        names |= {"teacher_forcing", "teacher_forcing_sampled"}
+    prefixes: set[str] = set()
+    groups = [("", stage.loss_names)]
+    if stage.offpolicy_component is not None:
+        groups.append(("offpolicy/", stage.offpolicy_component.loss_names))
+    for prefix, loss_names in groups:
+        for name in loss_names:
+            terms = getattr(pipeline.loss(name), "terms", None)
+            if terms is None:
+                prefixes.add(f"{prefix}{name}/")
+            else:
+                names |= {f"{prefix}{name}/{term}" for term in terms}
+    return names, prefixes
+
+
+def _check_watched_metrics(pipeline: TrainingPipeline) -> None:
+    """Refuse an early-stopping criterion watching a metric its stage never logs (a typo
+    would otherwise silently run the whole stage)."""
+    for index, stage in enumerate(pipeline.pipeline_stages):
+        metric = getattr(stage.early_stopping_criterion, "metric", None)
+        if not isinstance(metric, str):
+            continue
+        names, prefixes = _logged_metrics(pipeline, stage)
+        if metric in names or metric.startswith(tuple(prefixes)):
+            continue
+        close = difflib.get_close_matches(metric, sorted(names), n=1)
+        raise InvalidArgumentError(
+            f"pipeline_stages.{index}.early_stopping_criterion.metric",
+            "is not a metric this stage logs, so the criterion would never see it",
+            metric,
+            f"The stage logs: {', '.join(sorted(names))}."
+            + (f" Did you mean '{close[0]}'?" if close else ""),
+        )
+
+
 def _check_fit(pipeline: TrainingPipeline, task: Task) -> None:
-    """The checks that need both the pipeline and the task."""
+    """The checks that need both the pipeline and the task, or know what the engine does."""
+    _check_watched_metrics(pipeline)
     if pipeline.num_mini_batch > task.num_envs:
         raise InvalidArgumentError(
             "num_mini_batch",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from hydra_pipeline import (
 from hydra_pipeline.engine import A2C, PPO, Imitation, Minibatch, OnPolicyRunner
 from hydra_pipeline.engine.advantages import compute_returns
 from hydra_pipeline.engine.checkpoint import CHECKPOINT_DIRECTORY, load_checkpoint
+from hydra_pipeline.errors import TrainingInterrupted
 from hydra_pipeline.models import ActorCriticOutput, Categorical, MLPActorCritic
 from hydra_pipeline.tasks import (
     CartPoleTask,
@@ -992,3 +994,115 @@ class TestTensorBoard:
         """tensorboard=False writes no event files."""
         make_runner(tmp_path, make_pipeline([PipelineStage(["ppo"], 8)])).run()
         assert not (tmp_path / "tensorboard").exists()
+
+
+class TestStopRequest:
+    def test_stops_at_the_next_safe_point_with_a_checkpoint(
+        self, runs: dict[str, Any], tmp_path: Path
+    ) -> None:
+        """A stop request (what Ctrl-C and SIGTERM make) ends run() after the current
+        rollout's update with a checkpoint, even with save_interval=None; resuming from it
+        ends bitwise equal to the uninterrupted run."""
+        runner = resume_runner(tmp_path / "stopped", None)
+        original_after_rollout = runner._after_rollout
+
+        def after_rollout(index: int, stage: PipelineStage) -> None:
+            original_after_rollout(index, stage)
+            if runner.rollout_count == 3:
+                runner.request_stop("SIGTERM")
+
+        runner._after_rollout = after_rollout  # type: ignore[method-assign]
+        with pytest.raises(TrainingInterrupted) as caught:
+            runner.run()
+        interruption = caught.value
+        assert (interruption.signal_name, interruption.total_steps) == ("SIGTERM", 24)
+        assert interruption.checkpoint.is_file()
+        assert checkpoint_files(tmp_path / "stopped") == [interruption.checkpoint.name]
+        assert load_checkpoint(interruption.checkpoint)["engine"]["steps_at_last_save"] == 0
+        assert not (tmp_path / "stopped" / "summary.json").exists()
+
+        resumed = resume_runner(tmp_path / "stopped", None)
+        resumed.resume(interruption.checkpoint)
+        summary = resumed.run()
+        assert_same_weights(weights(resumed), runs["weights"])
+        assert summary.final_metrics == runs["summary"].final_metrics
+
+    def test_a_checkpoint_just_saved_is_reused(self, tmp_path: Path) -> None:
+        """Stopping right after a scheduled save writes no second file."""
+        pipeline = make_pipeline([PipelineStage(["ppo"], 64)], save_interval=8)
+        runner = make_runner(tmp_path, pipeline)
+        runner.request_stop("SIGINT")
+        with pytest.raises(TrainingInterrupted) as caught:
+            runner.run()
+        assert caught.value.total_steps == 8
+        assert checkpoint_files(tmp_path) == [caught.value.checkpoint.name]
+
+
+class TestWatchedMetrics:
+    @pytest.mark.parametrize(
+        ("metric", "suggestion"),
+        [("rewad", "reward"), ("ppo/entropi", "ppo/entropy"), ("teacher_forcing", None)],
+    )
+    def test_a_metric_the_stage_never_logs(
+        self, tmp_path: Path, metric: str, suggestion: str | None
+    ) -> None:
+        """A criterion watching a metric its stage never logs would never fire: refused."""
+        criterion = ThresholdEarlyStopping(metric, 1.0)
+        pipeline = make_pipeline([PipelineStage(["ppo"], 8, early_stopping_criterion=criterion)])
+        with pytest.raises(InvalidArgumentError) as caught:
+            make_runner(tmp_path, pipeline)
+        assert caught.value.argument == "pipeline_stages.0.early_stopping_criterion.metric"
+        assert "ppo/clip_fraction" in caught.value.hint
+        if suggestion:
+            assert f"Did you mean '{suggestion}'?" in caught.value.hint
+
+    @pytest.mark.parametrize(
+        "metric",
+        ["reward", "episode_length", "lr", "ppo/value", "teacher_forcing", "mine/anything"],
+    )
+    def test_metrics_the_stage_logs(self, tmp_path: Path, metric: str) -> None:
+        """Episode metrics, the learning rate, declared loss terms, teacher forcing when the
+        stage has it, and anything under a loss that does not declare its terms."""
+
+        class Undeclared(A2C):
+            terms = None  # type: ignore[assignment]
+
+        pipeline = make_pipeline(
+            [
+                PipelineStage(
+                    ["ppo", "mine"],
+                    8,
+                    early_stopping_criterion=ThresholdEarlyStopping(metric, 1e9),
+                    teacher_forcing=constant(0.5),
+                )
+            ],
+            named_losses={"ppo": PPO(), "mine": Undeclared()},
+        )
+        make_runner(tmp_path, pipeline).run()
+
+
+class TestBuilders:
+    def test_an_optimizer_torch_rejects_is_named(self, tmp_path: Path) -> None:
+        """What torch rejects when the optimizer is built is reported against its argument."""
+        pipeline = make_pipeline(
+            [PipelineStage(["ppo"], 8)],
+            optimizer_builder=Builder(torch.optim.SGD, {"lr": 0.1, "nesterov": True}),
+        )
+        with pytest.raises(InvalidArgumentError) as caught:
+            make_runner(tmp_path, pipeline)
+        assert caught.value.argument == "optimizer_builder"
+        assert "Nesterov momentum requires a momentum" in caught.value.problem
+
+
+def test_stale_temporary_checkpoints_are_removed(tmp_path: Path) -> None:
+    """A checkpoint write killed midway leaves a temporary file; the next run deletes it
+    (those of a process still running are kept)."""
+    folder = tmp_path / CHECKPOINT_DIRECTORY
+    folder.mkdir()
+    dead = folder / ".stage_00__steps_000000000008.pt.999999999.tmp"
+    alive = folder / f".stage_00__steps_000000000008.pt.{os.getppid()}.tmp"
+    dead.write_bytes(b"half")
+    alive.write_bytes(b"half")
+    make_runner(tmp_path, make_pipeline([PipelineStage(["ppo"], 8)])).run()
+    assert not dead.exists()
+    assert alive.exists()
