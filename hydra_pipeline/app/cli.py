@@ -1,11 +1,19 @@
 """``pipeline_app``: ``@hydra.main`` plus what the hydra-pipeline command line adds.
 
+* One trust gate (:mod:`hydra_pipeline.config.trust`): what a config may build is the
+  package's objects plus the import prefixes the application's code and the command line's
+  ``allowed_targets=[...]`` allow; Hydra's own ``hydra.callbacks`` are checked before Hydra
+  builds them.
 * ``resume=<run folder or checkpoint>`` continues that run in its own folder with the
-  overrides it was started with (new overrides on the command line apply on top);
-* a config mistake ends the program with exit status 1 and one clear message naming the key
+  overrides it was started with (checked as data; new overrides on the command line apply on
+  top); see :mod:`hydra_pipeline.app.resume`.
+* A mistake ends the program with exit status 1 and one clear message naming the key or file
   (a traceback only with ``HYDRA_FULL_ERROR=1``), including the two cases where Hydra's own
   message misleads: an unknown group option (we list the options and suggest the closest) and
   a list index out of range (Hydra says "dict is not a subclass of ...").
+* An error during training ends with one paragraph: what failed, the run folder, how to resume,
+  and the log file holding the traceback. Ctrl-C and SIGTERM stop at a safe point with a
+  checkpoint and print the command that resumes.
 
 User projects get the same behaviour by decorating their task function with
 :func:`pipeline_app` instead of ``hydra.main``.
@@ -17,13 +25,16 @@ import difflib
 import functools
 import gc
 import inspect
+import logging
 import os
 import re
+import signal
 import sys
-import time
+import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.global_hydra import GlobalHydra
@@ -33,22 +44,67 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from hydra_pipeline.config.checks import ALLOWED_TARGET_PREFIXES
-from hydra_pipeline.config.compat import main_arguments, version_base
-from hydra_pipeline.errors import CheckpointError, ConfigError
-
-__all__ = ["RESUME_RULE", "override_key", "pipeline_app"]
-
-RESUME_RULE = (
-    "A resumed run keeps its pipeline: overrides may change values such as max_stage_steps, "
-    "not the stages, their loss names, the optimizer or the model."
+from hydra_pipeline.app.resume import (
+    RESUME_RULE,
+    ResumePlan,
+    allowed_on_command_line,
+    command_line_overrides,
+    override_key,
+    resume_arguments,
+    resume_command,
 )
+from hydra_pipeline.config.checks import check_hydra_callbacks
+from hydra_pipeline.config.compat import check_before_hydra_callbacks, main_arguments, version_base
+from hydra_pipeline.config.trust import AllowList, allowing
+from hydra_pipeline.errors import (
+    CheckpointError,
+    ConfigError,
+    RunFolderError,
+    TrainingInterrupted,
+)
+
+__all__ = ["TrainingError", "pipeline_app"]
 
 TaskFunction = Callable[[DictConfig], Any]
 
+_USER_ERRORS = (ConfigError, CheckpointError, RunFolderError)
+"""Mistakes in what the user asked for: reported as one message, never as a traceback."""
+
+
+class TrainingError(RuntimeError):
+    """Training stopped on an error that is not a config mistake; the message says where the
+    traceback and the run are, and how to resume."""
+
+
+@dataclass
+class _Session:
+    """What one invocation trusts: the prefixes the application's code declares, plus those
+    the command line gives (filled in when the program starts). It travels with the task
+    function into job processes (joblib, Submitit), where no command line is to be read."""
+
+    code_prefixes: tuple[str, ...]
+    command_line_prefixes: list[str] = field(default_factory=list)
+    given_arguments: list[str] = field(default_factory=list)
+    resume: ResumePlan | None = None
+
+    def explained(self, message: str) -> str:
+        """``message``, plus how a resumed run's config came about."""
+        if self.resume is None or self.resume.checkpoint is None:
+            return message
+        return (
+            f"{message}\nThis run resumes from '{self.resume.checkpoint}': the overrides it "
+            f"stores ({' '.join(self.resume.stored_overrides) or 'none'}) were re-applied, then "
+            f"this command's ({' '.join(self.given_arguments)})."
+            + ("" if RESUME_RULE in message else f" {RESUME_RULE}")
+        )
+
+    @property
+    def allow_list(self) -> AllowList:
+        return AllowList.of(self.code_prefixes, self.command_line_prefixes)
+
 
 def pipeline_app(
-    config_path: str, config_name: str
+    config_path: str, config_name: str, *, allowed_targets: Sequence[str] = ()
 ) -> Callable[[TaskFunction], Callable[[], None]]:
     """Decorate a task function into a command-line entry point, like ``hydra.main``.
 
@@ -56,27 +112,34 @@ def pipeline_app(
         config_path: The primary config's folder, relative to the decorated function's file,
             absolute, or ``pkg://<package>``.
         config_name: The primary config's name.
+        allowed_targets: Import prefixes of the project's own code that its configs may build
+            (``["my_project"]``). Code is trusted; config files are not, so this is where a
+            project allows its own ``_target_``s.
     """
 
     def decorate(task_function: TaskFunction) -> Callable[[], None]:
+        session = _Session(tuple(allowed_targets))
+
         @functools.wraps(task_function)
-        def reporting_task_function(cfg: DictConfig) -> Any:
+        def job(cfg: DictConfig) -> Any:
+            # Runs in the job's process (this closure carries the session there).
             global _task_started
             _task_started = True
-            try:
-                return task_function(cfg)
-            except (ConfigError, CheckpointError) as error:
-                # In a single run, end here with the message alone (Hydra would first print
-                # "Error executing job..."); in a sweep, let Hydra record the job as failed.
-                if HydraConfig.get().mode is RunMode.MULTIRUN or _SHOW_TRACEBACK in os.environ:
-                    raise
-                print(f"Error: {error}", file=sys.stderr)
-                sys.exit(1)
+            gc.freeze()  # Hydra's startup objects live as long as the process
+            gc.enable()
+            with allowing(session.allow_list):
+                try:
+                    return task_function(cfg)
+                except TrainingInterrupted as interruption:
+                    _end_interrupted(interruption, session)
+                except (ConfigError, CheckpointError) as error:
+                    _end_with(error, f"Error: {session.explained(str(error))}")
+                except RunFolderError as error:
+                    _end_with(error, f"Error: {error}")
+                except Exception as error:
+                    failure = _training_failure(error, session)
+                    _end_with(failure, f"Error: {failure}", cause=error)
 
-        arguments = main_arguments(ALLOWED_TARGET_PREFIXES)
-        hydra_main = hydra.main(config_path=config_path, config_name=config_name, **arguments)(
-            reporting_task_function
-        )
         if not config_path.startswith("pkg://") and not os.path.isabs(config_path):
             config_path_for_checks = str(Path(inspect.getfile(task_function)).parent / config_path)
         else:
@@ -85,10 +148,13 @@ def pipeline_app(
         @functools.wraps(task_function)
         def entry_point() -> None:
             # Startup allocates hundreds of thousands of long-lived objects (torch, Hydra): the
-            # garbage collector would scan them again and again, for about 0.5 s here, and once
-            # more at exit. It stays off until train() freezes them and turns it back on.
+            # garbage collector would scan them again and again, for about 0.5 s here. It is
+            # off until a task function starts (see job above).
             gc.disable()
-            _run(hydra_main, config_path_for_checks, config_name)
+            try:
+                _run(session, job, config_path, config_path_for_checks, config_name)
+            finally:
+                gc.enable()
 
         return entry_point
 
@@ -103,96 +169,137 @@ _SHOW_TRACEBACK = "_HYDRA_PIPELINE_SHOW_TRACEBACK"
 _task_started = False
 
 
-def _run(hydra_main: Callable[[], Any], config_path: str, config_name: str) -> None:
+def _in_sweep_or_showing_tracebacks() -> bool:
+    return HydraConfig.get().mode is RunMode.MULTIRUN or _SHOW_TRACEBACK in os.environ
+
+
+def _end_with(error: Exception, message: str, cause: BaseException | None = None) -> NoReturn:
+    """End a job: in a single run, with ``message`` alone and exit status 1 (Hydra would
+    first print "Error executing job..."); in a sweep, or when tracebacks are asked for,
+    by raising ``error`` so Hydra records the job as failed."""
+    if _in_sweep_or_showing_tracebacks():
+        raise error from cause
+    print(message, file=sys.stderr)
+    sys.exit(1)
+
+
+def _end_interrupted(interruption: TrainingInterrupted, session: _Session) -> NoReturn:
+    """Say where the run stopped and how to resume it, then end with 128 + the signal's
+    number (130 for Ctrl-C, 143 for SIGTERM), the whole sweep included."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    command = resume_command(run_dir, session.command_line_prefixes)
+    message = (
+        f"Interrupted by {interruption.signal_name} at step {interruption.total_steps}; "
+        f"checkpoint saved. Resume with: {command}"
+    )
+    print(message, file=sys.stderr)
+    if HydraConfig.get().mode is RunMode.MULTIRUN:
+        from hydra_pipeline.app.callbacks import record_job_status
+
+        record_job_status("interrupted", message)
+    sys.exit(128 + signal.Signals[interruption.signal_name].value)
+
+
+def _training_failure(error: Exception, session: _Session) -> TrainingError:
+    """One paragraph about an error during training; its traceback goes to the log file."""
+    from hydra_pipeline.engine.checkpoint import latest_checkpoint
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    log_file = _log_traceback(error, run_dir)
+    first = (str(error).strip().splitlines() or [""])[0]
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        resume = "No checkpoint was written, so the run starts over if run again."
+    else:
+        command = resume_command(run_dir, session.command_line_prefixes)
+        resume = f"Its last checkpoint is {checkpoint.name}; resume with: {command}"
+    return TrainingError(
+        f"training failed with {type(error).__name__}: {first}\n"
+        f"The run's folder is {run_dir}. {resume}\n"
+        f"The traceback is in {log_file} (HYDRA_FULL_ERROR=1 prints it)."
+    )
+
+
+def _log_traceback(error: Exception, run_dir: Path) -> Path:
+    """Write ``error``'s traceback to the run's log file (Hydra's job log, or ``error.log``
+    in the run folder when logging to a file is off) and return the file's path."""
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    if files:
+        record = logging.LogRecord(
+            "hydra_pipeline", logging.ERROR, __file__, 0, "Training failed", None,
+            (type(error), error, error.__traceback__),
+        )  # fmt: skip
+        for handler in files:
+            handler.handle(record)
+        return Path(files[0].baseFilename)
+    path = run_dir / "error.log"
+    path.write_text("".join(traceback.format_exception(error)))
+    return path
+
+
+def _run(
+    session: _Session,
+    job: TaskFunction,
+    config_path: str,
+    config_path_for_checks: str,
+    config_name: str,
+) -> None:
+    global _task_started
+    _task_started = False
     user_setting = os.environ.get("HYDRA_FULL_ERROR")
     show_traceback = user_setting == "1"
     if show_traceback:
         os.environ[_SHOW_TRACEBACK] = "1"
-    resuming = False
     try:
-        arguments = _resume_arguments(sys.argv[1:])
-        resuming = arguments != sys.argv[1:]
-        sys.argv[1:] = arguments
+        session.command_line_prefixes = allowed_on_command_line(
+            command_line_overrides(sys.argv[1:])
+        )
+        session.given_arguments = sys.argv[1:]
+        session.resume = resume_arguments(sys.argv[1:])
+        sys.argv[1:] = session.resume.arguments
+        check_before_hydra_callbacks(check_hydra_callbacks)
+        hydra_main = hydra.main(
+            config_path=config_path,
+            config_name=config_name,
+            **main_arguments(session.allow_list.execution_whitelist()),
+        )(job)
         # Hydra then re-raises errors instead of printing them, and they are reported below,
         # in one place, with the config keys they concern.
         os.environ["HYDRA_FULL_ERROR"] = "1"
         try:
-            hydra_main()
+            with allowing(session.allow_list):
+                hydra_main()
         finally:
             if user_setting is None:
                 del os.environ["HYDRA_FULL_ERROR"]
             else:
                 os.environ["HYDRA_FULL_ERROR"] = user_setting
-    except Exception as error:
-        # Before any task starts, every error comes from the command line or the config;
-        # once training runs, only the package's and Hydra's own errors are config mistakes,
-        # and anything else is a bug that keeps its traceback.
-        expected = (ConfigError, CheckpointError, HydraException, OmegaConfBaseException)
-        if show_traceback or (_task_started and not isinstance(error, expected)):
+    except KeyboardInterrupt:
+        if show_traceback:
             raise
-        message = _explain(error, _overrides(sys.argv[1:]), config_path, config_name)
-        if resuming and not isinstance(error, (ConfigError, CheckpointError)):
-            message = (
-                f"{message}\nThe run was resumed with its own overrides followed by this command's "
-                f"({' '.join(sys.argv[1:])}). {RESUME_RULE}"
-            )
-        print(f"Error: {message}", file=sys.stderr)
+        print("Interrupted.", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT.value)
+    except Exception as error:
+        if show_traceback:
+            raise
+        message = _message(error, config_path_for_checks, config_name)
+        print(f"Error: {session.explained(message)}", file=sys.stderr)
         sys.exit(1)
 
 
-# --------------------------------------------------------------------------------------------
-# resume=
-
-
-def _overrides(arguments: Sequence[str]) -> list[str]:
-    from hydra._internal.utils import get_args_parser
-
-    return list(get_args_parser().parse_args(list(arguments)).overrides)
-
-
-def override_key(override: str) -> str:
-    """The key an override sets (``+a.b=1`` -> ``a.b``)."""
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def _resume_arguments(arguments: list[str]) -> list[str]:
-    """The arguments that continue the run named by ``resume=``, or ``arguments`` unchanged.
-
-    The run's own overrides (stored in its checkpoint) come first, then the command line's,
-    which win key by key; Hydra's run folder is the run's folder, and Hydra's files for this
-    session go to ``.hydra/resume_<time>`` so the run's original ``.hydra`` stays intact.
-    """
-    overrides = _overrides(arguments)
-    resume = [o for o in overrides if override_key(o) == "resume"]
-    if not resume:
-        return arguments
-    value = resume[-1].split("=", 1)[1].strip("'\"")
-    if value in ("", "null"):
-        return arguments
-    if "-m" in arguments or "--multirun" in arguments:
-        raise ConfigError(
-            "resume= continues one run; it cannot be swept. Resume each job of a sweep by its "
-            "folder: resume=<sweep folder>/<job number>."
+def _message(error: Exception, config_path: str, config_name: str) -> str:
+    """The one message an error ends the program with."""
+    if isinstance(error, (*_USER_ERRORS, TrainingError)):
+        return str(error)
+    expected = (HydraException, OmegaConfBaseException, OSError)
+    if _task_started and not isinstance(error, expected):
+        # Raised by Hydra's machinery around the jobs (a launcher losing a worker, say).
+        return (
+            f"the run stopped with {type(error).__name__}: "
+            f"{(str(error).strip().splitlines() or [''])[0]} (HYDRA_FULL_ERROR=1 shows the "
+            "traceback)."
         )
-    from hydra_pipeline.engine.checkpoint import (
-        CHECKPOINT_DIRECTORY,
-        find_checkpoint,
-        load_checkpoint,
-    )
-
-    checkpoint = find_checkpoint(Path(value)).resolve()
-    stored = [str(o) for o in load_checkpoint(checkpoint)["metadata"].get("overrides", [])]
-    given = [o for o in overrides if override_key(o) != "resume"]
-    given_keys = {override_key(o) for o in given}
-    merged = [o for o in stored if override_key(o) not in given_keys] + given
-    folder = checkpoint.parent
-    run_dir = folder.parent if folder.name == CHECKPOINT_DIRECTORY else folder
-    extra = [f"resume={checkpoint}"]
-    if "hydra.run.dir" not in given_keys:
-        extra.append(f"hydra.run.dir={run_dir}")
-    extra.append(f"hydra.output_subdir=.hydra/resume_{time.strftime('%Y%m%d_%H%M%S')}")
-    flags = [a for a in arguments if a not in overrides]
-    return flags + merged + extra
+    return _explain(error, command_line_overrides(sys.argv[1:]), config_path, config_name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,6 +309,11 @@ def _resume_arguments(arguments: list[str]) -> list[str]:
 def _explain(error: BaseException, overrides: list[str], config_path: str, config_name: str) -> str:
     if isinstance(error, MissingConfigException) and error.options is not None:
         return _unknown_option(error)
+    if isinstance(error, OSError) and error.filename is not None:
+        return (
+            f"cannot write '{error.filename}': {error.strerror}. Choose a writable output "
+            "folder (hydra.run.dir=<folder>, or hydra.sweep.dir=<folder> for sweeps)."
+        )
     if "NoneType" in str(error) and isinstance(error, (AssertionError, AttributeError)):
         return (
             f"An override sets a key inside a config node that is null ({error}). OmegaConf "

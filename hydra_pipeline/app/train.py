@@ -1,35 +1,53 @@
 """``train(cfg)``: the composition root. Config in, trained model and run outputs out.
 
-Order of work: check the config (nothing built yet), save the resolved config, seed every
-generator and set determinism, pick the device, build the pipeline, the task and the model
-(each constructor validates its own arguments), then let the engine run the stages.
+Order of work: check the config exactly as it will be built (nothing built yet), claim the run
+folder, decide whether a checkpoint is continued (and check it fits), save the resolved config,
+seed every generator and set determinism, pick the device, build the pipeline, the task and the
+model (each constructor validates its own arguments), then let the engine run the stages, with
+Ctrl-C and SIGTERM turned into a stop at the next safe point.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import logging
 import math
 import os
 import re
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from hydra_pipeline.app.cli import RESUME_RULE, override_key
+from hydra_pipeline.app.resume import (
+    AUTO,
+    RUN_KEYS,
+    TRUST_KEYS,
+    check_same_structure,
+    override_key,
+    run_structure,
+    stored_overrides,
+)
+from hydra_pipeline.app.run_folder import claimed_run_folder, refuse_existing_results
 from hydra_pipeline.config import check_config, instantiate_node
 from hydra_pipeline.config.checks import config_nodes, dotted_key
 from hydra_pipeline.errors import CheckpointError, ConfigError, InvalidArgumentError
 from hydra_pipeline.pipeline import set_deterministic_cudnn, set_seed
+from hydra_pipeline.pipeline.validation import require_seed
 
-__all__ = ["RUN_KEYS", "train"]
+if TYPE_CHECKING:
+    from hydra_pipeline.engine import OnPolicyRunner, RunSummary
+    from hydra_pipeline.tasks import Task
 
-RUN_KEYS = ("resume", "restart_from_weights")
-"""Keys that say how a run starts, not what it trains: not carried over when resuming."""
+__all__ = ["train"]
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 log = logging.getLogger("hydra_pipeline")
@@ -42,19 +60,37 @@ def train(cfg: DictConfig) -> float:
 
     Raises:
         ConfigError: A config mistake, named by its key, before anything is built.
-        CheckpointError: ``resume`` or ``restart_from_weights`` points at an unusable checkpoint.
+        CheckpointError: ``resume`` or ``restart_from_weights`` points at an unusable
+            checkpoint, or one of another run.
+        RunFolderError: The run folder is in use, holds another run, or cannot be written.
+        TrainingInterrupted: Ctrl-C or SIGTERM stopped training at a safe point.
     """
-    cfg = _checked_and_resolved(cfg)
-    device = _device(cfg.device)
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
+    with contextlib.ExitStack() as run:
+        with _garbage_collector_paused():  # startup allocates many long-lived objects
+            cfg = _checked_and_resolved(cfg)
+            run.enter_context(claimed_run_folder(output_dir, writes_to=_folders_written(cfg)))
+            runner, task = _start(cfg, hydra_config, output_dir)
+            run.callback(task.close)
+        with _stop_requested_by_signals(runner):
+            summary = runner.run()
+    return _objective(summary)
+
+
+def _start(cfg: DictConfig, hydra_config: Any, output_dir: Path) -> tuple[OnPolicyRunner, Task]:
+    """Everything between a checked config and a runner ready to train."""
+    overrides = [
+        o for o in hydra_config.overrides.task if override_key(o) not in (*RUN_KEYS, *TRUST_KEYS)
+    ]
+    checkpoint = _checkpoint_to_continue(cfg, output_dir, overrides)
+    if checkpoint is None:
+        refuse_existing_results(output_dir)
+    device = _device(cfg.device)
     _save_resolved_config(cfg, output_dir, hydra_config)
     if cfg.deterministic_cudnn:
         # cuBLAS needs this before CUDA starts to run deterministically.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-    if cfg.num_threads < 1:
-        raise ConfigError(f"'num_threads' must be >= 1 (got {cfg.num_threads}).")
 
     import torch
 
@@ -73,7 +109,6 @@ def train(cfg: DictConfig) -> float:
     model = instantiate_node(
         cfg, "model", observation_shape=task.observation_shape, action_space=task.action_space
     )
-    overrides = [o for o in hydra_config.overrides.task if override_key(o) not in RUN_KEYS]
     try:
         runner = OnPolicyRunner(
             pipeline,
@@ -84,38 +119,28 @@ def train(cfg: DictConfig) -> float:
             device=device,
             tensorboard=cfg.tensorboard,
             progress_bar=cfg.progress_bar,
-            checkpoint_metadata={"overrides": overrides},
+            checkpoint_metadata={"overrides": overrides, "structure": run_structure(cfg)},
             hparams=_swept_values(overrides, cfg.seed),
         )
     except InvalidArgumentError as error:
+        task.close()
         raise ConfigError(error.message_at("pipeline")) from None
     try:
-        if cfg.resume is not None:
-            runner.resume(find_checkpoint(Path(cfg.resume)))
+        if checkpoint is not None:
+            runner.resume(checkpoint)
         elif cfg.restart_from_weights is not None:
             runner.load_weights(find_checkpoint(Path(cfg.restart_from_weights)))
     except CheckpointError as error:
-        key = "resume" if cfg.resume is not None else "restart_from_weights"
-        raise CheckpointError(
-            f"{key}={OmegaConf.select(cfg, key)}: {error} {RESUME_RULE}"
-        ) from None
-    # Everything built so far lives for the whole run: keep the garbage collector off it
-    # (pipeline_app disabled the collector during startup; this turns it back on).
-    gc.freeze()
-    gc.enable()
-    try:
-        summary = runner.run()
-    finally:
         task.close()
-    if "reward" not in summary.final_metrics:
-        log.warning("No episode ended during the run: its objective is -inf.")
-        return -math.inf
-    return summary.final_metrics["reward"]
+        key = "resume" if checkpoint is not None else "restart_from_weights"
+        raise CheckpointError(f"{key}={OmegaConf.select(cfg, key)}: {error}") from None
+    return runner, task
 
 
 def _checked_and_resolved(cfg: DictConfig) -> DictConfig:
-    """``cfg`` after the startup checks, with every ``${...}`` resolved (nodes are built one by
-    one, so interpolations across them must be resolved first)."""
+    """``cfg`` with every ``${...}`` resolved, after the startup checks (nodes are built one
+    by one, so interpolations across them must be resolved first; checking the resolved form
+    means what is built is exactly what was checked)."""
     cfg = copy.deepcopy(cfg)
     try:
         OmegaConf.resolve(cfg)
@@ -132,7 +157,23 @@ def _checked_and_resolved(cfg: DictConfig) -> DictConfig:
             ) from None
         raise ConfigError(f"'{key}' cannot be resolved: {text.strip().splitlines()[0]}") from None
     check_config(cfg)
+    _check_run_settings(cfg)
     return cfg
+
+
+def _check_run_settings(cfg: DictConfig) -> None:
+    """The top-level settings' own rules."""
+    if cfg.resume is not None and cfg.restart_from_weights is not None:
+        raise ConfigError(
+            "resume= and restart_from_weights= are two ways to start: resume= continues a run "
+            "exactly, restart_from_weights= starts a new run from its weights. Give only one."
+        )
+    if cfg.num_threads < 1:
+        raise ConfigError(f"'num_threads' must be >= 1 (got {cfg.num_threads}).")
+    try:
+        require_seed("seed", cfg.seed)
+    except InvalidArgumentError as error:
+        raise ConfigError(error.message_at("")) from None
 
 
 def _unresolvable_key(cfg: DictConfig) -> str:
@@ -143,6 +184,49 @@ def _unresolvable_key(cfg: DictConfig) -> str:
         except OmegaConfBaseException:
             return key
     return ""
+
+
+def _folders_written(cfg: DictConfig) -> tuple[str, ...]:
+    """The run folder's sub-folders this run will write to (checked writable at startup)."""
+    from hydra_pipeline.engine.checkpoint import CHECKPOINT_DIRECTORY
+    from hydra_pipeline.engine.reporting import TENSORBOARD_DIRECTORY
+
+    folders = [""]
+    if cfg.pipeline.save_interval is not None:
+        folders.append(CHECKPOINT_DIRECTORY)
+    if cfg.tensorboard and cfg.pipeline.should_log:
+        folders.append(TENSORBOARD_DIRECTORY)
+    return tuple(folders)
+
+
+def _checkpoint_to_continue(cfg: DictConfig, output_dir: Path, overrides: list[str]) -> Path | None:
+    """The checkpoint this run continues, checked against the run's structure, or ``None``.
+
+    ``resume=<path>`` names it; ``resume=auto`` takes the run folder's latest, if it has one,
+    and only if it was made with this run's own overrides (a job restarted in its folder).
+    """
+    if cfg.resume is None:
+        return None
+    from hydra_pipeline.engine.checkpoint import find_checkpoint, latest_checkpoint, load_checkpoint
+
+    if cfg.resume == AUTO:
+        path = latest_checkpoint(output_dir)
+        if path is None:
+            return None
+        metadata = load_checkpoint(path)["metadata"]
+        stored = stored_overrides(path, metadata)
+        if sorted(stored) != sorted(overrides):
+            raise CheckpointError(
+                f"resume=auto: run folder '{output_dir}' holds a run started with other "
+                f"overrides ({' '.join(stored) or 'none'}) than this one "
+                f"({' '.join(overrides) or 'none'}); resume=auto only continues the same run. "
+                f"Resume that run with resume={output_dir}, or run this one in another folder."
+            )
+    else:
+        path = find_checkpoint(Path(cfg.resume))
+        metadata = load_checkpoint(path)["metadata"]
+    check_same_structure(path, metadata.get("structure"), run_structure(cfg))
+    return path
 
 
 def _device(name: str) -> str:
@@ -191,3 +275,57 @@ def _swept_values(overrides: list[str], seed: int) -> dict[str, Any]:
     for override in overrides:
         values[override_key(override)] = override.partition("=")[2]
     return values
+
+
+def _objective(summary: RunSummary) -> float:
+    if "reward" not in summary.final_metrics:
+        log.warning("No episode ended during the run: its objective is -inf.")
+        return -math.inf
+    return summary.final_metrics["reward"]
+
+
+@contextlib.contextmanager
+def _garbage_collector_paused() -> Iterator[None]:
+    """Keep the garbage collector off while the block builds long-lived objects (torch,
+    the model, the environments), then exclude them from future collections."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
+@contextlib.contextmanager
+def _stop_requested_by_signals(runner: OnPolicyRunner) -> Iterator[None]:
+    """While the block runs, Ctrl-C and SIGTERM (what SLURM sends on preemption and before a
+    time limit) ask ``runner`` to stop at its next safe point, with a checkpoint; a second
+    Ctrl-C stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set in the main thread
+        return
+
+    def request_stop(number: int, frame: FrameType | None) -> None:
+        name = signal.Signals(number).name
+        if runner.stop_reason is not None:
+            if number == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
+        runner.request_stop(name)
+        log.warning(
+            "%s received: stopping after the current update, with a checkpoint "
+            "(Ctrl-C again stops at once, without one).",
+            name,
+        )
+
+    previous = {number: signal.signal(number, request_stop) for number in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

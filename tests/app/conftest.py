@@ -1,7 +1,10 @@
-"""Fixtures to run the real command line in a subprocess."""
+"""Fixtures to run the real command line: in a subprocess (``cli``), or in this process
+(``app``, for the many tests of what a single invocation reports)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -62,3 +65,36 @@ def cli(tmp_path: Path) -> Cli:
         )
 
     return run
+
+
+App = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def run_in_process(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``hydra_pipeline``'s command-line entry point in this process, in ``cwd``, and
+    return its exit status and output as ``subprocess.run`` would."""
+    from hydra_pipeline.app import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        patch.delenv("HYDRA_FULL_ERROR", raising=False)
+        patch.setattr(sys, "argv", ["hydra-pipeline", *arguments])
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                main()
+            except SystemExit as exit_:
+                code = exit_.code
+    return subprocess.CompletedProcess(
+        ["hydra-pipeline", *arguments], int(code or 0), stdout.getvalue(), stderr.getvalue()
+    )
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> App:
+    """``app(*arguments)`` runs ``hydra_pipeline``'s command-line entry point in this process,
+    in ``tmp_path``, and returns its exit status and output like ``cli`` does. It is the same
+    code as ``python -m hydra_pipeline`` without the second or so a new process takes to
+    import torch, for tests of what one invocation reports."""
+    return lambda *arguments: run_in_process(list(arguments), tmp_path)

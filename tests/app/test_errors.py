@@ -1,5 +1,9 @@
-"""Config mistakes end the program with status 1 and one message naming the key; the help,
---cfg and --info screens never import torch."""
+"""Mistakes end the program with status 1 and one message naming the key or file, before
+anything trains; the help, --cfg and --info screens never import torch.
+
+The table of mistakes runs through the command-line entry point in this process (the ``app``
+fixture); a few tests check the same in a real process.
+"""
 
 from __future__ import annotations
 
@@ -122,6 +126,139 @@ MISTAKES = [
         ["'pipeline.named_losses.ppo_loss' names 'os.system'", "allowed_targets"],
         id="target-outside-allow-list",
     ),
+    # Optimizer and scheduler arguments torch rejects, or never checks.
+    pytest.param(
+        ["pipeline.optimizer_builder.lr=-0.1"],
+        ["'pipeline.optimizer_builder.lr' must be >= 0 (got -0.1)"],
+        id="negative-lr",
+    ),
+    pytest.param(
+        ["pipeline.optimizer_builder.lr=inf"],
+        ["'pipeline.optimizer_builder.lr' must be a finite number (got inf)"],
+        id="infinite-lr",
+    ),
+    pytest.param(
+        ["pipeline.optimizer_builder.eps=nan"],
+        ["'pipeline.optimizer_builder.eps' must be a finite number (got nan)"],
+        id="nan-eps",
+    ),
+    pytest.param(
+        ["pipeline.optimizer_builder.betas=[0.9,1.0]"],
+        ["'pipeline.optimizer_builder.betas.1' must be in [0, 1) (got 1.0)"],
+        id="beta-out-of-range",
+    ),
+    pytest.param(
+        ["pipeline.optimizer_builder.betas=[0.9]"],
+        ["'pipeline.optimizer_builder.betas' must be a pair of numbers (got [0.9])"],
+        id="one-beta",
+    ),
+    pytest.param(
+        ["optimizer=sgd", "pipeline.optimizer_builder.momentum=-1"],
+        ["'pipeline.optimizer_builder.momentum' must be >= 0 (got -1.0)"],
+        id="negative-momentum",
+    ),
+    pytest.param(
+        [
+            "optimizer=sgd",
+            "pipeline.optimizer_builder.nesterov=true",
+            "pipeline.optimizer_builder.momentum=0",
+        ],
+        [
+            "'pipeline.optimizer_builder' cannot be built: ValueError: Nesterov momentum "
+            "requires a momentum and zero dampening"
+        ],
+        id="nesterov-without-momentum",
+    ),
+    pytest.param(
+        ["lr_scheduler=step", "pipeline.lr_scheduler_builder.step_size=0"],
+        ["'pipeline.lr_scheduler_builder.step_size' must be >= 1 (got 0)"],
+        id="step-size-zero",
+    ),
+    pytest.param(
+        ["lr_scheduler=cosine", "pipeline.lr_scheduler_builder.T_max=0"],
+        ["'pipeline.lr_scheduler_builder.T_max' must be >= 1 (got 0)"],
+        id="t-max-zero",
+    ),
+    pytest.param(
+        ["lr_scheduler=step", "pipeline.lr_scheduler_builder.gamma=nan"],
+        ["'pipeline.lr_scheduler_builder.gamma' must be a finite number (got nan)"],
+        id="nan-scheduler-gamma",
+    ),
+    # Non-finite values where they make no sense.
+    pytest.param(
+        ["pipeline.pipeline_stages.1.loss_weights=[nan]"],
+        ["'pipeline.pipeline_stages.1.loss_weights.0' must be a finite number (got nan)"],
+        id="nan-loss-weight",
+    ),
+    pytest.param(
+        ["pipeline.pipeline_stages.1.early_stopping_criterion.threshold=nan"],
+        [
+            "'pipeline.pipeline_stages.1.early_stopping_criterion.threshold' must be a finite "
+            "number (got nan)"
+        ],
+        id="nan-threshold",
+    ),
+    pytest.param(
+        ["pipeline.pipeline_stages.0.teacher_forcing.startp=-inf"],
+        ["'pipeline.pipeline_stages.0.teacher_forcing.startp' must be a finite number"],
+        id="infinite-teacher-forcing",
+    ),
+    pytest.param(
+        ["pipeline.named_losses.ppo_loss.entropy_coef=inf"],
+        ["'pipeline.named_losses.ppo_loss.entropy_coef' must be a finite number (got inf)"],
+        id="infinite-loss-coefficient",
+    ),
+    # An early-stopping metric the run never logs.
+    pytest.param(
+        ["pipeline.pipeline_stages.1.early_stopping_criterion.metric=rewrd"],
+        [
+            "'pipeline.pipeline_stages.1.early_stopping_criterion.metric' is not a metric this "
+            "stage logs",
+            "ppo_loss/entropy",
+            "Did you mean 'reward'?",
+        ],
+        id="early-stopping-metric-typo",
+    ),
+    pytest.param(
+        ["pipeline.pipeline_stages.1.early_stopping_criterion.metric=ppo_loss/entropi"],
+        ["is not a metric this stage logs", "Did you mean 'ppo_loss/entropy'?"],
+        id="early-stopping-loss-term-typo",
+    ),
+    pytest.param(
+        ["pipeline.pipeline_stages.1.early_stopping_criterion.metric=teacher_forcing"],
+        ["is not a metric this stage logs"],
+        id="early-stopping-metric-of-another-stage",
+    ),
+    # Seeds every generator accepts, keys nothing reads, instantiation keys, start modes.
+    pytest.param(["seed=-1"], ["'seed' must be in [0, 2**32 - 1] (got -1)"], id="negative-seed"),
+    pytest.param(
+        ["seed=4294967296"], ["'seed' must be in [0, 2**32 - 1] (got 4294967296)"], id="huge-seed"
+    ),
+    pytest.param(
+        ["+sed=3"],
+        ["'sed' is not a key of the config", "Did you mean 'seed'?"],
+        id="new-top-level-key",
+    ),
+    pytest.param(
+        ["+pipeline._partial_=true"],
+        ["'pipeline._partial_' is set (True)", "take no _partial_"],
+        id="partial-pipeline",
+    ),
+    pytest.param(
+        ["+pipeline.pipeline_stages.0._args_=[1]"],
+        ["'pipeline.pipeline_stages.0._args_' is set ([1])"],
+        id="positional-arguments",
+    ),
+    pytest.param(
+        ["+task._recursive_=false"],
+        ["'task._recursive_' is set (False)"],
+        id="non-recursive-task",
+    ),
+    pytest.param(
+        ["resume=somewhere", "restart_from_weights=elsewhere"],
+        ["resume= and restart_from_weights= are two ways to start", "Give only one"],
+        id="resume-and-restart",
+    ),
     pytest.param(
         ["pipeline.pipeline_stages.1.max_stage_steps=???"],
         ["'pipeline.pipeline_stages.1.max_stage_steps' has no value (it is mandatory, '???')"],
@@ -149,15 +286,29 @@ MISTAKES = [
 
 @pytest.mark.parametrize(("overrides", "expected"), MISTAKES)
 def test_config_mistake_gives_one_clear_message(
-    cli: Cli, tmp_path: Path, overrides: list[str], expected: list[str]
+    app: Cli, tmp_path: Path, overrides: list[str], expected: list[str]
 ) -> None:
     """Status 1, a message naming the key and the fix, no traceback, nothing trained."""
-    result = cli(*overrides, "hydra.run.dir=run")
+    result = app(*overrides, "hydra.run.dir=run")
     assert result.returncode == 1, result.stdout + result.stderr
     for text in expected:
         assert text in result.stderr, result.stderr
+    assert result.stderr.startswith("Error: ")
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["pipeline.gamma=1.5"], ["optimizer=adma"], ["pipeline.optimizer_builder.lr=nan"]],
+)
+def test_a_mistake_in_a_real_process(cli: Cli, overrides: list[str]) -> None:
+    """In a process of its own, a mistake gives status 1 and one message on stderr alone."""
+    result = cli(*overrides, "hydra.run.dir=run")
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
+    assert "Traceback" not in result.stderr + result.stdout
 
 
 def test_full_error_shows_the_traceback(cli: Cli) -> None:

@@ -32,9 +32,11 @@ def test_user_project_trains_its_own_task(
         assert "value_loss/value" in summary["final_metrics"] or summary["stages"][1]["steps"]
 
 
-def test_user_project_targets_need_allowing(cli: Cli, root: Path) -> None:
-    """Without its prefix in allowed_targets, the project's own task is refused."""
+def test_user_project_allows_only_its_own_code(cli: Cli, root: Path) -> None:
+    """The project allows my_project in its code (its task trains, above); code of any other
+    module is still refused, and a config cannot extend the allow-list."""
     script = root / "examples" / "user_project" / "train.py"
-    result = cli("+experiment=quick", "allowed_targets=[]", "hydra.run.dir=run", script=script)
+    result = cli("+experiment=quick", "task._target_=os.getcwd", "hydra.run.dir=run", script=script)
     assert result.returncode == 1
-    assert "'task' names 'my_project.tasks.ReachTask'" in result.stderr
+    assert "'task' names 'os.getcwd'" in result.stderr
+    assert "outside the allowed import prefixes ['my_project.']" in result.stderr

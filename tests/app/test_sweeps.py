@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +123,78 @@ def test_optuna_example_runs_two_trials(
     assert len(table) == 2 and all(row["status"] == "completed" for row in table)
     best = max(float(row["reward"]) for row in table)
     assert f"best_value: {best}" in optimization
+
+
+def wait_for(condition: Any, process: subprocess.Popen[str], what: str) -> None:
+    deadline = time.monotonic() + 180
+    while not condition():
+        assert process.poll() is None, f"the sweep ended before {what}: {process.communicate()}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def job_status(sweep: Path, job: int) -> dict[str, Any]:
+    path = sweep / str(job) / "job_status.json"
+    try:
+        status: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return status
+
+
+def test_a_killed_job_does_not_take_the_others_results(small: list[str], tmp_path: Path) -> None:
+    """A job killed outright (SIGKILL, out of memory) makes joblib abort the sweep; the
+    summary still lists the finished job, and the killed one as killed."""
+    sweep = tmp_path / "sweep"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "hydra_pipeline", "-m", *small,
+            "pipeline.pipeline_stages.1.max_stage_steps=1024,100000000",
+            "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(
+        lambda: (
+            job_status(sweep, 0).get("status") == "completed"
+            and job_status(sweep, 1).get("status") == "running"
+        ),
+        process,
+        "job 0 to finish while job 1 runs",
+    )
+    os.kill(job_status(sweep, 1)["pid"], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "Traceback" not in stderr
+    table = rows(sweep)
+    assert [row["status"] for row in table] == ["completed", "killed"]
+    assert table[0]["total_steps"] == "2048" and table[0]["reward"]
+    assert "ended without reporting a result" in table[1]["error"]
+
+
+def test_an_interrupted_sweep_says_which_job_to_resume(small: list[str], tmp_path: Path) -> None:
+    """SIGTERM to a sweep stops its running job at a safe point with a checkpoint, marks it
+    interrupted with the command that resumes it, and ends the sweep."""
+    sweep = tmp_path / "sweep"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "hydra_pipeline", "-m", *small,
+            "pipeline.pipeline_stages.1.max_stage_steps=1024,100000000",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    log = sweep / "1" / "app.log"
+    wait_for(
+        lambda: log.is_file() and "stage 2 | stage steps" in log.read_text(),
+        process,
+        "job 1 to train",
+    )
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM.value
+    assert f"Resume with: python -m hydra_pipeline resume={sweep / '1'}" in stderr
+    table = rows(sweep)
+    assert [row["status"] for row in table] == ["completed", "interrupted"]
+    assert "Interrupted by SIGTERM" in table[1]["error"]
+    assert list((sweep / "1" / "checkpoints").glob("*.pt"))

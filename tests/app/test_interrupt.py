@@ -1,0 +1,116 @@
+"""Ctrl-C and SIGTERM (what SLURM sends on preemption and before a time limit) stop a run at
+the next safe point with a checkpoint, even with save_interval=null, and say how to resume;
+the resumed run ends as the uninterrupted one. ``resume=auto`` lets a job restarted in its
+own folder (requeued) continue by itself, with the very same command."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.app.conftest import run_in_process
+
+Cli = Any
+
+RUN = [
+    "task.num_envs=8",
+    "pipeline.num_steps=32",
+    "pipeline.num_mini_batch=2",
+    "pipeline.metric_accumulate_interval=256",
+    "pipeline.pipeline_stages.0.max_stage_steps=512",
+    "pipeline.pipeline_stages.1.max_stage_steps=16384",
+    "pipeline.pipeline_stages.1.early_stopping_criterion=null",
+    "pipeline.save_interval=null",
+    "progress_bar=false",
+]
+
+
+def final_metrics(run: Path) -> Any:
+    return json.loads((run / "summary.json").read_text())["final_metrics"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The final metrics of the run never interrupted."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    result = run_in_process([*RUN, "hydra.run.dir=full"], folder)
+    assert result.returncode == 0, result.stderr
+    return final_metrics(folder / "full")
+
+
+def interrupt(tmp_path: Path, arguments: list[str], number: signal.Signals) -> tuple[int, str]:
+    """Start the app, send it ``number`` once it trains its second stage, and return its exit
+    status and stderr."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hydra_pipeline", *arguments],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = tmp_path / "run" / "app.log"
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and "stage 2 | stage steps" in log.read_text()):
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "timed out waiting for the second stage"
+        time.sleep(0.02)
+    process.send_signal(number)
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_at_a_safe_point_and_resume_matches(
+    app: Cli, tmp_path: Path, uninterrupted: Any, number: signal.Signals
+) -> None:
+    status, stderr = interrupt(tmp_path, [*RUN, "hydra.run.dir=run"], number)
+    assert status == 128 + number.value
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Interrupted by {number.name} at step ")
+    assert "checkpoint saved" in last and "Traceback" not in stderr
+    command = last.split("Resume with: ", 1)[1]
+    assert command == f"python -m hydra_pipeline resume={tmp_path / 'run'}"
+    checkpoints = list((tmp_path / "run" / "checkpoints").glob("*.pt"))
+    assert len(checkpoints) == 1  # save_interval=null: only the interruption's
+    assert f"__steps_{int(last.split('at step ')[1].split(';')[0]):012d}" in checkpoints[0].name
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+    resumed = app(*shlex.split(command)[3:])
+    assert resumed.returncode == 0, resumed.stderr
+    assert final_metrics(tmp_path / "run") == uninterrupted
+
+
+def test_resume_auto_continues_a_requeued_job_by_itself(
+    app: Cli, tmp_path: Path, uninterrupted: Any
+) -> None:
+    """A job preempted with SIGTERM and started again with the same command (as Submitit
+    requeues it) continues from its checkpoint and ends as the uninterrupted run."""
+    command = [*RUN, "resume=auto", "hydra.run.dir=run"]
+
+    status, _ = interrupt(tmp_path, command, signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM.value
+    requeued = app(*command)
+    assert requeued.returncode == 0, requeued.stderr
+    assert final_metrics(tmp_path / "run") == uninterrupted
+
+
+def test_resume_auto_starts_fresh_and_refuses_another_run(
+    app: Cli, small: list[str], tmp_path: Path
+) -> None:
+    """In an empty folder resume=auto starts a new run; it never continues a run started
+    with other overrides."""
+    first = app(*small, "resume=auto", "hydra.run.dir=run")
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "run" / "summary.json").is_file()
+    other = app(*small, "seed=7", "resume=auto", "hydra.run.dir=run")
+    assert other.returncode == 1
+    assert "resume=auto: run folder" in other.stderr
+    assert "holds a run started with other overrides" in other.stderr
