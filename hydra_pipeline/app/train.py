@@ -39,7 +39,12 @@ from hydra_pipeline.app.resume import (
 from hydra_pipeline.app.run_folder import claimed_run_folder, refuse_existing_results
 from hydra_pipeline.config import check_config, instantiate_node
 from hydra_pipeline.config.checks import config_nodes, dotted_key
-from hydra_pipeline.errors import CheckpointError, ConfigError, InvalidArgumentError
+from hydra_pipeline.errors import (
+    CheckpointError,
+    ConfigError,
+    InvalidArgumentError,
+    TrainingInterrupted,
+)
 from hydra_pipeline.pipeline import set_deterministic_cudnn, set_seed
 from hydra_pipeline.pipeline.validation import require_seed
 
@@ -300,9 +305,11 @@ def _garbage_collector_paused() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _stop_requested_by_signals(runner: OnPolicyRunner) -> Iterator[None]:
-    """While the block runs, Ctrl-C and SIGTERM (what SLURM sends on preemption and before a
-    time limit) ask ``runner`` to stop at its next safe point, with a checkpoint; a second
-    Ctrl-C stops at once."""
+    """While the block runs, Ctrl-C, SIGTERM (what SLURM sends on preemption and at a time
+    limit) and SIGUSR1/SIGUSR2 (what SLURM's ``--signal`` and Submitit send before) ask
+    ``runner`` to stop at its next safe point, with a checkpoint; a second Ctrl-C stops at
+    once. Once that checkpoint is written, the signal is handed on to whoever listened to it
+    before (Submitit requeues a preempted job from its handler)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set in the main thread
         return
@@ -323,9 +330,21 @@ def _stop_requested_by_signals(runner: OnPolicyRunner) -> Iterator[None]:
     previous = {number: signal.signal(number, request_stop) for number in _STOP_SIGNALS}
     try:
         yield
+    except TrainingInterrupted as stopped:
+        _restore_handlers(previous)
+        number = signal.Signals[stopped.signal_name]
+        handler = previous[number]
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(number.value, None)
+        raise
     finally:
-        for number, handler in previous.items():
+        _restore_handlers(previous)
+
+
+def _restore_handlers(handlers: dict[signal.Signals, Any]) -> None:
+    for number, handler in handlers.items():
+        if handler is not None:  # None: set outside Python, which cannot be put back
             signal.signal(number, handler)
 
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)

@@ -8,8 +8,10 @@ import io
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,3 +100,14 @@ def app(tmp_path: Path) -> App:
     code as ``python -m hydra_pipeline`` without the second or so a new process takes to
     import torch, for tests of what one invocation reports."""
     return lambda *arguments: run_in_process(list(arguments), tmp_path)
+
+
+def wait_for(
+    condition: Callable[[], bool], process: subprocess.Popen[Any], what: str, timeout: float = 180
+) -> None:
+    """Wait until ``condition()`` holds, failing if ``process`` ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"the process ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

@@ -10,13 +10,12 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.app.conftest import run_in_process
+from tests.app.conftest import run_in_process, wait_for
 
 Cli = Any
 
@@ -46,22 +45,27 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return final_metrics(folder / "full")
 
 
-def interrupt(tmp_path: Path, arguments: list[str], number: signal.Signals) -> tuple[int, str]:
+def interrupt(
+    tmp_path: Path,
+    arguments: list[str],
+    number: signal.Signals,
+    program: tuple[str, ...] = ("-m", "hydra_pipeline"),
+) -> tuple[int, str]:
     """Start the app, send it ``number`` once it trains its second stage, and return its exit
     status and stderr."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "hydra_pipeline", *arguments],
+        [sys.executable, *program, *arguments],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     log = tmp_path / "run" / "app.log"
-    deadline = time.monotonic() + 120
-    while not (log.is_file() and "stage 2 | stage steps" in log.read_text()):
-        assert process.poll() is None, process.communicate()[1]
-        assert time.monotonic() < deadline, "timed out waiting for the second stage"
-        time.sleep(0.02)
+    wait_for(
+        lambda: log.is_file() and "stage 2 | stage steps" in log.read_text(),
+        process,
+        "the second stage",
+    )
     process.send_signal(number)
     _, stderr = process.communicate(timeout=120)
     return process.returncode, stderr
@@ -114,3 +118,36 @@ def test_resume_auto_starts_fresh_and_refuses_another_run(
     assert other.returncode == 1
     assert "resume=auto: run folder" in other.stderr
     assert "holds a run started with other overrides" in other.stderr
+
+
+# What Submitit does in a SLURM job: on its preemption signal its handler saves the job for
+# requeueing, requeues it and exits (here: marks the requeue and exits with status 3).
+REQUEUEING_JOB = """
+import signal, sys
+from pathlib import Path
+
+def requeue(number, frame):
+    Path("requeued").write_text(signal.Signals(number).name)
+    sys.exit(3)
+
+signal.signal(signal.SIGUSR2, requeue)
+from hydra_pipeline.app import main
+main()
+"""
+
+
+def test_a_preemption_signal_checkpoints_then_reaches_the_job_systems_handler(
+    app: Cli, tmp_path: Path, uninterrupted: Any
+) -> None:
+    """SIGUSR2 (Submitit's preemption signal) stops training at a safe point with a
+    checkpoint, then reaches the handler that was there before (which requeues the job);
+    the requeued job, with the same command and resume=auto, ends as the uninterrupted run."""
+    (tmp_path / "job.py").write_text(REQUEUEING_JOB)
+    command = [*RUN, "resume=auto", "hydra.run.dir=run"]
+    status, _ = interrupt(tmp_path, command, signal.SIGUSR2, program=("job.py",))
+    assert status == 3
+    assert (tmp_path / "requeued").read_text() == "SIGUSR2"
+    assert list((tmp_path / "run" / "checkpoints").glob("*.pt"))
+    requeued = app(*command)
+    assert requeued.returncode == 0, requeued.stderr
+    assert final_metrics(tmp_path / "run") == uninterrupted

@@ -8,7 +8,6 @@ import multiprocessing
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 
 from hydra_pipeline.app.run_folder import LOCK_FILE
 from hydra_pipeline.config.resolvers import new_folder
+from tests.app.conftest import wait_for
 
 Cli = Any
 
@@ -27,14 +27,6 @@ def snapshot(folder: Path) -> dict[str, bytes]:
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.name != LOCK_FILE
     }
-
-
-def wait_for(condition: Any, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 120
-    while not condition():
-        assert process.poll() is None, f"the run ended before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_a_folder_in_use_is_refused_until_its_process_ends(

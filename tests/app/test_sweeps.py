@@ -8,12 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.app.conftest import wait_for
 
 Cli = Any
 
@@ -123,14 +124,6 @@ def test_optuna_example_runs_two_trials(
     assert len(table) == 2 and all(row["status"] == "completed" for row in table)
     best = max(float(row["reward"]) for row in table)
     assert f"best_value: {best}" in optimization
-
-
-def wait_for(condition: Any, process: subprocess.Popen[str], what: str) -> None:
-    deadline = time.monotonic() + 180
-    while not condition():
-        assert process.poll() is None, f"the sweep ended before {what}: {process.communicate()}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def job_status(sweep: Path, job: int) -> dict[str, Any]:

@@ -14,28 +14,8 @@ from hydra_pipeline import (
     PipelineStage,
     PlateauEarlyStopping,
     ThresholdEarlyStopping,
-    TrainingPipeline,
 )
-
-
-def pipeline(**overrides: Any) -> TrainingPipeline:
-    arguments: dict[str, Any] = {
-        "named_losses": {"a": object()},
-        "pipeline_stages": [PipelineStage(["a"], 10)],
-        "optimizer_builder": Builder(dict, {"lr": 0.1}),
-        "num_mini_batch": 1,
-        "update_repeats": 1,
-        "max_grad_norm": 0.5,
-        "num_steps": 8,
-        "gamma": 0.99,
-        "use_gae": True,
-        "gae_lambda": 0.95,
-        "advance_scene_rollout_period": None,
-        "save_interval": None,
-        "metric_accumulate_interval": 50,
-    }
-    arguments.update(overrides)
-    return TrainingPipeline(**arguments)
+from tests.pipeline.test_training_pipeline import make_pipeline
 
 
 class TestNonFiniteNumbers:
@@ -47,7 +27,7 @@ class TestNonFiniteNumbers:
             (lambda v: PlateauEarlyStopping(min_delta=v), "min_delta"),
             (lambda v: LinearDecay(steps=10, startp=v), "startp"),
             (lambda v: LinearDecay(steps=10, endp=v), "endp"),
-            (lambda v: pipeline(gamma=v), "gamma"),
+            (lambda v: make_pipeline(gamma=v), "gamma"),
         ],
     )
     @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
@@ -61,9 +41,9 @@ class TestNonFiniteNumbers:
         assert "must be" in caught.value.problem
 
     def test_an_infinite_gradient_norm_means_no_clipping(self) -> None:
-        assert pipeline(max_grad_norm=math.inf).max_grad_norm == math.inf
+        assert make_pipeline(max_grad_norm=math.inf).max_grad_norm == math.inf
         with pytest.raises(InvalidArgumentError, match="'max_grad_norm' must be a finite number"):
-            pipeline(max_grad_norm=math.nan)
+            make_pipeline(max_grad_norm=math.nan)
 
 
 class TestBuilderArguments:
@@ -88,7 +68,7 @@ class TestBuilderArguments:
         """Checked by name before the optimizer is built (torch checks some only then, and a
         NaN learning rate never)."""
         with pytest.raises(InvalidArgumentError) as caught:
-            pipeline(optimizer_builder=Builder(dict, kwargs))
+            make_pipeline(optimizer_builder=Builder(dict, kwargs))
         assert caught.value.argument == argument
 
     @pytest.mark.parametrize(
@@ -104,12 +84,12 @@ class TestBuilderArguments:
     )
     def test_scheduler_arguments(self, kwargs: dict[str, Any], argument: str) -> None:
         with pytest.raises(InvalidArgumentError) as caught:
-            pipeline(lr_scheduler_builder=Builder(dict, kwargs))
+            make_pipeline(lr_scheduler_builder=Builder(dict, kwargs))
         assert caught.value.argument == argument
 
     def test_valid_and_unknown_arguments_pass(self) -> None:
         """Valid values pass; arguments the rules do not know are left to the class."""
-        built = pipeline(
+        built = make_pipeline(
             optimizer_builder=Builder(dict, {"lr": 0.0, "betas": (0.0, 0.999), "foo": -1}),
             lr_scheduler_builder=Builder(dict, {"step_size": 1, "last_epoch": -1}),
         )
