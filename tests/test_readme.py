@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.app.conftest import run_in_process
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 COMMANDS = [
@@ -47,16 +49,28 @@ def shrink(arguments: list[str]) -> list[str]:
     ]
 
 
+def run(arguments: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a README command from the repository's root: ``python -m hydra_pipeline ...``
+    through the app's entry point in this process (the same code, without a new process's
+    second of imports), anything else in a process of its own."""
+    if arguments[:3] == ["python", "-m", "hydra_pipeline"]:
+        return run_in_process(arguments[3:], ROOT)
+    environment = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run(
+        [sys.executable, *arguments[1:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=environment,
+    )
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short finished run, for the README's resume commands."""
     folder = tmp_path_factory.mktemp("readme") / "run"
-    result = subprocess.run(
-        [sys.executable, "-m", "hydra_pipeline", *shrink([]), f"hydra.run.dir={folder}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run(["python", "-m", "hydra_pipeline", *shrink([]), f"hydra.run.dir={folder}"])
     assert result.returncode == 0, result.stderr
     return folder
 
@@ -84,7 +98,6 @@ def test_readme_command_runs(command: str, tmp_path: Path, finished_run: Path) -
     """The command exits with status 0 and does what the README says it does."""
     words, _, comment = command.partition("  #")
     arguments = shlex.split(words)
-    environment = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     if arguments[0] == "tensorboard":
         # Inspect the event files instead of serving them.
         logdir = finished_run / "tensorboard"
@@ -103,7 +116,6 @@ def test_readme_command_runs(command: str, tmp_path: Path, finished_run: Path) -
         assert "train/reward" in result.stdout
         return
     assert arguments[:2] in (["python", "-m"], ["python", "examples/user_project/train.py"])
-    arguments = [sys.executable, *arguments[1:]]
     arguments = [
         f"{a.split('=', 1)[0]}={finished_run}"
         if a.startswith(("resume=", "restart_from_weights="))
@@ -113,14 +125,7 @@ def test_readme_command_runs(command: str, tmp_path: Path, finished_run: Path) -
     if "needs a SLURM cluster" in comment:
         # No cluster here: check that the launcher preset composes into a SLURM launcher.
         single_run = arguments[:3] + [a for a in arguments[3:] if a != "-m" and "," not in a]
-        result = subprocess.run(
-            [*single_run, "--cfg", "hydra"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-            env=environment,
-        )
+        result = run([*single_run, "--cfg", "hydra"])
         assert result.returncode == 0, result.stderr
         assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in (
             result.stdout
@@ -135,9 +140,7 @@ def test_readme_command_runs(command: str, tmp_path: Path, finished_run: Path) -
         folder = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         if not any(a.startswith(("resume=",)) for a in arguments):
             arguments.append(f"{folder}={tmp_path / 'out'}")
-    result = subprocess.run(
-        arguments, cwd=ROOT, capture_output=True, text=True, check=False, env=environment
-    )
+    result = run(arguments)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     if informational:
         assert "pipeline" in result.stdout

@@ -37,6 +37,7 @@ def test_a_folder_in_use_is_refused_until_its_process_ends(
     long_run = [
         *small,
         "pipeline.pipeline_stages.1.max_stage_steps=10000000",
+        "pipeline.pipeline_stages.1.early_stopping_criterion=null",  # never ends by itself
         "pipeline.save_interval=512",
     ]
     process = subprocess.Popen(
