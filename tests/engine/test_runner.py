@@ -614,7 +614,7 @@ class TestOffPolicy:
         # Two batches per build: builds 0..4, the last one half used.
         assert drawn == [0, 1, 10, 11, 20, 21, 30, 31, 40]
         assert data.builds == 5
-        assert runner.offpolicy_streams[0].epochs == 4
+        assert runner.data_streams["pipeline_stages.0.offpolicy_component"].epochs == 4
         assert all(batch.actions is None for _, batch in offpolicy.calls)
         assert "offpolicy/bc/cross_entropy" in runner.latest_metrics
 
@@ -763,7 +763,7 @@ class TestResume:
         assert summary.stages[1].steps == 48
         assert len(runs["checkpoints"]) >= 6
         # Some checkpoints fall on rollouts followed by the periodic environment reset.
-        counts = [load_checkpoint(c)["engine"]["rollout_count"] for c in runs["checkpoints"]]
+        counts = [load_checkpoint(c)["pipeline"]["rollout_count"] for c in runs["checkpoints"]]
         assert any(count % 3 == 0 for count in counts)
         # Some fall between metric points, with metrics accumulated but not yet reported.
         pending = [load_checkpoint(c)["engine"]["interval_metrics"] for c in runs["checkpoints"]]

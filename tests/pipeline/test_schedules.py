@@ -21,36 +21,49 @@ class TestLinearDecay:
     def test_can_increase(self) -> None:
         assert LinearDecay(steps=10, startp=0.0, endp=2.0)(5) == 1.0
 
-    @pytest.mark.parametrize("steps", [0, -3])
-    def test_non_positive_steps_are_refused(self, steps: int) -> None:
+    @pytest.mark.parametrize("steps", [0, 0.0])
+    def test_zero_steps_are_refused(self, steps: float) -> None:
         """AllenAct divides by zero at every call; we refuse at construction."""
-        with pytest.raises(InvalidArgumentError, match=r"'steps' must be >= 1 \(got"):
+        with pytest.raises(InvalidArgumentError, match=r"'steps' must not be 0 \(got 0"):
             LinearDecay(steps=steps)
 
-    def test_steps_must_be_an_integer(self) -> None:
-        with pytest.raises(InvalidArgumentError, match="'steps' must be an integer"):
-            LinearDecay(steps=2.5)  # type: ignore[arg-type]
+    @pytest.mark.parametrize("steps", ["100", None, True])
+    def test_steps_must_be_a_number(self, steps: object) -> None:
+        with pytest.raises(InvalidArgumentError, match="'steps' must be a number"):
+            LinearDecay(steps=steps)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("steps", [-1, -3, -0.5])
+    def test_negative_steps_give_startp_throughout(self, steps: float) -> None:
+        """AllenAct's behaviour-cloning configs write LinearDecay(steps=-1) for a constant: every
+        step clamps to 0."""
+        decay = LinearDecay(steps=steps, startp=0.25, endp=4.0)
+        assert {decay(epoch) for epoch in (-10, 0, 1, 10**6)} == {0.25}
+
+    def test_float_steps_work_as_their_value(self) -> None:
+        assert LinearDecay(steps=1.2e6)(3e5) == LinearDecay(steps=1_200_000)(3e5) == 0.75
 
     @given(
-        steps=st.integers(min_value=1, max_value=10**7),
+        steps=st.one_of(
+            st.integers(min_value=-(10**7), max_value=10**7).filter(bool),
+            st.floats(min_value=-1e7, max_value=1e7, allow_nan=False).filter(bool),
+        ),
         startp=reals,
         endp=reals,
-        epoch=st.floats(min_value=-1e8, max_value=1e8, allow_nan=False),
+        epoch=st.one_of(
+            st.integers(min_value=-(10**8), max_value=10**8),
+            st.floats(min_value=-1e8, max_value=1e8, allow_nan=False),
+        ),
     )
-    def test_formula_and_clamping(
-        self, steps: int, startp: float, endp: float, epoch: float
+    def test_values_are_allenacts(
+        self, steps: float, startp: float, endp: float, epoch: float
     ) -> None:
-        """Exactly startp before 0, exactly endp from steps on, the formula in between."""
+        """Bit for bit AllenAct 0.5.4's value: clamp the step to [0, steps], then
+        startp + (endp - startp) * (step / float(steps)), in that order."""
         decay = LinearDecay(steps=steps, startp=startp, endp=endp)
-        value = decay(epoch)
-        if epoch <= 0:
-            assert value == startp
-        elif epoch >= steps:
-            assert value == endp
-        else:
-            assert value == startp + (endp - startp) * epoch / steps
-            low, high = min(startp, endp), max(startp, endp)
-            assert low - 1e-9 * (abs(low) + 1) <= value <= high + 1e-9 * (abs(high) + 1)
+        clamped = max(min(epoch, steps), 0)
+        assert decay(epoch) == startp + (endp - startp) * (clamped / float(steps))
+        if epoch <= 0 or steps < 0:
+            assert decay(epoch) == startp
 
     @given(steps=st.integers(min_value=1, max_value=1000), startp=reals, endp=reals)
     def test_pickle_round_trip(self, steps: int, startp: float, endp: float) -> None:

@@ -57,7 +57,7 @@ class TestConstruction:
             ({"loss_names": "ab"}, "'loss_names' must be a list of names"),
             ({"loss_names": ["a", "a"]}, r"'loss_names' lists \['a'\] more than once"),
             ({"loss_names": []}, "'loss_names' must name at least one loss"),
-            ({"max_stage_steps": 2.5}, "'max_stage_steps' must be an integer"),
+            ({"max_stage_steps": "many"}, "'max_stage_steps' must be a number"),
             ({"early_stopping_criterion": lambda **_: True}, "must be an EarlyStoppingCriterion"),
             ({"teacher_forcing": 0.5}, "'teacher_forcing' must map a step count"),
             ({"offpolicy_component": (no_data, ["x"], 1)}, "must be an OffPolicyPipelineComponent"),
@@ -131,9 +131,9 @@ class TestCompletion:
         stage.steps_taken_in_stage = 7
         assert stage.is_complete
 
-    def test_callable_limit_must_return_an_int(self) -> None:
+    def test_callable_limit_must_return_a_number(self) -> None:
         stage = PipelineStage(["a"], lambda: "many")  # type: ignore[arg-type,return-value]
-        with pytest.raises(InvalidArgumentError, match="'max_stage_steps' must be an integer"):
+        with pytest.raises(InvalidArgumentError, match="'max_stage_steps' must be a number"):
             stage.resolve_max_stage_steps()
 
 

@@ -74,8 +74,13 @@ class TestConstruction:
         ("overrides", "message"),
         [
             ({"pipeline_stages": []}, "'pipeline_stages' must be a non-empty list"),
-            ({"num_mini_batch": 0}, r"'num_mini_batch' must be >= 1 \(got 0\)"),
-            ({"update_repeats": 0}, r"'update_repeats' must be >= 1 \(got 0\)"),
+            (
+                {"num_mini_batch": 0},
+                r"'num_mini_batch' must be >= 1 where stage component 'onpolicy' of "
+                r"pipeline_stages.0 updates \(update_repeats=3\) \(got 0\)",
+            ),
+            ({"num_mini_batch": -1}, r"'num_mini_batch' must be >= 0 \(got -1\)"),
+            ({"update_repeats": -1}, r"'update_repeats' must be >= 0 \(got -1\)"),
             ({"num_steps": -1}, r"'num_steps' must be >= 1 \(got -1\)"),
             ({"metric_accumulate_interval": 0}, r"'metric_accumulate_interval' must be >= 1"),
             ({"gamma": 1.5}, r"'gamma' must be in \[0, 1\] \(got 1.5\)"),
@@ -148,7 +153,7 @@ class TestCursor:
         metrics.add_scalars({"reward": 11.0})
         assert not pipeline.before_rollout()
         assert pipeline.current_stage_index == 0
-        assert pipeline.before_rollout(training_metrics=metrics)
+        assert pipeline.before_rollout(train_metrics=metrics)
         assert pipeline.pipeline_stages[0].early_stopping_criterion_met
         assert pipeline.current_stage_index == 1
 
@@ -159,7 +164,7 @@ class TestCursor:
         pipeline.pipeline_stages[0].steps_taken_in_stage = 10
         metrics = ScalarMeanTracker()
         metrics.add_scalars({"reward": 5.0})
-        pipeline.before_rollout(training_metrics=metrics)
+        pipeline.before_rollout(train_metrics=metrics)
         assert pipeline.current_stage is None
         assert not pipeline.pipeline_stages[0].early_stopping_criterion_met
         assert criterion.successes_in_a_row == 0
