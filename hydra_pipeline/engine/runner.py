@@ -353,7 +353,7 @@ class OnPolicyRunner:
         losses = {name: self.pipeline.get_loss(name) for name in component.loss_names}
         counts = repeats if isinstance(repeats, list) else [repeats] * len(losses)
         epochs = max((count or 0 for count in counts), default=0)
-        if epochs == 0:
+        if epochs == 0 or not losses:
             return
         assert num_mini_batch is not None and max_grad_norm is not None  # checked by the pipeline
         weights = stage.component_loss_weights(component)
@@ -604,7 +604,8 @@ def _check_fit(pipeline: TrainingPipeline, task: Task) -> None:
                     )
                 continue
             num_mini_batch = settings.num_mini_batch
-            if num_mini_batch is not None and num_mini_batch > task.num_envs:
+            updates = component.loss_names and settings.update_repeats
+            if updates and num_mini_batch is not None and num_mini_batch > task.num_envs:
                 raise InvalidArgumentError(
                     setting_source(f"pipeline_stages.{index}", number, settings, "num_mini_batch"),
                     f"must be <= the task's num_envs ({task.num_envs}), because minibatches "

@@ -89,7 +89,8 @@ class StageComponent:
         storage_uuid: The name, in the pipeline's ``named_storages``, of the storage its
             minibatches come from. At most one component of a stage may use a storage.
         loss_names: The losses (keys of the pipeline's ``named_losses``) computed on each
-            minibatch; at least one.
+            minibatch. A component without losses learns nothing (AllenAct's pipeline gives one
+            to a stage without losses of its own).
         training_settings: Only ``num_mini_batch``, ``update_repeats`` (an int, or a list
             with one count per loss) and ``max_grad_norm`` may be set; the others belong to
             the stage. Unset ones fall back to the stage's settings.
@@ -114,8 +115,6 @@ class StageComponent:
         self.uuid = require_name("uuid", uuid)
         self.storage_uuid = require_name("storage_uuid", storage_uuid)
         self.loss_names = require_names("loss_names", loss_names)
-        if not self.loss_names:
-            raise InvalidArgumentError("loss_names", "must name at least one loss", loss_names)
         self.loss_weights = require_matching_weights(
             "loss_weights", loss_weights, "loss_names", self.loss_names
         )

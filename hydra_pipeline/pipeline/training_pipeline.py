@@ -204,7 +204,7 @@ class TrainingPipeline:
         ]
         for argument, stage in named:
             stage.training_settings.set_defaults(self.training_settings)
-            if not stage.stage_components and stage.loss_names and rollout_storages:
+            if not stage.stage_components and rollout_storages:
                 if len(rollout_storages) > 1:
                     raise InvalidArgumentError(
                         f"{argument}.stage_components",

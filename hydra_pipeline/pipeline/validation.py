@@ -174,7 +174,8 @@ def require_runnable_settings(
                 None,
                 "Set the pipeline's update_repeats, or the stage's or component's.",
             )
-        if max(repeats if isinstance(repeats, list) else [repeats], default=0) == 0:
+        updates = max(repeats if isinstance(repeats, list) else [repeats], default=0)
+        if updates == 0 or not component.loss_names:
             continue
         for key, minimum in (("num_mini_batch", 1), ("max_grad_norm", None)):
             value = getattr(component_settings, key)
