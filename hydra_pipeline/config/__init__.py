@@ -22,12 +22,15 @@ from hydra_pipeline.config.pipeline import (
     OffPolicyPipelineComponentConf,
     PipelineStageConf,
     PlateauEarlyStoppingConf,
+    StageComponentConf,
     ThresholdEarlyStoppingConf,
     TrainingPipelineConf,
+    TrainingSettingsConf,
 )
 from hydra_pipeline.config.resolvers import register_resolvers
 from hydra_pipeline.config.root import Config
-from hydra_pipeline.config.schedules import LinearDecayConf
+from hydra_pipeline.config.schedules import LinearDecayConf, MultiLinearDecayConf
+from hydra_pipeline.config.storage import RolloutBlockStorageConf
 from hydra_pipeline.config.store import SCHEMAS, register_configs, schema_for_target
 from hydra_pipeline.config.task import CartPoleTaskConf, GymTaskConf
 
@@ -51,6 +54,7 @@ __all__ = [
     "LambdaLRConf",
     "LinearDecayConf",
     "MLPActorCriticConf",
+    "MultiLinearDecayConf",
     "NeverEarlyStoppingCriterionConf",
     "OffPolicyPipelineComponentConf",
     "OptimizerConf",
@@ -58,10 +62,13 @@ __all__ = [
     "PipelineStageConf",
     "PlateauEarlyStoppingConf",
     "RMSpropConf",
+    "RolloutBlockStorageConf",
     "SGDConf",
+    "StageComponentConf",
     "StepLRConf",
     "ThresholdEarlyStoppingConf",
     "TrainingPipelineConf",
+    "TrainingSettingsConf",
     "builder_of",
     "check_config",
     "instantiate_node",
