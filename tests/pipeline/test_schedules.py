@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hydra_pipeline import InvalidArgumentError, LinearDecay
+from hydra_pipeline import InvalidArgumentError, LinearDecay, MultiLinearDecay
 
 reals = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
 
@@ -71,3 +71,71 @@ class TestLinearDecay:
         clone = pickle.loads(pickle.dumps(decay))
         assert clone == decay
         assert clone(steps // 2) == decay(steps // 2)
+
+
+pieces = st.lists(
+    st.tuples(st.integers(min_value=1, max_value=1000), reals, reals), min_size=1, max_size=4
+)
+
+
+def allenact_multi_linear_decay(stages: list[LinearDecay], epochs: list[float]) -> list[float]:
+    """AllenAct 0.5.4's MultiLinearDecay, which keeps its current piece between calls, called
+    with ``epochs`` in order (its definition, written out for the comparison)."""
+    ends = [sum(stage.steps for stage in stages[: i + 1]) for i in range(len(stages))]
+    total = ends[-1]
+    index, low, high = -1, 0.0, 0.0
+    values = []
+    for epoch in epochs:
+        clamped = max(min(epoch, total), 0)
+        while clamped >= high and high < total:
+            index += 1
+            low, high = high, ends[index]
+        values.append(stages[index](clamped - low))
+    return values
+
+
+class TestMultiLinearDecay:
+    def test_pieces_in_turn(self) -> None:
+        decay = MultiLinearDecay(
+            [LinearDecay(steps=10, startp=0.0, endp=1.0), LinearDecay(steps=30, startp=1.0)]
+        )
+        assert decay.steps == (10, 40) and decay.total_steps == 40
+        points = [-1, 0, 5, 10, 25, 40, 100]
+        assert [decay(p) for p in points] == [0.0, 0.0, 0.5, 1.0, 0.5, 0.0, 0.0]
+
+    @given(stages=pieces, epochs=st.lists(st.floats(-100, 5000, allow_nan=False), max_size=20))
+    def test_increasing_steps_give_allenacts_values(
+        self, stages: list[tuple[int, float, float]], epochs: list[float]
+    ) -> None:
+        """For non-decreasing steps (the engine's clocks) every value is AllenAct's."""
+        decays = [LinearDecay(steps, startp, endp) for steps, startp, endp in stages]
+        ordered = sorted(epochs)
+        decay = MultiLinearDecay(decays)
+        assert [decay(e) for e in ordered] == allenact_multi_linear_decay(decays, ordered)
+
+    def test_earlier_steps_after_later_ones(self) -> None:
+        """AllenAct's object only moves forward (after step 15, step 5 gives 0.5 there); this
+        one gives each step its value."""
+        decay = MultiLinearDecay(
+            [LinearDecay(steps=10, startp=1.0, endp=0.5), LinearDecay(steps=10, startp=0.5)]
+        )
+        assert decay(15) == 0.25
+        assert decay(5) == 0.75
+        assert allenact_multi_linear_decay(list(decay.stages), [15, 5]) == [0.25, 0.5]
+
+    @pytest.mark.parametrize(
+        ("stages", "message"),
+        [
+            ([], "'stages' must be a non-empty list of LinearDecay"),
+            ([0.5], "'stages.0' must be a LinearDecay"),
+            ([LinearDecay(10), LinearDecay(-1)], "'stages.1.steps' must be a positive, finite"),
+        ],
+    )
+    def test_bad_pieces(self, stages: list[object], message: str) -> None:
+        with pytest.raises(InvalidArgumentError, match=message):
+            MultiLinearDecay(stages)  # type: ignore[arg-type]
+
+    def test_pickle_and_equality(self) -> None:
+        decay = MultiLinearDecay([LinearDecay(5), LinearDecay(7, 0.0, 1.0)])
+        clone = pickle.loads(pickle.dumps(decay))
+        assert clone == decay and clone(6) == decay(6) and clone.steps == (5, 12)
