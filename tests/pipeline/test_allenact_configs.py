@@ -14,6 +14,7 @@ them) must log and checkpoint at the same steps.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -180,3 +181,16 @@ class TestFeatures:
         assert pipeline.pipeline_stages[0].training_settings.save_interval == 25_000
         assert pipeline.valid_pipeline_stage.training_settings.update_repeats == 1
         assert pipeline.test_pipeline_stage.stage_components[0].storage_uuid == "silly_storage"
+
+
+def test_allenacts_own_integration_test_expectations() -> None:
+    """tests/sync_algs_cpu/test_to_to_obj_trains.py trains with AllenAct's engine (BabyAI, not
+    installable here); what it asserts of the pipeline holds for ours: training ends after
+    ceil(TOTAL / (ROLLOUT_STEPS * SAMPLERS)) whole rollouts, with exactly two checkpoints for
+    save_interval = ceil(TOTAL / 2)."""
+    total, rollout_steps, samplers = 50_000, 32, 16
+    pipeline, _ = build("to_obj_trains_test_config")
+    replayed = replay_hydra_pipeline_engine(pipeline, samplers)
+    per_rollout = rollout_steps * samplers
+    assert replayed["total_steps"] == math.ceil(total / per_rollout) * per_rollout
+    assert len(replayed["saves"]) == 2
