@@ -19,6 +19,7 @@ from hydra_pipeline.pipeline.validation import (
     require_matching_weights,
     require_name,
     require_names,
+    require_one_update_count,
     require_real,
 )
 
@@ -238,13 +239,9 @@ class PipelineStage:
                 "metric_accumulate_interval": metric_accumulate_interval,
             },
         )
-        if isinstance(self.training_settings.own("update_repeats"), list):
-            raise InvalidArgumentError(
-                "training_settings.update_repeats",
-                "must be an integer in a stage",
-                self.training_settings.own("update_repeats"),
-                "Give per-loss counts in the training_settings of a StageComponent.",
-            )
+        require_one_update_count(
+            "training_settings.update_repeats", "stage", self.training_settings
+        )
         self.loss_names = require_names("loss_names", loss_names)
         self.offpolicy_component = _validated_component(offpolicy_component)
         self.loss_weights = require_matching_weights(

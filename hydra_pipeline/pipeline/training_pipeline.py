@@ -18,7 +18,7 @@ from hydra_pipeline.pipeline.storage import (
     RolloutBlockStorage,
     is_rollout_storage,
 )
-from hydra_pipeline.pipeline.validation import require_runnable_settings
+from hydra_pipeline.pipeline.validation import require_one_update_count, require_runnable_settings
 
 __all__ = ["TrainingPipeline"]
 
@@ -145,13 +145,7 @@ class TrainingPipeline:
                 "metric_accumulate_interval": metric_accumulate_interval,
             },
         )
-        if isinstance(self.training_settings.own("update_repeats"), list):
-            raise InvalidArgumentError(
-                "update_repeats",
-                "must be an integer in a pipeline",
-                self.training_settings.own("update_repeats"),
-                "Give per-loss counts in the training_settings of a StageComponent.",
-            )
+        require_one_update_count("update_repeats", "pipeline", self.training_settings)
         self.named_losses: dict[str, Any] = dict(named_losses)
         if not callable(optimizer_builder):
             raise InvalidArgumentError(

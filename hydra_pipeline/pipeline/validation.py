@@ -138,6 +138,20 @@ def require_training_setting(key: str, value: Any) -> Any:
     return _TRAINING_SETTING_RULES[key](key, value)
 
 
+def require_one_update_count(argument: str, owner: str, settings: TrainingSettings) -> None:
+    """Check that ``settings`` (a pipeline's or a stage's, named ``owner``) give one
+    ``update_repeats`` for all losses: per-loss lists belong to stage components (AllenAct's
+    rule)."""
+    repeats = settings.own("update_repeats")
+    if isinstance(repeats, list):
+        raise InvalidArgumentError(
+            argument,
+            f"must be an integer in a {owner}",
+            repeats,
+            "Give per-loss counts in the training_settings of a StageComponent.",
+        )
+
+
 _ROLLOUT_SETTINGS = ("num_steps", "gamma", "use_gae", "gae_lambda")
 """Settings a stage needs when the pipeline collects rollouts."""
 

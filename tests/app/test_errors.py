@@ -135,14 +135,6 @@ MISTAKES = [
         ["sets a key inside a config node that is null", "'pipeline.pipeline_stages.0={"],
         id="key-inside-null-node",
     ),
-    pytest.param(
-        ["pipeline=ppo", "+pipeline.pipeline_stages.0.teacher_forcing.steps=5000"],
-        [
-            "'pipeline.pipeline_stages.0.teacher_forcing' must map a step count to a probability",
-            "teacher_forcing={_target_:hydra_pipeline.LinearDecay,steps:10000}",
-        ],
-        id="schedule-without-target",
-    ),
     pytest.param(["num_threads=0"], ["'num_threads' must be >= 1 (got 0)"], id="num-threads"),
     pytest.param(
         ["device=gpu"], ["'device' must be auto, cpu, cuda or cuda:N (got 'gpu')"], id="device"

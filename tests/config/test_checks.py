@@ -127,6 +127,21 @@ class TestPipelineConsistency:
         assert message.startswith("'pipeline.pipeline_stages.0.teacher_forcing.steps': Value")
         assert "(LinearDecayConf types it)" in message
 
+    def test_a_schedule_without_target(self, compose: Compose, prepare: Any) -> None:
+        """A schedule node forced in without a _target_ stays a dict: the stage says how to
+        write it."""
+        message = error_of(
+            compose,
+            prepare,
+            "pipeline=ppo",
+            "+pipeline.pipeline_stages.0.teacher_forcing.steps=5000",
+        )
+        assert message.startswith(
+            "'pipeline.pipeline_stages.0.teacher_forcing' must map a step count to a probability "
+            "(got {'steps': 5000}). In a config, give the node a _target_, e.g. "
+            "teacher_forcing={_target_:hydra_pipeline.LinearDecay,steps:10000}."
+        )
+
     def test_a_stage_setting_out_of_range(self, compose: Compose, prepare: Any) -> None:
         """A stage's own settings are checked under their key."""
         message = error_of(compose, prepare, "pipeline.pipeline_stages.1.training_settings.gamma=2")
