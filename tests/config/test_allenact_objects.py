@@ -4,7 +4,9 @@ LR schedule, schedules selected into null fields, and the new loss arguments."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -221,3 +223,25 @@ def test_validation_and_test_stages_compose(compose: Any, prepare: Any) -> None:
     pipeline = instantiate_node(cfg, "pipeline")
     assert pipeline.valid_pipeline_stage.loss_names == ["ppo_loss"]
     assert pipeline.valid_pipeline_stage.training_settings.num_steps == 128
+
+
+def test_the_readme_experiment_with_components_builds(
+    compose: Any, prepare: Any, tmp_path: Path
+) -> None:
+    """The README's experiment file with a demonstration storage composes and builds."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (example,) = [
+        block
+        for block in re.findall(r"```yaml\n(.*?)```", readme, flags=re.DOTALL)
+        if "stage_components:" in block
+    ]
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "demos.yaml").write_text(example)
+    cfg = prepare(compose(f"hydra.searchpath=[file://{tmp_path}]", "+experiment=demos"))
+    check_config(cfg)
+    pipeline = instantiate_node(cfg, "pipeline")
+    assert isinstance(pipeline.named_storages["demos"], ExpertDemonstrations)
+    assert pipeline.rollout_storage_uuid == "onpolicy"
+    (component,) = pipeline.pipeline_stages[0].stage_components
+    assert (component.uuid, component.storage_uuid) == ("bc", "demos")
+    assert component.training_settings.update_repeats == 4
