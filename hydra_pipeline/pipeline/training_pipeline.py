@@ -356,11 +356,11 @@ class TrainingPipeline:
         stage: PipelineStage | None = None,
     ) -> bool:
         """Whether metrics are due: every ``metric_accumulate_interval`` steps of ``stage``'s
-        settings (``None``: the pipeline's own) and at the end of a stage."""
+        settings (``None``: the pipeline's own; without an interval, only at stage ends) and at
+        the end of a stage."""
         settings = stage.training_settings if stage else self.training_settings
         interval = settings.metric_accumulate_interval
-        assert interval is not None  # required of every stage that runs
-        return stage_completed or steps_since_last_log >= interval
+        return stage_completed or (interval is not None and steps_since_last_log >= interval)
 
     def get_loss(self, uuid: str) -> Any:
         """The loss named ``uuid``, built on first use if ``named_losses`` holds a builder."""

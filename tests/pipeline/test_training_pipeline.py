@@ -550,3 +550,14 @@ class TestStageRules:
         assert restored.storage_uuid_to_total_experiences == {"onpolicy": 8}
         restored.restart_pipeline()
         assert restored.rollout_count == 5 and restored.total_steps == 0
+
+
+def test_rules_without_a_stage_use_the_pipelines_settings() -> None:
+    """Asked about the pipeline itself, a pipeline that leaves the metric interval to its
+    stages reports only at stage ends, and one with no save_interval never saves."""
+    stage = PipelineStage(["a"], 10, metric_accumulate_interval=5, save_interval=5)
+    pipeline = make_pipeline([stage], metric_accumulate_interval=None, save_interval=None)
+    assert not pipeline.should_accumulate_metrics(steps_since_last_log=99, stage_completed=False)
+    assert pipeline.should_accumulate_metrics(steps_since_last_log=0, stage_completed=True)
+    assert not pipeline.should_save(steps_since_last_save=99, stage_completed=True)
+    assert pipeline.should_save(steps_since_last_save=5, stage_completed=False, stage=stage)
