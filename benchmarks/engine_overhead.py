@@ -81,6 +81,14 @@ class Settings:
         schedule = pipeline.lr_scheduler_builder.lr_lambda
         expected = {
             "loss": (loss._target_, "hydra_pipeline.engine.losses.PPO"),
+            "the stage's own settings": (
+                {
+                    k: v
+                    for k, v in stage.training_settings.items()
+                    if k != "_target_" and v is not None
+                },
+                {},
+            ),
             "use_gae": (pipeline.use_gae, True),
             "use_clipped_value_loss": (loss.use_clipped_value_loss, True),
             "normalize_advantage": (loss.normalize_advantage, True),

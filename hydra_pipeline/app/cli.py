@@ -320,7 +320,7 @@ def _explain(error: BaseException, overrides: list[str], config_path: str, confi
             "cannot do that: set the whole node instead, e.g. for the teacher forcing of a "
             "stage that has none, replace the stage: "
             "'pipeline.pipeline_stages.0={loss_names:[ppo_loss],max_stage_steps:500000,"
-            "teacher_forcing:{steps:5000}}'."
+            "teacher_forcing:{_target_:hydra_pipeline.LinearDecay,steps:5000}}'."
         )
     if isinstance(error, ConfigCompositionException):
         out_of_range = _index_out_of_range(error, overrides, config_path, config_name)

@@ -22,12 +22,15 @@ from hydra_pipeline.config.pipeline import (
     OffPolicyPipelineComponentConf,
     PipelineStageConf,
     PlateauEarlyStoppingConf,
+    StageComponentConf,
     ThresholdEarlyStoppingConf,
     TrainingPipelineConf,
+    TrainingSettingsConf,
 )
 from hydra_pipeline.config.resolvers import register_resolvers
 from hydra_pipeline.config.root import Config
-from hydra_pipeline.config.schedules import LinearDecayConf
+from hydra_pipeline.config.schedules import LinearDecayConf, MultiLinearDecayConf
+from hydra_pipeline.config.storage import RolloutBlockStorageConf
 from hydra_pipeline.config.store import SCHEMAS, register_configs, schema_for_target
 from hydra_pipeline.config.task import CartPoleTaskConf, GymTaskConf
 from hydra_pipeline.config.trust import AllowList, active_allow_list, allowing
@@ -52,6 +55,7 @@ __all__ = [
     "LambdaLRConf",
     "LinearDecayConf",
     "MLPActorCriticConf",
+    "MultiLinearDecayConf",
     "NeverEarlyStoppingCriterionConf",
     "OffPolicyPipelineComponentConf",
     "OptimizerConf",
@@ -59,10 +63,13 @@ __all__ = [
     "PipelineStageConf",
     "PlateauEarlyStoppingConf",
     "RMSpropConf",
+    "RolloutBlockStorageConf",
     "SGDConf",
+    "StageComponentConf",
     "StepLRConf",
     "ThresholdEarlyStoppingConf",
     "TrainingPipelineConf",
+    "TrainingSettingsConf",
     "active_allow_list",
     "allowing",
     "builder_of",

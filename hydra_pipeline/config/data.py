@@ -1,4 +1,5 @@
-"""Schemas of off-policy data sources (values of ``offpolicy_component.data_iterator_builder``)."""
+"""Schemas of data sources: values of ``offpolicy_component.data_iterator_builder``, and storages
+of ``pipeline.named_storages`` that stage components learn from."""
 
 from __future__ import annotations
 

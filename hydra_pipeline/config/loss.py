@@ -2,15 +2,14 @@
 
 A pipeline preset places them by name, e.g. ``/loss@pipeline.named_losses.ppo_loss: ppo`` in
 its defaults list, and the command line can add one:
-``+loss@pipeline.named_losses.aux=a2c``.
+``+loss@pipeline.named_losses.aux=a2c``. Their defaults are AllenAct's (``PPOConfig``,
+``A2CConfig``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
-from hydra_pipeline.config.schedules import LinearDecayConf
+from typing import Any
 
 __all__ = ["A2CConf", "ImitationConf", "PPOConf"]
 
@@ -24,8 +23,11 @@ class PPOConf:
         value_loss_coef: Weight of the value loss.
         entropy_coef: Weight of the entropy bonus.
         use_clipped_value_loss: Clip value updates around the old estimates.
-        clip_decay: Multiplier of ``clip_param`` over the stage's steps, or null.
+        clip_decay: Multiplier of ``clip_param`` over the stage's steps (a schedule
+            ``_target_`` node: ``+schedule@<this key>.clip_decay=linear_decay``), or null.
+        entropy_method_name: The action distribution's method giving the entropy bonus.
         normalize_advantage: Use advantages normalised over the rollout.
+        show_ratios: Also log the mean probability ratios (ratio, ratio_clamped, ratio_used).
     """
 
     _target_: str = "hydra_pipeline.engine.losses.PPO"
@@ -33,8 +35,10 @@ class PPOConf:
     value_loss_coef: float = 0.5
     entropy_coef: float = 0.01
     use_clipped_value_loss: bool = True
-    clip_decay: Optional[LinearDecayConf] = None
+    clip_decay: Any = None
+    entropy_method_name: str = "entropy"
     normalize_advantage: bool = True
+    show_ratios: bool = False
 
 
 @dataclass
@@ -53,6 +57,12 @@ class A2CConf:
 
 @dataclass
 class ImitationConf:
-    """``hydra_pipeline.engine.losses.Imitation``: cross-entropy against the expert's actions."""
+    """``hydra_pipeline.engine.losses.Imitation``: cross-entropy against the expert's actions.
+
+    Attributes:
+        expert_sensor: AllenAct's expert sensor argument; kept but unused (the task supplies
+            the expert's actions).
+    """
 
     _target_: str = "hydra_pipeline.engine.losses.Imitation"
+    expert_sensor: Any = None

@@ -8,11 +8,11 @@ schedule's unit is agent steps (AllenAct's convention): ``T_max``, ``step_size``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from omegaconf import MISSING
 
 from hydra_pipeline.config.builder import BUILDER_TARGET
-from hydra_pipeline.config.schedules import LinearDecayConf
 
 __all__ = ["CosineAnnealingLRConf", "LRSchedulerConf", "LambdaLRConf", "StepLRConf"]
 
@@ -32,15 +32,16 @@ class LRSchedulerConf:
 
 @dataclass
 class LambdaLRConf(LRSchedulerConf):
-    """``torch.optim.lr_scheduler.LambdaLR`` with a ``LinearDecay`` LR multiplier.
+    """``torch.optim.lr_scheduler.LambdaLR``: the learning rate times a schedule.
 
     Attributes:
-        lr_lambda: The multiplier of the initial learning rate, by total steps.
+        lr_lambda: The multiplier of the initial learning rate, by total steps: a schedule
+            ``_target_`` node (a ``LinearDecay`` or a ``MultiLinearDecay``).
         last_epoch: Index of the last epoch (-1 to start fresh).
     """
 
     class_type: str = "torch.optim.lr_scheduler.LambdaLR"
-    lr_lambda: LinearDecayConf = MISSING
+    lr_lambda: Any = MISSING
     last_epoch: int = -1
 
 

@@ -3,8 +3,13 @@
 Field names are the constructors' parameter names, so a config reads like AllenAct's code and
 the command line like its keys: ``pipeline.gamma=0.95``,
 ``pipeline.pipeline_stages.1.max_stage_steps=200000``. Fields that take one of several kinds of
-object (a loss, an early-stopping criterion, a data source) hold any ``_target_`` node; the
-application checks those against the target's schema or signature before training.
+object (a loss, an early-stopping criterion, a schedule, a storage) hold any ``_target_`` node;
+the application checks those against the target's schema or signature before training.
+
+Training settings take one form in configs: the pipeline's are its own keys
+(``pipeline.num_mini_batch=4``, AllenAct's keyword form), a stage's or a stage component's sit
+under its ``training_settings`` (``pipeline.pipeline_stages.1.training_settings.num_mini_batch=8``,
+AllenAct 0.5's object form), where null means "as in the pipeline (or the stage)".
 """
 
 from __future__ import annotations
@@ -16,15 +21,16 @@ from omegaconf import MISSING
 
 from hydra_pipeline.config.lr_scheduler import LRSchedulerConf
 from hydra_pipeline.config.optimizer import OptimizerConf
-from hydra_pipeline.config.schedules import LinearDecayConf
 
 __all__ = [
     "NeverEarlyStoppingCriterionConf",
     "OffPolicyPipelineComponentConf",
     "PipelineStageConf",
     "PlateauEarlyStoppingConf",
+    "StageComponentConf",
     "ThresholdEarlyStoppingConf",
     "TrainingPipelineConf",
+    "TrainingSettingsConf",
 ]
 
 
@@ -91,17 +97,78 @@ class OffPolicyPipelineComponentConf:
 
 
 @dataclass
+class TrainingSettingsConf:
+    """A ``TrainingSettings``: a stage's or stage component's settings (see its docstring for
+    units and ranges); null falls back to the pipeline's (or, in a component, the stage's).
+
+    Attributes:
+        num_mini_batch: Minibatches per update epoch (split by environment); 0 where nothing is
+            learned from the rollout.
+        update_repeats: Update epochs per rollout; in a stage component, also a list with one
+            count per loss.
+        max_grad_norm: Gradients are clipped to this L2 norm.
+        num_steps: Rollout length, in steps per environment (stages only).
+        gamma: Discount factor in [0, 1] (stages only).
+        use_gae: Use generalized advantage estimation (stages only).
+        gae_lambda: GAE lambda in [0, 1] (stages only).
+        advance_scene_rollout_period: Reset all environments every this many rollouts (stages
+            only).
+        save_interval: Checkpoint every this many total steps and at stage ends; <= 0 only at
+            stage ends (stages only).
+        metric_accumulate_interval: Log metrics and check early stopping every this many total
+            steps, and at each stage end (stages only).
+    """
+
+    _target_: str = "hydra_pipeline.TrainingSettings"
+    num_mini_batch: Optional[int] = None
+    update_repeats: Any = None
+    max_grad_norm: Optional[float] = None
+    num_steps: Optional[int] = None
+    gamma: Optional[float] = None
+    use_gae: Optional[bool] = None
+    gae_lambda: Optional[float] = None
+    advance_scene_rollout_period: Optional[int] = None
+    save_interval: Optional[int] = None
+    metric_accumulate_interval: Optional[int] = None
+
+
+@dataclass
+class StageComponentConf:
+    """A ``StageComponent``: losses learning from one of ``pipeline.named_storages``.
+
+    Attributes:
+        uuid: The component's name, unique in its stage.
+        storage_uuid: The storage (a key of ``pipeline.named_storages``) its minibatches come
+            from.
+        loss_names: Losses (keys of ``named_losses``) computed on each minibatch.
+        training_settings: Only num_mini_batch, update_repeats and max_grad_norm; null ones
+            fall back to the stage's.
+        loss_weights: One weight per loss name; null takes each loss's weight in the stage.
+    """
+
+    _target_: str = "hydra_pipeline.StageComponent"
+    uuid: str = MISSING
+    storage_uuid: str = MISSING
+    loss_names: List[str] = MISSING
+    training_settings: TrainingSettingsConf = field(default_factory=TrainingSettingsConf)
+    loss_weights: Optional[List[float]] = None
+
+
+@dataclass
 class PipelineStageConf:
     """A ``PipelineStage``.
 
     Attributes:
-        loss_names: On-policy losses (keys of ``named_losses``) trained in this stage.
+        loss_names: Losses (keys of ``named_losses``) trained in this stage.
         max_stage_steps: Agent steps after which the stage ends (it ends on a whole rollout).
         early_stopping_criterion: A criterion ``_target_`` node ending the stage early, or null.
         loss_weights: One weight per loss name; null means all 1.0.
-        teacher_forcing: Probability, decaying with the stage's steps, that the expert's
-            action replaces the policy's; null for none.
-        offpolicy_component: Off-policy updates after each on-policy update, or null.
+        teacher_forcing: Probability, by the stage's steps, that the expert's action replaces
+            the policy's: a schedule ``_target_`` node (LinearDecay, MultiLinearDecay), or null.
+        offpolicy_component: Off-policy updates after each rollout's updates, or null.
+        stage_components: What learns in the stage and from which storage; null trains every
+            loss of loss_names on the rollout storage.
+        training_settings: The stage's own settings; null ones are the pipeline's.
     """
 
     _target_: str = "hydra_pipeline.PipelineStage"
@@ -109,8 +176,10 @@ class PipelineStageConf:
     max_stage_steps: int = MISSING
     early_stopping_criterion: Any = None
     loss_weights: Optional[List[float]] = None
-    teacher_forcing: Optional[LinearDecayConf] = None
+    teacher_forcing: Any = None
     offpolicy_component: Optional[OffPolicyPipelineComponentConf] = None
+    stage_components: Optional[List[StageComponentConf]] = None
+    training_settings: TrainingSettingsConf = field(default_factory=TrainingSettingsConf)
 
 
 @dataclass
@@ -136,21 +205,30 @@ class TrainingPipelineConf:
             total steps, and at each stage end.
         should_log: Write metrics to the console and TensorBoard.
         lr_scheduler_builder: The learning-rate scheduler (group ``lr_scheduler``), or null.
+        named_storages: Storage name -> storage ``_target_`` node (group ``storage``); empty
+            gives the rollout storage ``onpolicy``.
+        rollout_storage_uuid: The rollout storage's name; null infers it.
+        valid_pipeline_stage: AllenAct's validation-time stage; kept, never run (training only).
+        test_pipeline_stage: AllenAct's test-time stage; kept, never run (training only).
     """
 
     _target_: str = "hydra_pipeline.TrainingPipeline"
     named_losses: Dict[str, Any] = field(default_factory=dict)
     pipeline_stages: List[PipelineStageConf] = MISSING
     optimizer_builder: OptimizerConf = MISSING
-    num_mini_batch: int = MISSING
-    update_repeats: int = MISSING
-    max_grad_norm: float = MISSING
-    num_steps: int = MISSING
-    gamma: float = MISSING
-    use_gae: bool = MISSING
-    gae_lambda: float = MISSING
-    advance_scene_rollout_period: Optional[int] = MISSING
-    save_interval: Optional[int] = MISSING
-    metric_accumulate_interval: int = MISSING
+    num_mini_batch: Optional[int] = None
+    update_repeats: Optional[int] = None
+    max_grad_norm: Optional[float] = None
+    num_steps: Optional[int] = None
+    gamma: Optional[float] = None
+    use_gae: Optional[bool] = None
+    gae_lambda: Optional[float] = None
+    advance_scene_rollout_period: Optional[int] = None
+    save_interval: Optional[int] = None
+    metric_accumulate_interval: Optional[int] = None
     should_log: bool = True
     lr_scheduler_builder: Optional[LRSchedulerConf] = None
+    named_storages: Dict[str, Any] = field(default_factory=dict)
+    rollout_storage_uuid: Optional[str] = None
+    valid_pipeline_stage: Optional[PipelineStageConf] = None
+    test_pipeline_stage: Optional[PipelineStageConf] = None

@@ -24,11 +24,14 @@ from hydra_pipeline.config.pipeline import (
     OffPolicyPipelineComponentConf,
     PipelineStageConf,
     PlateauEarlyStoppingConf,
+    StageComponentConf,
     ThresholdEarlyStoppingConf,
     TrainingPipelineConf,
+    TrainingSettingsConf,
 )
 from hydra_pipeline.config.root import Config
-from hydra_pipeline.config.schedules import LinearDecayConf
+from hydra_pipeline.config.schedules import LinearDecayConf, MultiLinearDecayConf
+from hydra_pipeline.config.storage import RolloutBlockStorageConf
 from hydra_pipeline.config.task import CartPoleTaskConf, GymTaskConf
 from hydra_pipeline.errors import ConfigError
 
@@ -61,18 +64,26 @@ SCHEMAS: tuple[StoredSchema, ...] = (
     StoredSchema("task", "base_cartpole", CartPoleTaskConf, "task"),
     StoredSchema("task", "base_gym", GymTaskConf, "task"),
     StoredSchema("model", "base_mlp", MLPActorCriticConf, "model"),
-    # Parts of a pipeline, placed by name: +loss@pipeline.named_losses.aux=a2c. The PPO option
-    # `ppo` is the preset conf/loss/ppo.yaml, which extends this schema.
+    # Parts of a pipeline, placed by name: +loss@pipeline.named_losses.aux=a2c. The PPO options
+    # `ppo` and `ppo_cartpole` are presets in conf/loss/, which extend this schema.
     StoredSchema("loss", "base_ppo", PPOConf),
     StoredSchema("loss", "a2c", A2CConf),
     StoredSchema("loss", "imitation", ImitationConf),
     StoredSchema("stage", "base_pipeline_stage", PipelineStageConf),
+    StoredSchema("stage_component", "base_stage_component", StageComponentConf),
+    StoredSchema("training_settings", "base_training_settings", TrainingSettingsConf),
     StoredSchema("early_stopping", "never", NeverEarlyStoppingCriterionConf),
     StoredSchema("early_stopping", "threshold", ThresholdEarlyStoppingConf),
     StoredSchema("early_stopping", "plateau", PlateauEarlyStoppingConf),
+    # Schedules fill null schedule fields by name:
+    # +schedule@pipeline.named_losses.ppo_loss.clip_decay=linear_decay.
     StoredSchema("schedule", "linear_decay", LinearDecayConf),
+    StoredSchema("schedule", "multi_linear_decay", MultiLinearDecayConf),
     StoredSchema("offpolicy", "base_component", OffPolicyPipelineComponentConf),
     StoredSchema("data", "expert_demonstrations", ExpertDemonstrationsConf),
+    # Storages, placed by name: +storage@pipeline.named_storages.demos=expert_demonstrations.
+    StoredSchema("storage", "rollout", RolloutBlockStorageConf),
+    StoredSchema("storage", "expert_demonstrations", ExpertDemonstrationsConf),
 )
 """Every schema and where it is stored."""
 

@@ -1,6 +1,6 @@
 """The engine: rollouts, losses, updates, checkpoints and logging for a ``TrainingPipeline``."""
 
-from hydra_pipeline.engine.losses import A2C, PPO, Imitation, Loss
+from hydra_pipeline.engine.losses import A2C, PPO, A2CConfig, Imitation, Loss, PPOConfig
 from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
 from hydra_pipeline.engine.runner import OnPolicyRunner
 from hydra_pipeline.engine.summary import RunSummary, StageSummary
@@ -8,10 +8,12 @@ from hydra_pipeline.engine.summary import RunSummary, StageSummary
 __all__ = [
     "A2C",
     "PPO",
+    "A2CConfig",
     "Imitation",
     "Loss",
     "Minibatch",
     "OnPolicyRunner",
+    "PPOConfig",
     "RolloutStorage",
     "RunSummary",
     "StageSummary",

@@ -19,16 +19,27 @@ criterion watching ``<loss name>/<term>`` is then checked against them at startu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from hydra_pipeline.engine.rollout import Minibatch
+from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.protocol import ActorCriticOutput
-from hydra_pipeline.pipeline.validation import require_non_negative, require_positive
+from hydra_pipeline.pipeline.validation import (
+    require_name,
+    require_non_negative,
+    require_positive,
+)
 
-__all__ = ["A2C", "PPO", "Imitation", "Loss"]
+__all__ = ["A2C", "PPO", "A2CConfig", "Imitation", "Loss", "PPOConfig"]
+
+PPOConfig: dict[str, Any] = {"clip_param": 0.1, "value_loss_coef": 0.5, "entropy_coef": 0.01}
+"""AllenAct's PPO defaults, for ``PPO(**PPOConfig)`` as its experiment configs write it."""
+
+A2CConfig: dict[str, Any] = {"value_loss_coef": 0.5, "entropy_coef": 0.01}
+"""AllenAct's A2C defaults, for ``A2C(**A2CConfig)``."""
 
 
 class Loss(Protocol):
@@ -53,11 +64,19 @@ class PPO:
             estimate and take the worse of the clipped and unclipped errors.
         clip_decay: Multiplies ``clip_param`` as a function of the stage's step count
             (typically a ``LinearDecay``); ``None`` keeps it constant.
+        entropy_method_name: The method of the model's action distribution that gives the
+            entropy bonus, called with no arguments (AllenAct names ``conditional_entropy``
+            for its sequential distributions; this project's distributions have ``entropy``).
         normalize_advantage: Use advantages normalised over the rollout.
+        show_ratios: Also log the mean probability ratio (``ratio``), its clamped value
+            (``ratio_clamped``) and the one the surrogate used (``ratio_used``), as AllenAct
+            does.
+
+    The defaults are AllenAct's ``PPOConfig`` and the defaults of its ``PPO``.
     """
 
     needs_expert_actions = False
-    terms = ("action", "value", "entropy", "clip_fraction")
+    terms: tuple[str, ...] = ("action", "value", "entropy", "clip_fraction")
 
     def __init__(
         self,
@@ -66,14 +85,28 @@ class PPO:
         entropy_coef: float = 0.01,
         use_clipped_value_loss: bool = True,
         clip_decay: Callable[[float], float] | None = None,
+        entropy_method_name: str = "entropy",
         normalize_advantage: bool = True,
+        show_ratios: bool = False,
     ) -> None:
         self.clip_param = require_positive("clip_param", clip_param)
         self.value_loss_coef = require_non_negative("value_loss_coef", value_loss_coef)
         self.entropy_coef = require_non_negative("entropy_coef", entropy_coef)
         self.use_clipped_value_loss = bool(use_clipped_value_loss)
+        if clip_decay is not None and not callable(clip_decay):
+            raise InvalidArgumentError(
+                "clip_decay",
+                "must map a step count to a multiplier of clip_param",
+                clip_decay,
+                "In a config, select a schedule into it: "
+                "+schedule@<loss key>.clip_decay=linear_decay <loss key>.clip_decay.steps=...",
+            )
         self.clip_decay = clip_decay
+        self.entropy_method_name = require_name("entropy_method_name", entropy_method_name)
         self.normalize_advantage = bool(normalize_advantage)
+        self.show_ratios = bool(show_ratios)
+        if self.show_ratios:
+            self.terms = (*PPO.terms, "ratio", "ratio_clamped", "ratio_used")
 
     def __call__(
         self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
@@ -85,7 +118,8 @@ class PPO:
         clip = self.clip_param * (1.0 if self.clip_decay is None else self.clip_decay(step_count))
         log_probs = output.distribution.log_prob(actions)
         ratio = torch.exp(log_probs - old_log_probs)
-        surrogate = torch.min(ratio * advantages, ratio.clamp(1.0 - clip, 1.0 + clip) * advantages)
+        clamped_ratio = ratio.clamp(1.0 - clip, 1.0 + clip)
+        surrogate = torch.min(ratio * advantages, clamped_ratio * advantages)
         action_loss = -surrogate.mean()
         values = output.values
         if self.use_clipped_value_loss:
@@ -94,16 +128,36 @@ class PPO:
         else:
             value_loss = 0.5 * (values - returns).square()
         value_loss = value_loss.mean()
-        entropy = output.distribution.entropy().mean()
+        entropy = self._entropy(output).mean()
         total = action_loss + self.value_loss_coef * value_loss - self.entropy_coef * entropy
         with torch.no_grad():
             clip_fraction = ((ratio - 1.0).abs() > clip).float().mean()
-        return total, {
-            "action": action_loss.item(),
-            "value": value_loss.item(),
-            "entropy": entropy.item(),
-            "clip_fraction": clip_fraction.item(),
-        }
+            info = {
+                "action": action_loss.item(),
+                "value": value_loss.item(),
+                "entropy": entropy.item(),
+                "clip_fraction": clip_fraction.item(),
+            }
+            if self.show_ratios:
+                used = torch.where(
+                    clamped_ratio * advantages < ratio * advantages, clamped_ratio, ratio
+                )
+                info["ratio"] = ratio.mean().item()
+                info["ratio_clamped"] = clamped_ratio.mean().item()
+                info["ratio_used"] = used.mean().item()
+        return total, info
+
+    def _entropy(self, output: ActorCriticOutput) -> Tensor:
+        """The entropy of each row's action distribution, by ``entropy_method_name``."""
+        method = getattr(output.distribution, self.entropy_method_name, None)
+        if not callable(method):
+            raise ValueError(
+                f"PPO's entropy_method_name is {self.entropy_method_name!r}, but the model's "
+                f"action distribution ({type(output.distribution).__name__}) has no such "
+                "method; use 'entropy'"
+            )
+        entropy: Tensor = method()
+        return entropy
 
 
 class A2C:
@@ -139,10 +193,23 @@ class A2C:
 
 class Imitation:
     """Behaviour cloning: the negative log-likelihood of the expert's actions under the policy
-    (the cross-entropy against the expert for discrete actions)."""
+    (the cross-entropy against the expert for discrete actions).
+
+    The expert's actions come from the task (``Task.expert_actions``, recorded in the batch as
+    ``expert_actions``), or from a data source's minibatches.
+
+    Args:
+        expert_sensor: Accepted so that AllenAct configs port unchanged, and kept as an
+            attribute, but not used: AllenAct reads expert actions from an expert sensor's
+            observations and needs the sensor only to split grouped actions, while here the
+            task supplies the expert's actions and actions are not grouped.
+    """
 
     needs_expert_actions = True
     terms = ("cross_entropy",)
+
+    def __init__(self, expert_sensor: Any = None) -> None:
+        self.expert_sensor = expert_sensor
 
     def __call__(
         self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput

@@ -1,29 +1,29 @@
-"""The data stream behind a stage's ``OffPolicyPipelineComponent``."""
+"""The minibatch stream of a data source: a stage component's storage other than the rollout."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
 
 from hydra_pipeline.engine.rollout import Minibatch
-from hydra_pipeline.pipeline import OffPolicyPipelineComponent
 
 __all__ = ["OffPolicyStream"]
 
 
 class OffPolicyStream:
-    """Minibatches from a component's data iterator, rebuilt whenever it is exhausted.
+    """Minibatches from a data source (a callable returning an iterator of minibatches, see
+    :mod:`hydra_pipeline.pipeline.storage`), called again whenever its iterator is exhausted.
 
-    Batches may be :class:`Minibatch` objects or mappings with its field names. If the
-    component's ``data_iterator_builder`` has ``state_dict``/``load_state_dict``, the stream
-    resumes exactly from a checkpoint: the builder's state is saved as it was before building
-    the current iterator, along with the number of batches drawn from it.
+    Batches may be :class:`Minibatch` objects or mappings with its field names. If the source
+    has ``state_dict``/``load_state_dict``, the stream resumes exactly from a checkpoint: the
+    source's state is saved as it was before building the current iterator, along with the
+    number of batches drawn from it.
     """
 
-    def __init__(self, component: OffPolicyPipelineComponent, device: torch.device) -> None:
-        self.builder = component.data_iterator_builder
+    def __init__(self, source: Callable[[], Iterator[Any]], device: torch.device) -> None:
+        self.builder = source
         self.device = device
         self.epochs = 0
         self._iterator: Iterator[Any] | None = None
@@ -49,9 +49,7 @@ class OffPolicyStream:
             try:
                 batch = next(self._iterator)
             except StopIteration:
-                raise ValueError(
-                    "the off-policy data_iterator_builder returned an empty iterator"
-                ) from None
+                raise ValueError("the data source returned an empty iterator") from None
         self._drawn += 1
         minibatch: Minibatch = Minibatch(**batch) if isinstance(batch, Mapping) else batch
         return minibatch._replace(

@@ -76,7 +76,7 @@ class TrainingReporter:
         return self._writer
 
     def start_stage(
-        self, index: int, count: int, loss_names: list[str], max_steps: int, steps_taken: int
+        self, index: int, count: int, loss_names: list[str], max_steps: float, steps_taken: int
     ) -> None:
         """Announce a stage and open its progress bar."""
         if not self.enabled:

@@ -1,13 +1,17 @@
 """``OnPolicyRunner``: steps a ``TrainingPipeline`` through its stages, and really trains.
 
 Read :meth:`OnPolicyRunner.run` top to bottom: for each stage, until it is complete, one
-rollout, one on-policy update, the stage's off-policy updates, the LR scheduler, metrics (and
-the stage's early-stopping criterion), the periodic environment reset, and a checkpoint if due.
+rollout, the updates of each of the stage's components (the rollout's own, then those learning
+from other storages), the LR scheduler, metrics (and the stage's early-stopping criterion), the
+periodic environment reset, and a checkpoint if due. Every stage runs with its own training
+settings (rollout length, minibatches, repeats, discounting, clipping, intervals), resolved
+against the pipeline's.
 
 Step clocks follow AllenAct: losses and teacher forcing run on the stage's step count; the LR
 scheduler, logging and checkpoints on the total step count. A stage's steps grow by
 ``num_envs`` per environment step and its completion is checked between rollouts, so a stage
 runs to a whole number of rollouts: ``ceil(max_stage_steps / (num_steps * num_envs))`` of them.
+A pipeline without a rollout storage collects nothing: each round of updates is one step.
 """
 
 from __future__ import annotations
@@ -41,7 +45,14 @@ from hydra_pipeline.engine.summary import SUMMARY_FILE, RunSummary, StageSummary
 from hydra_pipeline.errors import CheckpointError, InvalidArgumentError, TrainingInterrupted
 from hydra_pipeline.files import remove_stale_temporaries
 from hydra_pipeline.models.protocol import ActorCriticOutput
-from hydra_pipeline.pipeline import PipelineStage, ScalarMeanTracker, TrainingPipeline
+from hydra_pipeline.pipeline import (
+    PipelineStage,
+    ScalarMeanTracker,
+    StageComponent,
+    TrainingPipeline,
+    TrainingSettings,
+)
+from hydra_pipeline.pipeline.validation import setting_source
 from hydra_pipeline.tasks.protocol import DiscreteActions, Task
 
 __all__ = ["OnPolicyRunner"]
@@ -71,8 +82,9 @@ class OnPolicyRunner:
     Raises:
         InvalidArgumentError: The pipeline does not fit the task or the engine: more
             minibatches than environments, a stage needing expert actions from a task without
-            an expert, an early-stopping criterion watching a metric its stage never logs, or
-            an optimizer or scheduler that cannot be built.
+            an expert, a stage component on a storage that is not a data source, an
+            early-stopping criterion watching a metric its stage never logs, or an optimizer
+            or scheduler that cannot be built.
     """
 
     def __init__(
@@ -113,34 +125,27 @@ class OnPolicyRunner:
 
         space = task.action_space
         if isinstance(space, DiscreteActions):
-            action_shape: tuple[int, ...] = ()
-            action_dtype = torch.int64
+            self.action_shape: tuple[int, ...] = ()
+            self.action_dtype = torch.int64
             self.action_bounds: tuple[Tensor, Tensor] | None = None
         else:
-            action_shape, action_dtype = tuple(space.shape), torch.float32
+            self.action_shape, self.action_dtype = tuple(space.shape), torch.float32
             self.action_bounds = (
                 torch.tensor(space.low, dtype=torch.float32).view(space.shape),
                 torch.tensor(space.high, dtype=torch.float32).view(space.shape),
             )
-        self.storage = RolloutStorage(
-            pipeline.num_steps,
-            task.num_envs,
-            task.observation_shape,
-            action_shape,
-            action_dtype,
-            self.device,
-        )
+        # Allocated for each stage's rollout length (None in a purely off-policy pipeline).
+        self.storage: RolloutStorage | None = None
 
         # Training state (all of it goes into checkpoints).
         self.observations = task.reset(seed=seed).to(self.device)
         self.episode_returns = torch.zeros(task.num_envs, dtype=torch.float64)
         self.episode_lengths = torch.zeros(task.num_envs, dtype=torch.float64)
-        self.rollout_count = 0
         self.steps_at_last_log = 0
         self.steps_at_last_save = 0
         self.interval_metrics = ScalarMeanTracker()
         self.latest_metrics: dict[str, float] = {}
-        self.offpolicy_streams: dict[int, OffPolicyStream] = {}
+        self.data_streams: dict[str, OffPolicyStream] = {}
         self.resumed_from: int | None = None
         self.stop_reason: str | None = None
         # Wall-clock times (time.time()) of the first environment step and the first gradient
@@ -175,11 +180,8 @@ class OnPolicyRunner:
             for stage in self.pipeline:
                 index = self.pipeline.current_stage_index
                 assert index is not None  # the pipeline's cursor is on the stage it yields
-                losses = {name: self.pipeline.loss(name) for name in stage.loss_names}
-                weights = stage.named_loss_weights
-                record_expert = stage.teacher_forcing is not None or any(
-                    getattr(loss, "needs_expert_actions", False) for loss in losses.values()
-                )
+                settings = stage.training_settings
+                record_expert = bool(_expert_needs(self.pipeline, stage))
                 reporter.start_stage(
                     index,
                     len(self.pipeline.pipeline_stages),
@@ -188,12 +190,17 @@ class OnPolicyRunner:
                     stage.steps_taken_in_stage,
                 )
                 while not stage.is_complete:
-                    self._collect_rollout(stage, record_expert)
-                    self._update(stage, losses, weights, record_expert)
-                    if stage.offpolicy_component is not None:
-                        self._offpolicy_updates(index, stage)
+                    storage = self._rollout_storage(settings)
+                    if storage is None:  # nothing to collect: a round of updates is a step
+                        stage.steps_taken_in_stage += 1
+                    else:
+                        self._collect_rollout(stage, storage, record_expert)
+                        self._compute_returns(storage, settings)
+                    for component in stage.stage_components:
+                        self._update(stage, component, storage, record_expert)
                     self._step_lr_scheduler()
-                    self.rollout_count += 1
+                    self.pipeline.rollout_count += 1
+                    stage.rollout_count += 1
                     reporter.advance(stage.steps_taken_in_stage)
                     self._after_rollout(index, stage)
                     if self.stop_reason is not None:
@@ -222,10 +229,33 @@ class OnPolicyRunner:
                 reporter.write_hparams(self.hparams, summary.final_metrics)
         return summary
 
-    def _collect_rollout(self, stage: PipelineStage, record_expert: bool) -> None:
+    def _rollout_storage(self, settings: TrainingSettings) -> RolloutStorage | None:
+        """The rollout storage, sized to the stage's ``num_steps`` (reallocated when a stage's
+        rollouts are longer or shorter than the previous stage's); ``None`` when the pipeline
+        has no rollout storage."""
+        if self.pipeline.rollout_storage_uuid is None:
+            return None
+        num_steps = settings.num_steps
+        assert num_steps is not None  # required of every stage that runs
+        if self.storage is None or self.storage.num_steps != num_steps:
+            self.storage = RolloutStorage(
+                num_steps,
+                self.task.num_envs,
+                self.task.observation_shape,
+                self.action_shape,
+                self.action_dtype,
+                self.device,
+            )
+        return self.storage
+
+    def _collect_rollout(
+        self, stage: PipelineStage, storage: RolloutStorage, record_expert: bool
+    ) -> None:
         """Act ``num_steps`` times in every environment, filling the rollout storage."""
-        storage, task, model = self.storage, self.task, self.model
+        task, model = self.task, self.model
         num_envs = task.num_envs
+        rollout_uuid = self.pipeline.rollout_storage_uuid
+        assert rollout_uuid is not None  # there is a rollout storage
         teacher_forcing = stage.teacher_forcing
         forced_probability = 0.0
         forced_count = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -257,9 +287,10 @@ class OnPolicyRunner:
                 storage.truncated[step] = result.truncated
                 storage.final_observations[step] = result.final_observations
                 stage.steps_taken_in_stage += num_envs
+                stage.storage_uuid_to_steps_taken_in_stage[rollout_uuid] += num_envs
                 observations = result.observations.to(self.device)
         self.observations = observations
-        self._record_episodes()
+        self._record_episodes(storage)
         if teacher_forcing is not None:
             self.interval_metrics.add_scalars(
                 {
@@ -275,10 +306,9 @@ class OnPolicyRunner:
             actions = torch.max(torch.min(actions, self.action_bounds[1]), self.action_bounds[0])
         return actions
 
-    def _record_episodes(self) -> None:
+    def _record_episodes(self, storage: RolloutStorage) -> None:
         """Add the returns and lengths of the episodes that ended in this rollout to the
         metrics, weighted by their number."""
-        storage = self.storage
         episodes = finished_episodes(
             storage.rewards.to("cpu", torch.float64),
             (storage.terminated | storage.truncated).cpu(),
@@ -298,43 +328,82 @@ class OnPolicyRunner:
                 n=episodes.returns.numel(),
             )
 
-    def _update(
-        self,
-        stage: PipelineStage,
-        losses: Mapping[str, Loss],
-        weights: Mapping[str, float],
-        record_expert: bool,
-    ) -> None:
-        """Returns, advantages, then ``update_repeats`` epochs of minibatch gradient steps."""
-        pipeline, storage = self.pipeline, self.storage
+    def _compute_returns(self, storage: RolloutStorage, settings: TrainingSettings) -> None:
+        """Returns and advantages of the rollout, with the stage's discounting."""
+        gamma, use_gae, gae_lambda = settings.gamma, settings.use_gae, settings.gae_lambda
+        assert gamma is not None and use_gae is not None and gae_lambda is not None
         with torch.no_grad():
-            self._bootstrap_truncated_episodes()
+            self._bootstrap_truncated_episodes(storage, gamma)
             next_values = self.model(self.observations).values
             returns = compute_returns(
                 storage.rewards,
                 storage.values,
                 storage.terminated | storage.truncated,
                 next_values,
-                gamma=pipeline.gamma,
-                use_gae=pipeline.use_gae,
-                gae_lambda=pipeline.gae_lambda,
+                gamma=gamma,
+                use_gae=use_gae,
+                gae_lambda=gae_lambda,
             )
             storage.compute_advantages(returns)
-        if not losses:
-            return
-        for _ in range(pipeline.update_repeats):
-            for batch in storage.minibatches(pipeline.num_mini_batch, record_expert):
-                self._gradient_step(stage, batch, losses, weights, metric_prefix="")
-        self.interval_metrics.add_scalars({"lr": self.optimizer.param_groups[0]["lr"]})
 
-    def _bootstrap_truncated_episodes(self) -> None:
+    def _bootstrap_truncated_episodes(self, storage: RolloutStorage, gamma: float) -> None:
         """Credit each episode cut short (not terminated) with the discounted value of its
         last observation, so a time limit is not mistaken for the end of the MDP."""
-        storage = self.storage
         cut_short = storage.truncated & ~storage.terminated
         if bool(cut_short.any()):
             final_values = self.model(storage.final_observations[cut_short]).values
-            storage.rewards[cut_short] += self.pipeline.gamma * final_values
+            storage.rewards[cut_short] += gamma * final_values
+
+    def _update(
+        self,
+        stage: PipelineStage,
+        component: StageComponent,
+        storage: RolloutStorage | None,
+        record_expert: bool,
+    ) -> None:
+        """One component's ``update_repeats`` epochs of gradient steps, each on
+        ``num_mini_batch`` minibatches: of the rollout (split by environment), or drawn from the
+        component's data source. A loss given fewer repeats than the others (a per-loss list)
+        sits out the later epochs."""
+        settings = component.training_settings
+        repeats, num_mini_batch = settings.update_repeats, settings.num_mini_batch
+        max_grad_norm = settings.max_grad_norm
+        losses = {name: self.pipeline.get_loss(name) for name in component.loss_names}
+        counts = repeats if isinstance(repeats, list) else [repeats] * len(losses)
+        epochs = max((count or 0 for count in counts), default=0)
+        if epochs == 0 or not losses:
+            return
+        assert num_mini_batch is not None and max_grad_norm is not None  # checked by the pipeline
+        weights = stage.component_loss_weights(component)
+        on_rollout = component.storage_uuid == self.pipeline.rollout_storage_uuid
+        prefix = "" if on_rollout else f"{component.uuid}/"
+        for epoch in range(epochs):
+            active = {
+                name: loss
+                for (name, loss), count in zip(losses.items(), counts, strict=True)
+                if count is not None and count > epoch
+            }
+            if on_rollout:
+                assert storage is not None
+                batches: Iterator[Minibatch] = storage.minibatches(num_mini_batch, record_expert)
+            else:
+                batches = self._draw(stage, component.storage_uuid, num_mini_batch)
+            for batch in batches:
+                self._gradient_step(stage, batch, active, weights, prefix, max_grad_norm)
+        if on_rollout:
+            self.interval_metrics.add_scalars({"lr": self.optimizer.param_groups[0]["lr"]})
+
+    def _draw(self, stage: PipelineStage, storage_uuid: str, count: int) -> Iterator[Minibatch]:
+        """``count`` minibatches from the data source ``storage_uuid``, counted as samples
+        drawn from it in ``stage``."""
+        stream = self.data_streams.get(storage_uuid)
+        if stream is None:
+            source = self.pipeline.get_storage(storage_uuid)
+            stream = self.data_streams[storage_uuid] = OffPolicyStream(source, self.device)
+        for _ in range(count):
+            batch = stream.next_batch()
+            stage.storage_uuid_to_steps_taken_in_stage[storage_uuid] += len(batch.observations)
+            yield batch
 
     def _gradient_step(
         self,
@@ -343,6 +412,7 @@ class OnPolicyRunner:
         losses: Mapping[str, Loss],
         weights: Mapping[str, float],
         metric_prefix: str,
+        max_grad_norm: float,
     ) -> None:
         """One optimizer step on the weighted sum of ``losses`` over ``batch``."""
         output = self.model(batch.observations)
@@ -358,22 +428,10 @@ class OnPolicyRunner:
         assert isinstance(total, Tensor)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
-        nn.utils.clip_grad_norm_(self.parameters, self.pipeline.max_grad_norm)
+        nn.utils.clip_grad_norm_(self.parameters, max_grad_norm)
         self.optimizer.step()
         if self.first_update_time is None:
             self.first_update_time = time.time()
-
-    def _offpolicy_updates(self, index: int, stage: PipelineStage) -> None:
-        """The stage's off-policy minibatch updates, after its on-policy update."""
-        component = stage.offpolicy_component
-        assert component is not None
-        stream = self.offpolicy_streams.setdefault(index, OffPolicyStream(component, self.device))
-        losses = {name: self.pipeline.loss(name) for name in component.loss_names}
-        weights = dict(
-            zip(component.loss_names, component.loss_weights or [1.0] * len(losses), strict=True)
-        )
-        for _ in range(component.updates):
-            self._gradient_step(stage, stream.next_batch(), losses, weights, "offpolicy/")
 
     def _step_lr_scheduler(self) -> None:
         """Step the LR scheduler to the total step count (its epochs are agent steps)."""
@@ -396,6 +454,7 @@ class OnPolicyRunner:
         if pipeline.should_accumulate_metrics(
             steps_since_last_log=total_steps - self.steps_at_last_log,
             stage_completed=stage.is_complete,
+            stage=stage,
         ):
             metrics = self.interval_metrics.means()
             # Episode metrics hold until episodes end again; the others are per interval.
@@ -417,19 +476,20 @@ class OnPolicyRunner:
                 steps_per_second=(total_steps - last_steps) / max(now - last_time, 1e-9),
             )
             self.timer = (now, total_steps)
-            pipeline.before_rollout(training_metrics=self.interval_metrics)
+            pipeline.before_rollout(train_metrics=self.interval_metrics)
             self.interval_metrics.reset()
             self.steps_at_last_log = total_steps
         # The reset comes before the checkpoint, so that a run resumed from it continues from
         # the reset environments, as the uninterrupted run does.
-        period = pipeline.advance_scene_rollout_period
-        if period is not None and self.rollout_count % period == 0:
+        period = stage.training_settings.advance_scene_rollout_period
+        if period is not None and pipeline.rollout_count % period == 0:
             self.observations = self.task.reset().to(self.device)
             self.episode_returns.zero_()
             self.episode_lengths.zero_()
         if pipeline.should_save(
             steps_since_last_save=total_steps - self.steps_at_last_save,
             stage_completed=stage.is_complete,
+            stage=stage,
         ):
             self.save_checkpoint(index)
 
@@ -474,13 +534,12 @@ class OnPolicyRunner:
                 "observations": self.observations.cpu(),
                 "episode_returns": self.episode_returns,
                 "episode_lengths": self.episode_lengths,
-                "rollout_count": self.rollout_count,
                 "steps_at_last_log": self.steps_at_last_log,
                 "steps_at_last_save": self.steps_at_last_save,
                 "interval_metrics": self.interval_metrics.state_dict(),
                 "latest_metrics": dict(self.latest_metrics),
-                "offpolicy_streams": {
-                    index: stream.state_dict() for index, stream in self.offpolicy_streams.items()
+                "data_streams": {
+                    name: stream.state_dict() for name, stream in self.data_streams.items()
                 },
             },
             "rng": capture_rng_state(),
@@ -534,18 +593,14 @@ class OnPolicyRunner:
                 self.episode_lengths = engine["episode_lengths"]
             else:  # the task could only restart its environments: fresh episodes
                 self.observations = restarted.to(self.device)
-            self.rollout_count = int(engine["rollout_count"])
             self.steps_at_last_log = int(engine["steps_at_last_log"])
             self.steps_at_last_save = int(engine["steps_at_last_save"])
             self.interval_metrics.load_state_dict(engine["interval_metrics"])
             self.latest_metrics = dict(engine["latest_metrics"])
-            for index, stream_state in engine["offpolicy_streams"].items():
-                component = self.pipeline.pipeline_stages[int(index)].offpolicy_component
-                if component is None:
-                    raise ValueError(f"stage {index} has no offpolicy_component")
-                stream = OffPolicyStream(component, self.device)
+            for name, stream_state in engine["data_streams"].items():
+                stream = OffPolicyStream(self.pipeline.get_storage(name), self.device)
                 stream.load_state_dict(stream_state)
-                self.offpolicy_streams[int(index)] = stream
+                self.data_streams[name] = stream
         restore_rng_state(state["rng"])
         self.resumed_from = int(state["total_steps"])
 
@@ -588,17 +643,18 @@ def _build(argument: str, builder: Callable[..., Any], **kwargs: Any) -> Any:
 
 def _logged_metrics(pipeline: TrainingPipeline, stage: PipelineStage) -> tuple[set[str], set[str]]:
     """The metrics the engine logs for ``stage``, and the prefixes under which a loss that
-    does not declare its ``terms`` may log any."""
+    does not declare its ``terms`` may log any. Losses learning from the rollout log as
+    ``<loss>/<term>``, those of a component on a data source as ``<component>/<loss>/<term>``
+    (see ``_update``)."""
     names = {*_EPISODE_METRICS, "lr"}
     if stage.teacher_forcing is not None:
         names |= {"teacher_forcing", "teacher_forcing_sampled"}
     prefixes: set[str] = set()
-    groups = [("", stage.loss_names)]
-    if stage.offpolicy_component is not None:
-        groups.append(("offpolicy/", stage.offpolicy_component.loss_names))
-    for prefix, loss_names in groups:
-        for name in loss_names:
-            terms = getattr(pipeline.loss(name), "terms", None)
+    for component in stage.stage_components:
+        on_rollout = component.storage_uuid == pipeline.rollout_storage_uuid
+        prefix = "" if on_rollout else f"{component.uuid}/"
+        for name in component.loss_names:
+            terms = getattr(pipeline.get_loss(name), "terms", None)
             if terms is None:
                 prefixes.add(f"{prefix}{name}/")
             else:
@@ -627,26 +683,34 @@ def _check_watched_metrics(pipeline: TrainingPipeline) -> None:
 
 
 def _check_fit(pipeline: TrainingPipeline, task: Task) -> None:
-    """The checks that need both the pipeline and the task, or know what the engine does."""
+    """The checks that need both the pipeline and the task (and the pipeline's storages), or
+    know what the engine logs."""
     _check_watched_metrics(pipeline)
-    if pipeline.num_mini_batch > task.num_envs:
-        raise InvalidArgumentError(
-            "num_mini_batch",
-            f"must be <= the task's num_envs ({task.num_envs}), because minibatches split the "
-            "environments",
-            pipeline.num_mini_batch,
-        )
-    if task.has_expert:
-        return
     for index, stage in enumerate(pipeline.pipeline_stages):
-        needing = [
-            name
-            for name in stage.loss_names
-            if getattr(pipeline.loss(name), "needs_expert_actions", False)
-        ]
-        if stage.teacher_forcing is not None:
-            needing.insert(0, "teacher_forcing")
-        if needing:
+        for number, component in enumerate(stage.stage_components):
+            settings = component.training_settings
+            if component.storage_uuid != pipeline.rollout_storage_uuid:
+                source = pipeline.get_storage(component.storage_uuid)
+                if not callable(source):
+                    raise InvalidArgumentError(
+                        f"named_storages.{component.storage_uuid}",
+                        f"must be the rollout storage ({pipeline.rollout_storage_uuid!r}) or a "
+                        "data source (a callable returning an iterator of minibatches), as "
+                        f"pipeline_stages.{index}.stage_components.{number} learns from it",
+                        source,
+                    )
+                continue
+            num_mini_batch = settings.num_mini_batch
+            updates = component.loss_names and settings.update_repeats
+            if updates and num_mini_batch is not None and num_mini_batch > task.num_envs:
+                raise InvalidArgumentError(
+                    setting_source(f"pipeline_stages.{index}", number, settings, "num_mini_batch"),
+                    f"must be <= the task's num_envs ({task.num_envs}), because minibatches "
+                    "split the environments",
+                    num_mini_batch,
+                )
+        needing = _expert_needs(pipeline, stage)
+        if needing and not task.has_expert:
             raise InvalidArgumentError(
                 f"pipeline_stages.{index}",
                 f"uses {needing}, which need expert actions, but the task has no expert",
@@ -654,3 +718,20 @@ def _check_fit(pipeline: TrainingPipeline, task: Task) -> None:
                 "Use a task with an expert (e.g. task=cartpole, or set task.expert) or remove "
                 "them from the stage.",
             )
+
+
+def _expert_needs(pipeline: TrainingPipeline, stage: PipelineStage) -> list[str]:
+    """What in ``stage`` needs the task's expert actions during rollouts: its teacher forcing
+    and the losses that learn from the rollout (data sources bring their own)."""
+    rollout_uuid = pipeline.rollout_storage_uuid
+    if rollout_uuid is None:
+        return []
+    needing = ["teacher_forcing"] if stage.teacher_forcing is not None else []
+    for component in stage.stage_components:
+        if component.storage_uuid == rollout_uuid:
+            needing += [
+                name
+                for name in component.loss_names
+                if getattr(pipeline.get_loss(name), "needs_expert_actions", False)
+            ]
+    return needing

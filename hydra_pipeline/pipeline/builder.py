@@ -8,7 +8,7 @@ layer instantiates optimizer and scheduler configs into builders, and the engine
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -53,9 +53,11 @@ class Builder(Generic[ToBuildType]):
     layers, later layers winning: a deep copy of ``default``, then ``kwargs``, then ``extra``.
     Nested dicts merge key by key (see :func:`recursive_update`); other values replace.
 
-    Unlike AllenAct's tuple-based builder, this one survives ``copy.deepcopy`` and ``pickle``
-    exactly (sweep launchers pickle configs across processes), compares by value, and prints
-    readably.
+    Code written for AllenAct's builder, a tuple, keeps working: it unpacks as
+    ``class_type, kwargs, default = builder``, and ``builder[0]`` and ``len(builder)`` are
+    what they are for that tuple. Unlike AllenAct's, this one survives ``copy.deepcopy`` and
+    ``pickle`` exactly (sweep launchers pickle configs across processes), compares by value,
+    and prints readably.
 
     >>> from fractions import Fraction
     >>> builder = Builder(Fraction, {"numerator": 1}, default={"denominator": 3})
@@ -63,6 +65,9 @@ class Builder(Generic[ToBuildType]):
     Fraction(1, 3)
     >>> builder(denominator=2)
     Fraction(1, 2)
+    >>> class_type, kwargs, default = builder
+    >>> kwargs
+    {'numerator': 1}
 
     Attributes:
         class_type: The class (or any callable) to build.
@@ -90,6 +95,16 @@ class Builder(Generic[ToBuildType]):
         """Build ``class_type`` with ``default`` < ``kwargs`` < these keyword arguments."""
         arguments = recursive_update(copy.deepcopy(self.default), self.kwargs)
         return self.class_type(**recursive_update(arguments, kwargs))
+
+    def __iter__(self) -> Iterator[Any]:
+        """``class_type``, ``kwargs``, ``default``: the order of AllenAct's tuple."""
+        return iter((self.class_type, self.kwargs, self.default))
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, index: int) -> Any:
+        return (self.class_type, self.kwargs, self.default)[index]
 
     def __repr__(self) -> str:
         parts = [_qualified_name(self.class_type)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, SupportsFloat
 
+from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.pipeline.validation import require_at_least
 
 __all__ = ["ScalarMeanTracker"]
@@ -22,16 +23,33 @@ class ScalarMeanTracker:
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
 
-    def add_scalars(self, scalars: Mapping[str, SupportsFloat], n: int = 1) -> None:
+    def add_scalars(
+        self, scalars: Mapping[str, SupportsFloat], n: int | Mapping[str, int] = 1
+    ) -> None:
         """Add ``n`` samples whose mean is ``scalars[key]`` to each key's running mean.
 
+        Args:
+            scalars: Key -> mean of the samples added.
+            n: The number of samples behind every value, or, as AllenAct's engine passes it,
+                a mapping giving each key its own count.
+
         Raises:
-            InvalidArgumentError: ``n`` is not an integer >= 1.
+            InvalidArgumentError: A count is not an integer >= 1, or the mapping lacks a key
+                of ``scalars``.
         """
-        require_at_least("n", n, 1)
+        if isinstance(n, Mapping):
+            missing = [key for key in scalars if key not in n]
+            if missing:
+                raise InvalidArgumentError(
+                    "n", f"gives no count for {missing}", dict(n), "Give one count per scalar."
+                )
+            counts = {key: require_at_least(f"n.{key}", n[key], 1) for key in scalars}
+        else:
+            count = require_at_least("n", n, 1)
+            counts = dict.fromkeys(scalars, count)
         for key, value in scalars.items():
-            self._sums[key] = self._sums.get(key, 0.0) + n * float(value)
-            self._counts[key] = self._counts.get(key, 0) + n
+            self._sums[key] = self._sums.get(key, 0.0) + counts[key] * float(value)
+            self._counts[key] = self._counts.get(key, 0) + counts[key]
 
     def means(self) -> dict[str, float]:
         """The current mean of every key."""

@@ -10,9 +10,13 @@ import functools
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra_pipeline.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from hydra_pipeline.pipeline.settings import TrainingSettings
+    from hydra_pipeline.pipeline.stage import PipelineStage
 
 
 def require_int(argument: str, value: Any) -> int:
@@ -81,6 +85,13 @@ def require_unit_interval(argument: str, value: Any) -> float:
     return number
 
 
+def require_name(argument: str, value: Any) -> str:
+    """Return ``value`` if it is a non-empty string."""
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(argument, "must be a non-empty string", value)
+    return value
+
+
 def require_names(argument: str, value: Any) -> list[str]:
     """Return ``value`` as a list of distinct strings."""
     if isinstance(value, str) or not isinstance(value, Sequence):
@@ -111,6 +122,134 @@ def require_matching_weights(
             weights,
         )
     return [require_real(f"{weights_argument}.{i}", w) for i, w in enumerate(weights)]
+
+
+def require_bool(argument: str, value: Any) -> bool:
+    """Return ``value`` if it is ``True`` or ``False``."""
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(argument, "must be true or false", value)
+    return value
+
+
+def require_update_repeats(argument: str, value: Any) -> int | list[int]:
+    """Return ``value`` if it is an integer >= 0, or a list of them (one per loss)."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [require_at_least(f"{argument}.{i}", count, 0) for i, count in enumerate(value)]
+    return require_at_least(argument, value, 0)
+
+
+_TRAINING_SETTING_RULES: dict[str, Callable[[str, Any], Any]] = {
+    "num_mini_batch": functools.partial(require_at_least, minimum=0),
+    "update_repeats": require_update_repeats,
+    "max_grad_norm": functools.partial(require_positive, allow_infinite=True),
+    "num_steps": functools.partial(require_at_least, minimum=1),
+    "gamma": require_unit_interval,
+    "use_gae": require_bool,
+    "gae_lambda": require_unit_interval,
+    "advance_scene_rollout_period": functools.partial(require_at_least, minimum=1),
+    "save_interval": require_int,
+    "metric_accumulate_interval": functools.partial(require_at_least, minimum=1),
+}
+
+
+def require_training_setting(key: str, value: Any) -> Any:
+    """Return the training setting ``key``'s ``value`` if it is in range (``None`` passes: it
+    means "as in the defaults")."""
+    if value is None:
+        return None
+    return _TRAINING_SETTING_RULES[key](key, value)
+
+
+def require_one_update_count(argument: str, owner: str, settings: TrainingSettings) -> None:
+    """Check that ``settings`` (a pipeline's or a stage's, named ``owner``) give one
+    ``update_repeats`` for all losses: per-loss lists belong to stage components (AllenAct's
+    rule)."""
+    repeats = settings.own("update_repeats")
+    if isinstance(repeats, list):
+        raise InvalidArgumentError(
+            argument,
+            f"must be an integer in a {owner}",
+            repeats,
+            "Give per-loss counts in the training_settings of a StageComponent.",
+        )
+
+
+_ROLLOUT_SETTINGS = ("num_steps", "gamma", "use_gae", "gae_lambda")
+"""Settings a stage needs when the pipeline collects rollouts."""
+
+
+def require_runnable_settings(
+    argument: str, stage: PipelineStage, has_rollout_storage: bool
+) -> None:
+    """Check that ``stage`` (at ``argument``, e.g. ``pipeline_stages.1``), with every setting
+    resolved against its pipeline's, has what the engine needs to run it: the rollout settings
+    when the pipeline collects rollouts, a metric interval, and, for each component that
+    updates (``update_repeats`` >= 1), at least one minibatch and a gradient clip.
+
+    Errors name where the setting is missing or comes from: the component's or the stage's
+    ``training_settings``, or the pipeline's own key.
+    """
+    settings = stage.training_settings
+    needed = [*(_ROLLOUT_SETTINGS if has_rollout_storage else ()), "metric_accumulate_interval"]
+    for key in needed:
+        if getattr(settings, key) is None:
+            raise InvalidArgumentError(
+                f"{argument}.training_settings.{key}",
+                "is not set, neither for the stage nor for the pipeline",
+                None,
+                f"Set the pipeline's {key}, or this stage's training_settings.{key}.",
+            )
+    for index, component in enumerate(stage.stage_components):
+        where = f"{argument}.stage_components.{index}.training_settings"
+        component_settings = component.training_settings
+        repeats = component_settings.update_repeats
+        if repeats is None:
+            raise InvalidArgumentError(
+                f"{where}.update_repeats",
+                "is not set, neither for the component, its stage nor the pipeline",
+                None,
+                "Set the pipeline's update_repeats, or the stage's or component's.",
+            )
+        updates = max(repeats if isinstance(repeats, list) else [repeats], default=0)
+        if updates == 0 or not component.loss_names:
+            continue
+        for key, minimum in (("num_mini_batch", 1), ("max_grad_norm", None)):
+            value = getattr(component_settings, key)
+            source = setting_source(argument, index, component_settings, key)
+            if value is None:
+                raise InvalidArgumentError(
+                    source,
+                    f"is not set, but stage component {component.uuid!r} updates "
+                    f"(update_repeats={repeats})",
+                    None,
+                    f"Set the pipeline's {key}, or the stage's or component's.",
+                )
+            if minimum is not None and value < minimum:
+                raise InvalidArgumentError(
+                    source,
+                    f"must be >= {minimum} where stage component {component.uuid!r} of "
+                    f"{argument} updates (update_repeats={repeats})",
+                    value,
+                    "0 minibatches suit only stages whose updates come from other storages.",
+                )
+
+
+def setting_source(argument: str, index: int, settings: TrainingSettings, key: str) -> str:
+    """The argument that gives the component ``index`` of stage ``argument`` its ``key``: its
+    own settings, its stage's, or the pipeline's (or the component's when none does)."""
+    places = [
+        f"{argument}.stage_components.{index}.training_settings.{key}",
+        f"{argument}.training_settings.{key}",
+        key,
+    ]
+    link: TrainingSettings | None = settings
+    for place in places:
+        if link is None:
+            break
+        if link.own(key) is not None:
+            return place
+        link = link.defaults
+    return places[0]
 
 
 def _betas(argument: str, value: Any) -> None:

@@ -21,7 +21,7 @@ MISTAKES = [
         ["optimizer=adma"],
         [
             "'adma' is not an option of config group 'optimizer'",
-            "adam, adamw, rmsprop, sgd",
+            "adam, adam_cartpole, adamw, rmsprop, sgd",
             "Did you mean 'optimizer=adam'?",
         ],
         id="unknown-group-option",
@@ -75,12 +75,12 @@ MISTAKES = [
     ),
     pytest.param(
         ["pipeline.num_mini_batch=0"],
-        ["'pipeline.num_mini_batch' must be >= 1 (got 0)"],
+        ["'pipeline.num_mini_batch' must be >= 1 where stage component 'onpolicy'", "(got 0)"],
         id="num-mini-batch",
     ),
     pytest.param(
-        ["pipeline.update_repeats=0"],
-        ["'pipeline.update_repeats' must be >= 1"],
+        ["pipeline.update_repeats=-1"],
+        ["'pipeline.update_repeats' must be >= 0"],
         id="update-repeats",
     ),
     pytest.param(["pipeline.num_steps=0"], ["'pipeline.num_steps' must be >= 1"], id="num-steps"),
@@ -268,7 +268,7 @@ MISTAKES = [
         ["pipeline.gamma=${nope}"], ["'pipeline.gamma' cannot be resolved"], id="bad-interpolation"
     ),
     pytest.param(
-        ["pipeline=ppo", "pipeline.pipeline_stages.0.teacher_forcing.steps=5000"],
+        ["pipeline=ppo", "pipeline.pipeline_stages.0.offpolicy_component.updates=5"],
         ["sets a key inside a config node that is null", "'pipeline.pipeline_stages.0={"],
         id="key-inside-null-node",
     ),
@@ -340,8 +340,8 @@ def test_help_lists_groups_options_and_typed_keys(cli: Cli) -> None:
     assert result.returncode == 0, result.stderr
     text = result.stdout
     assert "pipeline      imitation_then_ppo, ppo" in text
-    assert "optimizer     adam, adamw, rmsprop, sgd" in text
-    assert "lr_scheduler  constant, cosine, linear_decay, step" in text
+    assert "optimizer     adam, adam_cartpole, adamw, rmsprop, sgd" in text
+    assert "lr_scheduler  constant, cosine, linear_decay, step, warmup_linear_decay" in text
     assert "task          cartpole, gym" in text
     assert "base_" not in text
     assert "seed: int = 0" in text and "Seeds Python, NumPy, torch" in text

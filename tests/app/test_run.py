@@ -48,12 +48,13 @@ def test_default_run_trains_and_writes_its_outputs(
     choices = yaml.safe_load((run / ".hydra" / "choices.yaml").read_text())
     assert choices == {
         "pipeline": "imitation_then_ppo",
-        "optimizer": "adam",
+        "optimizer": "adam_cartpole",
         "lr_scheduler": "linear_decay",
+        "schedule@pipeline.lr_scheduler_builder.lr_lambda": "linear_decay",
         "task": "cartpole",
         "model": "mlp",
         "loss@pipeline.named_losses.imitation_loss": "imitation",
-        "loss@pipeline.named_losses.ppo_loss": "ppo",
+        "loss@pipeline.named_losses.ppo_loss": "ppo_cartpole",
     }
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()

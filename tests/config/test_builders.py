@@ -23,6 +23,20 @@ HAND_WRITTEN_OPTIMIZERS: dict[str, Builder[Any]] = {
     "adam": Builder(
         torch.optim.Adam,
         {
+            "lr": 0.001,
+            "betas": [0.9, 0.999],
+            "eps": 1e-08,
+            "weight_decay": 0.0,
+            "amsgrad": False,
+            **TORCH_FLAGS,
+            "capturable": False,
+            "fused": None,
+            "decoupled_weight_decay": False,
+        },
+    ),
+    "adam_cartpole": Builder(
+        torch.optim.Adam,
+        {
             "lr": 0.003,
             "betas": [0.9, 0.999],
             "eps": 1e-05,

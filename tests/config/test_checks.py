@@ -114,18 +114,56 @@ class TestPipelineConsistency:
         assert "one weight per entry of 'loss_names'" in message
         assert "(got [1.0, 2.0])" in message
 
-    def test_teacher_forcing_steps_below_one(self, compose: Compose, prepare: Any) -> None:
+    def test_teacher_forcing_of_zero_steps(self, compose: Compose, prepare: Any) -> None:
         """A nested constructor's error names the nested key."""
         message = error_of(compose, prepare, "pipeline.pipeline_stages.0.teacher_forcing.steps=0")
-        assert message == "'pipeline.pipeline_stages.0.teacher_forcing.steps' must be >= 1 (got 0)."
+        assert message.startswith(
+            "'pipeline.pipeline_stages.0.teacher_forcing.steps' must not be 0 (got 0)."
+        )
+
+    def test_teacher_forcing_of_the_wrong_type(self, compose: Compose, prepare: Any) -> None:
+        """teacher_forcing takes any schedule node, so its keys are typed at startup, against
+        the schema of its _target_."""
+        message = error_of(compose, prepare, "pipeline.pipeline_stages.0.teacher_forcing.steps=abc")
+        assert message.startswith("'pipeline.pipeline_stages.0.teacher_forcing.steps': Value")
+        assert "(LinearDecayConf types it)" in message
+
+    def test_a_schedule_without_target(self, compose: Compose, prepare: Any) -> None:
+        """A schedule node forced in without a _target_ stays a dict: the stage says how to
+        write it."""
+        message = error_of(
+            compose,
+            prepare,
+            "pipeline=ppo",
+            "+pipeline.pipeline_stages.0.teacher_forcing.steps=5000",
+        )
+        assert message.startswith(
+            "'pipeline.pipeline_stages.0.teacher_forcing' must map a step count to a probability "
+            "(got {'steps': 5000}). In a config, give the node a _target_, e.g. "
+            "teacher_forcing={_target_:hydra_pipeline.LinearDecay,steps:10000}."
+        )
+
+    def test_a_stage_setting_out_of_range(self, compose: Compose, prepare: Any) -> None:
+        """A stage's own settings are checked under their key."""
+        message = error_of(compose, prepare, "pipeline.pipeline_stages.1.training_settings.gamma=2")
+        assert (
+            message
+            == "'pipeline.pipeline_stages.1.training_settings.gamma' must be in [0, 1] (got 2.0)."
+        )
 
 
 class TestValueRanges:
     @pytest.mark.parametrize(
         ("override", "expected"),
         [
-            ("pipeline.num_mini_batch=0", "'pipeline.num_mini_batch' must be >= 1 (got 0)."),
-            ("pipeline.update_repeats=0", "'pipeline.update_repeats' must be >= 1 (got 0)."),
+            (
+                "pipeline.num_mini_batch=0",
+                "'pipeline.num_mini_batch' must be >= 1 where stage component 'onpolicy' of "
+                "pipeline_stages.0 updates (update_repeats=4) (got 0). 0 minibatches suit only "
+                "stages whose updates come from other storages.",
+            ),
+            ("pipeline.num_mini_batch=-1", "'pipeline.num_mini_batch' must be >= 0 (got -1)."),
+            ("pipeline.update_repeats=-1", "'pipeline.update_repeats' must be >= 0 (got -1)."),
             ("pipeline.num_steps=0", "'pipeline.num_steps' must be >= 1 (got 0)."),
             ("pipeline.num_steps=-5", "'pipeline.num_steps' must be >= 1 (got -5)."),
             (

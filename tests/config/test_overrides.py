@@ -218,7 +218,7 @@ class TestOverrideTypes:
             "pipeline.num_mini_batch=1.5",
             "pipeline.use_gae=maybe",
             "pipeline.pipeline_stages.1.max_stage_steps=lots",
-            "pipeline.pipeline_stages.0.teacher_forcing.steps=abc",
+            "pipeline.pipeline_stages.1.training_settings.num_mini_batch=abc",
             "pipeline.optimizer_builder.lr=fast",
             "pipeline.named_losses.ppo_loss.clip_param=wide",
             "task.num_envs=many",

@@ -17,7 +17,7 @@ from hydra_pipeline import (
     TrainingPipeline,
 )
 from hydra_pipeline.config import instantiate_node
-from hydra_pipeline.engine.losses import PPO, Imitation
+from hydra_pipeline.engine.losses import PPO, Imitation, PPOConfig
 from hydra_pipeline.models import MLPActorCritic
 from hydra_pipeline.pipeline import MetricGoal
 from hydra_pipeline.tasks import CartPoleTask, DiscreteActions, GymTask
@@ -162,9 +162,16 @@ class TestImitationThenPPO:
         assert type(pipeline.named_losses["imitation_loss"]) is Imitation
 
     def test_ppo_loss_takes_the_preset_values(self, pipeline: TrainingPipeline) -> None:
-        """The preset's PPO values (clip 0.2, no entropy bonus) reach the loss object."""
+        """The CartPole preset's PPO values (ppo_cartpole: clip 0.2, no entropy bonus) reach
+        the loss object."""
         ppo = pipeline.named_losses["ppo_loss"]
         assert (ppo.clip_param, ppo.value_loss_coef, ppo.entropy_coef) == (0.2, 0.5, 0.0)
+
+    def test_stages_have_no_settings_of_their_own(self, pipeline: TrainingPipeline) -> None:
+        """Both stages run with the pipeline's settings."""
+        for stage in pipeline.pipeline_stages:
+            assert stage.training_settings.own_values() == {}
+            assert stage.training_settings.resolved() == pipeline.training_settings.resolved()
 
     def test_stage_0_imitates_with_decaying_teacher_forcing(
         self, pipeline: TrainingPipeline
@@ -207,3 +214,29 @@ class TestImitationThenPPO:
         raw = OmegaConf.to_container(cfg.pipeline.lr_scheduler_builder.lr_lambda)
         assert raw["steps"] == "${total_max_stage_steps:${pipeline.pipeline_stages}}"
         assert cfg.pipeline.lr_scheduler_builder.lr_lambda.steps == 332_768
+
+
+class TestAllenActDefaults:
+    @pytest.mark.parametrize("pipeline", PIPELINES)
+    def test_cartpole_pipelines_select_the_tuned_options(
+        self, compose: Callable[..., Any], pipeline: str
+    ) -> None:
+        """The CartPole values live in ppo_cartpole and adam_cartpole, which the pipeline
+        presets select; loss=ppo and optimizer=adam are AllenAct's and torch's defaults."""
+        cfg = compose(f"pipeline={pipeline}")
+        loss = cfg.pipeline.named_losses.ppo_loss
+        assert (loss.clip_param, loss.value_loss_coef, loss.entropy_coef) == (0.2, 0.5, 0.0)
+        optimizer = cfg.pipeline.optimizer_builder
+        assert (optimizer.lr, optimizer.eps) == (0.003, 1e-05)
+
+    def test_ppo_preset_is_allenacts_ppo_config(self, build: Callable[..., Any]) -> None:
+        """loss=ppo builds PPO(**PPOConfig): every attribute as AllenAct's defaults give it."""
+        ppo = build("loss@pipeline.named_losses.ppo_loss=ppo").named_losses["ppo_loss"]
+        assert vars(ppo) == vars(PPO(**PPOConfig))
+        assert (ppo.clip_param, ppo.entropy_coef, ppo.use_clipped_value_loss) == (0.1, 0.01, True)
+
+    def test_adam_preset_is_torchs_adam(self, build: Callable[..., Any]) -> None:
+        """optimizer=adam builds torch.optim.Adam with torch's own defaults."""
+        params = [torch.nn.Parameter(torch.zeros(2))]
+        built = build("optimizer=adam").optimizer_builder(params=params)
+        assert built.defaults == torch.optim.Adam(params).defaults

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hydra_pipeline import InvalidArgumentError, LinearDecay
-from hydra_pipeline.engine import A2C, PPO, Imitation, Minibatch
+from hydra_pipeline.engine import A2C, PPO, A2CConfig, Imitation, Minibatch, PPOConfig
 from hydra_pipeline.models import ActorCriticOutput, Categorical, DiagonalGaussian
 
 LN = math.log
@@ -130,6 +130,59 @@ class TestPPO:
         expected = tensor([-0.75, 0.75]) * (0.95 * 1.0 / 3)
         torch.testing.assert_close(logits.grad[1], expected)
 
+    def test_show_ratios_logs_allenacts_ratio_terms(self) -> None:
+        """show_ratios adds the mean ratio, its clamp and the one the surrogate used; the loss
+        itself does not change."""
+        # Ratios (1.5, 0.95, 0.5); clamped to [0.8, 1.2]: (1.2, 0.95, 0.8). The surrogate used
+        # the clamped value where it was smaller (s0: 2.4 < 3.0; s2: -0.8 < -0.5): (1.2, 0.95,
+        # 0.8).
+        plain, _ = PPO(clip_param=0.2)(step_count=0, batch=batch(), output=output())
+        total, info = PPO(clip_param=0.2, show_ratios=True)(
+            step_count=0, batch=batch(), output=output()
+        )
+        assert total.item() == plain.item()
+        assert info["ratio"] == approx((1.5 + 0.95 + 0.5) / 3)
+        assert info["ratio_clamped"] == approx((1.2 + 0.95 + 0.8) / 3)
+        assert info["ratio_used"] == approx((1.2 + 0.95 + 0.8) / 3)
+        # With raw advantages s2 has A > 0, so its unclamped 0.5 (0.5*2 < 0.8*2) is used.
+        _, raw = PPO(clip_param=0.2, show_ratios=True, normalize_advantage=False)(
+            step_count=0, batch=batch(), output=output()
+        )
+        assert raw["ratio_used"] == approx((1.2 + 0.95 + 0.5) / 3)
+
+    def test_entropy_method_name_picks_the_distribution_method(self) -> None:
+        """entropy_method_name names the method giving the entropy bonus (AllenAct's
+        conditional_entropy for its sequential distributions)."""
+
+        class Conditional(Categorical):
+            def conditional_entropy(self) -> torch.Tensor:
+                return torch.full((3,), 2.0)
+
+        out = ActorCriticOutput(Conditional(tensor(LOGITS)), tensor(VALUES))
+        _, default = PPO()(step_count=0, batch=batch(), output=out)
+        assert default["entropy"] == approx(MEAN_ENTROPY)
+        _, named = PPO(entropy_method_name="conditional_entropy")(
+            step_count=0, batch=batch(), output=out
+        )
+        assert named["entropy"] == approx(2.0)
+
+    def test_unknown_entropy_method_is_explained(self) -> None:
+        loss = PPO(entropy_method_name="conditional_entropy")
+        with pytest.raises(
+            ValueError,
+            match=r"'conditional_entropy', but the model's action distribution "
+            r"\(Categorical\) has no such method; use 'entropy'",
+        ):
+            loss(step_count=0, batch=batch(), output=output())
+
+    def test_allenact_config_defaults(self) -> None:
+        """PPO(**PPOConfig) and A2C(**A2CConfig) are AllenAct's defaults, which are also the
+        constructors' own."""
+        assert PPOConfig == {"clip_param": 0.1, "value_loss_coef": 0.5, "entropy_coef": 0.01}
+        assert A2CConfig == {"value_loss_coef": 0.5, "entropy_coef": 0.01}
+        assert vars(PPO(**PPOConfig)) == vars(PPO())
+        assert vars(A2C(**A2CConfig)) == vars(A2C())
+
     def test_continuous_actions(self) -> None:
         """With a diagonal Gaussian, the ratio comes from the summed per-entry log densities."""
         mean = torch.zeros(2, 2)
@@ -201,6 +254,16 @@ class TestImitation:
         # z = (1, 1): 0.5 + 0.5 + ln 1 + ln 2 + ln(2 pi).
         assert total.item() == approx(1.0 + LN(2.0) + LN(2 * math.pi))
 
+    def test_expert_sensor_is_kept_and_not_needed(self) -> None:
+        """AllenAct's expert-sensor argument (positional, as its configs pass it) is kept; the
+        loss is the same, reading the batch's expert actions."""
+        sensor = object()
+        loss = Imitation(sensor)
+        assert loss.expert_sensor is sensor and Imitation().expert_sensor is None
+        with_sensor, _ = loss(step_count=0, batch=batch(), output=output())
+        without, _ = Imitation()(step_count=0, batch=batch(), output=output())
+        assert with_sensor.item() == without.item()
+
     def test_expert_flag(self) -> None:
         """Only Imitation asks the engine to record expert actions."""
         assert Imitation.needs_expert_actions is True
@@ -249,6 +312,8 @@ class TestValidation:
             (lambda: A2C(entropy_coef=math.nan), r"'entropy_coef' must be a finite number"),
             (lambda: A2C(value_loss_coef=math.inf), r"'value_loss_coef' must be a finite number"),
             (lambda: A2C(entropy_coef=True), r"'entropy_coef' must be a number"),
+            (lambda: PPO(entropy_method_name=""), r"'entropy_method_name' must be a non-empty"),
+            (lambda: PPO(clip_decay=0.5), r"'clip_decay' must map a step count to a multiplier"),
         ],
     )
     def test_invalid_coefficients(self, factory: Any, message: str) -> None:

@@ -25,9 +25,12 @@ from hydra_pipeline import (
     LinearDecay,
     OffPolicyPipelineComponent,
     PipelineStage,
+    RolloutBlockStorage,
     ScalarMeanTracker,
+    StageComponent,
     ThresholdEarlyStopping,
     TrainingPipeline,
+    TrainingSettings,
     set_seed,
 )
 from hydra_pipeline.engine import A2C, PPO, Imitation, Minibatch, OnPolicyRunner
@@ -616,7 +619,7 @@ class TestOffPolicy:
         # Two batches per build: builds 0..4, the last one half used.
         assert drawn == [0, 1, 10, 11, 20, 21, 30, 31, 40]
         assert data.builds == 5
-        assert runner.offpolicy_streams[0].epochs == 4
+        assert runner.data_streams["pipeline_stages.0.offpolicy_component"].epochs == 4
         assert all(batch.actions is None for _, batch in offpolicy.calls)
         assert "offpolicy/bc/cross_entropy" in runner.latest_metrics
 
@@ -765,7 +768,7 @@ class TestResume:
         assert summary.stages[1].steps == 48
         assert len(runs["checkpoints"]) >= 6
         # Some checkpoints fall on rollouts followed by the periodic environment reset.
-        counts = [load_checkpoint(c)["engine"]["rollout_count"] for c in runs["checkpoints"]]
+        counts = [load_checkpoint(c)["pipeline"]["rollout_count"] for c in runs["checkpoints"]]
         assert any(count % 3 == 0 for count in counts)
         # Some fall between metric points, with metrics accumulated but not yet reported.
         pending = [load_checkpoint(c)["engine"]["interval_metrics"] for c in runs["checkpoints"]]
@@ -1008,7 +1011,7 @@ class TestStopRequest:
 
         def after_rollout(index: int, stage: PipelineStage) -> None:
             original_after_rollout(index, stage)
-            if runner.rollout_count == 3:
+            if runner.pipeline.rollout_count == 3:
                 runner.request_stop("SIGTERM")
 
         runner._after_rollout = after_rollout  # type: ignore[method-assign]
@@ -1106,3 +1109,371 @@ def test_stale_temporary_checkpoints_are_removed(tmp_path: Path) -> None:
     make_runner(tmp_path, make_pipeline([PipelineStage(["ppo"], 8)])).run()
     assert not dead.exists()
     assert alive.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Per-stage settings and stage components (AllenAct 0.5)
+
+
+class TestStageSettings:
+    def test_each_stage_collects_and_learns_with_its_own_settings(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Rollout length, minibatches, repeats, discounting, GAE and the gradient clip come
+        from each stage's settings, falling back to the pipeline's."""
+        returns_calls: list[dict[str, Any]] = []
+        clip_norms: list[float] = []
+
+        def spy_returns(rewards: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+            returns_calls.append({"num_steps": rewards.shape[0], **kwargs})
+            return compute_returns(rewards, *args, **kwargs)
+
+        clip = nn.utils.clip_grad_norm_
+
+        def spy_clip(parameters: Any, max_norm: float) -> torch.Tensor:
+            clip_norms.append(max_norm)
+            return clip(parameters, max_norm)
+
+        monkeypatch.setattr("hydra_pipeline.engine.runner.compute_returns", spy_returns)
+        monkeypatch.setattr(nn.utils, "clip_grad_norm_", spy_clip)
+        loss = CountingLoss(A2C())
+        own = TrainingSettings(
+            num_steps=2,
+            num_mini_batch=2,
+            update_repeats=3,
+            gamma=0.5,
+            use_gae=False,
+            max_grad_norm=0.25,
+        )
+        pipeline = make_pipeline(
+            [PipelineStage(["a2c"], 16), PipelineStage(["a2c"], 16, training_settings=own)],
+            named_losses={"a2c": loss},
+        )
+        task = SpyCartPole(2)
+        runner = make_runner(tmp_path, pipeline, task=task)
+        summary = runner.run()
+        assert [stage.steps for stage in summary.stages] == [16, 16]
+        # Stage 0: two rollouts of 4 steps x 2 environments; stage 1: four of 2 x 2.
+        assert len(task.actions) == 2 * 4 + 4 * 2
+        assert [call["num_steps"] for call in returns_calls] == [4, 4, 2, 2, 2, 2]
+        assert {(c["gamma"], c["use_gae"], c["gae_lambda"]) for c in returns_calls[:2]} == {
+            (GAMMA, True, 0.95)
+        }
+        assert {(c["gamma"], c["use_gae"], c["gae_lambda"]) for c in returns_calls[2:]} == {
+            (0.5, False, 0.95)
+        }
+        # Stage 0: one minibatch of 8 per rollout; stage 1: 3 epochs x 2 minibatches of 2.
+        sizes = [batch.observations.shape[0] for _, batch in loss.calls]
+        assert sizes == [8, 8] + [2] * (4 * 3 * 2)
+        assert clip_norms == [0.5] * 2 + [0.25] * 24
+        assert runner.storage is not None and runner.storage.num_steps == 2
+
+    def test_intervals_and_scene_period_of_each_stage(self, tmp_path: Path) -> None:
+        """Metrics, checkpoints and environment resets follow the running stage's settings."""
+        criteria = [RecordingCriterion(), RecordingCriterion()]
+        stages = [
+            PipelineStage(["ppo"], 32, early_stopping_criterion=criteria[0]),
+            PipelineStage(
+                ["ppo"],
+                32,
+                early_stopping_criterion=criteria[1],
+                metric_accumulate_interval=16,
+                save_interval=8,
+                advance_scene_rollout_period=2,
+            ),
+        ]
+        pipeline = make_pipeline(stages, metric_accumulate_interval=8, save_interval=None)
+        task = SpyCartPole(2)
+        make_runner(tmp_path, pipeline, task=task).run()
+        # 8 steps per rollout: stage 0 is reported after every rollout, stage 1 every other.
+        assert [call["total_steps"] for call in criteria[0].calls] == [8, 16, 24]
+        assert [call["total_steps"] for call in criteria[1].calls] == [48]
+        # Stage 0 never saves (None everywhere); stage 1 every 8 steps.
+        assert checkpoint_files(tmp_path) == [
+            f"stage_01__steps_{steps:012d}.pt" for steps in (40, 48, 56, 64)
+        ]
+        # The task's own reset, the runner's, then after rollouts 6 and 8 (stage 1's 2nd, 4th).
+        assert task.resets == [None, 0, None, None]
+
+    def test_settings_missing_everywhere_are_refused(self) -> None:
+        """A pipeline may leave a setting unset only if each stage that runs sets it."""
+        stage = PipelineStage(["ppo"], 8, num_steps=4)
+        pipeline = TrainingPipeline(
+            named_losses={"ppo": PPO()},
+            pipeline_stages=[stage, PipelineStage(["ppo"], 0)],
+            optimizer_builder=Builder(torch.optim.Adam),
+            num_mini_batch=1,
+            update_repeats=1,
+            max_grad_norm=0.5,
+            gamma=0.99,
+            use_gae=True,
+            gae_lambda=0.95,
+            metric_accumulate_interval=8,
+        )
+        assert pipeline.num_steps is None and stage.training_settings.num_steps == 4
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'pipeline_stages.1.training_settings.num_steps' is not set, neither for the "
+            r"stage nor for the pipeline",
+        ):
+            TrainingPipeline(
+                named_losses={"ppo": PPO()},
+                pipeline_stages=[PipelineStage(["ppo"], 8, num_steps=4), PipelineStage(["ppo"], 8)],
+                optimizer_builder=Builder(torch.optim.Adam),
+                training_settings=TrainingSettings(
+                    num_mini_batch=1,
+                    update_repeats=1,
+                    max_grad_norm=0.5,
+                    gamma=0.99,
+                    use_gae=True,
+                    gae_lambda=0.95,
+                    metric_accumulate_interval=8,
+                ),
+            )
+
+    def test_a_stage_with_more_minibatches_than_environments_is_named(self, tmp_path: Path) -> None:
+        pipeline = make_pipeline(
+            [PipelineStage(["ppo"], 8), PipelineStage(["ppo"], 8, num_mini_batch=3)]
+        )
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'pipeline_stages.1.training_settings.num_mini_batch' must be <= the task's "
+            r"num_envs \(2\)",
+        ):
+            make_runner(tmp_path, pipeline, num_envs=2)
+
+
+class TestStageComponents:
+    def test_per_loss_update_repeats(self, tmp_path: Path) -> None:
+        """A component's update_repeats list gives each loss its own number of epochs."""
+        a2c, imitation = CountingLoss(A2C()), CountingLoss(Imitation())
+        component = StageComponent(
+            uuid="onpolicy",
+            storage_uuid="onpolicy",
+            loss_names=["a2c", "imitation"],
+            training_settings=TrainingSettings(update_repeats=[1, 3]),
+        )
+        stage = PipelineStage(["a2c", "imitation"], 16, stage_components=[component])
+        pipeline = make_pipeline([stage], named_losses={"a2c": a2c, "imitation": imitation})
+        make_runner(tmp_path, pipeline).run()
+        assert a2c.step_counts == [8, 16]
+        assert imitation.step_counts == [8, 8, 8, 16, 16, 16]
+
+    def test_components_on_the_rollout_and_on_a_data_source(self, tmp_path: Path) -> None:
+        """Each component learns from its storage, in order, with its own settings and
+        weights; the samples drawn from each storage are counted."""
+        data = NumberedBatches()
+        onpolicy, offpolicy = CountingLoss(PPO()), CountingLoss(Imitation())
+        stage = PipelineStage(
+            ["ppo"],
+            16,
+            stage_components=[
+                StageComponent(uuid="rl", storage_uuid="onpolicy", loss_names=["ppo"]),
+                StageComponent(
+                    uuid="bc",
+                    storage_uuid="demos",
+                    loss_names=["bc"],
+                    training_settings=TrainingSettings(num_mini_batch=2, update_repeats=2),
+                    loss_weights=[0.5],
+                ),
+            ],
+        )
+        pipeline = TrainingPipeline(
+            named_losses={"ppo": onpolicy, "bc": offpolicy},
+            pipeline_stages=[stage],
+            optimizer_builder=Builder(torch.optim.Adam, {"lr": 1e-3}),
+            named_storages={"onpolicy": RolloutBlockStorage(), "demos": data},
+            training_settings=TrainingSettings(
+                num_mini_batch=1,
+                update_repeats=1,
+                max_grad_norm=0.5,
+                num_steps=4,
+                gamma=GAMMA,
+                use_gae=True,
+                gae_lambda=0.95,
+                metric_accumulate_interval=8,
+            ),
+        )
+        runner = make_runner(tmp_path, pipeline)
+        runner.run()
+        assert onpolicy.step_counts == [8, 16]
+        assert offpolicy.step_counts == [8] * 4 + [16] * 4
+        drawn = [float(batch.observations[0, 0]) for _, batch in offpolicy.calls]
+        assert drawn == [0, 1, 10, 11, 20, 21, 30, 31]
+        assert stage.storage_uuid_to_steps_taken_in_stage == {"onpolicy": 16, "demos": 8 * 3}
+        assert pipeline.storage_uuid_to_total_experiences == {"onpolicy": 16, "demos": 24}
+        assert "bc/bc/cross_entropy" in runner.latest_metrics
+        assert "ppo/action" in runner.latest_metrics
+
+    def test_offpolicy_only_stage_with_zero_minibatches(self, tmp_path: Path) -> None:
+        """AllenAct's off-policy tutorial: num_mini_batch=0 and update_repeats=0 for the
+        pipeline, one component on expert demonstrations. Rollouts still run (and count);
+        only the demonstrations train the model."""
+        demonstrations = ExpertDemonstrations(CartPoleTask(2), num_steps=8, batch_size=8)
+        loss = CountingLoss(Imitation())
+        stage = PipelineStage(
+            ["bc"],
+            16,
+            stage_components=[
+                StageComponent(
+                    uuid="offpolicy",
+                    storage_uuid="demos",
+                    loss_names=["bc"],
+                    training_settings=TrainingSettings(num_mini_batch=1, update_repeats=2),
+                )
+            ],
+        )
+        pipeline = TrainingPipeline(
+            named_losses={"bc": loss},
+            pipeline_stages=[stage],
+            optimizer_builder=Builder(torch.optim.Adam, {"lr": 1e-3}),
+            named_storages={"onpolicy": RolloutBlockStorage(), "demos": demonstrations},
+            num_mini_batch=0,
+            update_repeats=0,
+            max_grad_norm=0.5,
+            num_steps=4,
+            gamma=GAMMA,
+            use_gae=True,
+            gae_lambda=0.95,
+            metric_accumulate_interval=1,
+        )
+        task = SpyCartPole(2)
+        runner = make_runner(tmp_path, pipeline, task=task)
+        before = weights(runner)
+        summary = runner.run()
+        assert summary.total_steps == 16 and len(task.actions) == 8
+        assert loss.step_counts == [8, 8, 16, 16]
+        assert all(batch.actions is None for _, batch in loss.calls)
+        after = weights(runner)
+        assert not torch.equal(before["actor.0.weight"], after["actor.0.weight"])
+        assert torch.equal(before["critic.0.weight"], after["critic.0.weight"])
+
+    def test_purely_offpolicy_pipeline_collects_nothing(self, tmp_path: Path) -> None:
+        """Without a rollout storage the task is never stepped and a stage step is one round
+        of updates (as in AllenAct); no expert is needed from the task."""
+        loss = CountingLoss(Imitation())
+        stage = PipelineStage(
+            [],
+            3,
+            stage_components=[
+                StageComponent(
+                    uuid="bc", storage_uuid="demos", loss_names=["bc"], loss_weights=[1.0]
+                )
+            ],
+        )
+        pipeline = TrainingPipeline(
+            named_losses={"bc": loss},
+            pipeline_stages=[stage],
+            optimizer_builder=Builder(torch.optim.Adam, {"lr": 1e-3}),
+            named_storages={"demos": NumberedBatches()},
+            num_mini_batch=1,
+            update_repeats=1,
+            max_grad_norm=0.5,
+            metric_accumulate_interval=1,
+        )
+        assert pipeline.rollout_storage_uuid is None
+        task = SpyCartPole(2)
+        summary = make_runner(tmp_path, pipeline, task=task).run()
+        assert summary.total_steps == 3
+        assert task.actions == [] and task.expert_calls == []
+        assert loss.step_counts == [1, 2, 3]  # counted before the round, as AllenAct does
+
+    def test_a_storage_that_is_not_a_data_source_is_refused(self, tmp_path: Path) -> None:
+        stage = PipelineStage(
+            ["ppo"],
+            8,
+            stage_components=[
+                StageComponent(uuid="rl", storage_uuid="onpolicy", loss_names=["ppo"]),
+                StageComponent(uuid="x", storage_uuid="numbers", loss_names=["ppo"]),
+            ],
+        )
+        pipeline = TrainingPipeline(
+            named_losses={"ppo": PPO()},
+            pipeline_stages=[stage],
+            optimizer_builder=Builder(torch.optim.Adam),
+            named_storages={"onpolicy": RolloutBlockStorage(), "numbers": [1, 2, 3]},
+            training_settings=TrainingSettings(
+                num_mini_batch=1,
+                update_repeats=1,
+                max_grad_norm=0.5,
+                num_steps=4,
+                gamma=GAMMA,
+                use_gae=True,
+                gae_lambda=0.95,
+                metric_accumulate_interval=8,
+            ),
+        )
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'named_storages.numbers' must be the rollout storage \('onpolicy'\) or a "
+            r"data source .* as pipeline_stages.0.stage_components.1 learns from it",
+        ):
+            make_runner(tmp_path, pipeline)
+
+
+def stage_settings_pipeline(save_interval: int | None) -> TrainingPipeline:
+    """Two stages with their own rollout lengths, minibatches, repeats, discounting and
+    intervals, a per-loss repeat list, and a demonstration storage."""
+    demonstrations = ExpertDemonstrations(CartPoleTask(2), num_steps=6, batch_size=5, seed=3)
+    stages = [
+        PipelineStage(["ppo"], 24, num_steps=2, update_repeats=2, gamma=0.9),
+        PipelineStage(
+            ["a2c", "imitation"],
+            32,
+            stage_components=[
+                StageComponent(
+                    uuid="rl",
+                    storage_uuid="onpolicy",
+                    loss_names=["a2c", "imitation"],
+                    training_settings=TrainingSettings(update_repeats=[1, 2]),
+                ),
+                StageComponent(
+                    uuid="bc",
+                    storage_uuid="demos",
+                    loss_names=["bc"],
+                    training_settings=TrainingSettings(num_mini_batch=2, update_repeats=1),
+                    loss_weights=[0.5],
+                ),
+            ],
+            teacher_forcing=LinearDecay(steps=32),
+            training_settings=TrainingSettings(
+                num_steps=8, num_mini_batch=2, use_gae=False, metric_accumulate_interval=32
+            ),
+        ),
+    ]
+    return TrainingPipeline(
+        named_losses={"ppo": PPO(), "a2c": A2C(), "imitation": Imitation(), "bc": Imitation()},
+        pipeline_stages=stages,
+        optimizer_builder=Builder(torch.optim.Adam, {"lr": 1e-3}),
+        named_storages={"onpolicy": RolloutBlockStorage(), "demos": demonstrations},
+        num_mini_batch=1,
+        update_repeats=1,
+        max_grad_norm=0.5,
+        num_steps=4,
+        gamma=GAMMA,
+        use_gae=True,
+        gae_lambda=0.95,
+        save_interval=save_interval,
+        metric_accumulate_interval=8,
+        advance_scene_rollout_period=5,
+    )
+
+
+def test_resume_with_stage_settings_and_components_is_exact(tmp_path: Path) -> None:
+    """Resumed from a checkpoint in each stage (the rollout storage resized between them, a
+    demonstration stream part-way), a run ends bitwise equal to the uninterrupted one."""
+    uninterrupted = make_runner(tmp_path / "a", stage_settings_pipeline(None), seed=4)
+    expected = uninterrupted.run()
+    saving_dir = tmp_path / "b"
+    make_runner(saving_dir, stage_settings_pipeline(12), seed=4).run()
+    checkpoints = sorted((saving_dir / CHECKPOINT_DIRECTORY).iterdir())
+    chosen = [checkpoints[0], checkpoints[-2]]
+    assert [load_checkpoint(c)["pipeline"]["current_stage_index"] for c in chosen] == [0, 1]
+    assert load_checkpoint(chosen[1])["engine"]["data_streams"]["demos"]["started"]
+    for index, checkpoint in enumerate(chosen):
+        runner = make_runner(tmp_path / f"r{index}", stage_settings_pipeline(12), seed=4)
+        runner.resume(checkpoint)
+        summary = runner.run()
+        assert_same_weights(weights(runner), weights(uninterrupted))
+        assert summary.stages == expected.stages
+        assert summary.final_metrics == expected.final_metrics

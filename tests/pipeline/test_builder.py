@@ -118,6 +118,23 @@ class TestBuilderValue:
         assert repr(Builder(dict)) == "Builder(builtins.dict)"
 
 
+class TestTupleView:
+    def test_unpacks_and_indexes_like_allenacts_tuple(self) -> None:
+        """AllenAct's Builder is a (class_type, kwargs, default) tuple; code unpacks it."""
+        builder = Builder(Recorder, {"lr": 0.1}, default={"eps": 1e-5})
+        class_type, kwargs, default = builder
+        assert (class_type, kwargs, default) == (Recorder, {"lr": 0.1}, {"eps": 1e-5})
+        assert len(builder) == 3
+        assert builder[0] is Recorder and builder[-1] == {"eps": 1e-5}
+        assert list(builder) == [Recorder, {"lr": 0.1}, {"eps": 1e-5}]
+
+    def test_copies_still_build_the_same(self) -> None:
+        """Unlike AllenAct's tuple, copies keep their three parts."""
+        builder = Builder(Recorder, {"lr": 0.1}, default={"eps": 1e-5})
+        for clone in (copy.deepcopy(builder), pickle.loads(pickle.dumps(builder))):
+            assert tuple(clone) == tuple(builder)
+
+
 class TestRecursiveUpdate:
     def test_updates_in_place_and_returns_original(self) -> None:
         original: dict[str, Any] = {"a": {"x": 1}, "keep": 0}

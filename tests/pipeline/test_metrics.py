@@ -51,6 +51,22 @@ class TestScalarMeanTracker:
             tracker.add_scalars({"a": 1.0}, n=n)
         assert tracker.empty
 
+    def test_per_key_counts(self) -> None:
+        """AllenAct's engine passes n as a mapping: each key its own count."""
+        tracker = ScalarMeanTracker()
+        tracker.add_scalars({"loss": 2.0, "lr": 0.1}, n={"loss": 4, "lr": 1})
+        tracker.add_scalars({"loss": 4.0, "lr": 0.3}, n={"loss": 1, "lr": 1, "unused": 9})
+        assert tracker.counts() == {"loss": 5, "lr": 2}
+        assert tracker.means() == pytest.approx({"loss": 12.0 / 5, "lr": 0.2})
+
+    def test_per_key_counts_must_cover_every_key(self) -> None:
+        tracker = ScalarMeanTracker()
+        with pytest.raises(InvalidArgumentError, match=r"'n' gives no count for \['lr'\]"):
+            tracker.add_scalars({"loss": 1.0, "lr": 0.1}, n={"loss": 2})
+        with pytest.raises(InvalidArgumentError, match=r"'n.loss' must be >= 1 \(got 0\)"):
+            tracker.add_scalars({"loss": 1.0}, n={"loss": 0})
+        assert tracker.empty
+
     def test_state_dict_round_trip(self) -> None:
         tracker = ScalarMeanTracker()
         tracker.add_scalars({"a": 1.0, "b": 2.0}, n=2)

@@ -11,7 +11,9 @@ from hydra_pipeline import (
     LinearDecay,
     OffPolicyPipelineComponent,
     PipelineStage,
+    StageComponent,
     ThresholdEarlyStopping,
+    TrainingSettings,
 )
 
 
@@ -56,8 +58,8 @@ class TestConstruction:
         [
             ({"loss_names": "ab"}, "'loss_names' must be a list of names"),
             ({"loss_names": ["a", "a"]}, r"'loss_names' lists \['a'\] more than once"),
-            ({"loss_names": []}, "'loss_names' must name at least one loss"),
-            ({"max_stage_steps": 2.5}, "'max_stage_steps' must be an integer"),
+            ({"loss_names": []}, "'loss_names' must name at least one loss .*stage_components"),
+            ({"max_stage_steps": "many"}, "'max_stage_steps' must be a number"),
             ({"early_stopping_criterion": lambda **_: True}, "must be an EarlyStoppingCriterion"),
             ({"teacher_forcing": 0.5}, "'teacher_forcing' must map a step count"),
             ({"offpolicy_component": (no_data, ["x"], 1)}, "must be an OffPolicyPipelineComponent"),
@@ -131,9 +133,9 @@ class TestCompletion:
         stage.steps_taken_in_stage = 7
         assert stage.is_complete
 
-    def test_callable_limit_must_return_an_int(self) -> None:
+    def test_callable_limit_must_return_a_number(self) -> None:
         stage = PipelineStage(["a"], lambda: "many")  # type: ignore[arg-type,return-value]
-        with pytest.raises(InvalidArgumentError, match="'max_stage_steps' must be an integer"):
+        with pytest.raises(InvalidArgumentError, match="'max_stage_steps' must be a number"):
             stage.resolve_max_stage_steps()
 
 
@@ -162,3 +164,136 @@ class TestStageState:
         clone.load_state_dict(stage.state_dict())
         assert clone.state_dict() == stage.state_dict()
         assert clone.resolved_max_stage_steps == 9
+
+
+class TestStageSettings:
+    def test_settings_as_an_object_or_as_keywords(self) -> None:
+        """AllenAct 0.5 takes training_settings=TrainingSettings(...) or the settings as
+        keywords; both give the stage's own settings."""
+        settings = TrainingSettings(num_steps=32)
+        assert PipelineStage(["a"], 5, training_settings=settings).training_settings is settings
+        stage = PipelineStage(max_stage_steps=5, loss_names=["a"], num_mini_batch=8)
+        assert stage.training_settings.own_values() == {"num_mini_batch": 8}
+
+    def test_both_forms_are_refused(self) -> None:
+        with pytest.raises(InvalidArgumentError, match="is given together with the settings"):
+            PipelineStage(["a"], 5, training_settings=TrainingSettings(), num_steps=4)
+
+    def test_per_loss_repeats_belong_to_components(self) -> None:
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'training_settings.update_repeats' must be an integer in a stage",
+        ):
+            PipelineStage(["a"], 5, training_settings=TrainingSettings(update_repeats=[1]))
+
+    def test_settings_are_not_stage_attributes(self) -> None:
+        """As in AllenAct, stage.num_steps = ... is refused: it would not change anything."""
+        stage = PipelineStage(["a"], 5)
+        with pytest.raises(AttributeError, match=r"stage.training_settings.num_steps = "):
+            stage.num_steps = 4  # type: ignore[attr-defined]
+
+    def test_float_limits(self) -> None:
+        """A float max_stage_steps works as its value (AllenAct compares numbers)."""
+        stage = PipelineStage(["a"], 1.2e3)
+        stage.steps_taken_in_stage = 1199
+        assert not stage.is_complete
+        stage.steps_taken_in_stage = 1200
+        assert stage.is_complete
+
+    def test_a_stage_that_cannot_run_may_have_no_loss(self) -> None:
+        """AllenAct's default validation and test stages: no loss, max_stage_steps -1."""
+        assert PipelineStage(loss_names=[], max_stage_steps=-1).is_complete
+
+
+class TestStageComponents:
+    def test_components_in_order_with_settings_falling_back_to_the_stage(self) -> None:
+        first = StageComponent(uuid="rl", storage_uuid="onpolicy", loss_names=["a"])
+        second = StageComponent(
+            uuid="bc",
+            storage_uuid="demos",
+            loss_names=["b"],
+            training_settings=TrainingSettings(update_repeats=[3]),
+        )
+        stage = PipelineStage(
+            ["a", "b"], 5, loss_weights=[1.0, 0.5], stage_components=[first, second], gamma=0.9
+        )
+        assert stage.stage_components == (first, second)
+        assert stage.uuid_to_stage_component == {"rl": first, "bc": second}
+        assert first.training_settings.gamma == 0.9
+        assert second.training_settings.update_repeats == [3]
+        assert stage.storage_uuid_to_steps_taken_in_stage == {"onpolicy": 0, "demos": 0}
+        assert stage.component_loss_weights(second) == {"b": 0.5}
+
+    def test_a_component_may_weigh_losses_the_stage_does_not_list(self) -> None:
+        component = StageComponent(
+            uuid="bc", storage_uuid="demos", loss_names=["x"], loss_weights=[2.0]
+        )
+        stage = PipelineStage(["a"], 5, stage_components=[component])
+        assert stage.component_loss_weights(component) == {"x": 2.0}
+
+    @pytest.mark.parametrize(
+        ("components", "message"),
+        [
+            (
+                [StageComponent(uuid="c", storage_uuid="s", loss_names=["x"])],
+                r"'stage_components.0.loss_names' names \['x'\], which the stage's loss_names "
+                r"\['a'\] do not list, so they have no weight",
+            ),
+            (
+                [
+                    StageComponent(uuid="c", storage_uuid="s", loss_names=["a"]),
+                    StageComponent(uuid="c", storage_uuid="t", loss_names=["a"]),
+                ],
+                r"'stage_components.1.uuid' names another component of the stage",
+            ),
+            (
+                [
+                    StageComponent(uuid="c", storage_uuid="s", loss_names=["a"]),
+                    StageComponent(uuid="d", storage_uuid="s", loss_names=["a"]),
+                ],
+                r"'stage_components.1.storage_uuid' is already used by the stage's component 'c'",
+            ),
+            ([("c", "s", ["a"])], r"'stage_components.0' must be a StageComponent"),
+        ],
+    )
+    def test_bad_components(self, components: list[object], message: str) -> None:
+        with pytest.raises(InvalidArgumentError, match=message):
+            PipelineStage(["a"], 5, stage_components=components)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            (
+                {"training_settings": TrainingSettings(num_steps=4)},
+                r"'training_settings.num_steps' must not be set in a StageComponent \(got 4\)",
+            ),
+            (
+                {"training_settings": TrainingSettings(update_repeats=[1, 2])},
+                r"'training_settings.update_repeats' must give one count per loss",
+            ),
+            ({"uuid": ""}, "'uuid' must be a non-empty string"),
+            ({"loss_weights": [1.0, 2.0]}, "'loss_weights' must have one weight per entry"),
+        ],
+    )
+    def test_bad_component_arguments(self, kwargs: dict[str, object], message: str) -> None:
+        arguments: dict[str, object] = {"uuid": "c", "storage_uuid": "s", "loss_names": ["a"]}
+        with pytest.raises(InvalidArgumentError, match=message):
+            StageComponent(**{**arguments, **kwargs})  # type: ignore[arg-type]
+
+    def test_reset_and_state_keep_storage_counts(self) -> None:
+        stage = PipelineStage(
+            ["a"],
+            5,
+            stage_components=[StageComponent(uuid="c", storage_uuid="s", loss_names=["a"])],
+        )
+        stage.storage_uuid_to_steps_taken_in_stage["s"] = 7
+        stage.rollout_count = 3
+        clone = PipelineStage(
+            ["a"],
+            5,
+            stage_components=[StageComponent(uuid="c", storage_uuid="s", loss_names=["a"])],
+        )
+        clone.load_state_dict(stage.state_dict())
+        assert clone.storage_uuid_to_steps_taken_in_stage == {"s": 7} and clone.rollout_count == 3
+        stage.reset()
+        assert stage.storage_uuid_to_steps_taken_in_stage == {"s": 0} and stage.rollout_count == 0

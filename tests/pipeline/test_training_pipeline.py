@@ -11,10 +11,14 @@ import pytest
 from hydra_pipeline import (
     Builder,
     InvalidArgumentError,
+    OffPolicyPipelineComponent,
     PipelineStage,
+    RolloutBlockStorage,
     ScalarMeanTracker,
+    StageComponent,
     ThresholdEarlyStopping,
     TrainingPipeline,
+    TrainingSettings,
 )
 
 
@@ -74,8 +78,13 @@ class TestConstruction:
         ("overrides", "message"),
         [
             ({"pipeline_stages": []}, "'pipeline_stages' must be a non-empty list"),
-            ({"num_mini_batch": 0}, r"'num_mini_batch' must be >= 1 \(got 0\)"),
-            ({"update_repeats": 0}, r"'update_repeats' must be >= 1 \(got 0\)"),
+            (
+                {"num_mini_batch": 0},
+                r"'num_mini_batch' must be >= 1 where stage component 'onpolicy' of "
+                r"pipeline_stages.0 updates \(update_repeats=3\) \(got 0\)",
+            ),
+            ({"num_mini_batch": -1}, r"'num_mini_batch' must be >= 0 \(got -1\)"),
+            ({"update_repeats": -1}, r"'update_repeats' must be >= 0 \(got -1\)"),
             ({"num_steps": -1}, r"'num_steps' must be >= 1 \(got -1\)"),
             ({"metric_accumulate_interval": 0}, r"'metric_accumulate_interval' must be >= 1"),
             ({"gamma": 1.5}, r"'gamma' must be in \[0, 1\] \(got 1.5\)"),
@@ -148,7 +157,7 @@ class TestCursor:
         metrics.add_scalars({"reward": 11.0})
         assert not pipeline.before_rollout()
         assert pipeline.current_stage_index == 0
-        assert pipeline.before_rollout(training_metrics=metrics)
+        assert pipeline.before_rollout(train_metrics=metrics)
         assert pipeline.pipeline_stages[0].early_stopping_criterion_met
         assert pipeline.current_stage_index == 1
 
@@ -159,7 +168,7 @@ class TestCursor:
         pipeline.pipeline_stages[0].steps_taken_in_stage = 10
         metrics = ScalarMeanTracker()
         metrics.add_scalars({"reward": 5.0})
-        pipeline.before_rollout(training_metrics=metrics)
+        pipeline.before_rollout(train_metrics=metrics)
         assert pipeline.current_stage is None
         assert not pipeline.pipeline_stages[0].early_stopping_criterion_met
         assert criterion.successes_in_a_row == 0
@@ -330,3 +339,225 @@ class TestState:
         for clone in (pickle.loads(pickle.dumps(pipeline)), copy.deepcopy(pipeline)):
             assert clone.state_dict() == pipeline.state_dict()
             assert clone.optimizer_builder == pipeline.optimizer_builder
+
+
+ROLLOUT_SETTINGS = {
+    "num_mini_batch": 2,
+    "update_repeats": 3,
+    "max_grad_norm": 0.5,
+    "num_steps": 8,
+    "gamma": 0.99,
+    "use_gae": True,
+    "gae_lambda": 0.95,
+    "metric_accumulate_interval": 50,
+}
+
+
+class TestAllenAct05Form:
+    def test_keyword_form_with_a_settings_object(self) -> None:
+        """AllenAct 0.5's keywords: training_settings, named_storages, rollout_storage_uuid;
+        pipeline.<setting> reads the pipeline's settings, stages fall back to them."""
+        settings = TrainingSettings(**ROLLOUT_SETTINGS, save_interval=100)
+        stage = PipelineStage(loss_names=["a"], max_stage_steps=10, num_steps=4)
+        pipeline = TrainingPipeline(
+            named_losses={"a": Loss()},
+            pipeline_stages=[stage],
+            optimizer_builder=Builder(dict),
+            training_settings=settings,
+            named_storages=None,
+            rollout_storage_uuid=None,
+        )
+        assert pipeline.training_settings is settings
+        assert (pipeline.num_steps, pipeline.save_interval) == (8, 100)
+        assert stage.training_settings.num_steps == 4
+        assert stage.training_settings.update_repeats == 3
+
+    def test_settings_given_in_both_forms_are_refused(self) -> None:
+        with pytest.raises(InvalidArgumentError, match="is given together with the settings"):
+            make_pipeline(training_settings=TrainingSettings())
+
+    def test_per_loss_repeats_are_refused_for_the_pipeline(self) -> None:
+        with pytest.raises(InvalidArgumentError, match="'update_repeats' must be an integer in a"):
+            make_pipeline(training_settings=None, update_repeats=[1, 2])
+
+    def test_default_storage_and_components(self) -> None:
+        """Without storages a pipeline has AllenAct's "onpolicy" rollout storage (a builder,
+        built when first asked for), and every stage a component training its losses on it."""
+        pipeline = make_pipeline()
+        assert pipeline.rollout_storage_uuid == "onpolicy"
+        assert pipeline.named_storages == {"onpolicy": Builder(RolloutBlockStorage)}
+        for stage in pipeline.pipeline_stages:
+            (component,) = stage.stage_components
+            assert (component.uuid, component.storage_uuid) == ("onpolicy", "onpolicy")
+            assert component.loss_names == stage.loss_names
+            assert component.training_settings.num_mini_batch == 2
+        storage = pipeline.rollout_storage
+        assert isinstance(storage, RolloutBlockStorage)
+        assert pipeline.current_stage_storage == {"onpolicy": storage}
+        assert pipeline.named_storages["onpolicy"] is storage
+
+    def test_offpolicy_component_becomes_a_stage_component(self) -> None:
+        """AllenAct 2020's offpolicy_component runs as a component on its data."""
+
+        def data() -> Any:
+            return iter(())
+
+        component = OffPolicyPipelineComponent(data, ["b"], updates=4, loss_weights=[0.5])
+        pipeline = make_pipeline([PipelineStage(["a"], 10, offpolicy_component=component)])
+        (stage,) = pipeline.pipeline_stages
+        rollout, offpolicy = stage.stage_components
+        assert rollout.storage_uuid == "onpolicy"
+        assert (offpolicy.uuid, offpolicy.loss_names) == ("offpolicy", ["b"])
+        assert offpolicy.training_settings.own_values() == {
+            "num_mini_batch": 1,
+            "update_repeats": 4,
+        }
+        assert stage.component_loss_weights(offpolicy) == {"b": 0.5}
+        source = pipeline.get_storage(offpolicy.storage_uuid)
+        assert source.data_iterator_builder is data
+
+    def test_storages_and_their_names(self) -> None:
+        def data() -> Any:
+            return iter(())
+
+        two = {"first": RolloutBlockStorage(), "second": Builder(RolloutBlockStorage)}
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'rollout_storage_uuid' must be given, because named_storages holds several "
+            r"rollout storages \['first', 'second'\]",
+        ):
+            make_pipeline(named_storages=two)
+        with pytest.raises(
+            InvalidArgumentError, match="'rollout_storage_uuid' must name a rollout storage"
+        ):
+            make_pipeline(named_storages={"data": data}, rollout_storage_uuid="data")
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'pipeline_stages.0.stage_components' must be given, because named_storages "
+            r"holds several rollout storages",
+        ):
+            make_pipeline(named_storages=two, rollout_storage_uuid="first")
+        component = StageComponent(uuid="c", storage_uuid="nope", loss_names=["a"])
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'pipeline_stages.0.stage_components.0.storage_uuid' names no storage of "
+            r"named_storages \(got 'nope'\). Storages: \['onpolicy'\]",
+        ):
+            make_pipeline([PipelineStage(["a"], 10, stage_components=[component])])
+
+    def test_without_a_rollout_storage_nothing_needs_rollout_settings(self) -> None:
+        """A purely off-policy pipeline (AllenAct logs a warning) needs no rollout settings."""
+        component = StageComponent(uuid="c", storage_uuid="data", loss_names=["a"])
+        pipeline = TrainingPipeline(
+            named_losses={"a": Loss()},
+            pipeline_stages=[PipelineStage(["a"], 10, stage_components=[component])],
+            optimizer_builder=Builder(dict),
+            named_storages={"data": lambda: iter(())},
+            num_mini_batch=1,
+            update_repeats=1,
+            max_grad_norm=1.0,
+            metric_accumulate_interval=1,
+        )
+        assert pipeline.rollout_storage_uuid is None and pipeline.rollout_storage is None
+
+    def test_unset_settings_name_where_to_set_them(self) -> None:
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'pipeline_stages.0.training_settings.gamma' is not set, neither for the stage "
+            r"nor for the pipeline \(got None\). Set the pipeline's gamma, or this stage's "
+            r"training_settings.gamma.",
+        ):
+            make_pipeline(gamma=None)
+        component = StageComponent(uuid="c", storage_uuid="onpolicy", loss_names=["a"])
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'pipeline_stages.0.stage_components.0.training_settings.max_grad_norm' is not "
+            r"set, but stage component 'c' updates",
+        ):
+            make_pipeline(
+                [PipelineStage(["a"], 10, stage_components=[component])], max_grad_norm=None
+            )
+
+    def test_zero_minibatches_name_their_source(self) -> None:
+        """The key named is where the value comes from: the stage's setting here."""
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'pipeline_stages.1.training_settings.num_mini_batch' must be >= 1 where "
+            r"stage component 'onpolicy' of pipeline_stages.1 updates \(update_repeats=3\)",
+        ):
+            make_pipeline([PipelineStage(["a"], 10), PipelineStage(["b"], 10, num_mini_batch=0)])
+        # Nothing to update: 0 minibatches are fine.
+        make_pipeline([PipelineStage(["a"], 10, num_mini_batch=0, update_repeats=0)])
+
+    def test_validation_and_test_stages(self) -> None:
+        """Kept for AllenAct 0.5's configs (never run here); empty by default, linked to the
+        pipeline's settings, and never one of the training stages."""
+        pipeline = make_pipeline()
+        for stage in (pipeline.valid_pipeline_stage, pipeline.test_pipeline_stage):
+            assert stage.loss_names == [] and stage.max_stage_steps == -1
+            assert stage.training_settings.num_steps == 8
+        valid = PipelineStage(["a"], -1, update_repeats=1)
+        assert make_pipeline(valid_pipeline_stage=valid).valid_pipeline_stage is valid
+        stages = [PipelineStage(["a"], 10)]
+        with pytest.raises(
+            InvalidArgumentError, match="'test_pipeline_stage' is also one of pipeline_stages"
+        ):
+            make_pipeline(stages, test_pipeline_stage=stages[0])
+        with pytest.raises(InvalidArgumentError, match=r"'valid_pipeline_stage.loss_names' names"):
+            make_pipeline(valid_pipeline_stage=PipelineStage(["nope"], -1))
+
+
+class TestStageRules:
+    def test_save_and_log_rules_use_the_stage_settings(self) -> None:
+        """The running stage's save_interval and metric_accumulate_interval decide."""
+        stages = [PipelineStage(["a"], 10), PipelineStage(["b"], 10, save_interval=5)]
+        pipeline = make_pipeline(stages, save_interval=None)
+        first, second = pipeline.pipeline_stages
+        assert not pipeline.should_save(steps_since_last_save=10, stage_completed=True, stage=first)
+        assert pipeline.should_save(steps_since_last_save=5, stage_completed=False, stage=second)
+        second.training_settings.metric_accumulate_interval = 7
+        assert pipeline.should_accumulate_metrics(
+            steps_since_last_log=7, stage_completed=False, stage=second
+        )
+        assert not pipeline.should_accumulate_metrics(
+            steps_since_last_log=7, stage_completed=False, stage=first
+        )
+
+    def test_get_loss_and_current_stage_losses(self) -> None:
+        """AllenAct's runner looks losses up with get_loss; a stage's losses include its
+        components'."""
+        component = StageComponent(uuid="c", storage_uuid="onpolicy", loss_names=["b"])
+        pipeline = make_pipeline([PipelineStage(["a", "b"], 10, stage_components=[component])])
+        assert set(pipeline.current_stage_losses) == {"a", "b"}
+        assert pipeline.get_loss("b") is pipeline.current_stage_losses["b"]
+
+    def test_before_rollout_takes_allenacts_keyword(self) -> None:
+        criterion = ThresholdEarlyStopping(metric="reward", threshold=1.0)
+        pipeline = make_pipeline([PipelineStage(["a"], 10, early_stopping_criterion=criterion)])
+        metrics = ScalarMeanTracker()
+        metrics.add_scalars({"reward": 2.0})
+        assert pipeline.before_rollout(train_metrics=metrics)
+        assert pipeline.current_stage is None
+
+    def test_state_holds_rollout_and_storage_counts(self) -> None:
+        pipeline = make_pipeline()
+        pipeline.rollout_count = 5
+        pipeline.pipeline_stages[0].storage_uuid_to_steps_taken_in_stage["onpolicy"] = 8
+        pipeline.pipeline_stages[0].steps_taken_in_stage = 8
+        restored = make_pipeline()
+        restored.load_state_dict(copy.deepcopy(pipeline.state_dict()))
+        assert restored.rollout_count == 5
+        assert restored.storage_uuid_to_total_experiences == {"onpolicy": 8}
+        restored.restart_pipeline()
+        assert restored.rollout_count == 5 and restored.total_steps == 0
+
+
+def test_rules_without_a_stage_use_the_pipelines_settings() -> None:
+    """Asked about the pipeline itself, a pipeline that leaves the metric interval to its
+    stages reports only at stage ends, and one with no save_interval never saves."""
+    stage = PipelineStage(["a"], 10, metric_accumulate_interval=5, save_interval=5)
+    pipeline = make_pipeline([stage], metric_accumulate_interval=None, save_interval=None)
+    assert not pipeline.should_accumulate_metrics(steps_since_last_log=99, stage_completed=False)
+    assert pipeline.should_accumulate_metrics(steps_since_last_log=0, stage_completed=True)
+    assert not pipeline.should_save(steps_since_last_save=99, stage_completed=True)
+    assert pipeline.should_save(steps_since_last_save=5, stage_completed=False, stage=stage)
