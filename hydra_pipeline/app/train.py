@@ -24,6 +24,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -50,6 +51,7 @@ from hydra_pipeline.pipeline.validation import require_seed
 
 if TYPE_CHECKING:
     from hydra_pipeline.engine import OnPolicyRunner, RunSummary
+    from hydra_pipeline.engine.callbacks import Callback
     from hydra_pipeline.tasks import Task
 
 __all__ = ["train"]
@@ -110,6 +112,7 @@ def _start(cfg: DictConfig, hydra_config: Any, output_dir: Path) -> tuple[OnPoli
         # model may use one): the run goes on and the log says what broke determinism.
         torch.use_deterministic_algorithms(True, warn_only=True)
     pipeline = instantiate_node(cfg, "pipeline")
+    callbacks = _callbacks(cfg)
     task = instantiate_node(cfg, "task")
     model = instantiate_node(
         cfg, "model", observation_shape=task.observation_shape, action_space=task.action_space
@@ -126,10 +129,15 @@ def _start(cfg: DictConfig, hydra_config: Any, output_dir: Path) -> tuple[OnPoli
             progress_bar=cfg.progress_bar,
             checkpoint_metadata={"overrides": overrides, "structure": run_structure(cfg)},
             hparams=_swept_values(overrides, cfg.seed),
+            callbacks=callbacks,
+            run_config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+            job=_job(hydra_config, overrides),
+            return_window=cfg.return_window,
         )
     except InvalidArgumentError as error:
         task.close()
-        raise ConfigError(error.message_at("pipeline")) from None
+        where = "" if error.argument == "return_window" else "pipeline"
+        raise ConfigError(error.message_at(where)) from None
     try:
         if checkpoint is not None:
             runner.resume(checkpoint)
@@ -272,6 +280,32 @@ def _save_resolved_config(cfg: DictConfig, output_dir: Path, hydra_config: Any) 
         if not group.startswith("hydra/")
     }
     OmegaConf.save(OmegaConf.create(choices), folder / "choices.yaml")
+
+
+def _callbacks(cfg: DictConfig) -> list[Callback]:
+    """The run's callbacks, built from ``cfg.callbacks`` in their order."""
+    from hydra_pipeline.engine.callbacks import Callback
+
+    callbacks = []
+    for name in cfg.callbacks:
+        callback = instantiate_node(cfg, f"callbacks.{name}")
+        if not isinstance(callback, Callback):
+            raise ConfigError(
+                f"'callbacks.{name}' builds a {type(callback).__qualname__}, which is not a run "
+                "callback: subclass hydra_pipeline.engine.callbacks.Callback and override the "
+                "hooks you need."
+            )
+        callbacks.append(callback)
+    return callbacks
+
+
+def _job(hydra_config: Any, overrides: list[str]) -> dict[str, Any]:
+    """Where the run stands in a sweep, for the callbacks (trackers group a sweep's jobs)."""
+    job: dict[str, Any] = {"name": hydra_config.job.name, "overrides": overrides}
+    if hydra_config.mode == RunMode.MULTIRUN:
+        job["sweep_dir"] = str(Path(hydra_config.runtime.cwd) / hydra_config.sweep.dir)
+        job["number"] = hydra_config.job.num
+    return job
 
 
 def _swept_values(overrides: list[str], seed: int) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
@@ -30,7 +30,12 @@ class Config:
             fresh run of the pipeline (AllenAct's restart_pipeline).
         tensorboard: Write TensorBoard event files to the run folder.
         progress_bar: A progress bar per stage; null shows one only on a terminal.
-        allowed_targets: Extra import prefixes that _target_ may name (my_project.).
+        allowed_targets: Extra import prefixes that _target_ may name (my_project); only the
+            command line may set it.
+        callbacks: Run callbacks by name, called during training (trackers: callbacks=[wandb]
+            or callbacks=[wandb,mlflow]; your own: +callbacks.mine={_target_:my_project.Hook}).
+        return_window: Finished episodes the final training return averages over (the last
+            100, as Stable-Baselines3 reports).
     """
 
     pipeline: TrainingPipelineConf = MISSING
@@ -45,3 +50,5 @@ class Config:
     tensorboard: bool = True
     progress_bar: Optional[bool] = None
     allowed_targets: List[str] = field(default_factory=list)
+    callbacks: Dict[str, Any] = field(default_factory=dict)
+    return_window: int = 100

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["FinishedEpisodes", "finished_episodes"]
+__all__ = ["FinishedEpisodes", "RecentEpisodes", "finished_episodes"]
 
 
 class FinishedEpisodes(NamedTuple):
@@ -55,3 +56,41 @@ def finished_episodes(
         carried_returns=(running_returns[-1:] - total_at_end(running_returns, final_end))[0],
         carried_lengths=(running_lengths[-1:] - total_at_end(running_lengths, final_end))[0],
     )
+
+
+class RecentEpisodes:
+    """The returns and lengths of the last ``window`` finished episodes, for a final training
+    return that says what it averages (Stable-Baselines3 reports over the last 100).
+
+    Args:
+        window: How many of the latest episodes to keep (>= 1).
+    """
+
+    def __init__(self, window: int = 100) -> None:
+        self.window = window
+        self.returns = torch.zeros(0, dtype=torch.float64)
+        self.lengths = torch.zeros(0, dtype=torch.float64)
+
+    def add(self, returns: Tensor, lengths: Tensor) -> None:
+        """Add episodes that just ended (oldest first)."""
+        self.returns = torch.cat([self.returns, returns.to(torch.float64)])[-self.window :]
+        self.lengths = torch.cat([self.lengths, lengths.to(torch.float64)])[-self.window :]
+
+    @property
+    def count(self) -> int:
+        """Episodes kept (fewer than ``window`` until that many have ended)."""
+        return int(self.returns.numel())
+
+    def means(self) -> dict[str, float]:
+        """Mean ``reward`` (return) and ``episode_length`` of the episodes kept (empty if
+        none)."""
+        if not self.count:
+            return {}
+        return {"reward": float(self.returns.mean()), "episode_length": float(self.lengths.mean())}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"returns": self.returns.clone(), "lengths": self.lengths.clone()}
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        self.returns = state["returns"].to(torch.float64)[-self.window :]
+        self.lengths = state["lengths"].to(torch.float64)[-self.window :]

@@ -1,132 +1,125 @@
-"""Where training metrics go: the console (a progress bar or log lines) and TensorBoard.
+"""The built-in run callbacks: the console, TensorBoard and the metrics file.
 
 This module is the only place that knows the TensorBoard tag names: training metrics appear as
 ``train/<metric>`` (``train/reward``, ``train/episode_length``, ``train/lr``,
-``train/teacher_forcing``, ``train/steps_per_second``) and loss terms, whose metric names
-contain a slash, as ``loss/<loss name>/<term>``. The x-axis is always the total step count.
+``train/teacher_forcing``, ``train/steps_per_second``), loss terms, whose metric names contain
+a slash, as ``loss/<loss name>/<term>``, and an evaluation's metrics as ``eval/<metric>``. The
+x-axis is always the total step count. The metrics file (``metrics.csv``) names its columns
+with the same tags.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import logging
+import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-__all__ = ["TENSORBOARD_DIRECTORY", "TrainingReporter", "tensorboard_tag"]
+from hydra_pipeline.engine.callbacks import Callback
+from hydra_pipeline.files import temporary_path
+
+__all__ = [
+    "METRICS_FILE",
+    "TENSORBOARD_DIRECTORY",
+    "ConsoleReporter",
+    "MetricsFile",
+    "TensorBoardWriter",
+    "metric_tag",
+]
 
 TENSORBOARD_DIRECTORY = "tensorboard"
 """Where a run writes its TensorBoard event files, relative to its output folder."""
 
+METRICS_FILE = "metrics.csv"
+"""A run's logged metrics, one row per metric point, next to its ``summary.json``."""
+
 log = logging.getLogger("hydra_pipeline")
 
 
-def tensorboard_tag(metric: str) -> str:
-    """The TensorBoard tag of a metric name from the engine's metric tracker."""
+def metric_tag(metric: str, mode: str = "train") -> str:
+    """The TensorBoard tag (and metrics-file column) of a metric of the given mode."""
+    if mode != "train":
+        return f"{mode}/{metric}"
     return f"loss/{metric}" if "/" in metric else f"train/{metric}"
 
 
-class TrainingReporter:
-    """Shows training progress and writes metrics to TensorBoard.
+class ConsoleReporter(Callback):
+    """Announces stages and shows progress: a progress bar per stage, or a log line per
+    metric point.
 
     Args:
-        output_dir: The run's output folder; event files go to its ``tensorboard/``.
-        enabled: ``False`` silences the console and TensorBoard (``pipeline.should_log``).
-        tensorboard: Whether to write TensorBoard event files.
-        progress_bar: A progress bar per stage (``None``: only when stderr is a terminal);
-            otherwise one log line per metric point.
-        purge_step: On resume, the total step count of the checkpoint: TensorBoard then drops
-            events logged after it by the interrupted run.
+        progress_bar: A progress bar per stage (``None``: only when stderr is a terminal).
     """
 
-    def __init__(
-        self,
-        output_dir: Path,
-        *,
-        enabled: bool = True,
-        tensorboard: bool = True,
-        progress_bar: bool | None = None,
-        purge_step: int | None = None,
-    ) -> None:
-        self.output_dir = output_dir
-        self.enabled = enabled
-        self.tensorboard = enabled and tensorboard
-        self.progress_bar = enabled and (
-            sys.stderr.isatty() if progress_bar is None else progress_bar
-        )
-        self.purge_step = purge_step
-        self._writer: Any = None
+    def __init__(self, progress_bar: bool | None = None) -> None:
+        self.progress_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
         self._bar: tqdm[Any] | None = None
         self._redirect: contextlib.ExitStack | None = None
 
-    def _summary_writer(self) -> Any:
-        # Imported on first use: TensorBoard's import is not paid by runs that never log.
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(
-                log_dir=str(self.output_dir / TENSORBOARD_DIRECTORY), purge_step=self.purge_step
-            )
-        return self._writer
-
-    def start_stage(
-        self, index: int, count: int, loss_names: list[str], max_steps: float, steps_taken: int
+    def on_stage_start(
+        self,
+        *,
+        stage_index: int,
+        stage_count: int,
+        loss_names: Sequence[str],
+        max_stage_steps: int,
+        stage_steps: int,
+        **_: Any,
     ) -> None:
-        """Announce a stage and open its progress bar."""
-        if not self.enabled:
-            return
         log.info(
             "Stage %d/%d: losses %s, up to %d steps%s",
-            index + 1,
-            count,
-            loss_names,
-            max_steps,
-            f" (resuming at {steps_taken})" if steps_taken else "",
+            stage_index + 1,
+            stage_count,
+            list(loss_names),
+            max_stage_steps,
+            f" (resuming at {stage_steps})" if stage_steps else "",
         )
         if self.progress_bar:
             self._redirect = contextlib.ExitStack()
             self._redirect.enter_context(logging_redirect_tqdm([log]))
             self._bar = tqdm(
-                total=max_steps,
-                initial=steps_taken,
-                desc=f"stage {index + 1}/{count}",
+                total=max_stage_steps,
+                initial=stage_steps,
+                desc=f"stage {stage_index + 1}/{stage_count}",
                 unit="step",
                 unit_scale=True,
                 dynamic_ncols=True,
             )
 
-    def advance(self, stage_steps: int) -> None:
-        """Move the progress bar to ``stage_steps``."""
+    def on_rollout_end(self, *, stage_steps: int, **_: Any) -> None:
         if self._bar is not None:
             self._bar.update(stage_steps - self._bar.n)
 
-    def log(
+    def on_log(
         self,
         *,
+        mode: str,
         total_steps: int,
         stage_index: int,
         stage_steps: int,
         metrics: Mapping[str, float],
-        steps_per_second: float,
+        steps_per_second: float | None = None,
+        **_: Any,
     ) -> None:
-        """Report the metrics of one metric point."""
-        if not self.enabled:
-            return
-        if self.tensorboard:
-            writer = self._summary_writer()
-            for metric, value in metrics.items():
-                writer.add_scalar(tensorboard_tag(metric), value, total_steps)
-            writer.add_scalar("train/steps_per_second", steps_per_second, total_steps)
-            writer.add_scalar("train/stage", stage_index, total_steps)
         reward = metrics.get("reward")
-        if self._bar is not None:
-            postfix = {"sps": f"{steps_per_second:,.0f}"}
+        if mode != "train":
+            log.info(
+                "%s at total steps %d | reward %s | episode length %s",
+                mode,
+                total_steps,
+                _number(reward),
+                _number(metrics.get("episode_length")),
+            )
+        elif self._bar is not None:
+            postfix = {"sps": f"{steps_per_second or 0:,.0f}"}
             if reward is not None:
                 postfix["reward"] = f"{reward:.1f}"
             self._bar.set_postfix(postfix, refresh=False)
@@ -137,12 +130,36 @@ class TrainingReporter:
                 stage_index + 1,
                 stage_steps,
                 total_steps,
-                "-" if reward is None else f"{reward:.2f}",
-                "-" if "episode_length" not in metrics else f"{metrics['episode_length']:.1f}",
-                steps_per_second,
+                _number(reward),
+                _number(metrics.get("episode_length"), ".1f"),
+                steps_per_second or 0.0,
             )
 
-    def _close_progress_bar(self) -> None:
+    def on_stage_end(
+        self, *, stage_index: int, stage_steps: int, early_stopped: bool, **_: Any
+    ) -> None:
+        self._close_bar()
+        reason = "early stopping criterion met" if early_stopped else "step limit reached"
+        log.info("Stage %d done after %d steps: %s", stage_index + 1, stage_steps, reason)
+
+    def on_run_end(
+        self, *, total_steps: int, summary: Mapping[str, Any], run_dir: Path, **_: Any
+    ) -> None:
+        final = summary.get("final_metrics", {})
+        episodes = summary.get("final_counts", {}).get("reward")
+        log.info(
+            "Done after %d steps: final mean episode return %s. Summary: %s",
+            total_steps,
+            "- (no episode ended)"
+            if final.get("reward") is None
+            else f"{final['reward']:.2f}" + (f" over {episodes} episodes" if episodes else ""),
+            run_dir / "summary.json",
+        )
+
+    def close(self) -> None:
+        self._close_bar()
+
+    def _close_bar(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -150,47 +167,130 @@ class TrainingReporter:
             self._redirect.close()
             self._redirect = None
 
-    def end_stage(self, index: int, steps: int, early_stopped: bool) -> None:
-        """Close the stage's progress bar and say how the stage ended."""
-        self._close_progress_bar()
-        if self.enabled:
-            reason = "early stopping criterion met" if early_stopped else "step limit reached"
-            log.info("Stage %d done after %d steps: %s", index + 1, steps, reason)
 
-    def finish(self, total_steps: int, final_metrics: Mapping[str, float], summary: Path) -> None:
-        """Say how the run ended and where its summary is."""
-        if not self.enabled:
-            return
-        reward = final_metrics.get("reward")
-        log.info(
-            "Done after %d steps: final mean episode return %s. Summary: %s",
-            total_steps,
-            "- (no episode ended)" if reward is None else f"{reward:.2f}",
-            summary,
-        )
+def _number(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
 
-    def write_hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
-        """Record the run's hyperparameters and final metrics for TensorBoard's hparams view."""
-        if not self.tensorboard:
-            return
-        self._summary_writer().add_hparams(
-            dict(hparams), {f"hparam/{k}": v for k, v in metrics.items()}, run_name="."
-        )
+
+class TensorBoardWriter(Callback):
+    """Writes every metric point to TensorBoard event files in ``<run>/tensorboard``, and the
+    run's hyperparameters with its final metrics for the hparams view.
+
+    Args:
+        hparams: Hyperparameters recorded at the end of the run (the app passes the run's
+            overrides, so a sweep's jobs compare there); empty for none.
+    """
+
+    def __init__(self, hparams: Mapping[str, Any] | None = None) -> None:
+        self.hparams = dict(hparams or {})
+        self._writer: Any = None
+        self._folder: Path | None = None
+        self._purge_step: int | None = None
+
+    def on_run_start(self, *, run_dir: Path, total_steps: int, resumed: bool, **_: Any) -> None:
+        self._folder = run_dir / TENSORBOARD_DIRECTORY
+        # On resume, TensorBoard drops what the interrupted run logged after the checkpoint.
+        self._purge_step = total_steps if resumed else None
+
+    def _summary_writer(self) -> Any:
+        # Imported on first use: TensorBoard's import is not paid by runs that never log.
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            assert self._folder is not None, "on_run_start comes first"
+            self._writer = SummaryWriter(log_dir=str(self._folder), purge_step=self._purge_step)
+        return self._writer
+
+    def on_log(
+        self,
+        *,
+        mode: str,
+        total_steps: int,
+        stage_index: int,
+        metrics: Mapping[str, float],
+        steps_per_second: float | None = None,
+        **_: Any,
+    ) -> None:
+        writer = self._summary_writer()
+        for metric, value in metrics.items():
+            writer.add_scalar(metric_tag(metric, mode), value, total_steps)
+        if mode == "train":
+            if steps_per_second is not None:
+                writer.add_scalar("train/steps_per_second", steps_per_second, total_steps)
+            writer.add_scalar("train/stage", stage_index, total_steps)
+
+    def on_run_end(self, *, summary: Mapping[str, Any], **_: Any) -> None:
+        if self.hparams:
+            final = summary.get("final_metrics", {})
+            self._summary_writer().add_hparams(
+                dict(self.hparams), {f"hparam/{k}": v for k, v in final.items()}, run_name="."
+            )
 
     def close(self) -> None:
-        """Flush and close everything."""
-        self._close_progress_bar()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
 
-    def __enter__(self) -> TrainingReporter:
-        return self
 
-    def __exit__(
+_FIXED_COLUMNS = ("mode", "total_steps", "stage", "stage_steps", "episodes", "steps_per_second")
+
+
+class MetricsFile(Callback):
+    """Writes every metric point as a row of ``<run>/metrics.csv``, for pandas or a
+    spreadsheet: ``mode`` (train or eval), ``total_steps``, ``stage`` (its index),
+    ``stage_steps``, ``episodes`` (finished episodes behind the ``reward`` mean),
+    ``steps_per_second``, then one column per metric, named as its TensorBoard tag.
+
+    The file is rewritten whole, atomically, at each point (metrics may appear as stages
+    change). A resumed run drops the rows the interrupted run wrote after its checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.path: Path | None = None
+
+    def on_run_start(self, *, run_dir: Path, total_steps: int, resumed: bool, **_: Any) -> None:
+        self.path = run_dir / METRICS_FILE
+        self.rows = []
+        if resumed and self.path.is_file():
+            with open(self.path, newline="") as file:
+                self.rows = [
+                    row for row in csv.DictReader(file) if int(row["total_steps"]) <= total_steps
+                ]
+
+    def on_log(
         self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
+        *,
+        mode: str,
+        total_steps: int,
+        stage_index: int,
+        stage_steps: int,
+        metrics: Mapping[str, float],
+        counts: Mapping[str, int],
+        steps_per_second: float | None = None,
+        **_: Any,
     ) -> None:
-        self.close()
+        row: dict[str, Any] = {
+            "mode": mode,
+            "total_steps": total_steps,
+            "stage": stage_index,
+            "stage_steps": stage_steps,
+            "episodes": counts.get("reward", 0),
+            "steps_per_second": "" if steps_per_second is None else steps_per_second,
+        }
+        row.update({metric_tag(name, mode): value for name, value in metrics.items()})
+        self.rows.append(row)
+        self._write()
+
+    def _write(self) -> None:
+        assert self.path is not None, "on_run_start comes first"
+        columns = list(_FIXED_COLUMNS)
+        for row in self.rows:
+            columns += [key for key in row if key not in columns]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        temporary = temporary_path(self.path)
+        temporary.write_text(buffer.getvalue())
+        os.replace(temporary, self.path)

@@ -20,7 +20,7 @@ import contextlib
 import difflib
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from hydra_pipeline.engine.advantages import compute_returns
+from hydra_pipeline.engine.callbacks import Callback, CallbackList
 from hydra_pipeline.engine.checkpoint import (
     CHECKPOINT_DIRECTORY,
     capture_rng_state,
@@ -36,10 +37,10 @@ from hydra_pipeline.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from hydra_pipeline.engine.episodes import finished_episodes
+from hydra_pipeline.engine.episodes import RecentEpisodes, finished_episodes
 from hydra_pipeline.engine.losses import Loss
 from hydra_pipeline.engine.offpolicy import OffPolicyStream
-from hydra_pipeline.engine.reporting import TrainingReporter
+from hydra_pipeline.engine.reporting import ConsoleReporter, MetricsFile, TensorBoardWriter
 from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
 from hydra_pipeline.engine.summary import SUMMARY_FILE, RunSummary, StageSummary
 from hydra_pipeline.errors import CheckpointError, InvalidArgumentError, TrainingInterrupted
@@ -52,7 +53,7 @@ from hydra_pipeline.pipeline import (
     TrainingPipeline,
     TrainingSettings,
 )
-from hydra_pipeline.pipeline.validation import setting_source
+from hydra_pipeline.pipeline.validation import require_at_least, setting_source
 from hydra_pipeline.tasks.protocol import DiscreteActions, Task
 
 __all__ = ["OnPolicyRunner"]
@@ -68,7 +69,8 @@ class OnPolicyRunner:
         task: The environments (see :class:`~hydra_pipeline.tasks.Task`).
         model: An actor-critic module built for ``task`` (see
             :mod:`hydra_pipeline.models.protocol`).
-        output_dir: The run's folder: checkpoints, TensorBoard events and ``summary.json``.
+        output_dir: The run's folder: checkpoints, TensorBoard events, ``metrics.csv`` and
+            ``summary.json``.
         seed: Seeds the task's environments (the global generators are seeded by the caller,
             before the model is built).
         device: Where the model and rollouts live.
@@ -78,6 +80,14 @@ class OnPolicyRunner:
             run's overrides there, to resume with them).
         hparams: Hyperparameters recorded with the final metrics for TensorBoard's hparams
             view (the app passes the run's overrides, so a sweep's jobs compare there).
+        callbacks: Called at each point of the run (see
+            :mod:`hydra_pipeline.engine.callbacks`), after the built-in ones (the console
+            and TensorBoard, unless ``pipeline.should_log`` is off, and the metrics file).
+        run_config: The run's resolved config as plain values, handed to the callbacks.
+        job: Where the run stands in a sweep (see ``Callback.on_run_start``), for the
+            callbacks.
+        return_window: The final training return (``summary.json``'s ``reward``) is the mean
+            over this many of the last finished episodes (>= 1).
 
     Raises:
         InvalidArgumentError: The pipeline does not fit the task or the engine: more
@@ -100,6 +110,10 @@ class OnPolicyRunner:
         progress_bar: bool | None = None,
         checkpoint_metadata: Mapping[str, Any] | None = None,
         hparams: Mapping[str, Any] | None = None,
+        callbacks: Sequence[Callback] = (),
+        run_config: Mapping[str, Any] | None = None,
+        job: Mapping[str, Any] | None = None,
+        return_window: int = 100,
     ) -> None:
         _check_fit(pipeline, task)
         self.pipeline = pipeline
@@ -112,6 +126,10 @@ class OnPolicyRunner:
         self.progress_bar = progress_bar
         self.checkpoint_metadata = dict(checkpoint_metadata or {})
         self.hparams = dict(hparams or {})
+        self.callbacks = list(callbacks)
+        self.run_config = dict(run_config or {})
+        self.job = dict(job or {})
+        self.events = CallbackList([])  # the built-in and given callbacks, during run()
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer: torch.optim.Optimizer = _build(
             "optimizer_builder", pipeline.optimizer_builder, params=self.parameters
@@ -145,6 +163,8 @@ class OnPolicyRunner:
         self.steps_at_last_save = 0
         self.interval_metrics = ScalarMeanTracker()
         self.latest_metrics: dict[str, float] = {}
+        self.latest_counts: dict[str, int] = {}
+        self.recent_episodes = RecentEpisodes(require_at_least("return_window", return_window, 1))
         self.data_streams: dict[str, OffPolicyStream] = {}
         self.resumed_from: int | None = None
         self.stop_reason: str | None = None
@@ -168,26 +188,26 @@ class OnPolicyRunner:
         start_time = time.perf_counter()
         start_steps = self.pipeline.total_steps
         self.timer = (time.perf_counter(), start_steps)
-        reporter = TrainingReporter(
-            self.output_dir,
-            enabled=self.pipeline.should_log,
-            tensorboard=self.tensorboard,
-            progress_bar=self.progress_bar,
-            purge_step=self.resumed_from,
-        )
-        self.reporter = reporter
-        with reporter:
+        self.events = events = CallbackList(self._builtin_callbacks() + self.callbacks)
+        try:
+            events.on_run_start(
+                run_dir=self.output_dir,
+                config=self.run_config,
+                job=self.job,
+                total_steps=start_steps,
+                resumed=self.resumed_from is not None,
+            )
             for stage in self.pipeline:
                 index = self.pipeline.current_stage_index
                 assert index is not None  # the pipeline's cursor is on the stage it yields
                 settings = stage.training_settings
                 record_expert = bool(_expert_needs(self.pipeline, stage))
-                reporter.start_stage(
-                    index,
-                    len(self.pipeline.pipeline_stages),
-                    stage.loss_names,
-                    stage.resolve_max_stage_steps(),
-                    stage.steps_taken_in_stage,
+                events.on_stage_start(
+                    stage_index=index,
+                    stage_count=len(self.pipeline.pipeline_stages),
+                    loss_names=list(stage.loss_names),
+                    max_stage_steps=stage.resolve_max_stage_steps(),
+                    stage_steps=stage.steps_taken_in_stage,
                 )
                 while not stage.is_complete:
                     storage = self._rollout_storage(settings)
@@ -201,33 +221,40 @@ class OnPolicyRunner:
                     self._step_lr_scheduler()
                     self.pipeline.rollout_count += 1
                     stage.rollout_count += 1
-                    reporter.advance(stage.steps_taken_in_stage)
+                    events.on_rollout_end(
+                        total_steps=self.pipeline.total_steps,
+                        stage_index=index,
+                        stage_steps=stage.steps_taken_in_stage,
+                    )
                     self._after_rollout(index, stage)
                     if self.stop_reason is not None:
                         raise TrainingInterrupted(
                             self.stop_reason, self.pipeline.total_steps, self._checkpoint_now(index)
                         )
-                reporter.end_stage(
-                    index, stage.steps_taken_in_stage, stage.early_stopping_criterion_met
+                events.on_stage_end(
+                    stage_index=index,
+                    total_steps=self.pipeline.total_steps,
+                    stage_steps=stage.steps_taken_in_stage,
+                    early_stopped=stage.early_stopping_criterion_met,
                 )
-            wall_seconds = time.perf_counter() - start_time
-            speed = {
-                "steps_per_second": (self.pipeline.total_steps - start_steps)
-                / max(wall_seconds, 1e-9),
-                "wall_seconds": wall_seconds,
-            }
-            if self.first_step_time is not None:
-                speed["first_step_time"] = self.first_step_time
-            if self.first_update_time is not None:
-                speed["first_update_time"] = self.first_update_time
-            summary = self._summary(speed)
+            summary = self._summary(start_steps, time.perf_counter() - start_time)
             summary.write(self.output_dir / SUMMARY_FILE)
-            reporter.finish(
-                summary.total_steps, summary.final_metrics, self.output_dir / SUMMARY_FILE
+            events.on_run_end(
+                total_steps=summary.total_steps, summary=summary.to_dict(), run_dir=self.output_dir
             )
-            if self.hparams:
-                reporter.write_hparams(self.hparams, summary.final_metrics)
+        finally:
+            events.close()
         return summary
+
+    def _builtin_callbacks(self) -> list[Callback]:
+        """The console and TensorBoard (when the pipeline logs), and the metrics file."""
+        builtins: list[Callback] = []
+        if self.pipeline.should_log:
+            builtins.append(ConsoleReporter(self.progress_bar))
+            if self.tensorboard:
+                builtins.append(TensorBoardWriter(self.hparams))
+        builtins.append(MetricsFile())
+        return builtins
 
     def _rollout_storage(self, settings: TrainingSettings) -> RolloutStorage | None:
         """The rollout storage, sized to the stage's ``num_steps`` (reallocated when a stage's
@@ -319,6 +346,7 @@ class OnPolicyRunner:
             episodes.carried_returns,
             episodes.carried_lengths,
         )
+        self.recent_episodes.add(episodes.returns, episodes.lengths)
         if episodes.returns.numel():
             self.interval_metrics.add_scalars(
                 {
@@ -457,22 +485,23 @@ class OnPolicyRunner:
             stage=stage,
         ):
             metrics = self.interval_metrics.means()
-            # Episode metrics hold until episodes end again; the others are per interval.
-            self.latest_metrics = {
-                **{
-                    key: self.latest_metrics[key]
-                    for key in _EPISODE_METRICS
-                    if key in self.latest_metrics
-                },
-                **metrics,
+            counts = self.interval_metrics.counts()
+            # Episode metrics come from the last episodes, whenever they ended; the others are
+            # per interval.
+            self.latest_metrics = {**metrics, **self.recent_episodes.means()}
+            self.latest_counts = {
+                **counts,
+                **{key: self.recent_episodes.count for key in self.recent_episodes.means()},
             }
             now = time.perf_counter()
             last_time, last_steps = self.timer
-            self.reporter.log(
+            self.events.on_log(
+                mode="train",
                 total_steps=total_steps,
                 stage_index=index,
                 stage_steps=stage.steps_taken_in_stage,
                 metrics=metrics,
+                counts=counts,
                 steps_per_second=(total_steps - last_steps) / max(now - last_time, 1e-9),
             )
             self.timer = (now, total_steps)
@@ -504,7 +533,15 @@ class OnPolicyRunner:
     # ----------------------------------------------------------------------------------------
     # Summary and checkpoints
 
-    def _summary(self, speed: dict[str, float]) -> RunSummary:
+    def _summary(self, start_steps: int, wall_seconds: float) -> RunSummary:
+        speed = {
+            "steps_per_second": (self.pipeline.total_steps - start_steps) / max(wall_seconds, 1e-9),
+            "wall_seconds": wall_seconds,
+        }
+        if self.first_step_time is not None:
+            speed["first_step_time"] = self.first_step_time
+        if self.first_update_time is not None:
+            speed["first_update_time"] = self.first_update_time
         return RunSummary(
             seed=self.seed,
             total_steps=self.pipeline.total_steps,
@@ -518,6 +555,8 @@ class OnPolicyRunner:
                 for index, stage in enumerate(self.pipeline.pipeline_stages)
             ],
             final_metrics=dict(self.latest_metrics),
+            final_counts=dict(self.latest_counts),
+            return_window=self.recent_episodes.window,
             speed=speed,
         )
 
@@ -538,6 +577,8 @@ class OnPolicyRunner:
                 "steps_at_last_save": self.steps_at_last_save,
                 "interval_metrics": self.interval_metrics.state_dict(),
                 "latest_metrics": dict(self.latest_metrics),
+                "latest_counts": dict(self.latest_counts),
+                "recent_episodes": self.recent_episodes.state_dict(),
                 "data_streams": {
                     name: stream.state_dict() for name, stream in self.data_streams.items()
                 },
@@ -559,6 +600,7 @@ class OnPolicyRunner:
             self.steps_at_last_save = total_steps
         path = self.output_dir / CHECKPOINT_DIRECTORY / checkpoint_name(stage_index, total_steps)
         save_checkpoint(self.state_dict(), path)
+        self.events.on_checkpoint(total_steps=total_steps, stage_index=stage_index, path=path)
         return path
 
     def _checkpoint_now(self, stage_index: int) -> Path:
@@ -597,6 +639,8 @@ class OnPolicyRunner:
             self.steps_at_last_save = int(engine["steps_at_last_save"])
             self.interval_metrics.load_state_dict(engine["interval_metrics"])
             self.latest_metrics = dict(engine["latest_metrics"])
+            self.latest_counts = {key: int(n) for key, n in engine["latest_counts"].items()}
+            self.recent_episodes.load_state_dict(engine["recent_episodes"])
             for name, stream_state in engine["data_streams"].items():
                 stream = OffPolicyStream(self.pipeline.get_storage(name), self.device)
                 stream.load_state_dict(stream_state)

@@ -31,9 +31,14 @@ class RunSummary:
         seed: The run's seed.
         total_steps: Agent steps taken over all stages.
         stages: One entry per stage.
-        final_metrics: The latest value of every training metric (``reward`` is the mean
-            episode return). Results only, no timings, so two runs with the same seed write
-            identical ``final_metrics``.
+        final_metrics: The latest value of every training metric: ``reward`` and
+            ``episode_length`` are the means over the last ``return_window`` finished
+            episodes (fewer if fewer ended), the others their means over the last metric
+            interval. Results only, no timings, so two runs with the same seed write identical
+            ``final_metrics``.
+        final_counts: For each final metric, the number of samples behind its mean (for
+            ``reward``, the number of episodes).
+        return_window: The most finished episodes behind the final ``reward``.
         speed: Timings of this process: ``steps_per_second`` over the run, ``wall_seconds``,
             and the Unix times of the first environment step (``first_step_time``) and of the
             first gradient update (``first_update_time``).
@@ -44,6 +49,8 @@ class RunSummary:
     total_steps: int
     stages: list[StageSummary]
     final_metrics: dict[str, float]
+    final_counts: dict[str, int] = field(default_factory=dict)
+    return_window: int = 100
     speed: dict[str, float] = field(default_factory=dict)
     status: str = "completed"
 
