@@ -49,16 +49,18 @@ def shrink(arguments: list[str]) -> list[str]:
     ]
 
 
-def run(arguments: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run a README command from the repository's root: ``python -m hydra_pipeline ...``
-    through the app's entry point in this process (the same code, without a new process's
-    second of imports), anything else in a process of its own."""
+def run(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a README command in ``cwd`` as if from the repository's root (paths of the
+    repository's files are made absolute): ``python -m hydra_pipeline ...`` through the app's
+    entry point in this process (the same code, without a new process's second of imports),
+    anything else in a process of its own."""
+    arguments = [str(ROOT / a) if "/" in a and (ROOT / a).exists() else a for a in arguments]
     if arguments[:3] == ["python", "-m", "hydra_pipeline"]:
-        return run_in_process(arguments[3:], ROOT)
+        return run_in_process(arguments[3:], cwd)
     environment = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     return subprocess.run(
         [sys.executable, *arguments[1:]],
-        cwd=ROOT,
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=False,
@@ -70,7 +72,9 @@ def run(arguments: list[str]) -> subprocess.CompletedProcess[str]:
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short finished run, for the README's resume commands."""
     folder = tmp_path_factory.mktemp("readme") / "run"
-    result = run(["python", "-m", "hydra_pipeline", *shrink([]), f"hydra.run.dir={folder}"])
+    result = run(
+        ["python", "-m", "hydra_pipeline", *shrink([]), f"hydra.run.dir={folder}"], folder.parent
+    )
     assert result.returncode == 0, result.stderr
     return folder
 
@@ -115,6 +119,13 @@ def test_readme_command_runs(command: str, tmp_path: Path, finished_run: Path) -
         assert result.returncode == 0, result.stderr
         assert "train/reward" in result.stdout
         return
+    if arguments[:3] == ["python", "-m", "hydra_pipeline.report"]:
+        # The report of the finished run: its learning-curve picture.
+        (finished_run / "curves.png").unlink(missing_ok=True)
+        result = run([*arguments[:3], str(finished_run)], tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert (finished_run / "curves.png").read_bytes().startswith(b"\x89PNG")
+        return
     assert arguments[:2] in (["python", "-m"], ["python", "examples/user_project/train.py"])
     arguments = [
         f"{a.split('=', 1)[0]}={finished_run}"
@@ -125,7 +136,7 @@ def test_readme_command_runs(command: str, tmp_path: Path, finished_run: Path) -
     if "needs a SLURM cluster" in comment:
         # No cluster here: check that the launcher preset composes into a SLURM launcher.
         single_run = arguments[:3] + [a for a in arguments[3:] if a != "-m" and "," not in a]
-        result = run([*single_run, "--cfg", "hydra"])
+        result = run([*single_run, "--cfg", "hydra"], tmp_path)
         assert result.returncode == 0, result.stderr
         assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in (
             result.stdout
@@ -140,7 +151,7 @@ def test_readme_command_runs(command: str, tmp_path: Path, finished_run: Path) -
         folder = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         if not any(a.startswith(("resume=",)) for a in arguments):
             arguments.append(f"{folder}={tmp_path / 'out'}")
-    result = run(arguments)
+    result = run(arguments, tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     if informational:
         assert "pipeline" in result.stdout

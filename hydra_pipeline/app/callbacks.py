@@ -1,22 +1,21 @@
-"""``SweepSummary``: a Hydra callback writing ``sweep_summary.csv`` into a sweep's folder.
+"""``SweepSummary``: a Hydra callback keeping a sweep's report up to date.
 
-One row per job: its number, its overrides, total steps, final reward and status:
-``running``, ``completed``, ``failed`` (with the error), ``interrupted`` (Ctrl-C or SIGTERM,
-with the command that resumes it) or ``killed`` (its process ended without a word: SIGKILL, out
-of memory). Each job records its status in its own folder when it starts and when it ends, and
-then rewrites the CSV from every job folder, under a file lock, so the file is complete even
-when jobs run in parallel processes (joblib, Submitit), when a failing job aborts the sweep, and
-when a killed job makes the launcher give up: the sweep's own process rewrites it once more
-when it exits, however the sweep ended.
+Each job records its status in its own folder when it starts and when it ends (``running``,
+then ``completed`` with its objective, ``failed`` with the error, or ``interrupted`` with the
+command that resumes it) and rewrites ``sweep_summary.csv`` from every job folder, under a file
+lock, so the file is complete even when jobs run in parallel processes (joblib, Submitit), when
+a failing job aborts the sweep, and when a killed job makes the launcher give up: the sweep's
+own process rewrites it once more when it exits, however the sweep ended, marking a job still
+running as ``killed``. At the sweep's end the groups over seeds, the learning curves and a
+table follow (see :mod:`hydra_pipeline.app.sweep_report`).
 """
 
 from __future__ import annotations
 
 import atexit
-import csv
 import fcntl
-import io
 import json
+import math
 import os
 import socket
 from pathlib import Path
@@ -28,26 +27,16 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from hydra_pipeline.engine.summary import SUMMARY_FILE
+from hydra_pipeline.app.sweep_report import JOB_STATUS_FILE, SUMMARY_CSV, write_report
 from hydra_pipeline.errors import TrainingInterrupted
-from hydra_pipeline.files import process_is_running, remove_stale_temporaries, temporary_path
+from hydra_pipeline.files import remove_stale_temporaries
 
-__all__ = [
-    "JOB_STATUS_FILE",
-    "SWEEP_SUMMARY_FILE",
-    "SweepSummary",
-    "record_job_status",
-    "write_sweep_summary",
-]
-
-SWEEP_SUMMARY_FILE = "sweep_summary.csv"
-JOB_STATUS_FILE = "job_status.json"
-_COLUMNS = ("job", "overrides", "total_steps", "reward", "status", "error")
-_KILLED = "the job's process ended without reporting a result (killed: SIGKILL, out of memory?)"
+__all__ = ["SweepSummary", "record_job_status", "write_sweep_summary"]
 
 
 class SweepSummary(Callback):
-    """Keeps ``sweep_summary.csv`` up to date during a multirun."""
+    """Keeps ``sweep_summary.csv`` up to date during a multirun, and writes the groups, the
+    curves and a table when it ends."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # A launcher that loses a job may abort the sweep before on_multirun_end: the
@@ -64,14 +53,16 @@ class SweepSummary(Callback):
         if hydra_cfg is None or hydra_cfg.hydra.mode != RunMode.MULTIRUN:
             return
         if job_return.status is JobStatus.COMPLETED:
-            record_job_status("completed")
+            value = job_return.return_value
+            objective = float(value) if isinstance(value, (int, float)) else None
+            record_job_status("completed", objective=objective)
             return
         error = job_return._return_value
         status = "interrupted" if isinstance(error, TrainingInterrupted) else "failed"
         record_job_status(status, _first_line(error))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        write_sweep_summary(Path(str(config.hydra.sweep.dir)), sweep_over=True)
+        write_sweep_summary(Path(str(config.hydra.sweep.dir)), sweep_over=True, final=True)
 
 
 def _first_line(error: Any) -> str:
@@ -79,7 +70,7 @@ def _first_line(error: Any) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
-def record_job_status(status: str, error: str = "") -> None:
+def record_job_status(status: str, error: str = "", objective: float | None = None) -> None:
     """Record the current job's status in its folder and rewrite the sweep's CSV."""
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
@@ -88,6 +79,7 @@ def record_job_status(status: str, error: str = "") -> None:
         "overrides": list(hydra_cfg.overrides.task),
         "status": status,
         "error": error,
+        "objective": objective if objective is None or math.isfinite(objective) else None,
         "pid": os.getpid(),
         "host": socket.gethostname(),
     }
@@ -97,49 +89,16 @@ def record_job_status(status: str, error: str = "") -> None:
     write_sweep_summary(Path(hydra_cfg.runtime.cwd) / hydra_cfg.sweep.dir)
 
 
-def write_sweep_summary(sweep_dir: Path, *, sweep_over: bool = False) -> Path:
-    """Rewrite the sweep's CSV from the job folders (atomically, under a lock).
+def write_sweep_summary(sweep_dir: Path, *, sweep_over: bool = False, final: bool = False) -> None:
+    """Rewrite the sweep's files from the job folders, under the sweep's lock.
 
     Args:
         sweep_dir: The sweep's folder.
         sweep_over: Whether the sweep has ended, so a job still marked running was killed.
+        final: Also the groups over seeds, the curves and the table (the sweep's end).
     """
-    path = sweep_dir / SWEEP_SUMMARY_FILE
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    with open(sweep_dir / f".{SWEEP_SUMMARY_FILE}.lock", "w") as lock:
+    with open(sweep_dir / f".{SUMMARY_CSV}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         remove_stale_temporaries(sweep_dir)
-        rows = [_row(status_file, sweep_over) for status_file in sweep_dir.rglob(JOB_STATUS_FILE)]
-        rows.sort(key=lambda row: int(row["job"]))
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-        temporary = temporary_path(path)
-        temporary.write_text(buffer.getvalue())
-        os.replace(temporary, path)
-    return path
-
-
-def _row(status_file: Path, sweep_over: bool) -> dict[str, Any]:
-    status = json.loads(status_file.read_text())
-    summary_file = status_file.parent / SUMMARY_FILE
-    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    state, error = status["status"], status["error"]
-    if state == "running" and (sweep_over or _ended_here(status)):
-        state, error = "killed", _KILLED
-    return {
-        "job": status["job"],
-        "overrides": " ".join(status["overrides"]),
-        "total_steps": summary.get("total_steps", ""),
-        "reward": summary.get("final_metrics", {}).get("reward", ""),
-        "status": state,
-        "error": error,
-    }
-
-
-def _ended_here(status: dict[str, Any]) -> bool:
-    """Whether the job ran on this machine and its process has ended."""
-    return status.get("host") == socket.gethostname() and not process_is_running(
-        int(status.get("pid", -1))
-    )
+        write_report(sweep_dir, sweep_over=sweep_over, final=final)

@@ -22,7 +22,7 @@ from hydra_pipeline.config.docs import field_docs
 
 __all__ = ["GROUPS", "help_text", "register_help_resolver"]
 
-GROUPS = ("pipeline", "optimizer", "lr_scheduler", "task", "model")
+GROUPS = ("pipeline", "optimizer", "lr_scheduler", "task", "model", "callbacks")
 """The config groups the help screen lists, in this order."""
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import json
 import logging
 import math
 import os
 import re
 import signal
+import statistics
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +40,7 @@ from hydra_pipeline.app.resume import (
     stored_overrides,
 )
 from hydra_pipeline.app.run_folder import claimed_run_folder, refuse_existing_results
+from hydra_pipeline.app.sweep_report import SEEDS_FILE
 from hydra_pipeline.config import check_config, instantiate_node
 from hydra_pipeline.config.checks import config_nodes, dotted_key
 from hydra_pipeline.errors import (
@@ -63,7 +66,8 @@ log = logging.getLogger("hydra_pipeline")
 def train(cfg: DictConfig) -> float:
     """Train as ``cfg`` says, in Hydra's output folder, and return the final mean episode
     return: the objective of optimizing sweepers such as Optuna (-inf if no episode ended, so
-    such a run ranks last).
+    such a run ranks last). With ``seeds=[...]``, train once per seed, each in a folder
+    ``seed_<n>`` of the output folder, and return the mean of their objectives.
 
     Raises:
         ConfigError: A config mistake, named by its key, before anything is built.
@@ -74,6 +78,35 @@ def train(cfg: DictConfig) -> float:
     """
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
+    if not cfg.seeds:
+        return _train_run(cfg, hydra_config, output_dir)
+    objectives, runs = [], []
+    for seed in _checked_seeds(cfg):
+        one = copy.deepcopy(cfg)
+        one.seed, one.seeds = seed, []
+        runs.append(f"seed_{seed}")
+        objectives.append(_train_run(one, hydra_config, output_dir / runs[-1]))
+        # Rewritten after each seed, so a report made while the job runs holds what is done.
+        (output_dir / SEEDS_FILE).write_text(
+            json.dumps({"seeds": list(cfg.seeds), "runs": runs, "objectives": objectives}) + "\n"
+        )
+    finite = [value for value in objectives if math.isfinite(value)]
+    return statistics.fmean(finite) if len(finite) == len(objectives) else -math.inf
+
+
+def _checked_seeds(cfg: DictConfig) -> list[int]:
+    """``cfg.seeds`` if each is a valid seed and none repeats."""
+    try:
+        seeds = [require_seed(f"seeds.{i}", seed) for i, seed in enumerate(cfg.seeds)]
+    except InvalidArgumentError as error:
+        raise ConfigError(error.message_at("")) from None
+    if len(set(seeds)) < len(seeds):
+        raise ConfigError(f"'seeds' lists a seed more than once (got {seeds}).")
+    return seeds
+
+
+def _train_run(cfg: DictConfig, hydra_config: Any, output_dir: Path) -> float:
+    """One training run in ``output_dir``; its objective."""
     with contextlib.ExitStack() as run:
         with _garbage_collector_paused():  # startup allocates many long-lived objects
             cfg = _checked_and_resolved(cfg)

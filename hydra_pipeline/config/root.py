@@ -21,6 +21,8 @@ class Config:
         task: The environments to train on (group task).
         model: The actor-critic model (group model).
         seed: Seeds Python, NumPy, torch (CPU and every GPU) and the task's environments.
+        seeds: Several seeds to train one after the other in this job (each in a folder
+            seed_<n>); the job's objective is the mean of theirs. Empty: just seed.
         deterministic_cudnn: Deterministic cuDNN and torch algorithms (slower on GPU).
         device: auto (a GPU when available), cpu, cuda or cuda:N.
         num_threads: torch's CPU threads; 1 suits small models, whose small operations only
@@ -42,6 +44,7 @@ class Config:
     task: Any = MISSING
     model: Any = MISSING
     seed: int = 0
+    seeds: List[int] = field(default_factory=list)
     deterministic_cudnn: bool = False
     device: str = "auto"
     num_threads: int = 1

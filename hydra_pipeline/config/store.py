@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from hydra.core.config_store import ConfigStore
 
 from hydra_pipeline.config.builder import BUILDER_TARGET
+from hydra_pipeline.config.callbacks import MLflowTrackerConf, WandbTrackerConf
 from hydra_pipeline.config.data import ExpertDemonstrationsConf
 from hydra_pipeline.config.loss import A2CConf, ImitationConf, PPOConf
 from hydra_pipeline.config.lr_scheduler import CosineAnnealingLRConf, LambdaLRConf, StepLRConf
@@ -84,6 +85,9 @@ SCHEMAS: tuple[StoredSchema, ...] = (
     # Storages, placed by name: +storage@pipeline.named_storages.demos=expert_demonstrations.
     StoredSchema("storage", "rollout", RolloutBlockStorageConf),
     StoredSchema("storage", "expert_demonstrations", ExpertDemonstrationsConf),
+    # Run callbacks, each at callbacks.<name>: callbacks=[wandb,mlflow].
+    StoredSchema("callbacks", "wandb", WandbTrackerConf, "callbacks.wandb"),
+    StoredSchema("callbacks", "mlflow", MLflowTrackerConf, "callbacks.mlflow"),
 )
 """Every schema and where it is stored."""
 

@@ -1,9 +1,20 @@
-"""The engine: rollouts, losses, updates, checkpoints and logging for a ``TrainingPipeline``."""
+"""The engine: rollouts, losses, updates, checkpoints and logging for a ``TrainingPipeline``.
 
-from hydra_pipeline.engine.losses import A2C, PPO, A2CConfig, Imitation, Loss, PPOConfig
-from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
-from hydra_pipeline.engine.runner import OnPolicyRunner
-from hydra_pipeline.engine.summary import RunSummary, StageSummary
+The names below are imported on first use, so that the torch-free parts of the engine (the run
+callbacks, the summary, file names) can be imported by configuration-only commands without
+importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hydra_pipeline.engine.losses import A2C, PPO, A2CConfig, Imitation, Loss, PPOConfig
+    from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
+    from hydra_pipeline.engine.runner import OnPolicyRunner
+    from hydra_pipeline.engine.summary import RunSummary, StageSummary
 
 __all__ = [
     "A2C",
@@ -18,3 +29,28 @@ __all__ = [
     "RunSummary",
     "StageSummary",
 ]
+
+_HOMES = {
+    "A2C": "losses",
+    "PPO": "losses",
+    "A2CConfig": "losses",
+    "Imitation": "losses",
+    "Loss": "losses",
+    "PPOConfig": "losses",
+    "Minibatch": "rollout",
+    "RolloutStorage": "rollout",
+    "OnPolicyRunner": "runner",
+    "RunSummary": "summary",
+    "StageSummary": "summary",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'hydra_pipeline.engine' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"hydra_pipeline.engine.{home}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

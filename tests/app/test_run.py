@@ -47,6 +47,7 @@ def test_default_run_trains_and_writes_its_outputs(
     assert resolved["pipeline"]["lr_scheduler_builder"]["lr_lambda"]["steps"] == 2048
     choices = yaml.safe_load((run / ".hydra" / "choices.yaml").read_text())
     assert choices == {
+        "callbacks": None,
         "pipeline": "imitation_then_ppo",
         "optimizer": "adam_cartpole",
         "lr_scheduler": "linear_decay",

@@ -146,7 +146,8 @@ def test_an_unwritable_folder_is_found_at_startup(
 def test_stale_temporary_files_of_a_killed_sweep_summary_write_are_removed(
     tmp_path: Path,
 ) -> None:
-    from hydra_pipeline.app.callbacks import SWEEP_SUMMARY_FILE, write_sweep_summary
+    from hydra_pipeline.app.callbacks import write_sweep_summary
+    from hydra_pipeline.app.sweep_report import SUMMARY_CSV as SWEEP_SUMMARY_FILE
 
     stale = tmp_path / f".{SWEEP_SUMMARY_FILE}.999999999.tmp"
     stale.write_text("half")
