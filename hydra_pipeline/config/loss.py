@@ -9,7 +9,7 @@ its defaults list, and the command line can add one:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 __all__ = ["A2CConf", "ImitationConf", "PPOConf"]
 
@@ -26,8 +26,12 @@ class PPOConf:
         clip_decay: Multiplier of ``clip_param`` over the stage's steps (a schedule
             ``_target_`` node: ``+schedule@<this key>.clip_decay=linear_decay``), or null.
         entropy_method_name: The action distribution's method giving the entropy bonus.
-        normalize_advantage: Use advantages normalised over the rollout.
+        normalize_advantage: Use normalised advantages (mean 0, standard deviation 1).
         show_ratios: Also log the mean probability ratios (ratio, ratio_clamped, ratio_used).
+        advantage_normalization: rollout (AllenAct: over the whole rollout) or minibatch
+            (Stable-Baselines3, CleanRL: over each minibatch).
+        target_kl: End an update's epochs once the approximate KL divergence passes
+            1.5 x target_kl (Stable-Baselines3's rule); null never.
     """
 
     _target_: str = "hydra_pipeline.engine.losses.PPO"
@@ -39,6 +43,8 @@ class PPOConf:
     entropy_method_name: str = "entropy"
     normalize_advantage: bool = True
     show_ratios: bool = False
+    advantage_normalization: str = "rollout"
+    target_kl: Optional[float] = None
 
 
 @dataclass

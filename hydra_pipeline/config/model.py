@@ -5,23 +5,41 @@ The engine adds the task's ``observation_shape`` and ``action_space`` when it bu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 __all__ = ["MLPActorCriticConf"]
 
 
 @dataclass
 class MLPActorCriticConf:
-    """``hydra_pipeline.models.MLPActorCritic``: separate actor and critic MLPs.
+    """``hydra_pipeline.models.MLPActorCritic``: actor and critic MLPs, separate or behind
+    shared layers.
 
     Attributes:
-        hidden_sizes: Width of each hidden layer.
+        hidden_sizes: Width of each hidden layer (of the actor and the critic, unless they
+            have their own sizes).
         activation: ``tanh``, ``relu``, ``elu``, ``gelu`` or ``silu``.
         initial_log_std: Initial log standard deviation of continuous actions.
+        actor_hidden_sizes: The actor's own hidden layers (null: hidden_sizes).
+        critic_hidden_sizes: The critic's own hidden layers (null: hidden_sizes).
+        shared_hidden_sizes: Hidden layers shared by actor and critic, before their own.
+        orthogonal_init: Orthogonal weights scaled by the gains, zero biases (false: torch's
+            default initialisation, Stable-Baselines3's ortho_init=False).
+        hidden_gain: Gain of the hidden layers' weights.
+        actor_gain: Gain of the actor head's weights.
+        critic_gain: Gain of the critic head's weights.
     """
 
     _target_: str = "hydra_pipeline.models.MLPActorCritic"
     hidden_sizes: List[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
     initial_log_std: float = 0.0
+    actor_hidden_sizes: Optional[List[int]] = None
+    critic_hidden_sizes: Optional[List[int]] = None
+    shared_hidden_sizes: List[int] = field(default_factory=list)
+    orthogonal_init: bool = True
+    hidden_gain: float = math.sqrt(2)
+    actor_gain: float = 0.01
+    critic_gain: float = 1.0

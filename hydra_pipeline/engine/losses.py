@@ -13,18 +13,21 @@ minimise and the terms to log, which appear in TensorBoard as ``loss/<loss name>
 loss that needs the expert's actions (``batch.expert_actions``) sets the class attribute
 ``needs_expert_actions = True``; the engine then records them during rollouts. A loss may
 declare the names of the terms it returns in a ``terms`` class attribute: an early-stopping
-criterion watching ``<loss name>/<term>`` is then checked against them at startup.
+criterion watching ``<loss name>/<term>`` is then checked against them at startup. A loss may
+also end an update early: if it has a ``stops_update(info)`` method, the engine calls it with
+the terms of each minibatch before stepping on it, and a true answer ends the update's epochs
+there (PPO's ``target_kl``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-from hydra_pipeline.engine.rollout import Minibatch
+from hydra_pipeline.engine.rollout import Minibatch, normalized
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.pipeline.validation import (
@@ -34,6 +37,9 @@ from hydra_pipeline.pipeline.validation import (
 )
 
 __all__ = ["A2C", "PPO", "A2CConfig", "Imitation", "Loss", "PPOConfig"]
+
+ADVANTAGE_NORMALIZATIONS = ("rollout", "minibatch")
+"""Over what PPO normalises advantages (see :class:`PPO`)."""
 
 PPOConfig: dict[str, Any] = {"clip_param": 0.1, "value_loss_coef": 0.5, "entropy_coef": 0.01}
 """AllenAct's PPO defaults, for ``PPO(**PPOConfig)`` as its experiment configs write it."""
@@ -67,16 +73,25 @@ class PPO:
         entropy_method_name: The method of the model's action distribution that gives the
             entropy bonus, called with no arguments (AllenAct names ``conditional_entropy``
             for its sequential distributions; this project's distributions have ``entropy``).
-        normalize_advantage: Use advantages normalised over the rollout.
+        normalize_advantage: Use normalised advantages (zero mean, unit standard deviation).
         show_ratios: Also log the mean probability ratio (``ratio``), its clamped value
             (``ratio_clamped``) and the one the surrogate used (``ratio_used``), as AllenAct
             does.
+        advantage_normalization: Over what advantages are normalised: ``"rollout"`` (the
+            whole rollout at once, as AllenAct does) or ``"minibatch"`` (each minibatch on
+            its own, as Stable-Baselines3 and CleanRL do).
+        target_kl: Stop the update's remaining epochs (before the step of the minibatch that
+            shows it) once the approximate KL divergence between the rollout's policy and the
+            current one exceeds ``1.5 * target_kl`` (Stable-Baselines3's rule); ``None``
+            never stops early.
 
-    The defaults are AllenAct's ``PPOConfig`` and the defaults of its ``PPO``.
+    Besides the loss terms it logs ``approx_kl`` (the estimator ``mean((r - 1) - log r)`` of
+    the ratio ``r``, http://joschu.net/blog/kl-approx.html) and ``clip_fraction``. The defaults
+    are AllenAct's ``PPOConfig`` and the defaults of its ``PPO``.
     """
 
     needs_expert_actions = False
-    terms: tuple[str, ...] = ("action", "value", "entropy", "clip_fraction")
+    terms: tuple[str, ...] = ("action", "value", "entropy", "clip_fraction", "approx_kl")
 
     def __init__(
         self,
@@ -88,6 +103,8 @@ class PPO:
         entropy_method_name: str = "entropy",
         normalize_advantage: bool = True,
         show_ratios: bool = False,
+        advantage_normalization: str = "rollout",
+        target_kl: float | None = None,
     ) -> None:
         self.clip_param = require_positive("clip_param", clip_param)
         self.value_loss_coef = require_non_negative("value_loss_coef", value_loss_coef)
@@ -105,16 +122,27 @@ class PPO:
         self.entropy_method_name = require_name("entropy_method_name", entropy_method_name)
         self.normalize_advantage = bool(normalize_advantage)
         self.show_ratios = bool(show_ratios)
+        if advantage_normalization not in ADVANTAGE_NORMALIZATIONS:
+            raise InvalidArgumentError(
+                "advantage_normalization",
+                f"must be one of {list(ADVANTAGE_NORMALIZATIONS)}",
+                advantage_normalization,
+            )
+        self.advantage_normalization = advantage_normalization
+        self.target_kl = None if target_kl is None else require_positive("target_kl", target_kl)
         if self.show_ratios:
             self.terms = (*PPO.terms, "ratio", "ratio_clamped", "ratio_used")
 
     def __call__(
         self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
     ) -> tuple[Tensor, dict[str, float]]:
-        advantage_field = "normalized_advantages" if self.normalize_advantage else "advantages"
+        per_rollout = self.normalize_advantage and self.advantage_normalization == "rollout"
+        advantage_field = "normalized_advantages" if per_rollout else "advantages"
         actions, old_log_probs, old_values, returns, advantages = batch.require(
             "actions", "old_log_probs", "old_values", "returns", advantage_field
         )
+        if self.normalize_advantage and not per_rollout:
+            advantages = normalized(advantages)
         clip = self.clip_param * (1.0 if self.clip_decay is None else self.clip_decay(step_count))
         log_probs = output.distribution.log_prob(actions)
         ratio = torch.exp(log_probs - old_log_probs)
@@ -132,11 +160,13 @@ class PPO:
         total = action_loss + self.value_loss_coef * value_loss - self.entropy_coef * entropy
         with torch.no_grad():
             clip_fraction = ((ratio - 1.0).abs() > clip).float().mean()
+            approx_kl = ((ratio - 1.0) - (log_probs - old_log_probs)).mean()
             info = {
                 "action": action_loss.item(),
                 "value": value_loss.item(),
                 "entropy": entropy.item(),
                 "clip_fraction": clip_fraction.item(),
+                "approx_kl": approx_kl.item(),
             }
             if self.show_ratios:
                 used = torch.where(
@@ -146,6 +176,11 @@ class PPO:
                 info["ratio_clamped"] = clamped_ratio.mean().item()
                 info["ratio_used"] = used.mean().item()
         return total, info
+
+    def stops_update(self, info: Mapping[str, float]) -> bool:
+        """Whether the update should stop before stepping on the minibatch whose terms are
+        ``info`` (its approximate KL divergence is past ``1.5 * target_kl``)."""
+        return self.target_kl is not None and info["approx_kl"] > 1.5 * self.target_kl
 
     def _entropy(self, output: ActorCriticOutput) -> Tensor:
         """The entropy of each row's action distribution, by ``entropy_method_name``."""

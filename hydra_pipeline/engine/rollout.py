@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["Minibatch", "RolloutStorage"]
+__all__ = ["MINIBATCH_SPLITS", "Minibatch", "RolloutStorage", "normalized"]
 
 
 class Minibatch(NamedTuple):
@@ -80,28 +80,67 @@ class RolloutStorage:
         """Store ``returns`` and the advantages ``returns - values``, raw and normalised."""
         self.returns.copy_(returns)
         torch.sub(returns, self.values, out=self.advantages)
-        mean = self.advantages.mean()
-        # The sample std of a single advantage (one step, one environment) is NaN, which would
-        # turn the weights into NaN; that lone advantage normalises to 0 instead.
-        std = self.advantages.std() if self.advantages.numel() > 1 else torch.zeros_like(mean)
-        torch.div(self.advantages - mean, std + 1e-5, out=self.normalized_advantages)
+        self.normalized_advantages.copy_(normalized(self.advantages))
 
-    def minibatches(self, num_mini_batch: int, with_expert_actions: bool) -> Iterator[Minibatch]:
-        """Split the environments at random into ``num_mini_batch`` groups and yield, for each,
-        all steps of its environments (AllenAct splits by environment, not by time)."""
-        order = torch.randperm(self.num_envs, device=self.observations.device)
-        for envs in torch.tensor_split(order, num_mini_batch):
+    def explained_variance(self) -> float:
+        """How much of the returns' variance the value estimates explain: ``1 - Var(returns -
+        values) / Var(returns)`` (1 is perfect, 0 no better than a constant, negative worse;
+        NaN when the returns do not vary)."""
+        variance = float(self.returns.var())
+        return float("nan") if variance == 0 else 1.0 - float(self.advantages.var()) / variance
 
-            def take(tensor: Tensor, envs: Tensor = envs) -> Tensor:
-                return tensor[:, envs].flatten(0, 1)
+    def minibatches(
+        self, num_mini_batch: int, with_expert_actions: bool, split: str = "environments"
+    ) -> Iterator[Minibatch]:
+        """The rollout in ``num_mini_batch`` random minibatches, each transition in exactly one.
 
+        Args:
+            num_mini_batch: How many minibatches.
+            with_expert_actions: Whether the minibatches carry the expert's actions.
+            split: ``"environments"`` groups whole environments (all steps of each: AllenAct's
+                way, the one models with memory need); ``"transitions"`` shuffles single
+                transitions across environments and steps (Stable-Baselines3's and CleanRL's
+                way: ``num_mini_batch = num_steps * num_envs / batch_size``).
+        """
+        by_environment = split == "environments"
+        count = self.num_envs if by_environment else self.num_steps * self.num_envs
+        groups = torch.tensor_split(
+            torch.randperm(count, device=self.observations.device), num_mini_batch
+        )
+        take: Callable[[Tensor, Tensor], Tensor] = (
+            _take_environments if by_environment else _take_transitions
+        )
+        for indices in groups:
             yield Minibatch(
-                observations=take(self.observations),
-                actions=take(self.actions),
-                old_log_probs=take(self.log_probs),
-                old_values=take(self.values),
-                returns=take(self.returns),
-                advantages=take(self.advantages),
-                normalized_advantages=take(self.normalized_advantages),
-                expert_actions=take(self.expert_actions) if with_expert_actions else None,
+                observations=take(self.observations, indices),
+                actions=take(self.actions, indices),
+                old_log_probs=take(self.log_probs, indices),
+                old_values=take(self.values, indices),
+                returns=take(self.returns, indices),
+                advantages=take(self.advantages, indices),
+                normalized_advantages=take(self.normalized_advantages, indices),
+                expert_actions=take(self.expert_actions, indices) if with_expert_actions else None,
             )
+
+
+def normalized(advantages: Tensor) -> Tensor:
+    """``advantages`` shifted to mean 0 and scaled to standard deviation 1 (plus 1e-5)."""
+    mean = advantages.mean()
+    # The sample std of a single advantage (one step, one environment) is NaN, which would
+    # turn the weights into NaN; that lone advantage normalises to 0 instead.
+    std = advantages.std() if advantages.numel() > 1 else torch.zeros_like(mean)
+    return (advantages - mean) / (std + 1e-5)
+
+
+MINIBATCH_SPLITS = ("environments", "transitions")
+"""How a rollout is split into minibatches (see :meth:`RolloutStorage.minibatches`)."""
+
+
+def _take_environments(tensor: Tensor, envs: Tensor) -> Tensor:
+    """Every step of the environments ``envs``, flattened to ``(steps * len(envs), ...)``."""
+    return tensor[:, envs].flatten(0, 1)
+
+
+def _take_transitions(tensor: Tensor, indices: Tensor) -> Tensor:
+    """The transitions at ``indices`` of the flattened ``(steps * envs, ...)`` rollout."""
+    return tensor.flatten(0, 1)[indices]

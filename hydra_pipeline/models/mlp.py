@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.distributions import ActionDistribution, Categorical, DiagonalGaussian
 from hydra_pipeline.models.protocol import ActorCriticOutput
-from hydra_pipeline.pipeline.validation import require_at_least
+from hydra_pipeline.pipeline.validation import require_at_least, require_positive
 from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions
 
 __all__ = ["ACTIVATIONS", "MLPActorCritic"]
@@ -25,31 +25,37 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def _layer(inputs: int, outputs: int, gain: float) -> nn.Linear:
-    """A linear layer with orthogonal weights and zero bias (the usual PPO initialisation)."""
+def _layer(inputs: int, outputs: int, gain: float | None) -> nn.Linear:
+    """A linear layer: orthogonal weights scaled by ``gain`` and zero bias (the usual PPO
+    initialisation), or torch's default initialisation when ``gain`` is ``None``."""
     layer = nn.Linear(inputs, outputs)
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.zeros_(layer.bias)
+    if gain is not None:
+        nn.init.orthogonal_(layer.weight, gain)
+        nn.init.zeros_(layer.bias)
     return layer
 
 
 def _perceptron(
     inputs: int,
     hidden_sizes: Sequence[int],
-    outputs: int,
+    outputs: int | None,
     activation: type[nn.Module],
-    head_gain: float,
+    gains: tuple[float | None, float | None],
 ) -> nn.Sequential:
+    """Hidden layers (each followed by ``activation``) and, unless ``outputs`` is ``None``, a
+    linear head; ``gains`` are the hidden layers' and the head's."""
     layers: list[nn.Module] = []
     for size in hidden_sizes:
-        layers += [_layer(inputs, size, math.sqrt(2)), activation()]
+        layers += [_layer(inputs, size, gains[0]), activation()]
         inputs = size
-    layers.append(_layer(inputs, outputs, head_gain))
+    if outputs is not None:
+        layers.append(_layer(inputs, outputs, gains[1]))
     return nn.Sequential(*layers)
 
 
 class MLPActorCritic(nn.Module):
-    """An actor MLP and a critic MLP over flattened observations.
+    """An actor MLP and a critic MLP over flattened observations, optionally behind shared
+    layers.
 
     The actor's head gives the logits of a categorical distribution for discrete actions, or
     the mean of a diagonal Gaussian (with a learned, state-independent log standard
@@ -58,9 +64,20 @@ class MLPActorCritic(nn.Module):
     Args:
         observation_shape: Shape of one observation (flattened before the first layer).
         action_space: The task's action space.
-        hidden_sizes: Width of each hidden layer, shared by actor and critic.
+        hidden_sizes: Width of each hidden layer of the actor and of the critic (unless they
+            have their own sizes).
         activation: One of ``tanh``, ``relu``, ``elu``, ``gelu``, ``silu``.
         initial_log_std: Initial log standard deviation of continuous actions.
+        actor_hidden_sizes: The actor's own hidden layers (``None``: ``hidden_sizes``).
+        critic_hidden_sizes: The critic's own hidden layers (``None``: ``hidden_sizes``).
+        shared_hidden_sizes: Hidden layers shared by actor and critic, before their own
+            (empty: two separate networks).
+        orthogonal_init: Initialise weights orthogonally, scaled by the gains below, with zero
+            biases (the usual PPO choice); ``False`` keeps torch's default initialisation
+            (Stable-Baselines3's ``ortho_init=False``).
+        hidden_gain: Gain of the hidden layers' orthogonal weights.
+        actor_gain: Gain of the actor head's (small: nearly uniform first actions).
+        critic_gain: Gain of the critic head's.
     """
 
     def __init__(
@@ -70,14 +87,37 @@ class MLPActorCritic(nn.Module):
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "tanh",
         initial_log_std: float = 0.0,
+        actor_hidden_sizes: Sequence[int] | None = None,
+        critic_hidden_sizes: Sequence[int] | None = None,
+        shared_hidden_sizes: Sequence[int] = (),
+        orthogonal_init: bool = True,
+        hidden_gain: float = math.sqrt(2),
+        actor_gain: float = 0.01,
+        critic_gain: float = 1.0,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise InvalidArgumentError(
                 "activation", f"must be one of {sorted(ACTIVATIONS)}", activation
             )
-        for index, size in enumerate(hidden_sizes):
-            require_at_least(f"hidden_sizes.{index}", size, 1)
+        sizes = {
+            "hidden_sizes": hidden_sizes,
+            "actor_hidden_sizes": (
+                hidden_sizes if actor_hidden_sizes is None else actor_hidden_sizes
+            ),
+            "critic_hidden_sizes": (
+                hidden_sizes if critic_hidden_sizes is None else critic_hidden_sizes
+            ),
+            "shared_hidden_sizes": shared_hidden_sizes,
+        }
+        for argument, layers in sizes.items():
+            for index, size in enumerate(layers):
+                require_at_least(f"{argument}.{index}", size, 1)
+        gains = {"hidden_gain": hidden_gain, "actor_gain": actor_gain, "critic_gain": critic_gain}
+        hidden, actor, critic = (
+            require_positive(name, gain) if orthogonal_init else None
+            for name, gain in gains.items()
+        )
         inputs = math.prod(observation_shape)
         self.log_std: nn.Parameter | None = None
         if isinstance(action_space, DiscreteActions):
@@ -86,11 +126,21 @@ class MLPActorCritic(nn.Module):
             outputs = math.prod(action_space.shape)
             self.log_std = nn.Parameter(torch.full(action_space.shape, float(initial_log_std)))
         layer_type = ACTIVATIONS[activation]
-        self.actor = _perceptron(inputs, hidden_sizes, outputs, layer_type, head_gain=0.01)
-        self.critic = _perceptron(inputs, hidden_sizes, 1, layer_type, head_gain=1.0)
+        self.trunk: nn.Sequential | None = None
+        if shared_hidden_sizes:
+            self.trunk = _perceptron(inputs, shared_hidden_sizes, None, layer_type, (hidden, None))
+            inputs = shared_hidden_sizes[-1]
+        self.actor = _perceptron(
+            inputs, sizes["actor_hidden_sizes"], outputs, layer_type, (hidden, actor)
+        )
+        self.critic = _perceptron(
+            inputs, sizes["critic_hidden_sizes"], 1, layer_type, (hidden, critic)
+        )
 
     def forward(self, observations: Tensor) -> ActorCriticOutput:
         flat = observations.flatten(start_dim=1)
+        if self.trunk is not None:
+            flat = self.trunk(flat)
         head = self.actor(flat)
         distribution: ActionDistribution
         if self.log_std is None:

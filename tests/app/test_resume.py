@@ -19,12 +19,13 @@ from hydra_pipeline.app.run_folder import LOCK_FILE
 
 Cli = Any
 
-# Long enough (several seconds) to be killed after its first checkpoint.
+# Long enough (a few seconds) to be killed after its first checkpoint.
 RUN = [
     "task.num_envs=16",
     "pipeline.num_steps=64",
-    "pipeline.save_interval=8192",
-    "pipeline.pipeline_stages.1.max_stage_steps=60000",
+    "pipeline.save_interval=2048",
+    "pipeline.pipeline_stages.0.max_stage_steps=4096",
+    "pipeline.pipeline_stages.1.max_stage_steps=24576",
     "pipeline.pipeline_stages.1.early_stopping_criterion=null",
 ]
 

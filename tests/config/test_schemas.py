@@ -55,6 +55,9 @@ DEVIATIONS: dict[tuple[type[Any], str], Deviation] = {
     (MLPActorCriticConf, "hidden_sizes"): Deviation(
         [64, 64], "YAML has lists, not tuples; MLPActorCritic takes any sequence"
     ),
+    (MLPActorCriticConf, "shared_hidden_sizes"): Deviation(
+        [], "YAML has lists, not tuples; MLPActorCritic takes any sequence"
+    ),
     (ThresholdEarlyStoppingConf, "threshold"): Deviation(
         MISSING, "a config must choose its threshold; the constructor's 0.0 is never meant"
     ),

@@ -77,7 +77,11 @@ class TestPPO:
         assert info["entropy"] == approx(MEAN_ENTROPY)
         assert info["clip_fraction"] == approx(2 / 3)  # s0 and s2 lie outside [0.8, 1.2]
         assert total.item() == approx(action + 0.5 * 0.455 - 0.01 * MEAN_ENTROPY)
-        assert set(info) == {"action", "value", "entropy", "clip_fraction"}
+        # approx KL: mean((r - 1) - ln r) over the ratios 1.5, 0.95, 0.5.
+        ratios = [1.5, 0.95, 0.5]
+        assert info["approx_kl"] == approx(sum(r - 1 - LN(r) for r in ratios) / 3)
+        assert set(info) == {"action", "value", "entropy", "clip_fraction", "approx_kl"}
+        assert set(info) == set(loss.terms)
 
     def test_unclipped_value_loss(self) -> None:
         """Without value clipping the value loss is half the mean squared error."""
@@ -205,6 +209,48 @@ class TestPPO:
         assert info["action"] == approx(-(1.0 + 1.2) / 2)
         assert info["entropy"] == approx(2 * (0.5 + 0.5 * LN(2 * math.pi)))
         assert total.item() == approx(-(1.0 + 1.2) / 2)
+
+
+class TestPPODetails:
+    def test_advantages_normalised_per_minibatch(self) -> None:
+        """advantage_normalization=minibatch normalises the raw advantages of the minibatch
+        itself (SB3, CleanRL) instead of reading the rollout-wide normalised ones."""
+        raw = torch.tensor(ADVANTAGES)
+        own = ((raw - raw.mean()) / (raw.std() + 1e-5)).tolist()
+        per_minibatch = PPO(clip_param=0.2, advantage_normalization="minibatch")
+        precomputed = PPO(clip_param=0.2)
+        _, expected = precomputed(
+            step_count=0, batch=batch(normalized_advantages=tensor(own)), output=output()
+        )
+        _, info = per_minibatch(step_count=0, batch=batch(), output=output())
+        assert info["action"] == approx(expected["action"])
+
+    def test_target_kl_stops_the_update(self) -> None:
+        """stops_update answers whether the minibatch's approximate KL is past 1.5 x
+        target_kl; without target_kl it never stops."""
+        _, info = PPO(clip_param=0.2)(step_count=0, batch=batch(), output=output())
+        kl = info["approx_kl"]
+        assert PPO(target_kl=kl / 1.5 * 0.99).stops_update(info)
+        assert not PPO(target_kl=kl / 1.5 * 1.01).stops_update(info)
+        assert not PPO().stops_update(info)
+
+    def test_show_ratios_adds_terms(self) -> None:
+        loss = PPO(show_ratios=True)
+        _, info = loss(step_count=0, batch=batch(), output=output())
+        assert set(info) == set(loss.terms) >= {"ratio", "ratio_clamped", "ratio_used"}
+
+    @pytest.mark.parametrize(
+        ("arguments", "argument"),
+        [
+            ({"advantage_normalization": "episode"}, "advantage_normalization"),
+            ({"target_kl": 0.0}, "target_kl"),
+            ({"target_kl": math.nan}, "target_kl"),
+        ],
+    )
+    def test_arguments_are_checked(self, arguments: dict[str, Any], argument: str) -> None:
+        with pytest.raises(InvalidArgumentError) as caught:
+            PPO(**arguments)
+        assert caught.value.argument == argument
 
 
 class TestA2C:

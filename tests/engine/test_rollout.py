@@ -103,6 +103,49 @@ class TestMinibatches:
         assert minibatch.observations.shape == (12, 2)
 
 
+class TestTransitionMinibatches:
+    @pytest.mark.parametrize("num_mini_batch", [1, 4, 35])
+    def test_every_transition_exactly_once_per_epoch(self, num_mini_batch: int) -> None:
+        """split=transitions partitions the T x N transitions, shuffled across steps and
+        environments, into minibatches of as even sizes as possible."""
+        torch.manual_seed(2)
+        storage = filled_storage()
+        orders = []
+        for _ in range(3):
+            batches = list(storage.minibatches(num_mini_batch, False, split="transitions"))
+            assert len(batches) == num_mini_batch
+            samples = [position for b in batches for position in positions(b)]
+            assert sorted(samples) == [(s, e) for s in range(NUM_STEPS) for e in range(NUM_ENVS)]
+            sizes = sorted(len(positions(b)) for b in batches)
+            assert sizes[-1] - sizes[0] <= 1
+            orders.append(samples)
+        assert orders[0] != orders[1]  # reshuffled each epoch
+        first = positions(batches[0])
+        if 4 <= len(first) < NUM_STEPS * NUM_ENVS:  # a minibatch mixes environments and steps
+            assert len({e for _, e in first}) > 1 and len({s for s, _ in first}) > 1
+
+    def test_fields_line_up(self) -> None:
+        torch.manual_seed(3)
+        for minibatch in filled_storage().minibatches(4, True, split="transitions"):
+            code = minibatch.observations[:, 2]
+            assert minibatch.expert_actions is not None
+            assert torch.equal(minibatch.actions, code.long())
+            assert torch.equal(minibatch.expert_actions, code.long() + 1)
+            assert torch.equal(minibatch.returns, code + 0.75)
+
+
+class TestExplainedVariance:
+    def test_by_definition(self) -> None:
+        storage = filled_storage()
+        storage.values.normal_()
+        storage.compute_advantages(storage.returns.clone())
+        expected = 1 - (storage.returns - storage.values).var() / storage.returns.var()
+        assert storage.explained_variance() == pytest.approx(float(expected), rel=1e-3)
+        storage.values.copy_(storage.returns)
+        storage.compute_advantages(storage.returns.clone())
+        assert storage.explained_variance() == 1.0
+
+
 class TestAdvantages:
     def test_raw_and_normalized(self) -> None:
         """advantages = returns - values; normalised with the rollout's mean and sample std."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -103,3 +105,51 @@ class TestValidation:
         """A hidden layer of width 0 is refused with its index."""
         with pytest.raises(InvalidArgumentError, match=r"'hidden_sizes.1' must be >= 1 \(got 0\)"):
             MLPActorCritic((4,), DiscreteActions(2), hidden_sizes=(8, 0))
+
+
+class TestArchitecture:
+    def test_separate_sizes_and_a_shared_trunk(self) -> None:
+        """The actor and the critic have their own hidden sizes, behind optional shared
+        layers that both see."""
+        model = MLPActorCritic(
+            (4,),
+            DiscreteActions(2),
+            actor_hidden_sizes=[32],
+            critic_hidden_sizes=[16, 8],
+            shared_hidden_sizes=[64],
+        )
+        widths = lambda net: [m.out_features for m in net if isinstance(m, torch.nn.Linear)]  # noqa: E731
+        assert model.trunk is not None and widths(model.trunk) == [64]
+        assert widths(model.actor) == [32, 2] and widths(model.critic) == [16, 8, 1]
+        output = model(torch.randn(5, 4))
+        assert output.values.shape == (5,) and output.distribution.sample().shape == (5,)
+        plain = MLPActorCritic((4,), DiscreteActions(2), hidden_sizes=[8])
+        assert plain.trunk is None and widths(plain.actor) == [8, 2]
+
+    def test_orthogonal_gains_or_torch_defaults(self) -> None:
+        """Orthogonal weights scaled by each layer's gain and zero biases, or, with
+        orthogonal_init off, torch's own initialisation (non-zero biases)."""
+        torch.manual_seed(0)
+        model = MLPActorCritic(
+            (6,), DiscreteActions(3), hidden_sizes=[6], actor_gain=0.5, hidden_gain=2.0
+        )
+        hidden = model.actor[0].weight
+        assert torch.allclose(hidden @ hidden.T, 4.0 * torch.eye(6), atol=1e-5)
+        head = model.actor[2].weight
+        assert torch.allclose(head @ head.T, 0.25 * torch.eye(3), atol=1e-5)
+        assert not model.actor[0].bias.any()
+        default = MLPActorCritic((6,), DiscreteActions(3), hidden_sizes=[6], orthogonal_init=False)
+        assert default.actor[0].bias.abs().sum() > 0
+
+    @pytest.mark.parametrize(
+        ("arguments", "argument"),
+        [
+            ({"actor_hidden_sizes": [0]}, "actor_hidden_sizes.0"),
+            ({"shared_hidden_sizes": [4, -1]}, "shared_hidden_sizes.1"),
+            ({"critic_gain": 0.0}, "critic_gain"),
+        ],
+    )
+    def test_arguments_are_checked(self, arguments: dict[str, Any], argument: str) -> None:
+        with pytest.raises(InvalidArgumentError) as caught:
+            MLPActorCritic((4,), DiscreteActions(2), **arguments)
+        assert caught.value.argument == argument
