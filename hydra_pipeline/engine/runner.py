@@ -37,7 +37,8 @@ from hydra_pipeline.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from hydra_pipeline.engine.episodes import RecentEpisodes, finished_episodes
+from hydra_pipeline.engine.acting import Actor, TaskStepper
+from hydra_pipeline.engine.episodes import FinishedEpisodes, RecentEpisodes
 from hydra_pipeline.engine.losses import Loss
 from hydra_pipeline.engine.offpolicy import OffPolicyStream
 from hydra_pipeline.engine.reporting import ConsoleReporter, MetricsFile, TensorBoardWriter
@@ -45,7 +46,6 @@ from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
 from hydra_pipeline.engine.summary import SUMMARY_FILE, RunSummary, StageSummary
 from hydra_pipeline.errors import CheckpointError, InvalidArgumentError, TrainingInterrupted
 from hydra_pipeline.files import remove_stale_temporaries
-from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.pipeline import (
     PipelineStage,
     ScalarMeanTracker,
@@ -54,7 +54,7 @@ from hydra_pipeline.pipeline import (
     TrainingSettings,
 )
 from hydra_pipeline.pipeline.validation import require_at_least, setting_source
-from hydra_pipeline.tasks.protocol import DiscreteActions, Task
+from hydra_pipeline.tasks.protocol import Task
 
 __all__ = ["OnPolicyRunner"]
 
@@ -141,24 +141,13 @@ class OnPolicyRunner:
             else _build("lr_scheduler_builder", scheduler_builder, optimizer=self.optimizer)
         )
 
-        space = task.action_space
-        if isinstance(space, DiscreteActions):
-            self.action_shape: tuple[int, ...] = ()
-            self.action_dtype = torch.int64
-            self.action_bounds: tuple[Tensor, Tensor] | None = None
-        else:
-            self.action_shape, self.action_dtype = tuple(space.shape), torch.float32
-            self.action_bounds = (
-                torch.tensor(space.low, dtype=torch.float32).view(space.shape),
-                torch.tensor(space.high, dtype=torch.float32).view(space.shape),
-            )
+        self.actor = Actor(self.model, task.action_space, self.device)
+        self.stepper = TaskStepper(task, self.actor)
         # Allocated for each stage's rollout length (None in a purely off-policy pipeline).
         self.storage: RolloutStorage | None = None
 
-        # Training state (all of it goes into checkpoints).
-        self.observations = task.reset(seed=seed).to(self.device)
-        self.episode_returns = torch.zeros(task.num_envs, dtype=torch.float64)
-        self.episode_lengths = torch.zeros(task.num_envs, dtype=torch.float64)
+        # Training state (all of it goes into checkpoints, the stepper's episodes included).
+        self.stepper.reset(seed=seed)
         self.steps_at_last_log = 0
         self.steps_at_last_save = 0
         self.interval_metrics = ScalarMeanTracker()
@@ -269,8 +258,8 @@ class OnPolicyRunner:
                 num_steps,
                 self.task.num_envs,
                 self.task.observation_shape,
-                self.action_shape,
-                self.action_dtype,
+                self.actor.action_shape,
+                self.actor.action_dtype,
                 self.device,
             )
         return self.storage
@@ -279,45 +268,37 @@ class OnPolicyRunner:
         self, stage: PipelineStage, storage: RolloutStorage, record_expert: bool
     ) -> None:
         """Act ``num_steps`` times in every environment, filling the rollout storage."""
-        task, model = self.task, self.model
-        num_envs = task.num_envs
+        num_envs = self.task.num_envs
         rollout_uuid = self.pipeline.rollout_storage_uuid
         assert rollout_uuid is not None  # there is a rollout storage
         teacher_forcing = stage.teacher_forcing
         forced_probability = 0.0
         forced_count = torch.zeros((), dtype=torch.int64, device=self.device)
-        observations = self.observations
         if self.first_step_time is None:
             self.first_step_time = time.time()
         with torch.no_grad():
             for step in range(storage.num_steps):
-                output: ActorCriticOutput = model(observations)
-                actions = output.distribution.sample()
-                if record_expert:
-                    expert_actions = task.expert_actions().to(self.device)
-                    storage.expert_actions[step] = expert_actions
-                    if teacher_forcing is not None:
-                        probability = teacher_forcing(stage.steps_taken_in_stage)
-                        forced_probability += probability
-                        if probability > 0:
-                            forced = torch.rand(num_envs, device=self.device) < probability
-                            forced_count += forced.sum()
-                            mask = forced.view(num_envs, *([1] * (actions.dim() - 1)))
-                            actions = torch.where(mask, expert_actions, actions)
-                result = task.step(self._environment_actions(actions))
-                storage.observations[step] = observations
-                storage.actions[step] = actions
-                storage.log_probs[step] = output.distribution.log_prob(actions)
-                storage.values[step] = output.values
+                probability = 0.0
+                if teacher_forcing is not None:
+                    probability = teacher_forcing(stage.steps_taken_in_stage)
+                    forced_probability += probability
+                move = self.stepper.step(expert=record_expert, forcing=probability)
+                if move.expert_actions is not None:
+                    storage.expert_actions[step] = move.expert_actions
+                if move.forced is not None:
+                    forced_count += move.forced.sum()
+                result = move.result
+                storage.observations[step] = move.observations
+                storage.actions[step] = move.actions
+                storage.log_probs[step] = move.output.distribution.log_prob(move.actions)
+                storage.values[step] = move.output.values
                 storage.rewards[step] = result.rewards
                 storage.terminated[step] = result.terminated
                 storage.truncated[step] = result.truncated
                 storage.final_observations[step] = result.final_observations
                 stage.steps_taken_in_stage += num_envs
                 stage.storage_uuid_to_steps_taken_in_stage[rollout_uuid] += num_envs
-                observations = result.observations.to(self.device)
-        self.observations = observations
-        self._record_episodes(storage)
+        self._record_episodes(self.stepper.finished_episodes())
         if teacher_forcing is not None:
             self.interval_metrics.add_scalars(
                 {
@@ -326,26 +307,9 @@ class OnPolicyRunner:
                 }
             )
 
-    def _environment_actions(self, actions: Tensor) -> Tensor:
-        """The actions to step the task with: on the CPU, clipped to the action bounds."""
-        actions = actions.cpu()
-        if self.action_bounds is not None:
-            actions = torch.max(torch.min(actions, self.action_bounds[1]), self.action_bounds[0])
-        return actions
-
-    def _record_episodes(self, storage: RolloutStorage) -> None:
-        """Add the returns and lengths of the episodes that ended in this rollout to the
-        metrics, weighted by their number."""
-        episodes = finished_episodes(
-            storage.rewards.to("cpu", torch.float64),
-            (storage.terminated | storage.truncated).cpu(),
-            self.episode_returns,
-            self.episode_lengths,
-        )
-        self.episode_returns, self.episode_lengths = (
-            episodes.carried_returns,
-            episodes.carried_lengths,
-        )
+    def _record_episodes(self, episodes: FinishedEpisodes) -> None:
+        """Add the returns, lengths and task metrics of the episodes that ended in this
+        rollout to the metrics, weighted by their number."""
         self.recent_episodes.add(episodes.returns, episodes.lengths)
         if episodes.returns.numel():
             self.interval_metrics.add_scalars(
@@ -355,6 +319,12 @@ class OnPolicyRunner:
                 },
                 n=episodes.returns.numel(),
             )
+        for name, values in episodes.metrics.items():
+            reported = values[~values.isnan()]
+            if reported.numel():
+                self.interval_metrics.add_scalars(
+                    {name: float(reported.double().mean())}, n=reported.numel()
+                )
 
     def _compute_returns(self, storage: RolloutStorage, settings: TrainingSettings) -> None:
         """Returns and advantages of the rollout, with the stage's discounting."""
@@ -362,7 +332,7 @@ class OnPolicyRunner:
         assert gamma is not None and use_gae is not None and gae_lambda is not None
         with torch.no_grad():
             self._bootstrap_truncated_episodes(storage, gamma)
-            next_values = self.model(self.observations).values
+            next_values = self.model(self.stepper.observations).values
             returns = compute_returns(
                 storage.rewards,
                 storage.values,
@@ -512,9 +482,7 @@ class OnPolicyRunner:
         # the reset environments, as the uninterrupted run does.
         period = stage.training_settings.advance_scene_rollout_period
         if period is not None and pipeline.rollout_count % period == 0:
-            self.observations = self.task.reset().to(self.device)
-            self.episode_returns.zero_()
-            self.episode_lengths.zero_()
+            self.stepper.reset()
         if pipeline.should_save(
             steps_since_last_save=total_steps - self.steps_at_last_save,
             stage_completed=stage.is_complete,
@@ -570,9 +538,9 @@ class OnPolicyRunner:
             "pipeline": self.pipeline.state_dict(),
             "task": self.task.state_dict(),
             "engine": {
-                "observations": self.observations.cpu(),
-                "episode_returns": self.episode_returns,
-                "episode_lengths": self.episode_lengths,
+                "observations": self.stepper.observations.cpu(),
+                "episode_returns": self.stepper.episode_returns,
+                "episode_lengths": self.stepper.episode_lengths,
                 "steps_at_last_log": self.steps_at_last_log,
                 "steps_at_last_save": self.steps_at_last_save,
                 "interval_metrics": self.interval_metrics.state_dict(),
@@ -630,11 +598,11 @@ class OnPolicyRunner:
             restarted = self.task.load_state_dict(state["task"])
             engine = state["engine"]
             if restarted is None:
-                self.observations = engine["observations"].to(self.device)
-                self.episode_returns = engine["episode_returns"]
-                self.episode_lengths = engine["episode_lengths"]
+                self.stepper.load_state(
+                    engine["observations"], engine["episode_returns"], engine["episode_lengths"]
+                )
             else:  # the task could only restart its environments: fresh episodes
-                self.observations = restarted.to(self.device)
+                self.stepper.load_state(restarted)
             self.steps_at_last_log = int(engine["steps_at_last_log"])
             self.steps_at_last_save = int(engine["steps_at_last_save"])
             self.interval_metrics.load_state_dict(engine["interval_metrics"])

@@ -12,7 +12,7 @@ from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.distributions import ActionDistribution, Categorical, DiagonalGaussian
 from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.pipeline.validation import require_at_least
-from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions
+from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, as_action_space
 
 __all__ = ["ACTIVATIONS", "MLPActorCritic"]
 
@@ -57,7 +57,8 @@ class MLPActorCritic(nn.Module):
 
     Args:
         observation_shape: Shape of one observation (flattened before the first layer).
-        action_space: The task's action space.
+        action_space: The task's action space (or the config node ``hydra.utils.instantiate``
+            makes of it, see :func:`~hydra_pipeline.tasks.protocol.as_action_space`).
         hidden_sizes: Width of each hidden layer, shared by actor and critic.
         activation: One of ``tanh``, ``relu``, ``elu``, ``gelu``, ``silu``.
         initial_log_std: Initial log standard deviation of continuous actions.
@@ -78,6 +79,7 @@ class MLPActorCritic(nn.Module):
             )
         for index, size in enumerate(hidden_sizes):
             require_at_least(f"hidden_sizes.{index}", size, 1)
+        action_space = as_action_space(action_space)
         inputs = math.prod(observation_shape)
         self.log_std: nn.Parameter | None = None
         if isinstance(action_space, DiscreteActions):
