@@ -22,18 +22,25 @@ from hydra_pipeline.errors import CheckpointError
 from hydra_pipeline.files import temporary_path
 
 __all__ = [
+    "BEST_CHECKPOINT",
     "CHECKPOINT_DIRECTORY",
     "capture_rng_state",
     "checkpoint_name",
     "find_checkpoint",
     "latest_checkpoint",
     "load_checkpoint",
+    "load_weights",
     "restore_rng_state",
+    "run_checkpoints",
     "save_checkpoint",
 ]
 
 CHECKPOINT_DIRECTORY = "checkpoints"
 """Where a run keeps its checkpoints, relative to the run's output folder."""
+
+BEST_CHECKPOINT = "best.pt"
+"""The checkpoint of a run's best evaluation, in its checkpoint folder (not a resume point of
+its own: resuming takes the latest scheduled checkpoint)."""
 
 _FORMAT = "hydra_pipeline/1"
 _NAME = re.compile(r"^stage_(\d+)__steps_(\d+)\.pt$")
@@ -92,6 +99,28 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
+def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
+    """Load the model weights of the checkpoint at ``path`` into ``model``, and return the
+    checkpoint.
+
+    Raises:
+        CheckpointError: The checkpoint cannot be read (see :func:`load_checkpoint`) or its
+            weights do not fit ``model``.
+    """
+    payload = load_checkpoint(path)
+    try:
+        model.load_state_dict(payload["model"])
+    except (ValueError, RuntimeError, KeyError, TypeError) as error:
+        lines = [line.strip() for line in str(error).strip().splitlines()]
+        shown = " ".join(lines[:4]) + (" ..." if len(lines) > 4 else "")
+        raise CheckpointError(
+            f"The model weights of checkpoint '{path}' do not fit the model built here "
+            f"({shown}). The checkpoint's run built its model from another model config, or "
+            "for a task with other observation or action spaces."
+        ) from None
+    return payload
+
+
 def find_checkpoint(location: Path) -> Path:
     """The checkpoint file to load from ``location``: the file itself, or the latest checkpoint
     (most total steps) of a run folder.
@@ -115,15 +144,21 @@ def find_checkpoint(location: Path) -> Path:
     return latest
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint with the most total steps in a run folder, or ``None`` if it has none."""
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """A run folder's scheduled checkpoints (not ``best.pt``), fewest total steps first."""
     folder = run_dir / CHECKPOINT_DIRECTORY
     candidates = [
         (int(match.group(2)), path)
         for path in (folder.iterdir() if folder.is_dir() else ())
         if (match := _NAME.match(path.name))
     ]
-    return max(candidates)[1] if candidates else None
+    return [path for _, path in sorted(candidates)]
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint with the most total steps in a run folder, or ``None`` if it has none."""
+    checkpoints = run_checkpoints(run_dir)
+    return checkpoints[-1] if checkpoints else None
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -54,9 +54,19 @@ def finished_episodes(
         progress.
     """
     num_steps = rewards.shape[0]
-    rows = torch.arange(num_steps).unsqueeze(1)
     # Running totals since the start of the episode in progress when the rollout began.
     running_returns = carried_returns + rewards.cumsum(0)
+    if not bool(dones.any()):  # no episode ended (the common case step by step): cheaper
+        none = torch.zeros(0, dtype=running_returns.dtype)
+        return FinishedEpisodes(
+            returns=none,
+            lengths=none,
+            environments=torch.zeros(0, dtype=torch.int64),
+            metrics={name: none for name in metrics or {}},
+            carried_returns=running_returns[-1],
+            carried_lengths=carried_lengths + num_steps,
+        )
+    rows = torch.arange(num_steps).unsqueeze(1)
     running_lengths = carried_lengths + (rows + 1).to(running_returns.dtype)
     # For each step, the last step at or before it where an episode ended (-1: none).
     last_end = torch.where(dones, rows, -1).cummax(0).values

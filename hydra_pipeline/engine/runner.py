@@ -2,8 +2,9 @@
 
 Read :meth:`OnPolicyRunner.run` top to bottom: for each stage, until it is complete, one
 rollout, the updates of each of the stage's components (the rollout's own, then those learning
-from other storages), the LR scheduler, metrics (and the stage's early-stopping criterion), the
-periodic environment reset, and a checkpoint if due. Every stage runs with its own training
+from other storages), the LR scheduler, an evaluation if due, metrics (and the stage's
+early-stopping criterion), the periodic environment reset, and a checkpoint if due; after the
+last stage, a final evaluation of the trained policy. Every stage runs with its own training
 settings (rollout length, minibatches, repeats, discounting, clipping, intervals), resolved
 against the pipeline's.
 
@@ -27,21 +28,29 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hydra_pipeline.engine.acting import Actor, TaskStepper
 from hydra_pipeline.engine.advantages import compute_returns
 from hydra_pipeline.engine.callbacks import Callback, CallbackList
 from hydra_pipeline.engine.checkpoint import (
+    BEST_CHECKPOINT,
     CHECKPOINT_DIRECTORY,
     capture_rng_state,
     checkpoint_name,
     load_checkpoint,
+    load_weights,
     restore_rng_state,
     save_checkpoint,
 )
-from hydra_pipeline.engine.acting import Actor, TaskStepper
 from hydra_pipeline.engine.episodes import FinishedEpisodes, RecentEpisodes
+from hydra_pipeline.engine.evaluation import EVALUATION_METRICS, BestEvaluation, Evaluator
 from hydra_pipeline.engine.losses import Loss
 from hydra_pipeline.engine.offpolicy import OffPolicyStream
-from hydra_pipeline.engine.reporting import ConsoleReporter, MetricsFile, TensorBoardWriter
+from hydra_pipeline.engine.reporting import (
+    ConsoleReporter,
+    MetricsFile,
+    TensorBoardWriter,
+    metric_tag,
+)
 from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
 from hydra_pipeline.engine.summary import SUMMARY_FILE, RunSummary, StageSummary
 from hydra_pipeline.errors import CheckpointError, InvalidArgumentError, TrainingInterrupted
@@ -88,13 +97,20 @@ class OnPolicyRunner:
             callbacks.
         return_window: The final training return (``summary.json``'s ``reward``) is the mean
             over this many of the last finished episodes (>= 1).
+        evaluator: Evaluates the policy during training on a task of its own (see
+            :mod:`hydra_pipeline.engine.evaluation`); ``None``: no evaluation.
+        evaluation_interval: Total steps between evaluations (>= 1; with ``evaluator``). The
+            run also evaluates once more after its last stage, and reports each evaluation's
+            metrics as ``eval/<metric>``, which early-stopping criteria may watch.
+        best: Which evaluation's checkpoint ``checkpoints/best.pt`` keeps (by default the
+            highest ``reward``).
 
     Raises:
         InvalidArgumentError: The pipeline does not fit the task or the engine: more
             minibatches than environments, a stage needing expert actions from a task without
             an expert, a stage component on a storage that is not a data source, an
-            early-stopping criterion watching a metric its stage never logs, or an optimizer
-            or scheduler that cannot be built.
+            early-stopping criterion watching a metric its stage never logs, an evaluation
+            interval below 1, or an optimizer or scheduler that cannot be built.
     """
 
     def __init__(
@@ -114,8 +130,13 @@ class OnPolicyRunner:
         run_config: Mapping[str, Any] | None = None,
         job: Mapping[str, Any] | None = None,
         return_window: int = 100,
+        evaluator: Evaluator | None = None,
+        evaluation_interval: int | None = None,
+        best: BestEvaluation | None = None,
     ) -> None:
-        _check_fit(pipeline, task)
+        _check_fit(pipeline, task, evaluating=evaluator is not None)
+        if evaluator is not None:
+            require_at_least("evaluation_interval", evaluation_interval, 1)
         self.pipeline = pipeline
         self.task = task
         self.device = torch.device(device)
@@ -161,6 +182,12 @@ class OnPolicyRunner:
         # update of this process, for startup benchmarks.
         self.first_step_time: float | None = None
         self.first_update_time: float | None = None
+        # Evaluation (its bookkeeping goes into checkpoints too).
+        self.evaluator = evaluator
+        self.evaluation_interval = evaluation_interval or 0
+        self.steps_at_last_evaluation = 0
+        self.latest_evaluation: dict[str, float] = {}
+        self.best = best or BestEvaluation()
 
     # ----------------------------------------------------------------------------------------
     # The training loop
@@ -226,6 +253,9 @@ class OnPolicyRunner:
                     stage_steps=stage.steps_taken_in_stage,
                     early_stopped=stage.early_stopping_criterion_met,
                 )
+            last = len(self.pipeline.pipeline_stages) - 1
+            if self._evaluation_due(final=True):
+                self._evaluate(last, self.pipeline.pipeline_stages[last])
             summary = self._summary(start_steps, time.perf_counter() - start_time)
             summary.write(self.output_dir / SUMMARY_FILE)
             events.on_run_end(
@@ -446,16 +476,20 @@ class OnPolicyRunner:
             self.lr_scheduler.step(self.pipeline.total_steps)
 
     def _after_rollout(self, index: int, stage: PipelineStage) -> None:
-        """Metrics and early stopping, the periodic environment reset, and checkpoint."""
+        """Evaluation, metrics and early stopping, the periodic environment reset, and
+        checkpoint."""
         pipeline = self.pipeline
         total_steps = pipeline.total_steps
+        if self._evaluation_due():
+            self._evaluate(index, stage)
         if pipeline.should_accumulate_metrics(
             steps_since_last_log=total_steps - self.steps_at_last_log,
             stage_completed=stage.is_complete,
             stage=stage,
         ):
-            metrics = self.interval_metrics.means()
-            counts = self.interval_metrics.counts()
+            # Evaluation metrics wait in the interval's metrics for the criterion, not the log.
+            metrics = _training_only(self.interval_metrics.means())
+            counts = _training_only(self.interval_metrics.counts())
             # Episode metrics come from the last episodes, whenever they ended; the others are
             # per interval.
             self.latest_metrics = {**metrics, **self.recent_episodes.means()}
@@ -489,6 +523,42 @@ class OnPolicyRunner:
             stage=stage,
         ):
             self.save_checkpoint(index)
+
+    def _evaluation_due(self, *, final: bool = False) -> bool:
+        """Whether to evaluate now: ``evaluation_interval`` steps after the previous
+        evaluation, or at the end of training (unless just evaluated)."""
+        if self.evaluator is None:
+            return False
+        since = self.pipeline.total_steps - self.steps_at_last_evaluation
+        return since > 0 if final else since >= self.evaluation_interval
+
+    def _evaluate(self, index: int, stage: PipelineStage) -> None:
+        """Evaluate the current policy: report its metrics (and videos), hand them to the
+        stage's early-stopping criterion at the next metric point, and keep ``best.pt``."""
+        assert self.evaluator is not None  # see _evaluation_due
+        total_steps = self.pipeline.total_steps
+        self.steps_at_last_evaluation = total_steps
+        result = self.evaluator.evaluate(video_name=f"steps_{total_steps:012d}")
+        metrics, counts = result.summary(), result.counts()
+        self.latest_evaluation = metrics
+        self.events.on_log(
+            mode="eval",
+            total_steps=total_steps,
+            stage_index=index,
+            stage_steps=stage.steps_taken_in_stage,
+            metrics=metrics,
+            counts=counts,
+        )
+        for path in result.videos:
+            self.events.on_video(mode="eval", total_steps=total_steps, path=path)
+        self.interval_metrics.add_scalars(
+            {metric_tag(name, "eval"): value for name, value in metrics.items()},
+            n={metric_tag(name, "eval"): count for name, count in counts.items()},
+        )
+        if self.best.improved_by(metrics, total_steps):
+            path = self.output_dir / CHECKPOINT_DIRECTORY / BEST_CHECKPOINT
+            save_checkpoint(self.state_dict(), path)
+            self.events.on_checkpoint(total_steps=total_steps, stage_index=index, path=path)
 
     def request_stop(self, reason: str) -> None:
         """Ask the run to stop at the next safe point: once the current rollout's update (and
@@ -526,6 +596,8 @@ class OnPolicyRunner:
             final_counts=dict(self.latest_counts),
             return_window=self.recent_episodes.window,
             speed=speed,
+            eval_metrics=dict(self.latest_evaluation),
+            best=self.best.to_dict(),
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -549,6 +621,11 @@ class OnPolicyRunner:
                 "recent_episodes": self.recent_episodes.state_dict(),
                 "data_streams": {
                     name: stream.state_dict() for name, stream in self.data_streams.items()
+                },
+                "evaluation": {
+                    "steps_at_last_evaluation": self.steps_at_last_evaluation,
+                    "latest": dict(self.latest_evaluation),
+                    "best": self.best.state_dict(),
                 },
             },
             "rng": capture_rng_state(),
@@ -613,6 +690,12 @@ class OnPolicyRunner:
                 stream = OffPolicyStream(self.pipeline.get_storage(name), self.device)
                 stream.load_state_dict(stream_state)
                 self.data_streams[name] = stream
+            # Checkpoints of runs that never evaluated (and of earlier versions) have none.
+            evaluation = engine.get("evaluation")
+            if evaluation is not None:
+                self.steps_at_last_evaluation = int(evaluation["steps_at_last_evaluation"])
+                self.latest_evaluation = dict(evaluation["latest"])
+                self.best.load_state_dict(evaluation["best"])
         restore_rng_state(state["rng"])
         self.resumed_from = int(state["total_steps"])
 
@@ -623,9 +706,7 @@ class OnPolicyRunner:
         Raises:
             CheckpointError: The checkpoint cannot be read or its weights do not fit the model.
         """
-        state = load_checkpoint(path)
-        with _checkpoint_mismatch(path):
-            self.model.load_state_dict(state["model"])
+        load_weights(self.model, path)
 
 
 @contextlib.contextmanager
@@ -638,6 +719,12 @@ def _checkpoint_mismatch(path: Path) -> Iterator[None]:
             f"Checkpoint '{path}' does not fit this run: {error}. Resume with the config the "
             "checkpoint was made with."
         ) from error
+
+
+def _training_only(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` without the evaluation metrics kept for early-stopping criteria."""
+    prefix = metric_tag("", "eval")
+    return {name: value for name, value in values.items() if not name.startswith(prefix)}
 
 
 def _build(argument: str, builder: Callable[..., Any], **kwargs: Any) -> Any:
@@ -653,12 +740,16 @@ def _build(argument: str, builder: Callable[..., Any], **kwargs: Any) -> Any:
         ) from None
 
 
-def _logged_metrics(pipeline: TrainingPipeline, stage: PipelineStage) -> tuple[set[str], set[str]]:
+def _logged_metrics(
+    pipeline: TrainingPipeline, stage: PipelineStage, evaluating: bool
+) -> tuple[set[str], set[str]]:
     """The metrics the engine logs for ``stage``, and the prefixes under which a loss that
     does not declare its ``terms`` may log any. Losses learning from the rollout log as
     ``<loss>/<term>``, those of a component on a data source as ``<component>/<loss>/<term>``
-    (see ``_update``)."""
+    (see ``_update``); evaluations as ``eval/<metric>``."""
     names = {*_EPISODE_METRICS, "lr"}
+    if evaluating:
+        names |= {metric_tag(name, "eval") for name in EVALUATION_METRICS}
     if stage.teacher_forcing is not None:
         names |= {"teacher_forcing", "teacher_forcing_sampled"}
     prefixes: set[str] = set()
@@ -674,30 +765,36 @@ def _logged_metrics(pipeline: TrainingPipeline, stage: PipelineStage) -> tuple[s
     return names, prefixes
 
 
-def _check_watched_metrics(pipeline: TrainingPipeline) -> None:
+def _check_watched_metrics(pipeline: TrainingPipeline, evaluating: bool) -> None:
     """Refuse an early-stopping criterion watching a metric its stage never logs (a typo
     would otherwise silently run the whole stage)."""
     for index, stage in enumerate(pipeline.pipeline_stages):
         metric = getattr(stage.early_stopping_criterion, "metric", None)
         if not isinstance(metric, str):
             continue
-        names, prefixes = _logged_metrics(pipeline, stage)
+        names, prefixes = _logged_metrics(pipeline, stage, evaluating)
         if metric in names or metric.startswith(tuple(prefixes)):
             continue
         close = difflib.get_close_matches(metric, sorted(names), n=1)
+        evaluation = metric.startswith(metric_tag("", "eval")) and not evaluating
         raise InvalidArgumentError(
             f"pipeline_stages.{index}.early_stopping_criterion.metric",
             "is not a metric this stage logs, so the criterion would never see it",
             metric,
             f"The stage logs: {', '.join(sorted(names))}."
-            + (f" Did you mean '{close[0]}'?" if close else ""),
+            + (f" Did you mean '{close[0]}'?" if close and not evaluation else "")
+            + (
+                " Evaluation metrics are logged when the run evaluates: set evaluation.interval."
+                if evaluation
+                else ""
+            ),
         )
 
 
-def _check_fit(pipeline: TrainingPipeline, task: Task) -> None:
+def _check_fit(pipeline: TrainingPipeline, task: Task, evaluating: bool) -> None:
     """The checks that need both the pipeline and the task (and the pipeline's storages), or
     know what the engine logs."""
-    _check_watched_metrics(pipeline)
+    _check_watched_metrics(pipeline, evaluating)
     for index, stage in enumerate(pipeline.pipeline_stages):
         for number, component in enumerate(stage.stage_components):
             settings = component.training_settings

@@ -834,7 +834,8 @@ class TestResume:
             resume_pipeline(None), task, model, output_dir=tmp_path, tensorboard=False
         )
         with pytest.raises(
-            CheckpointError, match=r"(?s)does not fit this run: .*size mismatch for actor.0.weight"
+            CheckpointError,
+            match=r"(?s)do not fit the model built here .*size mismatch for actor.0.weight",
         ):
             runner.load_weights(runs["checkpoints"][0])
 
