@@ -26,6 +26,7 @@ __all__ = [
     "CHECKPOINT_DIRECTORY",
     "capture_rng_state",
     "checkpoint_name",
+    "checkpoints_named",
     "find_checkpoint",
     "latest_checkpoint",
     "load_checkpoint",
@@ -153,6 +154,44 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
         if (match := _NAME.match(path.name))
     ]
     return [path for _, path in sorted(candidates)]
+
+
+def checkpoints_named(run_dir: Path, checkpoint: str) -> list[Path]:
+    """The checkpoint files of a run that ``checkpoint`` names: ``"last"`` (the latest),
+    ``"best"`` (``best.pt``), ``"all"`` (every scheduled one, fewest steps first), or a file
+    (a path, or a file name in the run's checkpoint folder).
+
+    Raises:
+        CheckpointError: There is no such checkpoint; the message says why and what to use.
+    """
+    folder = run_dir / CHECKPOINT_DIRECTORY
+    if checkpoint == "best":
+        best = folder / BEST_CHECKPOINT
+        if not best.is_file():
+            raise CheckpointError(
+                f"checkpoint=best: run folder '{run_dir}' has no {CHECKPOINT_DIRECTORY}/"
+                f"{BEST_CHECKPOINT}: the run did not evaluate while it trained (see "
+                "evaluation.interval). Use checkpoint=last, or checkpoint=all."
+            )
+        return [best]
+    if checkpoint in ("last", "all"):
+        found = run_checkpoints(run_dir)
+        if not found:
+            raise CheckpointError(
+                f"checkpoint={checkpoint}: run folder '{run_dir}' holds no checkpoint in "
+                f"'{CHECKPOINT_DIRECTORY}/': the run stopped before its first save (see "
+                "pipeline.save_interval)."
+            )
+        return found if checkpoint == "all" else found[-1:]
+    path = Path(checkpoint)
+    if not path.is_file() and (folder / checkpoint).is_file():
+        path = folder / checkpoint
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint={checkpoint}: no such checkpoint file (nor '{folder / checkpoint}'). "
+            "Give last, best, all, or a checkpoint file."
+        )
+    return [path]
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
