@@ -38,6 +38,7 @@ __all__ = [
     "check_evaluation",
     "evaluate",
     "evaluation_seed_of",
+    "objective_value",
     "training_evaluation",
 ]
 
@@ -45,7 +46,10 @@ EVALUATION_DIRECTORY = "evaluation"
 """Where the evaluate command writes its results, relative to the run folder."""
 
 _EVAL = "eval/"
-"""The prefix of evaluation metrics in early-stopping criteria and ``objective``."""
+"""The prefix of evaluation metrics in early-stopping criteria and ``objective``: their
+TensorBoard tag (``engine.reporting.metric_tag(name, "eval")``), spelled out here so that the
+startup checks import no torch."""
+
 log = logging.getLogger("hydra_pipeline")
 
 

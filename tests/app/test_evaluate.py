@@ -167,6 +167,11 @@ class TestEvaluateCommand:
             with av.open(str(run / video)) as container:
                 assert sum(1 for _ in container.decode(video=0)) == length
 
+    def test_help_lists_the_keys(self, tmp_path: Path) -> None:
+        result = evaluate(tmp_path, "--help")
+        assert result.returncode == 0
+        assert "checkpoint: str = last" in result.stdout and "task.num_envs=1" in result.stdout
+
     def test_unusable_checkpoints_and_folders(self, run: Path, tmp_path: Path) -> None:
         """A missing or corrupt checkpoint, and a folder without a saved config, each end
         with one message naming it."""

@@ -182,15 +182,23 @@ class TestDuringTraining:
         assert set(summary.eval_metrics) == {"reward", "reward_std", "episode_length"}
 
     def test_eval_metrics_best_checkpoint_and_tags(self, tmp_path: Path) -> None:
-        """Every interval and at the end: eval/ scalars, metrics.csv rows, summary entries and
-        best.pt at the best evaluation's step."""
+        """Every interval and at the end: eval/ scalars and videos, metrics.csv rows, summary
+        entries and best.pt at the best evaluation's step."""
         pipeline = make_pipeline([PipelineStage(["ppo"], 48)], metric_accumulate_interval=16)
-        summary = evaluating(tmp_path, pipeline, 20, tensorboard=True).run()
+        videos = tmp_path / "videos"
+        summary = evaluating(tmp_path, pipeline, 20, tensorboard=True, video_folder=videos).run()
         events = EventAccumulator(str(tmp_path / "tensorboard"))
         events.Reload()
         steps = [event.step for event in events.Scalars("eval/reward")]
         assert steps == [24, 48]  # rollouts of 8 steps: the first after 20, then the end
         assert {"eval/reward_std", "eval/episode_length"} <= set(events.Tags()["scalars"])
+        gifs = events.Images("eval/video")
+        assert [gif.step for gif in gifs] == [24, 24, 48, 48]  # two episodes of environment 0
+        assert gifs[0].encoded_image_string.startswith(b"GIF89a")
+        assert sorted(path.name for path in videos.iterdir())[:2] == [
+            "steps_000000000024-1.mp4",
+            "steps_000000000024-2.mp4",
+        ]
         rows = (tmp_path / "metrics.csv").read_text().splitlines()
         assert sum(row.startswith("eval,") for row in rows) == 2
         recorded = read_summary(tmp_path)
