@@ -3,8 +3,9 @@
 Order of work: check the config exactly as it will be built (nothing built yet), claim the run
 folder, decide whether a checkpoint is continued (and check it fits), save the resolved config,
 seed every generator and set determinism, pick the device, build the pipeline, the task and the
-model (each constructor validates its own arguments), then let the engine run the stages, with
-Ctrl-C and SIGTERM turned into a stop at the next safe point.
+model (each constructor validates its own arguments) and, when the run evaluates, the
+evaluation's own copy of the task, then let the engine run the stages, with Ctrl-C and SIGTERM
+turned into a stop at the next safe point.
 """
 
 from __future__ import annotations

@@ -144,6 +144,9 @@ class Evaluator:
         video_folder: Where to write a video of each episode of the first environment
             (``None``: no videos). Needs PyAV and a task with ``render()``.
 
+    An evaluation lasts until every environment has played its share of the episodes, so the
+    task's episodes must end (a time limit, as Gymnasium's registered environments have).
+
     Raises:
         InvalidArgumentError: An argument is out of range, or videos are asked of a task that
             cannot render.

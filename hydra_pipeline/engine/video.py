@@ -52,18 +52,25 @@ def require_video_support() -> ModuleType:
 
 
 def check_renders(task: Task) -> None:
-    """Refuse a task that cannot be watched (it has no ``render()`` method).
+    """Refuse a task that cannot be watched: it has no ``render()`` method, or drawing its
+    first picture fails.
 
     Raises:
-        InvalidArgumentError: It has none.
+        InvalidArgumentError: It cannot be watched; the argument is ``video``.
     """
+    hint = "Turn video off."
     if not callable(getattr(task, "render", None)):
-        raise InvalidArgumentError(
-            "task",
-            "cannot be watched: it has no render() method",
-            type(task).__qualname__,
-            "Give it one (see hydra_pipeline.tasks.protocol), or evaluate without video.",
-        )
+        reason = f"{type(task).__qualname__} has no render() method"
+        hint = "Give the task one (see hydra_pipeline.tasks.protocol), or turn video off."
+    else:
+        try:
+            render(task)
+            return
+        except Exception as error:  # a task's renderer may fail in any way
+            reason = f"drawing its picture fails: {error}"
+    raise InvalidArgumentError(
+        "video", f"needs a task that can be watched, and {reason}", True, hint
+    )
 
 
 def render(task: Task) -> np.ndarray[Any, Any]:

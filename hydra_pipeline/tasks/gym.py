@@ -180,9 +180,8 @@ class GymTask:
             raise InvalidArgumentError(
                 "env_id",
                 f"names an environment that renders no {_RENDER_MODE!r} pictures (render mode "
-                f"{self._envs.render_mode!r}), so it cannot be watched",
+                f"{self._envs.render_mode!r})",
                 self.env_id,
-                "Evaluate it without video.",
             )
         if hasattr(self._envs, "envs"):  # in this process: draw the first environment only
             frame = self._envs.envs[0].render()

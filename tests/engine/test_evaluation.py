@@ -125,6 +125,13 @@ class TestEvaluator:
         with pytest.raises(InvalidArgumentError, match="'mode' must be 'max' or 'min'"):
             BestEvaluation("reward", "maximum")
 
+    def test_videos_of_a_task_that_cannot_be_watched(self, tmp_path: Path) -> None:
+        class Unwatchable(CartPoleTask):
+            render = None
+
+        with pytest.raises(InvalidArgumentError, match="Unwatchable has no render"):
+            evaluator(Unwatchable(1), video_folder=tmp_path)
+
 
 # --------------------------------------------------------------------------------------------
 # During training
