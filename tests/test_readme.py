@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.app.conftest import run_in_process
@@ -21,6 +23,8 @@ COMMANDS = [
     for line in block.splitlines()
     if line.strip()
 ]
+PYTHON_EXAMPLES = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+EVALUATE = ["python", "-m", "hydra_pipeline.evaluate"]
 
 # Commands CI runs itself: .ci/run must run them exactly as the README writes them.
 RUN_BY_CI = ['pip install -e ".[all]"', "python -m pytest"]
@@ -57,6 +61,8 @@ def run(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     arguments = [str(ROOT / a) if "/" in a and (ROOT / a).exists() else a for a in arguments]
     if arguments[:3] == ["python", "-m", "hydra_pipeline"]:
         return run_in_process(arguments[3:], cwd)
+    if arguments[:3] == EVALUATE:
+        return run_in_process(arguments[3:], cwd, program="hydra-pipeline-evaluate")
     environment = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     return subprocess.run(
         [sys.executable, *arguments[1:]],
@@ -70,11 +76,11 @@ def run(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A short finished run, for the README's resume commands."""
+    """A short finished run that evaluated, for the README's resume and evaluate commands."""
     folder = tmp_path_factory.mktemp("readme") / "run"
-    result = run(
-        ["python", "-m", "hydra_pipeline", *shrink([]), f"hydra.run.dir={folder}"], folder.parent
-    )
+    evaluating = ["evaluation.interval=512", "evaluation.episodes=2"]
+    arguments = [*shrink([]), *evaluating, f"hydra.run.dir={folder}"]
+    result = run(["python", "-m", "hydra_pipeline", *arguments], folder.parent)
     assert result.returncode == 0, result.stderr
     return folder
 
@@ -127,6 +133,9 @@ def test_readme_command_runs(command: str, tmp_path: Path, finished_run: Path) -
         assert (finished_run / "curves.png").read_bytes().startswith(b"\x89PNG")
         return
     assert arguments[:2] in (["python", "-m"], ["python", "examples/user_project/train.py"])
+    if arguments[:3] == EVALUATE:
+        check_evaluate_command(arguments, finished_run, tmp_path)
+        return
     arguments = [
         f"{a.split('=', 1)[0]}={finished_run}"
         if a.startswith(("resume=", "restart_from_weights="))
@@ -161,3 +170,27 @@ def test_readme_command_runs(command: str, tmp_path: Path, finished_run: Path) -
         assert (tmp_path / "out" / "sweep_summary.csv").is_file()
     else:
         assert (tmp_path / "out" / "summary.json").is_file()
+
+
+def check_evaluate_command(arguments: list[str], finished_run: Path, tmp_path: Path) -> None:
+    """An evaluate command, on the finished run, with few episodes, writes its JSON files."""
+    small = {"run": str(finished_run), "episodes": "2", "task.num_envs": "2"}
+    arguments = [
+        f"{key}={small[key]}" if (key := a.split("=", 1)[0]) in small else a for a in arguments
+    ]
+    if "-m" in arguments:
+        arguments.append(f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    shutil.rmtree(finished_run / "evaluation", ignore_errors=True)
+    result = run(arguments, tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert list((finished_run / "evaluation").glob("*.json"))
+    assert "total steps" in result.stdout
+
+
+def test_readme_policy_example_runs(finished_run: Path) -> None:
+    """The README's Policy example works as written, on a finished run's folder."""
+    [example] = [code for code in PYTHON_EXAMPLES if "Policy.from_run" in code]
+    code = re.sub(r'from_run\("[^"]*"', f"from_run({str(finished_run)!r}", example)
+    namespace = {"observations": np.zeros((3, 4), dtype=np.float32)}
+    exec(code, namespace)
+    assert namespace["actions"].shape == (3,)

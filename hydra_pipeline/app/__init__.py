@@ -1,17 +1,20 @@
-"""The ``hydra-pipeline`` application: ``python -m hydra_pipeline [overrides]``.
+"""The ``hydra-pipeline`` application: ``python -m hydra_pipeline [overrides]``, and the
+evaluate command: ``python -m hydra_pipeline.evaluate run=<run folder> [overrides]``.
 
-:func:`main` is the console script; :func:`train` the task function any Hydra app can call;
-:func:`pipeline_app` the decorator user projects use in place of ``hydra.main``. Importing this
+:func:`main` and :func:`evaluate_main` are the console scripts; :func:`train` and
+:func:`evaluate` the task functions any Hydra app can call; :func:`pipeline_app` the decorator
+user projects use in place of ``hydra.main``. Importing this
 package does not import torch, so ``--help``, ``--cfg`` and ``--info`` stay fast.
 """
 
 from omegaconf import DictConfig
 
 from hydra_pipeline.app.cli import pipeline_app
+from hydra_pipeline.app.evaluate import evaluate
 from hydra_pipeline.app.help import register_help_resolver
 from hydra_pipeline.app.train import train
 
-__all__ = ["main", "pipeline_app", "train"]
+__all__ = ["evaluate", "evaluate_main", "main", "pipeline_app", "train"]
 
 register_help_resolver()
 
@@ -20,3 +23,10 @@ register_help_resolver()
 def main(cfg: DictConfig) -> float:
     """Train as the composed config says; return the final mean episode return."""
     return train(cfg)
+
+
+@pipeline_app(config_path="pkg://hydra_pipeline.conf", config_name="evaluate", trains=False)
+def evaluate_main(cfg: DictConfig) -> float:
+    """Evaluate a run's checkpoints as the composed config says; return the last one's mean
+    episode return."""
+    return evaluate(cfg)

@@ -83,6 +83,7 @@ class _Session:
     function into job processes (joblib, Submitit), where no command line is to be read."""
 
     code_prefixes: tuple[str, ...]
+    trains: bool = True
     command_line_prefixes: list[str] = field(default_factory=list)
     given_arguments: list[str] = field(default_factory=list)
     resume: ResumePlan | None = None
@@ -104,7 +105,7 @@ class _Session:
 
 
 def pipeline_app(
-    config_path: str, config_name: str, *, allowed_targets: Sequence[str] = ()
+    config_path: str, config_name: str, *, allowed_targets: Sequence[str] = (), trains: bool = True
 ) -> Callable[[TaskFunction], Callable[[], None]]:
     """Decorate a task function into a command-line entry point, like ``hydra.main``.
 
@@ -115,10 +116,13 @@ def pipeline_app(
         allowed_targets: Import prefixes of the project's own code that its configs may build
             (``["my_project"]``). Code is trusted; config files are not, so this is where a
             project allows its own ``_target_``s.
+        trains: Whether the task function trains a run that can be resumed; ``False`` for
+            tools such as the evaluate command: no ``resume=`` handling, and a failure is
+            reported without resume advice.
     """
 
     def decorate(task_function: TaskFunction) -> Callable[[], None]:
-        session = _Session(tuple(allowed_targets))
+        session = _Session(tuple(allowed_targets), trains)
 
         @functools.wraps(task_function)
         def job(cfg: DictConfig) -> Any:
@@ -201,12 +205,18 @@ def _end_interrupted(interruption: TrainingInterrupted, session: _Session) -> No
 
 
 def _training_failure(error: Exception, session: _Session) -> TrainingError:
-    """One paragraph about an error during training; its traceback goes to the log file."""
+    """One paragraph about an error during training (or another job); its traceback goes to
+    the log file."""
     from hydra_pipeline.engine.checkpoint import latest_checkpoint
 
+    first = (str(error).strip().splitlines() or [""])[0]
+    if not session.trains:  # no run folder of its own
+        return TrainingError(
+            f"the job failed with {type(error).__name__}: {first} (HYDRA_FULL_ERROR=1 prints "
+            "the traceback)."
+        )
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     log_file = _log_traceback(error, run_dir)
-    first = (str(error).strip().splitlines() or [""])[0]
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         resume = "No checkpoint was written, so the run starts over if run again."
@@ -255,7 +265,9 @@ def _run(
             command_line_overrides(sys.argv[1:])
         )
         session.given_arguments = sys.argv[1:]
-        session.resume = resume_arguments(sys.argv[1:])
+        session.resume = (
+            resume_arguments(sys.argv[1:]) if session.trains else ResumePlan(sys.argv[1:])
+        )
         sys.argv[1:] = session.resume.arguments
         check_before_hydra_callbacks(check_hydra_callbacks)
         hydra_main = hydra.main(

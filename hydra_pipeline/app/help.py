@@ -16,11 +16,11 @@ from typing import Any
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, OmegaConf
 
-from hydra_pipeline.config import Config, TrainingPipelineConf
+from hydra_pipeline.config import Config, EvaluateConfig, TrainingPipelineConf
 from hydra_pipeline.config.compat import register_resolver
 from hydra_pipeline.config.docs import field_docs
 
-__all__ = ["GROUPS", "help_text", "register_help_resolver"]
+__all__ = ["GROUPS", "evaluate_help_text", "help_text", "register_help_resolver"]
 
 GROUPS = ("pipeline", "optimizer", "lr_scheduler", "task", "model", "callbacks")
 """The config groups the help screen lists, in this order."""
@@ -77,12 +77,19 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
-def _help_if_asked() -> str:
+def evaluate_help_text() -> str:
+    """The body of the evaluate command's help screen."""
+    return "\n".join(["Keys (key=value):", *_keys(EvaluateConfig, "", skip=set())])
+
+
+def _help_if_asked(text: Any) -> Any:
     # Hydra resolves its own config, help template included, on every run; listing the
     # options costs about 0.1 s, so it is done only when the help screen is shown.
-    return help_text() if {"--help", "-h"} & set(sys.argv[1:]) else ""
+    return lambda: text() if {"--help", "-h"} & set(sys.argv[1:]) else ""
 
 
 def register_help_resolver() -> None:
-    """Register ``${hydra_pipeline_help:}`` (once per process)."""
-    register_resolver("hydra_pipeline_help", _help_if_asked)
+    """Register ``${hydra_pipeline_help:}`` and ``${hydra_pipeline_evaluate_help:}`` (once per
+    process)."""
+    register_resolver("hydra_pipeline_help", _help_if_asked(help_text))
+    register_resolver("hydra_pipeline_evaluate_help", _help_if_asked(evaluate_help_text))

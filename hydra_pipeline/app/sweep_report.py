@@ -8,11 +8,12 @@ pictures.
 * ``sweep_curves.png``: each configuration's learning curve (mean and 95% band over seeds,
   against total steps), and ``curves.png`` in each run's folder.
 
-A run's objective is what the app returned for it (the final mean episode return, see
-``train``); a job run with ``seeds=[...]`` counts as one sample per seed. The statistics use
-SciPy and the pictures Matplotlib (``pip install "hydra-pipeline[analysis]"``); without them
-the files hold what can be computed without (counts, means, standard deviations) and a
-warning names the extra.
+A run's objective is what the app returned for it (by default the last evaluation's mean
+return, or the final mean training return of a run that does not evaluate; see ``train``); a
+job run with ``seeds=[...]`` counts as one sample per seed. The statistics use SciPy and the
+pictures Matplotlib (``pip install "hydra-pipeline[analysis]"``); without them the files hold
+what can be computed without (counts, means, standard deviations) and a warning names the
+extra.
 """
 
 from __future__ import annotations
@@ -322,8 +323,9 @@ def _plot(sweep_dir: Path, jobs: Sequence[Job]) -> None:
 
 def sweep_figure(jobs: Sequence[Job], pyplot: Any) -> Any:
     """A figure with one learning curve per configuration of the completed jobs: the mean
-    training return over its seeds at each total step count, in a 95% band (Student's t
-    interval of the mean; none without SciPy)."""
+    return over its seeds at each total step count, in a 95% band (Student's t interval of the
+    mean; none without SciPy). The return is the evaluations' where every run of the
+    configuration evaluated, else training's."""
     import numpy as np
 
     stats = _optional("scipy.stats", "confidence bands")
@@ -334,24 +336,31 @@ def sweep_figure(jobs: Sequence[Job], pyplot: Any) -> Any:
     figure, axes = pyplot.subplots(figsize=(8, 5))
     labels = short_labels(list(groups))
     for configuration, runs in groups.items():
+        curves = [read_curve(run, "eval/reward") for run in runs]
+        metric = "eval" if all(curves) else "train"
+        if metric == "train":
+            curves = [read_curve(run) for run in runs]
         by_step: dict[int, list[float]] = {}
-        for run in runs:
-            for step, value in read_curve(run):
+        for curve in curves:
+            for step, value in curve:
                 by_step.setdefault(step, []).append(value)
         steps = sorted(by_step)
         if not steps:
             continue
         samples = [np.asarray(by_step[step]) for step in steps]
         means = [float(values.mean()) for values in samples]
-        line = axes.plot(steps, means, label=f"{labels[configuration]} ({len(runs)} seeds)")
+        line = axes.plot(
+            steps, means, label=f"{labels[configuration]} ({len(runs)} seeds, {metric})"
+        )
         if stats is not None:
             bands = [_band(stats, values) for values in samples]
             axes.fill_between(
                 steps, *zip(*bands, strict=True), alpha=0.2, color=line[0].get_color()
             )
     axes.set_xlabel("total steps")
-    axes.set_ylabel("mean episode return (train)")
-    axes.legend(fontsize="small")
+    axes.set_ylabel("mean episode return")
+    if axes.get_lines():
+        axes.legend(fontsize="small")
     figure.tight_layout()
     return figure
 
@@ -377,7 +386,8 @@ def plot_run(run: Path, pyplot: Any = None) -> None:
             axes.plot(steps, values, label=metric)
     axes.set_xlabel("total steps")
     axes.set_ylabel("mean episode return")
-    axes.legend(fontsize="small")
+    if axes.get_lines():
+        axes.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(run / RUN_CURVES_FILE, dpi=100)
     pyplot.close(figure)

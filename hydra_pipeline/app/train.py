@@ -3,8 +3,9 @@
 Order of work: check the config exactly as it will be built (nothing built yet), claim the run
 folder, decide whether a checkpoint is continued (and check it fits), save the resolved config,
 seed every generator and set determinism, pick the device, build the pipeline, the task and the
-model (each constructor validates its own arguments), then let the engine run the stages, with
-Ctrl-C and SIGTERM turned into a stop at the next safe point.
+model (each constructor validates its own arguments) and, when the run evaluates, the
+evaluation's own copy of the task, then let the engine run the stages, with Ctrl-C and SIGTERM
+turned into a stop at the next safe point.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from hydra_pipeline.app.evaluate import check_evaluation, objective_value, training_evaluation
 from hydra_pipeline.app.resume import (
     AUTO,
     RUN_KEYS,
@@ -43,6 +45,7 @@ from hydra_pipeline.app.run_folder import claimed_run_folder, refuse_existing_re
 from hydra_pipeline.app.sweep_report import SEEDS_FILE
 from hydra_pipeline.config import check_config, instantiate_node
 from hydra_pipeline.config.checks import config_nodes, dotted_key
+from hydra_pipeline.config.saved_run import RESOLVED_CONFIG
 from hydra_pipeline.errors import (
     CheckpointError,
     ConfigError,
@@ -53,20 +56,21 @@ from hydra_pipeline.pipeline import set_deterministic_cudnn, set_seed
 from hydra_pipeline.pipeline.validation import require_seed
 
 if TYPE_CHECKING:
-    from hydra_pipeline.engine import OnPolicyRunner, RunSummary
+    from hydra_pipeline.engine import OnPolicyRunner
     from hydra_pipeline.engine.callbacks import Callback
     from hydra_pipeline.tasks import Task
 
-__all__ = ["train"]
+__all__ = ["device_for", "train"]
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 log = logging.getLogger("hydra_pipeline")
 
 
 def train(cfg: DictConfig) -> float:
-    """Train as ``cfg`` says, in Hydra's output folder, and return the final mean episode
-    return: the objective of optimizing sweepers such as Optuna (-inf if no episode ended, so
-    such a run ranks last). With ``seeds=[...]``, train once per seed, each in a folder
+    """Train as ``cfg`` says, in Hydra's output folder, and return the run's ``objective``
+    for optimizing sweepers such as Optuna: by default the last evaluation's mean return when
+    the run evaluates, else the final mean training return (-inf without a value, so such a
+    run ranks last). With ``seeds=[...]``, train once per seed, each in a folder
     ``seed_<n>`` of the output folder, and return the mean of their objectives.
 
     Raises:
@@ -111,22 +115,26 @@ def _train_run(cfg: DictConfig, hydra_config: Any, output_dir: Path) -> float:
         with _garbage_collector_paused():  # startup allocates many long-lived objects
             cfg = _checked_and_resolved(cfg)
             run.enter_context(claimed_run_folder(output_dir, writes_to=_folders_written(cfg)))
-            runner, task = _start(cfg, hydra_config, output_dir)
-            run.callback(task.close)
+            runner, tasks = _start(cfg, hydra_config, output_dir)
+            for task in tasks:
+                run.callback(task.close)
         with _stop_requested_by_signals(runner):
             summary = runner.run()
-    return _objective(summary)
+    return objective_value(summary.to_dict(), cfg.objective)
 
 
-def _start(cfg: DictConfig, hydra_config: Any, output_dir: Path) -> tuple[OnPolicyRunner, Task]:
-    """Everything between a checked config and a runner ready to train."""
+def _start(
+    cfg: DictConfig, hydra_config: Any, output_dir: Path
+) -> tuple[OnPolicyRunner, list[Task]]:
+    """Everything between a checked config and a runner ready to train (and the tasks to
+    close after the run: training's and the evaluation's)."""
     overrides = [
         o for o in hydra_config.overrides.task if override_key(o) not in (*RUN_KEYS, *TRUST_KEYS)
     ]
     checkpoint = _checkpoint_to_continue(cfg, output_dir, overrides)
     if checkpoint is None:
         refuse_existing_results(output_dir)
-    device = _device(cfg.device)
+    device = device_for(cfg.device)
     _save_resolved_config(cfg, output_dir, hydra_config)
     if cfg.deterministic_cudnn:
         # cuBLAS needs this before CUDA starts to run deterministically.
@@ -150,7 +158,10 @@ def _start(cfg: DictConfig, hydra_config: Any, output_dir: Path) -> tuple[OnPoli
     model = instantiate_node(
         cfg, "model", observation_shape=task.observation_shape, action_space=task.action_space
     )
+    tasks = [task]
     try:
+        evaluation = training_evaluation(cfg, model, device, output_dir)
+        tasks += [evaluation["evaluator"].task] if evaluation else []
         runner = OnPolicyRunner(
             pipeline,
             task,
@@ -166,9 +177,13 @@ def _start(cfg: DictConfig, hydra_config: Any, output_dir: Path) -> tuple[OnPoli
             run_config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
             job=_job(hydra_config, overrides),
             return_window=cfg.return_window,
+            **evaluation,
         )
+    except ConfigError:
+        _close(tasks)
+        raise
     except InvalidArgumentError as error:
-        task.close()
+        _close(tasks)
         where = "" if error.argument == "return_window" else "pipeline"
         raise ConfigError(error.message_at(where)) from None
     try:
@@ -177,10 +192,15 @@ def _start(cfg: DictConfig, hydra_config: Any, output_dir: Path) -> tuple[OnPoli
         elif cfg.restart_from_weights is not None:
             runner.load_weights(find_checkpoint(Path(cfg.restart_from_weights)))
     except CheckpointError as error:
-        task.close()
+        _close(tasks)
         key = "resume" if checkpoint is not None else "restart_from_weights"
         raise CheckpointError(f"{key}={OmegaConf.select(cfg, key)}: {error}") from None
-    return runner, task
+    return runner, tasks
+
+
+def _close(tasks: list[Task]) -> None:
+    for task in tasks:
+        task.close()
 
 
 def _checked_and_resolved(cfg: DictConfig) -> DictConfig:
@@ -204,6 +224,7 @@ def _checked_and_resolved(cfg: DictConfig) -> DictConfig:
         raise ConfigError(f"'{key}' cannot be resolved: {text.strip().splitlines()[0]}") from None
     check_config(cfg)
     _check_run_settings(cfg)
+    check_evaluation(cfg)
     return cfg
 
 
@@ -236,10 +257,14 @@ def _folders_written(cfg: DictConfig) -> tuple[str, ...]:
     """The run folder's sub-folders this run will write to (checked writable at startup)."""
     from hydra_pipeline.engine.checkpoint import CHECKPOINT_DIRECTORY
     from hydra_pipeline.engine.reporting import TENSORBOARD_DIRECTORY
+    from hydra_pipeline.engine.video import VIDEO_DIRECTORY
 
+    evaluating = cfg.evaluation.interval is not None
     folders = [""]
-    if cfg.pipeline.save_interval is not None:
+    if cfg.pipeline.save_interval is not None or evaluating:  # best.pt
         folders.append(CHECKPOINT_DIRECTORY)
+    if evaluating and cfg.evaluation.video:
+        folders.append(VIDEO_DIRECTORY)
     if cfg.tensorboard and cfg.pipeline.should_log:
         folders.append(TENSORBOARD_DIRECTORY)
     return tuple(folders)
@@ -275,7 +300,7 @@ def _checkpoint_to_continue(cfg: DictConfig, output_dir: Path, overrides: list[s
     return path
 
 
-def _device(name: str) -> str:
+def device_for(name: str) -> str:
     """The torch device for the config's ``device`` value."""
     if not _DEVICE.match(name):
         raise ConfigError(
@@ -306,7 +331,7 @@ def _save_resolved_config(cfg: DictConfig, output_dir: Path, hydra_config: Any) 
         return
     folder = output_dir / hydra_config.output_subdir
     folder.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, folder / "resolved_config.yaml", resolve=True)
+    OmegaConf.save(cfg, folder / RESOLVED_CONFIG, resolve=True)
     choices = {
         group: option
         for group, option in hydra_config.runtime.choices.items()
@@ -347,13 +372,6 @@ def _swept_values(overrides: list[str], seed: int) -> dict[str, Any]:
     for override in overrides:
         values[override_key(override)] = override.partition("=")[2]
     return values
-
-
-def _objective(summary: RunSummary) -> float:
-    if "reward" not in summary.final_metrics:
-        log.warning("No episode ended during the run: its objective is -inf.")
-        return -math.inf
-    return summary.final_metrics["reward"]
 
 
 @contextlib.contextmanager

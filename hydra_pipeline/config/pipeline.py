@@ -208,8 +208,10 @@ class TrainingPipelineConf:
         named_storages: Storage name -> storage ``_target_`` node (group ``storage``); empty
             gives the rollout storage ``onpolicy``.
         rollout_storage_uuid: The rollout storage's name; null infers it.
-        valid_pipeline_stage: AllenAct's validation-time stage; kept, never run (training only).
-        test_pipeline_stage: AllenAct's test-time stage; kept, never run (training only).
+        valid_pipeline_stage: AllenAct's validation-time stage; kept, not run: validation is
+            the evaluation node (evaluation.interval), which computes no losses.
+        test_pipeline_stage: AllenAct's test-time stage; kept, not run: testing is the
+            evaluate command (python -m hydra_pipeline.evaluate run=<folder>).
     """
 
     _target_: str = "hydra_pipeline.TrainingPipeline"

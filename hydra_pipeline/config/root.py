@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from hydra_pipeline.config.evaluation import EvaluationConf
 from hydra_pipeline.config.pipeline import TrainingPipelineConf
 
 __all__ = ["Config"]
@@ -38,6 +39,11 @@ class Config:
             or callbacks=[wandb,mlflow]; your own: +callbacks.mine={_target_:my_project.Hook}).
         return_window: Finished episodes the final training return averages over (the last
             100, as Stable-Baselines3 reports).
+        evaluation: Evaluation of the policy during training on a separate copy of the task
+            (evaluation.interval=N turns it on).
+        objective: The summary metric the run returns to an optimizing sweeper (Optuna):
+            reward (the final training return), eval/reward (the last evaluation's), or any
+            other final or eval/ metric; null: eval/reward when the run evaluates, else reward.
     """
 
     pipeline: TrainingPipelineConf = MISSING
@@ -55,3 +61,5 @@ class Config:
     allowed_targets: List[str] = field(default_factory=list)
     callbacks: Dict[str, Any] = field(default_factory=dict)
     return_window: int = 100
+    evaluation: EvaluationConf = field(default_factory=EvaluationConf)
+    objective: Optional[str] = None

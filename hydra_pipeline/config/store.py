@@ -12,10 +12,12 @@ import dataclasses
 from typing import Any, NamedTuple
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 from hydra_pipeline.config.builder import BUILDER_TARGET
 from hydra_pipeline.config.callbacks import MLflowTrackerConf, WandbTrackerConf
 from hydra_pipeline.config.data import ExpertDemonstrationsConf
+from hydra_pipeline.config.evaluation import EvaluateConfig
 from hydra_pipeline.config.loss import A2CConf, ImitationConf, PPOConf
 from hydra_pipeline.config.lr_scheduler import CosineAnnealingLRConf, LambdaLRConf, StepLRConf
 from hydra_pipeline.config.model import MLPActorCriticConf
@@ -40,12 +42,22 @@ __all__ = ["SCHEMAS", "StoredSchema", "register_configs", "schema_for_target", "
 
 
 class StoredSchema(NamedTuple):
-    """One ConfigStore entry."""
+    """One ConfigStore entry.
+
+    Attributes:
+        group: Its config group (``None``: a primary config).
+        name: Its option name.
+        node: The schema.
+        package: Where it is placed in the composed config.
+        open_keys: Fields that accept keys the schema does not declare, so that the command
+            line sets them without ``+`` (the evaluate command's ``task`` overrides).
+    """
 
     group: str | None
     name: str
     node: type[Any]
     package: str | None = None
+    open_keys: tuple[str, ...] = ()
 
 
 _OPTIMIZER = "pipeline.optimizer_builder"
@@ -53,6 +65,7 @@ _LR_SCHEDULER = "pipeline.lr_scheduler_builder"
 
 SCHEMAS: tuple[StoredSchema, ...] = (
     StoredSchema(None, "base_config", Config),
+    StoredSchema(None, "base_evaluate", EvaluateConfig, open_keys=("task",)),
     StoredSchema("pipeline", "base_training_pipeline", TrainingPipelineConf, "pipeline"),
     # Optimizers and schedulers place themselves where the pipeline expects them.
     StoredSchema("optimizer", "base_adam", AdamConf, _OPTIMIZER),
@@ -110,7 +123,12 @@ def register_configs(store: ConfigStore | None = None) -> None:
                 "once, when hydra_pipeline.config is first imported. Rename your own entry."
             )
     for schema in SCHEMAS:
-        store.store(group=schema.group, name=schema.name, node=schema.node, package=schema.package)
+        node: Any = schema.node
+        if schema.open_keys:
+            node = OmegaConf.structured(schema.node)
+            for key in schema.open_keys:
+                OmegaConf.set_struct(node[key], False)
+        store.store(group=schema.group, name=schema.name, node=node, package=schema.package)
 
 
 def _is_stored(store: ConfigStore, group: str | None, name: str) -> bool:

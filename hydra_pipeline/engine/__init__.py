@@ -1,4 +1,5 @@
-"""The engine: rollouts, losses, updates, checkpoints and logging for a ``TrainingPipeline``.
+"""The engine: acting, rollouts, losses, updates, evaluation, checkpoints and logging for a
+``TrainingPipeline``.
 
 The names below are imported on first use, so that the torch-free parts of the engine (the run
 callbacks, the summary, file names) can be imported by configuration-only commands without
@@ -11,6 +12,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from hydra_pipeline.engine.acting import Actor, TaskStepper
+    from hydra_pipeline.engine.evaluation import BestEvaluation, EvaluationResult, Evaluator
     from hydra_pipeline.engine.losses import A2C, PPO, A2CConfig, Imitation, Loss, PPOConfig
     from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
     from hydra_pipeline.engine.runner import OnPolicyRunner
@@ -20,6 +23,10 @@ __all__ = [
     "A2C",
     "PPO",
     "A2CConfig",
+    "Actor",
+    "BestEvaluation",
+    "EvaluationResult",
+    "Evaluator",
     "Imitation",
     "Loss",
     "Minibatch",
@@ -28,9 +35,15 @@ __all__ = [
     "RolloutStorage",
     "RunSummary",
     "StageSummary",
+    "TaskStepper",
 ]
 
 _HOMES = {
+    "Actor": "acting",
+    "TaskStepper": "acting",
+    "BestEvaluation": "evaluation",
+    "EvaluationResult": "evaluation",
+    "Evaluator": "evaluation",
     "A2C": "losses",
     "PPO": "losses",
     "A2CConfig": "losses",

@@ -8,7 +8,8 @@ The engine calls each callback of a run at these points, in this order:
 * ``on_rollout_end``: after each rollout's updates;
 * ``on_log``: at each metric point, with the means since the previous one (``mode="train"``)
   and, when the run evaluates, with the evaluation's metrics (``mode="eval"``);
-* ``on_checkpoint``: after each checkpoint is written;
+* ``on_video``: after a video of an evaluation's episode is written;
+* ``on_checkpoint``: after each checkpoint is written (``best.pt`` included);
 * ``on_stage_end``: when a stage completes;
 * ``on_run_end``: once, after the summary is written (not when the run fails or is
   interrupted);
@@ -89,6 +90,10 @@ class Callback:
             steps_per_second: Training speed since the previous training point.
         """
 
+    def on_video(self, *, mode: str, total_steps: int, path: Path) -> None:
+        """A video of an episode of an evaluation (``mode="eval"``) was written to ``path``
+        (an MP4 file)."""
+
     def on_checkpoint(self, *, total_steps: int, stage_index: int, path: Path) -> None:
         """A checkpoint was written to ``path``."""
 
@@ -126,6 +131,10 @@ class CallbackList(Callback):
     def on_log(self, **values: Any) -> None:
         for callback in self.callbacks:
             callback.on_log(**values)
+
+    def on_video(self, **values: Any) -> None:
+        for callback in self.callbacks:
+            callback.on_video(**values)
 
     def on_checkpoint(self, **values: Any) -> None:
         for callback in self.callbacks:

@@ -22,18 +22,26 @@ from hydra_pipeline.errors import CheckpointError
 from hydra_pipeline.files import temporary_path
 
 __all__ = [
+    "BEST_CHECKPOINT",
     "CHECKPOINT_DIRECTORY",
     "capture_rng_state",
     "checkpoint_name",
+    "checkpoints_named",
     "find_checkpoint",
     "latest_checkpoint",
     "load_checkpoint",
+    "load_weights",
     "restore_rng_state",
+    "run_checkpoints",
     "save_checkpoint",
 ]
 
 CHECKPOINT_DIRECTORY = "checkpoints"
 """Where a run keeps its checkpoints, relative to the run's output folder."""
+
+BEST_CHECKPOINT = "best.pt"
+"""The checkpoint of a run's best evaluation, in its checkpoint folder (not a resume point of
+its own: resuming takes the latest scheduled checkpoint)."""
 
 _FORMAT = "hydra_pipeline/1"
 _NAME = re.compile(r"^stage_(\d+)__steps_(\d+)\.pt$")
@@ -92,6 +100,28 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
+def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
+    """Load the model weights of the checkpoint at ``path`` into ``model``, and return the
+    checkpoint.
+
+    Raises:
+        CheckpointError: The checkpoint cannot be read (see :func:`load_checkpoint`) or its
+            weights do not fit ``model``.
+    """
+    payload = load_checkpoint(path)
+    try:
+        model.load_state_dict(payload["model"])
+    except (ValueError, RuntimeError, KeyError, TypeError) as error:
+        lines = [line.strip() for line in str(error).strip().splitlines()]
+        shown = " ".join(lines[:4]) + (" ..." if len(lines) > 4 else "")
+        raise CheckpointError(
+            f"The model weights of checkpoint '{path}' do not fit the model built here "
+            f"({shown}). The checkpoint's run built its model from another model config, or "
+            "for a task with other observation or action spaces."
+        ) from None
+    return payload
+
+
 def find_checkpoint(location: Path) -> Path:
     """The checkpoint file to load from ``location``: the file itself, or the latest checkpoint
     (most total steps) of a run folder.
@@ -115,15 +145,59 @@ def find_checkpoint(location: Path) -> Path:
     return latest
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint with the most total steps in a run folder, or ``None`` if it has none."""
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """A run folder's scheduled checkpoints (not ``best.pt``), fewest total steps first."""
     folder = run_dir / CHECKPOINT_DIRECTORY
     candidates = [
         (int(match.group(2)), path)
         for path in (folder.iterdir() if folder.is_dir() else ())
         if (match := _NAME.match(path.name))
     ]
-    return max(candidates)[1] if candidates else None
+    return [path for _, path in sorted(candidates)]
+
+
+def checkpoints_named(run_dir: Path, checkpoint: str) -> list[Path]:
+    """The checkpoint files of a run that ``checkpoint`` names: ``"last"`` (the latest),
+    ``"best"`` (``best.pt``), ``"all"`` (every scheduled one, fewest steps first), or a file
+    (a path, or a file name in the run's checkpoint folder).
+
+    Raises:
+        CheckpointError: There is no such checkpoint; the message says why and what to use.
+    """
+    folder = run_dir / CHECKPOINT_DIRECTORY
+    if checkpoint == "best":
+        best = folder / BEST_CHECKPOINT
+        if not best.is_file():
+            raise CheckpointError(
+                f"checkpoint=best: run folder '{run_dir}' has no {CHECKPOINT_DIRECTORY}/"
+                f"{BEST_CHECKPOINT}: the run did not evaluate while it trained (see "
+                "evaluation.interval). Use checkpoint=last, or checkpoint=all."
+            )
+        return [best]
+    if checkpoint in ("last", "all"):
+        found = run_checkpoints(run_dir)
+        if not found:
+            raise CheckpointError(
+                f"checkpoint={checkpoint}: run folder '{run_dir}' holds no checkpoint in "
+                f"'{CHECKPOINT_DIRECTORY}/': the run stopped before its first save (see "
+                "pipeline.save_interval)."
+            )
+        return found if checkpoint == "all" else found[-1:]
+    path = Path(checkpoint)
+    if not path.is_file() and (folder / checkpoint).is_file():
+        path = folder / checkpoint
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint={checkpoint}: no such checkpoint file (nor '{folder / checkpoint}'). "
+            "Give last, best, all, or a checkpoint file."
+        )
+    return [path]
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint with the most total steps in a run folder, or ``None`` if it has none."""
+    checkpoints = run_checkpoints(run_dir)
+    return checkpoints[-1] if checkpoints else None
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Episode returns and lengths from a rollout's rewards, without a Python loop over steps."""
+"""Episode returns, lengths and task metrics from a rollout, without a Python loop over steps."""
 
 from __future__ import annotations
 
@@ -12,16 +12,32 @@ __all__ = ["FinishedEpisodes", "RecentEpisodes", "finished_episodes"]
 
 
 class FinishedEpisodes(NamedTuple):
-    """The episodes that ended in a rollout, and what carries over to the next one."""
+    """The episodes that ended in a rollout (in step-major order), and what carries over to
+    the next one.
+
+    Attributes:
+        returns: Return of each episode that ended.
+        lengths: Its length in steps.
+        environments: The index of the environment it ran in.
+        metrics: Task metric name -> its value for each episode (``NaN``: not reported).
+        carried_returns: ``(N,)`` return so far of each episode still in progress.
+        carried_lengths: ``(N,)`` their lengths so far.
+    """
 
     returns: Tensor
     lengths: Tensor
+    environments: Tensor
+    metrics: dict[str, Tensor]
     carried_returns: Tensor
     carried_lengths: Tensor
 
 
 def finished_episodes(
-    rewards: Tensor, dones: Tensor, carried_returns: Tensor, carried_lengths: Tensor
+    rewards: Tensor,
+    dones: Tensor,
+    carried_returns: Tensor,
+    carried_lengths: Tensor,
+    metrics: Mapping[str, Tensor] | None = None,
 ) -> FinishedEpisodes:
     """Split a rollout's rewards into episodes.
 
@@ -31,15 +47,26 @@ def finished_episodes(
         carried_returns: ``(N,)`` return so far of each episode in progress when the rollout
             began (``carried_returns`` of the previous call, zeros at first).
         carried_lengths: ``(N,)`` their lengths so far.
+        metrics: Task metric name -> ``(T, N)`` values, read where an episode ended.
 
     Returns:
-        The return and length of every episode that ended (in step-major order), and the
-        return and length so far of each episode still in progress.
+        Every episode that ended, and the return and length so far of each episode still in
+        progress.
     """
     num_steps = rewards.shape[0]
-    rows = torch.arange(num_steps).unsqueeze(1)
     # Running totals since the start of the episode in progress when the rollout began.
     running_returns = carried_returns + rewards.cumsum(0)
+    if not bool(dones.any()):  # no episode ended (the common case step by step): cheaper
+        none = torch.zeros(0, dtype=running_returns.dtype)
+        return FinishedEpisodes(
+            returns=none,
+            lengths=none,
+            environments=torch.zeros(0, dtype=torch.int64),
+            metrics={name: none for name in metrics or {}},
+            carried_returns=running_returns[-1],
+            carried_lengths=carried_lengths + num_steps,
+        )
+    rows = torch.arange(num_steps).unsqueeze(1)
     running_lengths = carried_lengths + (rows + 1).to(running_returns.dtype)
     # For each step, the last step at or before it where an episode ended (-1: none).
     last_end = torch.where(dones, rows, -1).cummax(0).values
@@ -53,6 +80,8 @@ def finished_episodes(
     return FinishedEpisodes(
         returns=(running_returns - total_at_end(running_returns, previous_end))[dones],
         lengths=(running_lengths - total_at_end(running_lengths, previous_end))[dones],
+        environments=dones.nonzero()[:, 1],
+        metrics={name: values[dones] for name, values in (metrics or {}).items()},
         carried_returns=(running_returns[-1:] - total_at_end(running_returns, final_end))[0],
         carried_lengths=(running_lengths[-1:] - total_at_end(running_lengths, final_end))[0],
     )

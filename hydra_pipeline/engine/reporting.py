@@ -3,9 +3,9 @@
 This module is the only place that knows the TensorBoard tag names: training metrics appear as
 ``train/<metric>`` (``train/reward``, ``train/episode_length``, ``train/lr``,
 ``train/teacher_forcing``, ``train/steps_per_second``), loss terms, whose metric names contain
-a slash, as ``loss/<loss name>/<term>``, and an evaluation's metrics as ``eval/<metric>``. The
-x-axis is always the total step count. The metrics file (``metrics.csv``) names its columns
-with the same tags.
+a slash, as ``loss/<loss name>/<term>``, an evaluation's metrics as ``eval/<metric>`` and its
+videos, as animated GIFs, as ``eval/video``. The x-axis is always the total step count. The
+metrics file (``metrics.csv``) names its columns with the same tags.
 """
 
 from __future__ import annotations
@@ -218,6 +218,22 @@ class TensorBoardWriter(Callback):
             if steps_per_second is not None:
                 writer.add_scalar("train/steps_per_second", steps_per_second, total_steps)
             writer.add_scalar("train/stage", stage_index, total_steps)
+
+    def on_video(self, *, mode: str, total_steps: int, path: Path, **_: Any) -> None:
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        from hydra_pipeline.engine.video import animated_gif, read_frames
+
+        frames, fps = read_frames(path)
+        image = Summary.Image(
+            height=frames.shape[1] // 2,
+            width=frames.shape[2] // 2,
+            colorspace=3,
+            encoded_image_string=animated_gif(frames, fps, shrink=2),
+        )
+        summary = Summary(value=[Summary.Value(tag=metric_tag("video", mode), image=image)])
+        # SummaryWriter.add_video needs moviepy 1; the GIF is written as add_video writes it.
+        self._summary_writer()._get_file_writer().add_summary(summary, total_steps)
 
     def on_run_end(self, *, summary: Mapping[str, Any], **_: Any) -> None:
         if self.hparams:

@@ -2,8 +2,9 @@
 
 Read :meth:`OnPolicyRunner.run` top to bottom: for each stage, until it is complete, one
 rollout, the updates of each of the stage's components (the rollout's own, then those learning
-from other storages), the LR scheduler, metrics (and the stage's early-stopping criterion), the
-periodic environment reset, and a checkpoint if due. Every stage runs with its own training
+from other storages), the LR scheduler, an evaluation if due, metrics (and the stage's
+early-stopping criterion), the periodic environment reset, and a checkpoint if due; after the
+last stage, a final evaluation of the trained policy. Every stage runs with its own training
 settings (rollout length, minibatches, repeats, discounting, clipping, intervals), resolved
 against the pipeline's.
 
@@ -27,25 +28,33 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hydra_pipeline.engine.acting import Actor, TaskStepper
 from hydra_pipeline.engine.advantages import compute_returns
 from hydra_pipeline.engine.callbacks import Callback, CallbackList
 from hydra_pipeline.engine.checkpoint import (
+    BEST_CHECKPOINT,
     CHECKPOINT_DIRECTORY,
     capture_rng_state,
     checkpoint_name,
     load_checkpoint,
+    load_weights,
     restore_rng_state,
     save_checkpoint,
 )
-from hydra_pipeline.engine.episodes import RecentEpisodes, finished_episodes
+from hydra_pipeline.engine.episodes import FinishedEpisodes, RecentEpisodes
+from hydra_pipeline.engine.evaluation import EVALUATION_METRICS, BestEvaluation, Evaluator
 from hydra_pipeline.engine.losses import Loss
 from hydra_pipeline.engine.offpolicy import OffPolicyStream
-from hydra_pipeline.engine.reporting import ConsoleReporter, MetricsFile, TensorBoardWriter
+from hydra_pipeline.engine.reporting import (
+    ConsoleReporter,
+    MetricsFile,
+    TensorBoardWriter,
+    metric_tag,
+)
 from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
 from hydra_pipeline.engine.summary import SUMMARY_FILE, RunSummary, StageSummary
 from hydra_pipeline.errors import CheckpointError, InvalidArgumentError, TrainingInterrupted
 from hydra_pipeline.files import remove_stale_temporaries
-from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.pipeline import (
     PipelineStage,
     ScalarMeanTracker,
@@ -54,7 +63,7 @@ from hydra_pipeline.pipeline import (
     TrainingSettings,
 )
 from hydra_pipeline.pipeline.validation import require_at_least, setting_source
-from hydra_pipeline.tasks.protocol import DiscreteActions, Task
+from hydra_pipeline.tasks.protocol import Task
 
 __all__ = ["OnPolicyRunner"]
 
@@ -88,13 +97,20 @@ class OnPolicyRunner:
             callbacks.
         return_window: The final training return (``summary.json``'s ``reward``) is the mean
             over this many of the last finished episodes (>= 1).
+        evaluator: Evaluates the policy during training on a task of its own (see
+            :mod:`hydra_pipeline.engine.evaluation`); ``None``: no evaluation.
+        evaluation_interval: Total steps between evaluations (>= 1; with ``evaluator``). The
+            run also evaluates once more after its last stage, and reports each evaluation's
+            metrics as ``eval/<metric>``, which early-stopping criteria may watch.
+        best: Which evaluation's checkpoint ``checkpoints/best.pt`` keeps (by default the
+            highest ``reward``).
 
     Raises:
         InvalidArgumentError: The pipeline does not fit the task or the engine: more
             minibatches than environments, a stage needing expert actions from a task without
             an expert, a stage component on a storage that is not a data source, an
-            early-stopping criterion watching a metric its stage never logs, or an optimizer
-            or scheduler that cannot be built.
+            early-stopping criterion watching a metric its stage never logs, an evaluation
+            interval below 1, or an optimizer or scheduler that cannot be built.
     """
 
     def __init__(
@@ -114,8 +130,13 @@ class OnPolicyRunner:
         run_config: Mapping[str, Any] | None = None,
         job: Mapping[str, Any] | None = None,
         return_window: int = 100,
+        evaluator: Evaluator | None = None,
+        evaluation_interval: int | None = None,
+        best: BestEvaluation | None = None,
     ) -> None:
-        _check_fit(pipeline, task)
+        _check_fit(pipeline, task, evaluating=evaluator is not None)
+        if evaluator is not None:
+            require_at_least("evaluation_interval", evaluation_interval, 1)
         self.pipeline = pipeline
         self.task = task
         self.device = torch.device(device)
@@ -141,24 +162,13 @@ class OnPolicyRunner:
             else _build("lr_scheduler_builder", scheduler_builder, optimizer=self.optimizer)
         )
 
-        space = task.action_space
-        if isinstance(space, DiscreteActions):
-            self.action_shape: tuple[int, ...] = ()
-            self.action_dtype = torch.int64
-            self.action_bounds: tuple[Tensor, Tensor] | None = None
-        else:
-            self.action_shape, self.action_dtype = tuple(space.shape), torch.float32
-            self.action_bounds = (
-                torch.tensor(space.low, dtype=torch.float32).view(space.shape),
-                torch.tensor(space.high, dtype=torch.float32).view(space.shape),
-            )
+        self.actor = Actor(self.model, task.action_space, self.device)
+        self.stepper = TaskStepper(task, self.actor)
         # Allocated for each stage's rollout length (None in a purely off-policy pipeline).
         self.storage: RolloutStorage | None = None
 
-        # Training state (all of it goes into checkpoints).
-        self.observations = task.reset(seed=seed).to(self.device)
-        self.episode_returns = torch.zeros(task.num_envs, dtype=torch.float64)
-        self.episode_lengths = torch.zeros(task.num_envs, dtype=torch.float64)
+        # Training state (all of it goes into checkpoints, the stepper's episodes included).
+        self.stepper.reset(seed=seed)
         self.steps_at_last_log = 0
         self.steps_at_last_save = 0
         self.interval_metrics = ScalarMeanTracker()
@@ -172,6 +182,12 @@ class OnPolicyRunner:
         # update of this process, for startup benchmarks.
         self.first_step_time: float | None = None
         self.first_update_time: float | None = None
+        # Evaluation (its bookkeeping goes into checkpoints too).
+        self.evaluator = evaluator
+        self.evaluation_interval = evaluation_interval or 0
+        self.steps_at_last_evaluation = 0
+        self.latest_evaluation: dict[str, float] = {}
+        self.best = best or BestEvaluation()
 
     # ----------------------------------------------------------------------------------------
     # The training loop
@@ -237,6 +253,9 @@ class OnPolicyRunner:
                     stage_steps=stage.steps_taken_in_stage,
                     early_stopped=stage.early_stopping_criterion_met,
                 )
+            last = len(self.pipeline.pipeline_stages) - 1
+            if self._evaluation_due(final=True):
+                self._evaluate(last, self.pipeline.pipeline_stages[last])
             summary = self._summary(start_steps, time.perf_counter() - start_time)
             summary.write(self.output_dir / SUMMARY_FILE)
             events.on_run_end(
@@ -269,8 +288,8 @@ class OnPolicyRunner:
                 num_steps,
                 self.task.num_envs,
                 self.task.observation_shape,
-                self.action_shape,
-                self.action_dtype,
+                self.actor.action_shape,
+                self.actor.action_dtype,
                 self.device,
             )
         return self.storage
@@ -279,45 +298,37 @@ class OnPolicyRunner:
         self, stage: PipelineStage, storage: RolloutStorage, record_expert: bool
     ) -> None:
         """Act ``num_steps`` times in every environment, filling the rollout storage."""
-        task, model = self.task, self.model
-        num_envs = task.num_envs
+        num_envs = self.task.num_envs
         rollout_uuid = self.pipeline.rollout_storage_uuid
         assert rollout_uuid is not None  # there is a rollout storage
         teacher_forcing = stage.teacher_forcing
         forced_probability = 0.0
         forced_count = torch.zeros((), dtype=torch.int64, device=self.device)
-        observations = self.observations
         if self.first_step_time is None:
             self.first_step_time = time.time()
         with torch.no_grad():
             for step in range(storage.num_steps):
-                output: ActorCriticOutput = model(observations)
-                actions = output.distribution.sample()
-                if record_expert:
-                    expert_actions = task.expert_actions().to(self.device)
-                    storage.expert_actions[step] = expert_actions
-                    if teacher_forcing is not None:
-                        probability = teacher_forcing(stage.steps_taken_in_stage)
-                        forced_probability += probability
-                        if probability > 0:
-                            forced = torch.rand(num_envs, device=self.device) < probability
-                            forced_count += forced.sum()
-                            mask = forced.view(num_envs, *([1] * (actions.dim() - 1)))
-                            actions = torch.where(mask, expert_actions, actions)
-                result = task.step(self._environment_actions(actions))
-                storage.observations[step] = observations
-                storage.actions[step] = actions
-                storage.log_probs[step] = output.distribution.log_prob(actions)
-                storage.values[step] = output.values
+                probability = 0.0
+                if teacher_forcing is not None:
+                    probability = teacher_forcing(stage.steps_taken_in_stage)
+                    forced_probability += probability
+                move = self.stepper.step(expert=record_expert, forcing=probability)
+                if move.expert_actions is not None:
+                    storage.expert_actions[step] = move.expert_actions
+                if move.forced is not None:
+                    forced_count += move.forced.sum()
+                result = move.result
+                storage.observations[step] = move.observations
+                storage.actions[step] = move.actions
+                storage.log_probs[step] = move.output.distribution.log_prob(move.actions)
+                storage.values[step] = move.output.values
                 storage.rewards[step] = result.rewards
                 storage.terminated[step] = result.terminated
                 storage.truncated[step] = result.truncated
                 storage.final_observations[step] = result.final_observations
                 stage.steps_taken_in_stage += num_envs
                 stage.storage_uuid_to_steps_taken_in_stage[rollout_uuid] += num_envs
-                observations = result.observations.to(self.device)
-        self.observations = observations
-        self._record_episodes(storage)
+        self._record_episodes(self.stepper.finished_episodes())
         if teacher_forcing is not None:
             self.interval_metrics.add_scalars(
                 {
@@ -326,26 +337,9 @@ class OnPolicyRunner:
                 }
             )
 
-    def _environment_actions(self, actions: Tensor) -> Tensor:
-        """The actions to step the task with: on the CPU, clipped to the action bounds."""
-        actions = actions.cpu()
-        if self.action_bounds is not None:
-            actions = torch.max(torch.min(actions, self.action_bounds[1]), self.action_bounds[0])
-        return actions
-
-    def _record_episodes(self, storage: RolloutStorage) -> None:
-        """Add the returns and lengths of the episodes that ended in this rollout to the
-        metrics, weighted by their number."""
-        episodes = finished_episodes(
-            storage.rewards.to("cpu", torch.float64),
-            (storage.terminated | storage.truncated).cpu(),
-            self.episode_returns,
-            self.episode_lengths,
-        )
-        self.episode_returns, self.episode_lengths = (
-            episodes.carried_returns,
-            episodes.carried_lengths,
-        )
+    def _record_episodes(self, episodes: FinishedEpisodes) -> None:
+        """Add the returns, lengths and task metrics of the episodes that ended in this
+        rollout to the metrics, weighted by their number."""
         self.recent_episodes.add(episodes.returns, episodes.lengths)
         if episodes.returns.numel():
             self.interval_metrics.add_scalars(
@@ -355,6 +349,12 @@ class OnPolicyRunner:
                 },
                 n=episodes.returns.numel(),
             )
+        for name, values in episodes.metrics.items():
+            reported = values[~values.isnan()]
+            if reported.numel():
+                self.interval_metrics.add_scalars(
+                    {name: float(reported.double().mean())}, n=reported.numel()
+                )
 
     def _compute_returns(self, storage: RolloutStorage, settings: TrainingSettings) -> None:
         """Returns and advantages of the rollout, with the stage's discounting."""
@@ -362,7 +362,7 @@ class OnPolicyRunner:
         assert gamma is not None and use_gae is not None and gae_lambda is not None
         with torch.no_grad():
             self._bootstrap_truncated_episodes(storage, gamma)
-            next_values = self.model(self.observations).values
+            next_values = self.model(self.stepper.observations).values
             returns = compute_returns(
                 storage.rewards,
                 storage.values,
@@ -476,16 +476,20 @@ class OnPolicyRunner:
             self.lr_scheduler.step(self.pipeline.total_steps)
 
     def _after_rollout(self, index: int, stage: PipelineStage) -> None:
-        """Metrics and early stopping, the periodic environment reset, and checkpoint."""
+        """Evaluation, metrics and early stopping, the periodic environment reset, and
+        checkpoint."""
         pipeline = self.pipeline
         total_steps = pipeline.total_steps
+        if self._evaluation_due():
+            self._evaluate(index, stage)
         if pipeline.should_accumulate_metrics(
             steps_since_last_log=total_steps - self.steps_at_last_log,
             stage_completed=stage.is_complete,
             stage=stage,
         ):
-            metrics = self.interval_metrics.means()
-            counts = self.interval_metrics.counts()
+            # Evaluation metrics wait in the interval's metrics for the criterion, not the log.
+            metrics = _training_only(self.interval_metrics.means())
+            counts = _training_only(self.interval_metrics.counts())
             # Episode metrics come from the last episodes, whenever they ended; the others are
             # per interval.
             self.latest_metrics = {**metrics, **self.recent_episodes.means()}
@@ -512,15 +516,49 @@ class OnPolicyRunner:
         # the reset environments, as the uninterrupted run does.
         period = stage.training_settings.advance_scene_rollout_period
         if period is not None and pipeline.rollout_count % period == 0:
-            self.observations = self.task.reset().to(self.device)
-            self.episode_returns.zero_()
-            self.episode_lengths.zero_()
+            self.stepper.reset()
         if pipeline.should_save(
             steps_since_last_save=total_steps - self.steps_at_last_save,
             stage_completed=stage.is_complete,
             stage=stage,
         ):
             self.save_checkpoint(index)
+
+    def _evaluation_due(self, *, final: bool = False) -> bool:
+        """Whether to evaluate now: ``evaluation_interval`` steps after the previous
+        evaluation, or at the end of training (unless just evaluated)."""
+        if self.evaluator is None:
+            return False
+        since = self.pipeline.total_steps - self.steps_at_last_evaluation
+        return since > 0 if final else since >= self.evaluation_interval
+
+    def _evaluate(self, index: int, stage: PipelineStage) -> None:
+        """Evaluate the current policy: report its metrics (and videos), hand them to the
+        stage's early-stopping criterion at the next metric point, and keep ``best.pt``."""
+        assert self.evaluator is not None  # see _evaluation_due
+        total_steps = self.pipeline.total_steps
+        self.steps_at_last_evaluation = total_steps
+        result = self.evaluator.evaluate(video_name=f"steps_{total_steps:012d}")
+        metrics, counts = result.summary(), result.counts()
+        self.latest_evaluation = metrics
+        self.events.on_log(
+            mode="eval",
+            total_steps=total_steps,
+            stage_index=index,
+            stage_steps=stage.steps_taken_in_stage,
+            metrics=metrics,
+            counts=counts,
+        )
+        for path in result.videos:
+            self.events.on_video(mode="eval", total_steps=total_steps, path=path)
+        self.interval_metrics.add_scalars(
+            {metric_tag(name, "eval"): value for name, value in metrics.items()},
+            n={metric_tag(name, "eval"): count for name, count in counts.items()},
+        )
+        if self.best.improved_by(metrics, total_steps):
+            path = self.output_dir / CHECKPOINT_DIRECTORY / BEST_CHECKPOINT
+            save_checkpoint(self.state_dict(), path)
+            self.events.on_checkpoint(total_steps=total_steps, stage_index=index, path=path)
 
     def request_stop(self, reason: str) -> None:
         """Ask the run to stop at the next safe point: once the current rollout's update (and
@@ -558,6 +596,8 @@ class OnPolicyRunner:
             final_counts=dict(self.latest_counts),
             return_window=self.recent_episodes.window,
             speed=speed,
+            eval_metrics=dict(self.latest_evaluation),
+            best=self.best.to_dict(),
         )
 
     def state_dict(self) -> dict[str, Any]:
@@ -570,9 +610,9 @@ class OnPolicyRunner:
             "pipeline": self.pipeline.state_dict(),
             "task": self.task.state_dict(),
             "engine": {
-                "observations": self.observations.cpu(),
-                "episode_returns": self.episode_returns,
-                "episode_lengths": self.episode_lengths,
+                "observations": self.stepper.observations.cpu(),
+                "episode_returns": self.stepper.episode_returns,
+                "episode_lengths": self.stepper.episode_lengths,
                 "steps_at_last_log": self.steps_at_last_log,
                 "steps_at_last_save": self.steps_at_last_save,
                 "interval_metrics": self.interval_metrics.state_dict(),
@@ -581,6 +621,11 @@ class OnPolicyRunner:
                 "recent_episodes": self.recent_episodes.state_dict(),
                 "data_streams": {
                     name: stream.state_dict() for name, stream in self.data_streams.items()
+                },
+                "evaluation": {
+                    "steps_at_last_evaluation": self.steps_at_last_evaluation,
+                    "latest": dict(self.latest_evaluation),
+                    "best": self.best.state_dict(),
                 },
             },
             "rng": capture_rng_state(),
@@ -630,11 +675,11 @@ class OnPolicyRunner:
             restarted = self.task.load_state_dict(state["task"])
             engine = state["engine"]
             if restarted is None:
-                self.observations = engine["observations"].to(self.device)
-                self.episode_returns = engine["episode_returns"]
-                self.episode_lengths = engine["episode_lengths"]
+                self.stepper.load_state(
+                    engine["observations"], engine["episode_returns"], engine["episode_lengths"]
+                )
             else:  # the task could only restart its environments: fresh episodes
-                self.observations = restarted.to(self.device)
+                self.stepper.load_state(restarted)
             self.steps_at_last_log = int(engine["steps_at_last_log"])
             self.steps_at_last_save = int(engine["steps_at_last_save"])
             self.interval_metrics.load_state_dict(engine["interval_metrics"])
@@ -645,6 +690,12 @@ class OnPolicyRunner:
                 stream = OffPolicyStream(self.pipeline.get_storage(name), self.device)
                 stream.load_state_dict(stream_state)
                 self.data_streams[name] = stream
+            # Checkpoints of runs that never evaluated (and of earlier versions) have none.
+            evaluation = engine.get("evaluation")
+            if evaluation is not None:
+                self.steps_at_last_evaluation = int(evaluation["steps_at_last_evaluation"])
+                self.latest_evaluation = dict(evaluation["latest"])
+                self.best.load_state_dict(evaluation["best"])
         restore_rng_state(state["rng"])
         self.resumed_from = int(state["total_steps"])
 
@@ -655,9 +706,7 @@ class OnPolicyRunner:
         Raises:
             CheckpointError: The checkpoint cannot be read or its weights do not fit the model.
         """
-        state = load_checkpoint(path)
-        with _checkpoint_mismatch(path):
-            self.model.load_state_dict(state["model"])
+        load_weights(self.model, path)
 
 
 @contextlib.contextmanager
@@ -670,6 +719,12 @@ def _checkpoint_mismatch(path: Path) -> Iterator[None]:
             f"Checkpoint '{path}' does not fit this run: {error}. Resume with the config the "
             "checkpoint was made with."
         ) from error
+
+
+def _training_only(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` without the evaluation metrics kept for early-stopping criteria."""
+    prefix = metric_tag("", "eval")
+    return {name: value for name, value in values.items() if not name.startswith(prefix)}
 
 
 def _build(argument: str, builder: Callable[..., Any], **kwargs: Any) -> Any:
@@ -685,12 +740,16 @@ def _build(argument: str, builder: Callable[..., Any], **kwargs: Any) -> Any:
         ) from None
 
 
-def _logged_metrics(pipeline: TrainingPipeline, stage: PipelineStage) -> tuple[set[str], set[str]]:
+def _logged_metrics(
+    pipeline: TrainingPipeline, stage: PipelineStage, evaluating: bool
+) -> tuple[set[str], set[str]]:
     """The metrics the engine logs for ``stage``, and the prefixes under which a loss that
     does not declare its ``terms`` may log any. Losses learning from the rollout log as
     ``<loss>/<term>``, those of a component on a data source as ``<component>/<loss>/<term>``
-    (see ``_update``)."""
+    (see ``_update``); evaluations as ``eval/<metric>``."""
     names = {*_EPISODE_METRICS, "lr"}
+    if evaluating:
+        names |= {metric_tag(name, "eval") for name in EVALUATION_METRICS}
     if stage.teacher_forcing is not None:
         names |= {"teacher_forcing", "teacher_forcing_sampled"}
     prefixes: set[str] = set()
@@ -706,30 +765,36 @@ def _logged_metrics(pipeline: TrainingPipeline, stage: PipelineStage) -> tuple[s
     return names, prefixes
 
 
-def _check_watched_metrics(pipeline: TrainingPipeline) -> None:
+def _check_watched_metrics(pipeline: TrainingPipeline, evaluating: bool) -> None:
     """Refuse an early-stopping criterion watching a metric its stage never logs (a typo
     would otherwise silently run the whole stage)."""
     for index, stage in enumerate(pipeline.pipeline_stages):
         metric = getattr(stage.early_stopping_criterion, "metric", None)
         if not isinstance(metric, str):
             continue
-        names, prefixes = _logged_metrics(pipeline, stage)
+        names, prefixes = _logged_metrics(pipeline, stage, evaluating)
         if metric in names or metric.startswith(tuple(prefixes)):
             continue
         close = difflib.get_close_matches(metric, sorted(names), n=1)
+        evaluation = metric.startswith(metric_tag("", "eval")) and not evaluating
         raise InvalidArgumentError(
             f"pipeline_stages.{index}.early_stopping_criterion.metric",
             "is not a metric this stage logs, so the criterion would never see it",
             metric,
             f"The stage logs: {', '.join(sorted(names))}."
-            + (f" Did you mean '{close[0]}'?" if close else ""),
+            + (f" Did you mean '{close[0]}'?" if close and not evaluation else "")
+            + (
+                " Evaluation metrics are logged when the run evaluates: set evaluation.interval."
+                if evaluation
+                else ""
+            ),
         )
 
 
-def _check_fit(pipeline: TrainingPipeline, task: Task) -> None:
+def _check_fit(pipeline: TrainingPipeline, task: Task, evaluating: bool) -> None:
     """The checks that need both the pipeline and the task (and the pipeline's storages), or
     know what the engine logs."""
-    _check_watched_metrics(pipeline)
+    _check_watched_metrics(pipeline, evaluating)
     for index, stage in enumerate(pipeline.pipeline_stages):
         for number, component in enumerate(stage.stage_components):
             settings = component.training_settings

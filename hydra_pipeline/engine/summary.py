@@ -43,6 +43,11 @@ class RunSummary:
             and the Unix times of the first environment step (``first_step_time``) and of the
             first gradient update (``first_update_time``).
         status: ``"completed"`` when every stage is complete.
+        eval_metrics: The last evaluation's metrics (``reward``, ``reward_std``,
+            ``episode_length`` and the task's episode metrics; empty when the run does not
+            evaluate): that of the trained policy, as the run evaluates once more at its end.
+        best: The best evaluation: ``metric``, ``mode``, ``value`` and its ``total_steps``,
+            whose checkpoint is ``checkpoints/best.pt`` (``None`` when there was none).
     """
 
     seed: int
@@ -53,6 +58,8 @@ class RunSummary:
     return_window: int = 100
     speed: dict[str, float] = field(default_factory=dict)
     status: str = "completed"
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    best: dict[str, Any] | None = None
 
     def write(self, path: Path) -> None:
         """Write the summary as JSON."""

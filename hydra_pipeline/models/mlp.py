@@ -12,7 +12,7 @@ from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.distributions import ActionDistribution, Categorical, DiagonalGaussian
 from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.pipeline.validation import require_at_least, require_positive
-from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions
+from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, as_action_space
 
 __all__ = ["ACTIVATIONS", "MLPActorCritic"]
 
@@ -63,7 +63,8 @@ class MLPActorCritic(nn.Module):
 
     Args:
         observation_shape: Shape of one observation (flattened before the first layer).
-        action_space: The task's action space.
+        action_space: The task's action space (or the config node ``hydra.utils.instantiate``
+            makes of it, see :func:`~hydra_pipeline.tasks.protocol.as_action_space`).
         hidden_sizes: Width of each hidden layer of the actor and of the critic (unless they
             have their own sizes).
         activation: One of ``tanh``, ``relu``, ``elu``, ``gelu``, ``silu``.
@@ -118,6 +119,7 @@ class MLPActorCritic(nn.Module):
             require_positive(name, gain) if orthogonal_init else None
             for name, gain in gains.items()
         )
+        action_space = as_action_space(action_space)
         inputs = math.prod(observation_shape)
         self.log_std: nn.Parameter | None = None
         if isinstance(action_space, DiscreteActions):

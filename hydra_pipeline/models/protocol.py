@@ -16,6 +16,11 @@ fields, so a model of yours needs only this constructor and a ``forward`` return
 :class:`~hydra_pipeline.tasks.ContinuousActions` (any object with the
 :class:`~hydra_pipeline.models.distributions.ActionDistribution` methods works), and
 ``values`` holds the critic's value estimates, shape ``(batch,)``.
+
+Built through ``hydra.utils.instantiate(cfg.model, observation_shape=..., action_space=...)``,
+a model receives the action space as a config node rather than the dataclass:
+:func:`~hydra_pipeline.tasks.protocol.as_action_space` turns it back (``MLPActorCritic`` does).
+To use a trained model, ``hydra_pipeline.Policy.from_run`` rebuilds it from its run.
 """
 
 from __future__ import annotations

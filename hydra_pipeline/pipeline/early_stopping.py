@@ -29,6 +29,8 @@ __all__ = [
     "NeverEarlyStoppingCriterion",
     "PlateauEarlyStopping",
     "ThresholdEarlyStopping",
+    "metric_goal",
+    "metric_name",
 ]
 
 
@@ -80,14 +82,16 @@ class MetricGoal(str, Enum):
     MIN = "min"
 
 
-def _goal(value: MetricGoal | str) -> MetricGoal:
+def metric_goal(value: MetricGoal | str) -> MetricGoal:
+    """``value`` as a :class:`MetricGoal`, or an error naming ``mode``."""
     try:
         return MetricGoal(value)
     except ValueError:
         raise InvalidArgumentError("mode", "must be 'max' or 'min'", value) from None
 
 
-def _metric_name(value: Any) -> str:
+def metric_name(value: Any) -> str:
+    """``value`` if it can name a metric, or an error naming ``metric``."""
     if not isinstance(value, str) or not value:
         raise InvalidArgumentError("metric", "must be a metric name such as 'reward'", value)
     return value
@@ -114,9 +118,9 @@ class ThresholdEarlyStopping(EarlyStoppingCriterion):
         mode: MetricGoal | str = MetricGoal.MAX,
         consecutive: int = 1,
     ) -> None:
-        self.metric = _metric_name(metric)
+        self.metric = metric_name(metric)
         self.threshold = require_real("threshold", threshold)
-        self.mode = _goal(mode)
+        self.mode = metric_goal(mode)
         self.consecutive = require_at_least("consecutive", consecutive, 1)
         self.successes_in_a_row = 0
 
@@ -160,10 +164,10 @@ class PlateauEarlyStopping(EarlyStoppingCriterion):
         min_delta: float = 0.0,
         mode: MetricGoal | str = MetricGoal.MAX,
     ) -> None:
-        self.metric = _metric_name(metric)
+        self.metric = metric_name(metric)
         self.patience = require_at_least("patience", patience, 1)
         self.min_delta = require_non_negative("min_delta", min_delta)
-        self.mode = _goal(mode)
+        self.mode = metric_goal(mode)
         self.best: float | None = None
         self.points_without_improvement = 0
 

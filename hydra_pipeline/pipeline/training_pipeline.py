@@ -88,10 +88,12 @@ class TrainingPipeline:
         rollout_storage_uuid: The name of the rollout storage; ``None`` infers it (there may
             then be at most one).
         training_settings: The pipeline's settings as one object (AllenAct 0.5's form).
-        valid_pipeline_stage: Accepted for AllenAct 0.5's validation-time losses; this
-            project's engine trains only, so the stage is kept (``valid_pipeline_stage``) but
-            never run. ``None`` gives an empty stage, as in AllenAct.
-        test_pipeline_stage: As ``valid_pipeline_stage``, for testing.
+        valid_pipeline_stage: Accepted for AllenAct 0.5's validation-time losses and settings;
+            kept (``valid_pipeline_stage``) but not run: validation here is the run's
+            evaluation (the app's ``evaluation`` node, the engine's ``Evaluator``), which plays
+            episodes and computes no losses. ``None`` gives an empty stage, as in AllenAct.
+        test_pipeline_stage: As ``valid_pipeline_stage``, for testing, which here is the
+            evaluate command on a run's checkpoints.
 
     Attributes:
         rollout_count: Rollouts (rounds of updates) run so far, over all stages; unlike the

@@ -16,6 +16,7 @@ from hydra_pipeline.tasks.protocol import (
     DiscreteActions,
     StepResult,
     Task,
+    as_action_space,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "GymTask",
     "StepResult",
     "Task",
+    "as_action_space",
 ]

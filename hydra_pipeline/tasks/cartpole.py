@@ -41,6 +41,14 @@ RESET_BOUND = 0.05
 # below 0.2 and |theta| below its initial value.
 EXPERT_GAINS = (1.0, 2.0, 10.0, 3.0)
 
+# Pictures: the track spans the width, and the cart (40 x 24 cm), the pole (8 cm thick) and
+# their colours are Gymnasium's CartPole drawing, at a smaller scale.
+RENDER_HEIGHT, RENDER_WIDTH = 240, 400
+CART_SIZE = (0.4, 0.24)
+POLE_THICKNESS = 0.08
+POLE_COLOUR = (202, 152, 101)
+AXLE_COLOUR = (129, 132, 203)
+
 
 class CartPoleTask:
     """``num_envs`` CartPoles stepped together, with Gymnasium's ``CartPole-v1`` dynamics.
@@ -54,7 +62,9 @@ class CartPoleTask:
     environments that did not end, ``final_observations`` equals ``observations``.
 
     The expert is a linear state-feedback rule (:data:`EXPERT_GAINS`) that balances the pole
-    and keeps the cart inside the track for whole 500-step episodes.
+    and keeps the cart inside the track for whole 500-step episodes. :meth:`render` draws the
+    first environment, as Gymnasium draws CartPole, for videos played at 50 frames per second
+    (real time).
 
     Args:
         num_envs: Number of environments stepped at once.
@@ -62,6 +72,7 @@ class CartPoleTask:
     """
 
     has_expert = True
+    render_fps = round(1 / SECONDS_PER_STEP)
 
     def __init__(self, num_envs: int = 64, max_episode_steps: int = 500) -> None:
         self.num_envs = require_at_least("num_envs", num_envs, 1)
@@ -177,6 +188,40 @@ class CartPoleTask:
     def expert_actions(self) -> Tensor:
         """The linear-feedback expert's action for every environment: 1 (right) or 0 (left)."""
         return torch.mv(self._state, self._expert_gains).gt_(self._zero).long()
+
+    def render(self) -> Tensor:
+        """A picture of the first environment, ``uint8`` ``(240, 400, 3)``: the track, the
+        cart at its position and the pole at its angle, drawn from the state."""
+        position, _, angle, _ = self._state[0].tolist()
+        scale = RENDER_WIDTH / (2 * POSITION_LIMIT)  # pixels per metre
+        rows = torch.arange(RENDER_HEIGHT, dtype=torch.float32).unsqueeze(1)
+        columns = torch.arange(RENDER_WIDTH, dtype=torch.float32).unsqueeze(0)
+        image = torch.full((RENDER_HEIGHT, RENDER_WIDTH, 3), 255, dtype=torch.uint8)
+        track = round(RENDER_HEIGHT * 0.7)
+        image[track] = 0
+        cart_column = RENDER_WIDTH / 2 + position * scale
+        cart_width, cart_height = CART_SIZE[0] * scale, CART_SIZE[1] * scale
+        cart = ((columns - cart_column).abs() <= cart_width / 2) & (
+            (rows - track).abs() <= cart_height / 2
+        )
+        image[cart] = 0
+        # The pole: every pixel within half its thickness of the segment from the axle (a
+        # quarter of the cart's height above its centre) to the tip.
+        axle_row = track - cart_height / 4
+        length = 2 * POLE_HALF_LENGTH * scale
+        along_column, along_row = length * math.sin(angle), -length * math.cos(angle)
+        share = ((columns - cart_column) * along_column + (rows - axle_row) * along_row).div(
+            length**2
+        )
+        share = share.clamp(0.0, 1.0)
+        distance = (columns - cart_column - share * along_column).square() + (
+            rows - axle_row - share * along_row
+        ).square()
+        radius = (POLE_THICKNESS * scale / 2) ** 2
+        image[distance <= radius] = torch.tensor(POLE_COLOUR, dtype=torch.uint8)
+        axle = (columns - cart_column).square() + (rows - axle_row).square() <= radius
+        image[axle] = torch.tensor(AXLE_COLOUR, dtype=torch.uint8)
+        return image
 
     def state_dict(self) -> dict[str, Any]:
         """The physical states, the step counters and the generator state."""

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["GymTask"]
 
 VECTORIZATION_MODES = ("sync", "async")
+_RENDER_MODE = "rgb_array"
+_DEFAULT_FPS = 30
 
 
 class GymTask:
@@ -44,6 +46,12 @@ class GymTask:
     or a ``Box`` space (clipped to its bounds before stepping). Gymnasium's same-step autoreset
     provides the protocol's ``final_observations``; where no episode ended they equal
     ``observations``.
+
+    Numeric entries of the ``info`` an environment returns when its episode ends (say
+    ``is_success``) are the task's episode metrics (see :mod:`hydra_pipeline.tasks.protocol`);
+    entries that are not numbers (nested dicts, strings) are left out. Environments that can
+    render ``rgb_array`` pictures are made with that render mode (unless ``env_kwargs`` sets
+    one), so :meth:`render` can show the first of them; they draw only when asked.
 
     Resuming is approximate: a Gymnasium environment cannot snapshot its state, so
     :meth:`state_dict` holds only the seed and the number of steps taken, and
@@ -83,13 +91,17 @@ class GymTask:
                 vectorization_mode,
             )
         self.env_id = _check_env_id(gymnasium, env_id)
+        kwargs = dict(env_kwargs or {})
+        if "render_mode" not in kwargs and _RENDER_MODE in _render_modes(gymnasium, env_id):
+            kwargs["render_mode"] = _RENDER_MODE
         self._envs: VectorEnv[Any, Any, Any] = gymnasium.make_vec(
             env_id,
             num_envs=self.num_envs,
             vectorization_mode=vectorization_mode,
             vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
-            **dict(env_kwargs or {}),
+            **kwargs,
         )
+        self.render_fps = int(self._envs.metadata.get("render_fps") or _DEFAULT_FPS)
         try:
             observation_space = self._envs.single_observation_space
             if not isinstance(observation_space, gymnasium.spaces.Box):
@@ -155,7 +167,27 @@ class GymTask:
             terminated=torch.tensor(terminated, dtype=torch.bool),
             truncated=torch.tensor(truncated, dtype=torch.bool),
             final_observations=final_observations,
+            episode_metrics=_episode_metrics(infos.get("final_info", {}), self.num_envs),
         )
+
+    def render(self) -> Tensor:
+        """The first environment's ``rgb_array`` picture, ``uint8`` ``(height, width, 3)``.
+
+        Raises:
+            InvalidArgumentError: The environment cannot render ``rgb_array`` pictures.
+        """
+        if self._envs.render_mode != _RENDER_MODE:
+            raise InvalidArgumentError(
+                "env_id",
+                f"names an environment that renders no {_RENDER_MODE!r} pictures (render mode "
+                f"{self._envs.render_mode!r})",
+                self.env_id,
+            )
+        if hasattr(self._envs, "envs"):  # in this process: draw the first environment only
+            frame = self._envs.envs[0].render()
+        else:
+            frame = cast("tuple[Any, ...]", self._envs.render())[0]
+        return torch.from_numpy(np.ascontiguousarray(frame, dtype=np.uint8))
 
     def expert_actions(self) -> Tensor:
         """The expert's actions for the current observations.
@@ -198,6 +230,30 @@ class GymTask:
 def _flat_float32(observations: np.ndarray[Any, Any]) -> Tensor:
     """A copy of a batch of observations, one flat ``float32`` row per environment."""
     return torch.tensor(observations.reshape(len(observations), -1), dtype=torch.float32)
+
+
+def _episode_metrics(final_info: Mapping[str, Any], num_envs: int) -> dict[str, Tensor]:
+    """The numeric entries of the infos of the episodes that ended (Gymnasium's vector
+    layout: an array per key, and a ``_key`` mask of the environments that have it), ``NaN``
+    where an environment has none."""
+    metrics = {}
+    for key, values in final_info.items():
+        mask = final_info.get(f"_{key}")
+        if key.startswith("_") or mask is None or not isinstance(values, np.ndarray):
+            continue
+        if values.shape != (num_envs,) or values.dtype.kind not in "biuf":  # bool, int, float
+            continue
+        reported = torch.tensor(values, dtype=torch.float32)
+        metrics[key] = reported.masked_fill_(~torch.from_numpy(np.asarray(mask, bool)), torch.nan)
+    return metrics
+
+
+def _render_modes(gymnasium: ModuleType, env_id: str) -> list[str]:
+    """The render modes the environment registered as ``env_id`` declares."""
+    creator = gymnasium.spec(env_id.rpartition(":")[2]).entry_point
+    if isinstance(creator, str):
+        creator = gymnasium.envs.registration.load_env_creator(creator)
+    return list(getattr(creator, "metadata", {}).get("render_modes") or [])
 
 
 def _import_gymnasium() -> ModuleType:

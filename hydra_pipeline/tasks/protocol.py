@@ -16,18 +16,39 @@ The returned ``observations`` then hold the first observation of the next episod
 ``final_observations`` the last observation of the episode that ended (the engine bootstraps
 truncated episodes from it). ``terminated`` means the episode reached a terminal state of the
 MDP (no future reward); ``truncated`` means it was cut short from outside, e.g. by a time limit.
+
+Episode metrics: a task may report per-episode results besides the return and the length (a
+``success`` flag, say) in :attr:`StepResult.episode_metrics`: metric name -> ``float32`` tensor
+of shape ``(num_envs,)``, read at the environments whose episode ended in that step (``NaN``
+where the task has no value for an ended episode; other entries are ignored). The engine
+averages each over the episodes that report it and logs it next to ``reward`` (``eval/success``
+in evaluations).
+
+Rendering (optional): a task that can be watched has a ``render()`` method returning an RGB
+picture of its first environment, ``uint8`` of shape ``(height, width, 3)`` (even sizes, as
+video codecs need), and may set ``render_fps``, the frames per second its videos play at.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+
+from hydra_pipeline.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["ActionSpace", "ContinuousActions", "DiscreteActions", "StepResult", "Task"]
+__all__ = [
+    "ActionSpace",
+    "ContinuousActions",
+    "DiscreteActions",
+    "StepResult",
+    "Task",
+    "as_action_space",
+]
 
 
 @dataclass(frozen=True)
@@ -52,14 +73,47 @@ class ContinuousActions:
 ActionSpace = DiscreteActions | ContinuousActions
 
 
+def as_action_space(value: Any) -> ActionSpace:
+    """``value`` as an action space: an :data:`ActionSpace` as it is, or the mapping a config
+    layer makes of one (``hydra.utils.instantiate`` turns a dataclass argument into a config
+    node: ``{n: 2}`` or ``{shape: ..., low: ..., high: ...}``).
+
+    Raises:
+        InvalidArgumentError: ``value`` describes no action space.
+    """
+    if isinstance(value, (DiscreteActions, ContinuousActions)):
+        return value
+    if isinstance(value, Mapping):
+        keys = set(value)
+        if keys == {"n"}:
+            return DiscreteActions(int(value["n"]))
+        if keys == {"shape", "low", "high"} and all(
+            isinstance(value[key], Sequence) for key in keys
+        ):
+            return ContinuousActions(
+                shape=tuple(int(size) for size in value["shape"]),
+                low=tuple(float(bound) for bound in value["low"]),
+                high=tuple(float(bound) for bound in value["high"]),
+            )
+    raise InvalidArgumentError(
+        "action_space",
+        "must be a DiscreteActions or ContinuousActions (a task's action_space)",
+        value,
+        "Pass the task's own action_space; to load a trained policy, use "
+        "hydra_pipeline.Policy.from_run(<run folder>).",
+    )
+
+
 class StepResult(NamedTuple):
-    """What :meth:`Task.step` returns (shapes in the module docstring)."""
+    """What :meth:`Task.step` returns (shapes and ``episode_metrics`` in the module
+    docstring)."""
 
     observations: Tensor
     rewards: Tensor
     terminated: Tensor
     truncated: Tensor
     final_observations: Tensor
+    episode_metrics: Mapping[str, Tensor] = MappingProxyType({})
 
 
 @runtime_checkable

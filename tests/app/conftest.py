@@ -72,24 +72,28 @@ def cli(tmp_path: Path) -> Cli:
 App = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def run_in_process(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``hydra_pipeline``'s command-line entry point in this process, in ``cwd``, and
+def run_in_process(
+    arguments: list[str], cwd: Path, program: str = "hydra-pipeline"
+) -> subprocess.CompletedProcess[str]:
+    """Run ``hydra_pipeline``'s command-line entry point (or, for ``program`` equal to
+    ``hydra-pipeline-evaluate``, the evaluate command's) in this process, in ``cwd``, and
     return its exit status and output as ``subprocess.run`` would."""
-    from hydra_pipeline.app import main
+    from hydra_pipeline.app import evaluate_main, main
 
+    entry_point = evaluate_main if program == "hydra-pipeline-evaluate" else main
     stdout, stderr = io.StringIO(), io.StringIO()
     code: int | str | None = 0
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(cwd)
         patch.delenv("HYDRA_FULL_ERROR", raising=False)
-        patch.setattr(sys, "argv", ["hydra-pipeline", *arguments])
+        patch.setattr(sys, "argv", [program, *arguments])
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                main()
+                entry_point()
             except SystemExit as exit_:
                 code = exit_.code
     return subprocess.CompletedProcess(
-        ["hydra-pipeline", *arguments], int(code or 0), stdout.getvalue(), stderr.getvalue()
+        [program, *arguments], int(code or 0), stdout.getvalue(), stderr.getvalue()
     )
 
 

@@ -27,6 +27,9 @@ def test_user_project_trains_its_own_task(
     assert resolved["pipeline"]["optimizer_builder"]["class_type"] == "torch.optim.AdamW"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["final_metrics"]["reward"] > 0.5  # most episodes reach the target
+    assert 0 <= summary["final_metrics"]["success"] <= 1  # the task's episode metric
+    if experiment == "quick":  # it evaluates
+        assert 0 <= summary["eval_metrics"]["success"] <= 1
     if experiment == "value_warmup":
         assert summary["stages"][0]["loss_names"] == ["imitation_loss", "value_loss"]
         assert "value_loss/value" in summary["final_metrics"] or summary["stages"][1]["steps"]

@@ -95,8 +95,8 @@ def test_pictures_one_curve_per_configuration(sweep: Path) -> None:
     (axes,) = figure.axes
     lines = axes.get_lines()
     assert [line.get_label() for line in lines] == [
-        "pipeline.gamma=0.9 (3 seeds)",
-        "pipeline.gamma=0.99 (3 seeds)",
+        "pipeline.gamma=0.9 (3 seeds, train)",
+        "pipeline.gamma=0.99 (3 seeds, train)",
     ]
     by_step: dict[int, list[float]] = {}  # seeds with no finished episode yet have no value
     for job in range(3):
@@ -105,6 +105,35 @@ def test_pictures_one_curve_per_configuration(sweep: Path) -> None:
                 by_step.setdefault(int(row["total_steps"]), []).append(float(row["train/reward"]))
     assert list(lines[0].get_xdata()) == sorted(by_step)
     assert np.allclose(lines[0].get_ydata(), [np.mean(by_step[s]) for s in sorted(by_step)])
+    pyplot.close(figure)
+
+
+def test_evaluated_runs_are_pictured_by_their_evaluations(tmp_path: Path) -> None:
+    """A configuration whose runs all evaluated is drawn from their eval/reward points (the
+    mean over seeds at each step); one whose runs did not, from their training returns."""
+    from hydra_pipeline.app.sweep_report import Job
+
+    header = "mode,total_steps,train/reward,eval/reward\n"
+    curves = {
+        "a0": "train,10,1.0,\neval,20,,5.0\neval,40,,7.0\n",
+        "a1": "train,10,3.0,\neval,20,,9.0\neval,40,,11.0\n",
+        "b0": "train,10,2.0,\ntrain,20,4.0,\n",
+    }
+    for name, body in curves.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.csv").write_text(header + body)
+    jobs = [
+        Job(number, tmp_path / name, [f"x={name[0]}", f"seed={name[1]}"], "completed")
+        for number, name in enumerate(curves)
+    ]
+    for job in jobs:
+        job.runs = [job.folder]
+    figure = sweep_figure(jobs, pyplot)
+    evaluated, trained = figure.axes[0].get_lines()
+    assert evaluated.get_label() == "x=a (2 seeds, eval)" and trained.get_label().endswith("train)")
+    assert list(evaluated.get_xdata()) == [20, 40]
+    assert list(evaluated.get_ydata()) == [7.0, 9.0]
+    assert list(trained.get_ydata()) == [2.0, 4.0]
     pyplot.close(figure)
 
 

@@ -20,7 +20,7 @@ from hydra.utils import get_object
 from omegaconf import MISSING
 
 from hydra_pipeline import Builder
-from hydra_pipeline.config import BUILDER_TARGET, SCHEMAS, MLPActorCriticConf
+from hydra_pipeline.config import BUILDER_TARGET, SCHEMAS, EvaluationConf, MLPActorCriticConf
 from hydra_pipeline.config.docs import field_docs
 from hydra_pipeline.config.optimizer import AdamConf, AdamWConf
 from hydra_pipeline.config.pipeline import (
@@ -293,11 +293,15 @@ class TestSchemaParity:
 
 
 class TestFieldDocs:
-    @pytest.mark.parametrize("stored", [pytest.param(s, id=s.name) for s in SCHEMAS])
-    def test_every_field_is_documented(self, stored: Any) -> None:
+    @pytest.mark.parametrize(
+        "schema",
+        [pytest.param(s.node, id=s.name) for s in SCHEMAS]
+        + [pytest.param(EvaluationConf, id="evaluation")],  # a node of base_config
+    )
+    def test_every_field_is_documented(self, schema: Any) -> None:
         """Each field (but _target_ and _convert_) has an entry in an Attributes: section."""
-        documented = field_docs(stored.node)
-        fields = {f.name for f in dataclasses.fields(stored.node)} - {"_target_", "_convert_"}
+        documented = field_docs(schema)
+        fields = {f.name for f in dataclasses.fields(schema)} - {"_target_", "_convert_"}
         assert fields - set(documented) == set()
         assert set(documented) - fields == set(), "documents fields that do not exist"
         assert all(text.strip() for text in documented.values())

@@ -345,7 +345,7 @@ class TestRollout:
             values = output.values.view(4, 2)
             log_probs = output.distribution.log_prob(storage.actions.flatten()).view(4, 2)
             final_values = model(storage.final_observations[2]).values
-            next_values = model(runner.observations).values
+            next_values = model(runner.stepper.observations).values
         torch.testing.assert_close(storage.values, values)
         torch.testing.assert_close(storage.log_probs, log_probs)
         assert torch.equal(torch.stack(task.actions), storage.actions)
@@ -834,7 +834,8 @@ class TestResume:
             resume_pipeline(None), task, model, output_dir=tmp_path, tensorboard=False
         )
         with pytest.raises(
-            CheckpointError, match=r"(?s)does not fit this run: .*size mismatch for actor.0.weight"
+            CheckpointError,
+            match=r"(?s)do not fit the model built here .*size mismatch for actor.0.weight",
         ):
             runner.load_weights(runs["checkpoints"][0])
 
@@ -895,7 +896,7 @@ class TestAdvanceScene:
         # followed by one: the runner's observations came from its last step.
         assert torch.equal(runner.storage.observations[0], task.reset_observations[-1])
         assert torch.equal(runner.storage.observations[1], task.results[-4].observations)
-        assert torch.equal(runner.observations, task.results[-1].observations)
+        assert torch.equal(runner.stepper.observations, task.results[-1].observations)
 
     def test_fresh_observations_are_used(self, tmp_path: Path) -> None:
         """After a reset, the first stored observation of the next rollout is the reset's."""
@@ -905,9 +906,9 @@ class TestAdvanceScene:
         runner.run()
         assert task.resets == [None, 0, None, None]
         assert torch.equal(runner.storage.observations[0], task.reset_observations[2])
-        assert torch.equal(runner.observations, task.reset_observations[3])
-        assert runner.episode_returns.tolist() == [0.0, 0.0]
-        assert runner.episode_lengths.tolist() == [0.0, 0.0]
+        assert torch.equal(runner.stepper.observations, task.reset_observations[3])
+        assert runner.stepper.episode_returns.tolist() == [0.0, 0.0]
+        assert runner.stepper.episode_lengths.tolist() == [0.0, 0.0]
 
     def test_no_resets_without_period(self, tmp_path: Path) -> None:
         """Without a period the task is reset only once, with the seed."""

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import hydra.utils
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from hydra_pipeline import InvalidArgumentError
+from hydra_pipeline.config import MLPActorCriticConf
 from hydra_pipeline.models import ACTIVATIONS, Categorical, DiagonalGaussian, MLPActorCritic
 from hydra_pipeline.tasks import ContinuousActions, DiscreteActions
 
@@ -153,3 +156,28 @@ class TestArchitecture:
         with pytest.raises(InvalidArgumentError) as caught:
             MLPActorCritic((4,), DiscreteActions(2), **arguments)
         assert caught.value.argument == argument
+
+
+class TestInstantiate:
+    """The route a Hydra user tries first: hydra.utils.instantiate(cfg.model, ...) with a
+    task's action space, which Hydra hands over as a config node."""
+
+    @pytest.mark.parametrize(
+        ("action_space", "logits", "continuous"),
+        [
+            (DiscreteActions(3), 3, False),
+            (ContinuousActions((2,), (-1.0, -1.0), (1.0, 1.0)), 2, True),
+        ],
+    )
+    def test_the_task_action_space_builds_the_right_head(
+        self, action_space: Any, logits: int, continuous: bool
+    ) -> None:
+        cfg = OmegaConf.structured(MLPActorCriticConf)
+        model = hydra.utils.instantiate(cfg, observation_shape=(4,), action_space=action_space)
+        assert model.actor[-1].out_features == logits
+        assert (model.log_std is not None) is continuous
+
+    def test_something_else_points_to_policy_from_run(self) -> None:
+        cfg = OmegaConf.structured(MLPActorCriticConf)
+        with pytest.raises(Exception, match=r"Policy\.from_run"):
+            hydra.utils.instantiate(cfg, observation_shape=(4,), action_space={"size": 3})

@@ -187,7 +187,8 @@ class TestSeedingAndState:
         tensors: list[torch.Tensor] = []
         for _ in range(steps):
             result = task.step(torch.randint(0, 2, (task.num_envs,), generator=actions))
-            tensors.extend(result)
+            tensors.extend(result[:5])  # CartPole reports no episode metrics
+            assert not result.episode_metrics
         return tensors
 
     def test_same_seed_same_trajectories(self) -> None:
@@ -258,3 +259,25 @@ class TestArguments:
         """One action for four environments is an error, not a silent broadcast."""
         with pytest.raises(InvalidArgumentError, match=r"'actions' must have shape \(4,\)"):
             CartPoleTask(num_envs=4).step(torch.ones(1, dtype=torch.int64))
+
+
+class TestRender:
+    def test_pictures_follow_the_state(self) -> None:
+        """The picture shows the first environment: the cart moves with its position, and
+        the pole leans with its angle."""
+        task = CartPoleTask(num_envs=2)
+
+        def picture(position: float, angle: float) -> torch.Tensor:
+            task._state[0] = torch.tensor([position, 0.0, angle, 0.0], dtype=torch.float64)
+            return task.render()
+
+        upright = picture(0.0, 0.0)
+        assert upright.dtype == torch.uint8 and upright.shape == (240, 400, 3)
+        black = (upright == 0).all(dim=-1)
+        assert black[172, 200] and not black[172, 100]  # the cart at the centre of the track
+        moved = (picture(1.0, 0.0) == 0).all(dim=-1)
+        assert moved[172, 283] and not moved[172, 200]
+        pole = torch.tensor([202, 152, 101], dtype=torch.uint8)
+        leaning = picture(0.0, 0.5)
+        assert (upright[100, 200] == pole).all() and not (leaning[100, 200] == pole).all()
+        assert task.render_fps == 50

@@ -269,3 +269,58 @@ class TestImports:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         )
         assert result.stdout.strip() == "False"
+
+
+SCORED_ENV_ID = "HydraPipelineTests/Scored-v0"
+
+
+class ScoredEnv(gymnasium.Env[np.ndarray, Any]):
+    """Ends every episode after 2 steps, with a numeric, a boolean, a text and a nested info
+    entry at the end."""
+
+    observation_space = gymnasium.spaces.Box(-1.0, 1.0, shape=(1,))
+    action_space = gymnasium.spaces.Discrete(2)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.steps = 0
+        return np.zeros(1, dtype=np.float32), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self.steps += 1
+        info: dict[str, Any] = {}
+        if self.steps == 2:
+            info = {"is_success": bool(action), "score": 0.5, "note": "x", "nested": {"a": 1}}
+        return np.zeros(1, dtype=np.float32), 1.0, self.steps == 2, False, info
+
+
+class TestEpisodeMetricsAndRendering:
+    def test_numeric_infos_of_ended_episodes_are_episode_metrics(self) -> None:
+        """At an episode's end its numeric info entries are reported; text and nested ones
+        are not, and steps where no episode ends report none."""
+        gymnasium.register(SCORED_ENV_ID, entry_point=ScoredEnv)
+        try:
+            task = GymTask(SCORED_ENV_ID, num_envs=2)
+            assert task.step(torch.tensor([1, 0])).episode_metrics == {}
+            metrics = task.step(torch.tensor([1, 0])).episode_metrics
+            task.close()
+        finally:
+            del gymnasium.registry[SCORED_ENV_ID]
+        assert set(metrics) == {"is_success", "score"}
+        assert metrics["is_success"].tolist() == [1.0, 0.0]
+        assert metrics["score"].tolist() == [0.5, 0.5]
+
+    def test_rgb_array_pictures_of_the_first_environment(self) -> None:
+        task = GymTask("CartPole-v1", num_envs=2)
+        frame = task.render()
+        task.close()
+        assert frame.dtype == torch.uint8 and frame.shape == (400, 600, 3)
+        assert task.render_fps == 50
+
+    def test_an_environment_without_pictures_cannot_be_watched(self, echo_env_id: str) -> None:
+        task = GymTask(echo_env_id, env_kwargs={"action_space": gymnasium.spaces.Discrete(2)})
+        with pytest.raises(InvalidArgumentError, match="renders no 'rgb_array' pictures"):
+            task.render()
+        task.close()

@@ -2,8 +2,9 @@
 
 An agent on a line of ``size`` cells must reach a target cell; each step it moves left, stays,
 or moves right. It earns 1 when it reaches the target (the episode then terminates) and -0.01
-per step otherwise; episodes are truncated after ``max_episode_steps``. The expert walks
-straight to the target, so imitation and teacher forcing work on it.
+per step otherwise; episodes are truncated after ``max_episode_steps``. Each episode reports
+``success`` (whether it reached the target), logged as ``success`` and ``eval/success``. The
+expert walks straight to the target, so imitation and teacher forcing work on it.
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ class ReachTask:
         rewards = torch.where(terminated, 1.0, -0.01)
         final_observations = self._observe()
         self._restart(terminated | truncated)
-        return StepResult(self._observe(), rewards, terminated, truncated, final_observations)
+        success = {"success": terminated.float()}  # read where an episode ended
+        return StepResult(
+            self._observe(), rewards, terminated, truncated, final_observations, success
+        )
 
     def expert_actions(self) -> Tensor:
         return torch.sign(self._target - self._position) + 1

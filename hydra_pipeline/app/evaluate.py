@@ -1,0 +1,338 @@
+"""Evaluation in the app: the run's evaluations during training, and ``evaluate(cfg)``, the
+task function of the evaluate command (``python -m hydra_pipeline.evaluate run=<folder>``).
+
+The evaluate command rebuilds a run's task and model from its saved config (checked by the
+trust gate like any config; ``task.*`` overrides apply on top), loads each checkpoint's weights
+(weights-only), plays the episodes with the :class:`~hydra_pipeline.engine.evaluation.Evaluator`
+training uses, and writes ``<run>/evaluation/<checkpoint stem>.json`` per checkpoint, plus
+TensorBoard ``test/<metric>`` scalars against the checkpoints' step counts for
+``checkpoint=all``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from hydra_pipeline.config import instantiate_node
+from hydra_pipeline.config.saved_run import saved_run_config
+from hydra_pipeline.errors import CheckpointError, ConfigError, InvalidArgumentError
+from hydra_pipeline.pipeline.early_stopping import metric_goal, metric_name
+from hydra_pipeline.pipeline.validation import require_at_least, require_seed
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from hydra_pipeline.engine.evaluation import Evaluator
+
+__all__ = [
+    "EVALUATION_DIRECTORY",
+    "check_evaluation",
+    "evaluate",
+    "evaluation_seed_of",
+    "objective_value",
+    "training_evaluation",
+]
+
+EVALUATION_DIRECTORY = "evaluation"
+"""Where the evaluate command writes its results, relative to the run folder."""
+
+_EVAL = "eval/"
+"""The prefix of evaluation metrics in early-stopping criteria and ``objective``: their
+TensorBoard tag (``engine.reporting.metric_tag(name, "eval")``), spelled out here so that the
+startup checks import no torch."""
+
+log = logging.getLogger("hydra_pipeline")
+
+
+def _checked(prefix: str, check: Any, *arguments: Any) -> Any:
+    """``check(*arguments)``, its ``InvalidArgumentError`` as a ``ConfigError`` at ``prefix``."""
+    try:
+        return check(*arguments)
+    except InvalidArgumentError as error:
+        raise ConfigError(error.message_at(prefix)) from None
+
+
+def _check_video(key: str, video: bool) -> None:
+    """Refuse ``video=true`` without PyAV, naming the extra that installs it."""
+    if not video:
+        return
+    from hydra_pipeline.engine.video import require_video_support
+
+    try:
+        require_video_support()
+    except ImportError as error:
+        raise ConfigError(f"'{key}' is true, but {error}.") from None
+
+
+def evaluation_seed_of(cfg: DictConfig) -> int:
+    """The seed of a run's evaluations: ``evaluation.seed``, or one drawn from its ``seed``."""
+    from hydra_pipeline.engine.evaluation import evaluation_seed
+
+    seed = OmegaConf.select(cfg, "evaluation.seed")
+    return int(seed) if seed is not None else evaluation_seed(int(cfg.seed))
+
+
+# --------------------------------------------------------------------------------------------
+# During training
+
+
+def check_evaluation(cfg: DictConfig) -> None:
+    """The ``evaluation`` node's and ``objective``'s own rules, before anything is built.
+
+    Raises:
+        ConfigError: A value is out of range, ``objective`` names an evaluation metric of a
+            run that does not evaluate, or videos are asked for without PyAV.
+    """
+    evaluation = cfg.evaluation
+    objective = cfg.objective
+    if evaluation.interval is None:
+        if objective is not None and objective.startswith(_EVAL):
+            raise ConfigError(
+                f"'objective' is {objective!r}, an evaluation metric, but the run does not "
+                "evaluate. Set evaluation.interval=<steps>, or objective=reward."
+            )
+        return
+    _checked("evaluation", require_at_least, "interval", evaluation.interval, 1)
+    _checked("evaluation", require_at_least, "episodes", evaluation.episodes, 1)
+    if evaluation.num_envs is not None:
+        _checked("evaluation", require_at_least, "num_envs", evaluation.num_envs, 1)
+    if evaluation.seed is not None:
+        _checked("evaluation", require_seed, "seed", evaluation.seed)
+    _checked("evaluation", metric_name, evaluation.metric)
+    _checked("evaluation", metric_goal, evaluation.mode)
+    _check_video("evaluation.video", evaluation.video)
+
+
+def training_evaluation(
+    cfg: DictConfig, model: nn.Module, device: str, output_dir: Path
+) -> dict[str, Any]:
+    """The runner's keyword arguments that evaluate as ``cfg.evaluation`` says (``{}`` when
+    the run does not evaluate); ``["evaluator"].task`` is the evaluation's own task, built
+    without touching the global random generators."""
+    evaluation = cfg.evaluation
+    if evaluation.interval is None:
+        return {}
+    from hydra_pipeline.engine.evaluation import BestEvaluation, Evaluator, isolated_random_state
+    from hydra_pipeline.engine.video import VIDEO_DIRECTORY
+
+    task_cfg = cfg
+    if evaluation.num_envs is not None:
+        if "num_envs" not in cfg.task:
+            raise ConfigError(
+                "'evaluation.num_envs' is set, but the task takes no num_envs. Remove it: the "
+                "evaluation then runs as many environments as training."
+            )
+        task_cfg = copy.deepcopy(cfg)
+        task_cfg.task.num_envs = evaluation.num_envs
+    with isolated_random_state():
+        task = instantiate_node(task_cfg, "task")
+    try:
+        evaluator = Evaluator(
+            task,
+            model,
+            episodes=evaluation.episodes,
+            deterministic=evaluation.deterministic,
+            seed=evaluation_seed_of(cfg),
+            device=device,
+            video_folder=output_dir / VIDEO_DIRECTORY if evaluation.video else None,
+        )
+        best = BestEvaluation(evaluation.metric, evaluation.mode)
+    except InvalidArgumentError as error:
+        task.close()
+        raise ConfigError(error.message_at("evaluation")) from None
+    return {"evaluator": evaluator, "evaluation_interval": evaluation.interval, "best": best}
+
+
+def objective_value(summary: Mapping[str, Any], objective: str | None) -> float:
+    """The value a run returns to an optimizing sweeper: ``objective`` (by default
+    ``eval/reward`` when the run evaluated, else ``reward``) read from the run's summary
+    (-inf, so the run ranks last, when it has no value)."""
+    evaluated = bool(summary.get("eval_metrics"))
+    name = objective or (f"{_EVAL}reward" if evaluated else "reward")
+    source = "eval_metrics" if name.startswith(_EVAL) else "final_metrics"
+    metrics = summary.get(source, {})
+    value = metrics.get(name.removeprefix(_EVAL))
+    if value is None:
+        known = ", ".join(sorted(metrics)) or "none"
+        log.warning(
+            "The objective %r has no value (the run's %s: %s): the objective is -inf.",
+            name,
+            source,
+            known,
+        )
+        return -math.inf
+    return float(value)
+
+
+# --------------------------------------------------------------------------------------------
+# The evaluate command
+
+
+def evaluate(cfg: DictConfig) -> float:
+    """Evaluate the checkpoints ``cfg.checkpoint`` names, of the run in ``cfg.run``, and return
+    the last one's mean episode return (the objective of an optimizing sweeper).
+
+    Raises:
+        ConfigError: The run folder, its saved config or a setting is unusable.
+        CheckpointError: A checkpoint is missing, unreadable, or does not fit the model built
+            for the (possibly overridden) task.
+    """
+    if OmegaConf.is_missing(cfg, "run"):
+        raise ConfigError(
+            "'run' has no value: give the run folder to evaluate, e.g. "
+            "run=outputs/2026-01-01/12-00-00."
+        )
+    run_dir = Path(cfg.run)
+    run_cfg = saved_run_config(run_dir, OmegaConf.to_container(cfg.task))  # type: ignore[arg-type]
+    from hydra_pipeline.engine.checkpoint import checkpoints_named
+
+    checkpoints = checkpoints_named(run_dir, cfg.checkpoint)
+    _checked("", require_at_least, "episodes", cfg.episodes, 1)
+    _checked("", require_at_least, "num_threads", cfg.num_threads, 1)
+    seed = evaluation_seed_of(run_cfg)
+    if cfg.seed is not None:
+        seed = _checked("", require_seed, "seed", cfg.seed)
+    _check_video("video", cfg.video)
+    from hydra_pipeline.app.train import device_for
+
+    device = device_for(cfg.device)
+
+    import torch
+
+    from hydra_pipeline.engine.evaluation import Evaluator
+    from hydra_pipeline.engine.video import VIDEO_DIRECTORY
+
+    torch.set_num_threads(cfg.num_threads)
+    task = instantiate_node(run_cfg, "task")
+    try:
+        model = instantiate_node(
+            run_cfg,
+            "model",
+            observation_shape=task.observation_shape,
+            action_space=task.action_space,
+        ).to(device)
+        try:
+            evaluator = Evaluator(
+                task,
+                model,
+                episodes=cfg.episodes,
+                deterministic=cfg.deterministic,
+                seed=seed,
+                device=device,
+                video_folder=run_dir / VIDEO_DIRECTORY if cfg.video else None,
+            )
+        except InvalidArgumentError as error:
+            raise ConfigError(error.message_at("")) from None
+        records = [
+            _evaluate_checkpoint(evaluator, model, path, run_dir, run_cfg) for path in checkpoints
+        ]
+    finally:
+        task.close()
+    folder = run_dir / EVALUATION_DIRECTORY
+    folder.mkdir(exist_ok=True)
+    for record in records:
+        (folder / f"{Path(record['checkpoint']).stem}.json").write_text(
+            json.dumps(record, indent=2) + "\n"
+        )
+    if cfg.checkpoint == "all":
+        _write_test_scalars(folder, records)
+    print(_table(records))
+    return float(records[-1]["reward_mean"])
+
+
+def _evaluate_checkpoint(
+    evaluator: Evaluator, model: nn.Module, path: Path, run_dir: Path, run_cfg: DictConfig
+) -> dict[str, Any]:
+    """Load the weights of the checkpoint at ``path`` into ``model`` and evaluate them."""
+    from hydra_pipeline.engine.checkpoint import load_weights
+
+    try:
+        payload = load_weights(model, path)
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"{error} The task evaluated: {_task_description(run_cfg)}."
+        ) from None
+    result = evaluator.evaluate(video_name=path.stem)
+    summary = result.summary()
+    stage = payload["pipeline"]["current_stage_index"]
+    return {
+        "checkpoint": _in_run(path, run_dir),
+        "total_steps": int(payload["total_steps"]),
+        "stage": len(payload["pipeline"]["stages"]) - 1 if stage is None else int(stage),
+        "episodes": len(result.returns),
+        "deterministic": evaluator.deterministic,
+        "seed": evaluator.seed,
+        "reward_mean": summary.pop("reward"),
+        "reward_std": summary.pop("reward_std"),
+        "episode_length_mean": summary.pop("episode_length"),
+        "metrics": summary,
+        "returns": result.returns,
+        "episode_lengths": result.lengths,
+        "videos": [_in_run(video, run_dir) for video in result.videos],
+        "task": OmegaConf.to_container(run_cfg.task),
+    }
+
+
+def _in_run(path: Path, run_dir: Path) -> str:
+    """``path`` relative to the run folder (absolute if outside it), as a JSON value."""
+    path = path.resolve()
+    return str(
+        path.relative_to(run_dir.resolve()) if path.is_relative_to(run_dir.resolve()) else path
+    )
+
+
+def _task_description(run_cfg: DictConfig) -> str:
+    task = OmegaConf.to_container(run_cfg.task)
+    assert isinstance(task, dict)
+    return ", ".join(str(key) + f"={value!r}" for key, value in task.items())
+
+
+def _write_test_scalars(folder: Path, records: list[dict[str, Any]]) -> None:
+    """TensorBoard ``test/<metric>`` scalars of every checkpoint, against its step count, in
+    ``<folder>/tensorboard`` (rewritten, so the curve is this evaluation's)."""
+    from hydra_pipeline.engine.reporting import TENSORBOARD_DIRECTORY, TensorBoardWriter
+
+    shutil.rmtree(folder / TENSORBOARD_DIRECTORY, ignore_errors=True)
+    writer = TensorBoardWriter()
+    writer.on_run_start(run_dir=folder, total_steps=0, resumed=False)
+    try:
+        for record in records:
+            metrics = {
+                "reward": record["reward_mean"],
+                "reward_std": record["reward_std"],
+                "episode_length": record["episode_length_mean"],
+                **record["metrics"],
+            }
+            writer.on_log(
+                mode="test",
+                total_steps=record["total_steps"],
+                stage_index=record["stage"],
+                stage_steps=0,
+                metrics=metrics,
+                counts=dict.fromkeys(metrics, record["episodes"]),
+            )
+    finally:
+        writer.close()
+
+
+def _table(records: list[dict[str, Any]]) -> str:
+    """A short table of the evaluated checkpoints."""
+    header = f"{'checkpoint':<34} {'total steps':>12} {'episodes':>9} {'return':>20} {'length':>8}"
+    lines = [header]
+    for record in records:
+        name = Path(record["checkpoint"]).name
+        reward = f"{record['reward_mean']:.2f} +/- {record['reward_std']:.2f}"
+        lines.append(
+            f"{name:<34} {record['total_steps']:>12} {record['episodes']:>9} {reward:>20} "
+            f"{record['episode_length_mean']:>8.1f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,208 @@
+"""Acting: a policy stepped on a task, the one code path of training rollouts, evaluation and
+:class:`~hydra_pipeline.policy.Policy`.
+
+:class:`Actor` is the policy's side: a batch of observations in, a batch of actions out (a
+sample of the model's action distribution, or its mode when acting deterministically).
+:class:`TaskStepper` steps an actor on a task: it keeps the observations to act on next, the
+return and length of every episode in progress, and the per-episode metrics the task reports;
+as an option of training, it queries the task's expert and lets it take over some steps
+(teacher forcing).
+
+A model with memory (a recurrent policy) will keep its state in the :class:`Actor`, reset where
+episodes start (:meth:`Actor.reset`); the models of this version have none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from hydra_pipeline.engine.episodes import FinishedEpisodes, finished_episodes
+from hydra_pipeline.models.protocol import ActorCriticOutput
+from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, StepResult, Task
+
+__all__ = ["Actor", "TaskStepper", "Transition"]
+
+
+class Actor:
+    """A model that acts: observations in, actions out.
+
+    Args:
+        model: An actor-critic module (see :mod:`hydra_pipeline.models.protocol`), already on
+            ``device``.
+        action_space: The actions the model chooses among.
+        device: Where the model and the observations it acts on live.
+
+    Attributes:
+        action_shape: The shape of one action (``()`` for discrete actions).
+        action_dtype: ``int64`` for discrete actions, ``float32`` for continuous ones.
+    """
+
+    def __init__(self, model: nn.Module, action_space: ActionSpace, device: torch.device) -> None:
+        self.model = model
+        self.device = device
+        if isinstance(action_space, DiscreteActions):
+            self.action_shape: tuple[int, ...] = ()
+            self.action_dtype = torch.int64
+            self._bounds: tuple[Tensor, Tensor] | None = None
+        else:
+            self.action_shape, self.action_dtype = tuple(action_space.shape), torch.float32
+            self._bounds = (
+                torch.tensor(action_space.low, dtype=torch.float32).view(action_space.shape),
+                torch.tensor(action_space.high, dtype=torch.float32).view(action_space.shape),
+            )
+
+    def act(
+        self, observations: Tensor, *, deterministic: bool = False
+    ) -> tuple[Tensor, ActorCriticOutput]:
+        """The actions for a batch of observations (on ``device``), and the model's output.
+
+        Args:
+            observations: ``(batch, *observation_shape)`` float32.
+            deterministic: Take each distribution's mode instead of a sample (drawn with
+                torch's global generator).
+        """
+        output: ActorCriticOutput = self.model(observations)
+        distribution = output.distribution
+        actions = distribution.mode() if deterministic else distribution.sample()
+        return actions, output
+
+    def environment_actions(self, actions: Tensor) -> Tensor:
+        """``actions`` as a task takes them: on the CPU, clipped to the action bounds (the
+        model's unbounded samples are what it learns from)."""
+        actions = actions.cpu()
+        if self._bounds is not None:
+            actions = torch.max(torch.min(actions, self._bounds[1]), self._bounds[0])
+        return actions
+
+    def reset(self, episode_starts: Tensor | None = None) -> None:
+        """Forget what the model remembers of the environments where ``episode_starts`` is
+        True (of all of them when ``None``): the place of a recurrent model's memory. The
+        models of this version remember nothing, so there is nothing to forget yet."""
+
+
+class Transition(NamedTuple):
+    """One step of every environment.
+
+    Attributes:
+        observations: What the actor acted on.
+        output: The model's output for them.
+        actions: The actions taken (the expert's where it took over), as the model sees them
+            (unclipped).
+        expert_actions: The expert's actions, when asked for.
+        forced: True where the expert's action was taken, when teacher forcing was on.
+        result: What the task returned.
+    """
+
+    observations: Tensor
+    output: ActorCriticOutput
+    actions: Tensor
+    expert_actions: Tensor | None
+    forced: Tensor | None
+    result: StepResult
+
+
+class TaskStepper:
+    """Steps an :class:`Actor` on a :class:`~hydra_pipeline.tasks.Task` and keeps each
+    episode's return, length and task metrics until it ends.
+
+    Call :meth:`reset` (or :meth:`load_state`) first. :meth:`finished_episodes` hands out the
+    episodes that ended since its previous call, computed once for all the steps in between.
+
+    Args:
+        task: The environments to act in.
+        actor: The policy acting in them.
+
+    Attributes:
+        observations: The observations to act on next (on the actor's device).
+        episode_returns: ``(num_envs,)`` float64 return so far of each episode in progress, as
+            of the previous :meth:`finished_episodes`.
+        episode_lengths: Their lengths so far.
+    """
+
+    def __init__(self, task: Task, actor: Actor) -> None:
+        self.task = task
+        self.actor = actor
+        self.observations = torch.zeros(0)
+        self.episode_returns = torch.zeros(task.num_envs, dtype=torch.float64)
+        self.episode_lengths = torch.zeros(task.num_envs, dtype=torch.float64)
+        self._rewards: list[Tensor] = []
+        self._dones: list[Tensor] = []
+        self._metrics: list[Mapping[str, Tensor]] = []
+
+    def reset(self, seed: int | None = None) -> None:
+        """Reset the task (seeding it when ``seed`` is given) and start every episode anew."""
+        self.load_state(self.task.reset(seed=seed))
+
+    def load_state(
+        self,
+        observations: Tensor,
+        episode_returns: Tensor | None = None,
+        episode_lengths: Tensor | None = None,
+    ) -> None:
+        """Continue from ``observations``, with the episodes in progress so far along (fresh
+        episodes when not given)."""
+        self.observations = observations.to(self.actor.device)
+        zeros = torch.zeros(self.task.num_envs, dtype=torch.float64)
+        self.episode_returns = zeros if episode_returns is None else episode_returns
+        self.episode_lengths = zeros.clone() if episode_lengths is None else episode_lengths
+        self._rewards, self._dones, self._metrics = [], [], []
+        self.actor.reset()
+
+    def step(
+        self, *, deterministic: bool = False, expert: bool = False, forcing: float = 0.0
+    ) -> Transition:
+        """Act once in every environment and step the task.
+
+        Args:
+            deterministic: Act with the distributions' modes (see :meth:`Actor.act`).
+            expert: Ask the task's expert for its actions too.
+            forcing: Teacher forcing (with ``expert``): the probability that an environment
+                takes the expert's action instead of the actor's, drawn per environment with
+                torch's global generator.
+        """
+        observations = self.observations
+        actions, output = self.actor.act(observations, deterministic=deterministic)
+        expert_actions = forced = None
+        if expert:
+            expert_actions = self.task.expert_actions().to(self.actor.device)
+            if forcing > 0:
+                num_envs = self.task.num_envs
+                forced = torch.rand(num_envs, device=self.actor.device) < forcing
+                mask = forced.view(num_envs, *([1] * (actions.dim() - 1)))
+                actions = torch.where(mask, expert_actions, actions)
+        result = self.task.step(self.actor.environment_actions(actions))
+        self.observations = result.observations.to(self.actor.device)
+        dones = result.terminated | result.truncated
+        self.actor.reset(dones)
+        self._rewards.append(result.rewards.to(torch.float64))
+        self._dones.append(dones)
+        self._metrics.append(result.episode_metrics)
+        return Transition(observations, output, actions, expert_actions, forced, result)
+
+    def finished_episodes(self) -> FinishedEpisodes:
+        """The episodes that ended since the previous call (at least one step ago)."""
+        rewards, dones = torch.stack(self._rewards), torch.stack(self._dones)
+        episodes = finished_episodes(
+            rewards, dones, self.episode_returns, self.episode_lengths, self._stacked_metrics()
+        )
+        self.episode_returns = episodes.carried_returns
+        self.episode_lengths = episodes.carried_lengths
+        self._rewards, self._dones, self._metrics = [], [], []
+        return episodes
+
+    def _stacked_metrics(self) -> dict[str, Tensor]:
+        """The task's metrics of the buffered steps, each ``(steps, num_envs)``, ``NaN`` where
+        a step did not report it."""
+        names = dict.fromkeys(name for metrics in self._metrics for name in metrics)
+        stacked = {}
+        for name in names:
+            values = torch.full((len(self._metrics), self.task.num_envs), torch.nan)
+            for step, metrics in enumerate(self._metrics):
+                if name in metrics:
+                    values[step] = metrics[name]
+            stacked[name] = values
+        return stacked

@@ -1,0 +1,145 @@
+"""``Policy``: a trained policy acting in a program of yours (a notebook, a robot, a game).
+
+``Policy.from_run(run_folder)`` rebuilds the run's model from its saved config (the task is
+built once to read its spaces, then closed), loads a checkpoint's weights (weights-only) and
+acts with the same :class:`~hydra_pipeline.engine.acting.Actor` as training and evaluation. No
+Hydra application runs, and the global random generators, the working folder and logging are
+left as they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from hydra_pipeline.config import instantiate_node
+from hydra_pipeline.config.saved_run import saved_run_config
+from hydra_pipeline.config.trust import AllowList, allowing
+from hydra_pipeline.engine.acting import Actor
+from hydra_pipeline.engine.checkpoint import checkpoints_named, load_weights
+from hydra_pipeline.engine.evaluation import isolated_random_state
+from hydra_pipeline.errors import InvalidArgumentError
+from hydra_pipeline.tasks.protocol import ActionSpace, as_action_space
+
+__all__ = ["Policy"]
+
+Batch = TypeVar("Batch", np.ndarray, Tensor)
+
+
+class Policy:
+    """A model that acts on batches of observations, as it did in training.
+
+    Args:
+        model: An actor-critic module (see :mod:`hydra_pipeline.models.protocol`).
+        observation_shape: The shape of one observation.
+        action_space: The actions the model chooses among.
+        device: Where the model runs.
+
+    Attributes:
+        checkpoint: The checkpoint file the weights come from (``from_run``), or ``None``.
+        total_steps: The agent steps the run had trained for at that checkpoint, or ``None``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        observation_shape: Sequence[int],
+        action_space: ActionSpace,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.observation_shape = tuple(observation_shape)
+        self.action_space = as_action_space(action_space)
+        self.actor = Actor(self.model, self.action_space, self.device)
+        self.checkpoint: Path | None = None
+        self.total_steps: int | None = None
+
+    @classmethod
+    def from_run(
+        cls,
+        run_folder: str | Path,
+        checkpoint: str = "best",
+        *,
+        device: str | torch.device = "cpu",
+        allowed_targets: Sequence[str] = (),
+    ) -> Policy:
+        """The policy of a training run.
+
+        Args:
+            run_folder: The run's output folder (it holds ``.hydra/`` and ``checkpoints/``).
+            checkpoint: ``"best"`` (``best.pt``, kept when the run evaluates), ``"last"``, or
+                a checkpoint file (a path, or a file name in the run's ``checkpoints/``).
+            device: Where the model runs.
+            allowed_targets: Import prefixes of your own code that the run's config builds
+                (its task or model), as given to the run with ``allowed_targets=[...]``.
+
+        Raises:
+            ConfigError: The folder is not a run's, or its config does not pass the checks.
+            CheckpointError: The checkpoint is missing, unreadable, or does not fit the model.
+            InvalidArgumentError: ``checkpoint`` is ``"all"``.
+        """
+        if checkpoint == "all":
+            raise InvalidArgumentError(
+                "checkpoint", "must name one checkpoint: best, last or a file", checkpoint
+            )
+        run = Path(run_folder)
+        allow_list = AllowList.of(allowed_targets)
+        with allowing(allow_list), isolated_random_state():
+            cfg = saved_run_config(run, allow_list=allow_list, key="run_folder")
+            path = checkpoints_named(run, checkpoint)[0]
+            task = instantiate_node(cfg, "task")
+            try:
+                shape, space = task.observation_shape, task.action_space
+            finally:
+                task.close()
+            model = instantiate_node(cfg, "model", observation_shape=shape, action_space=space)
+        payload = load_weights(model, path)
+        policy = cls(model, shape, space, device)
+        policy.checkpoint, policy.total_steps = path, int(payload["total_steps"])
+        return policy
+
+    def act(self, observations: Batch, deterministic: bool = True) -> Batch:
+        """The actions for a batch of observations, as the task takes them.
+
+        Args:
+            observations: ``(batch, *observation_shape)``, a NumPy array or a torch tensor.
+            deterministic: Take each action distribution's mode (the policy's best guess)
+                rather than a sample (drawn with torch's global generator).
+
+        Returns:
+            One action per observation, of the same kind as ``observations`` (a torch tensor
+            on the same device): ``int64`` action numbers for discrete actions (from 0),
+            ``float32`` vectors clipped to the bounds for continuous ones.
+
+        Raises:
+            InvalidArgumentError: ``observations`` is not a batch of this policy's
+                observations.
+        """
+        given = torch.as_tensor(observations)
+        if tuple(given.shape[1:]) != self.observation_shape:
+            raise InvalidArgumentError(
+                "observations",
+                f"must be a batch of shape (batch, {', '.join(map(str, self.observation_shape))})",
+                tuple(given.shape),
+                "Add a leading batch dimension to a single observation (observations[None]).",
+            )
+        with torch.no_grad():
+            actions, _ = self.actor.act(
+                given.to(self.device, torch.float32), deterministic=deterministic
+            )
+        taken = self.actor.environment_actions(actions)
+        if isinstance(observations, np.ndarray):
+            return taken.numpy()
+        return taken.to(given.device)
+
+    def reset(self, episode_starts: Batch | None = None) -> None:
+        """Start new episodes: forget what the model remembers of the batch entries where
+        ``episode_starts`` is True (of all when ``None``). Call it whenever episodes start;
+        memoryless models (all of this version's) have nothing to forget."""
+        self.actor.reset(None if episode_starts is None else torch.as_tensor(episode_starts))
