@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from hydra_pipeline.engine.episodes import FinishedEpisodes, finished_episodes
 from hydra_pipeline.models.protocol import ActorCriticOutput
+from hydra_pipeline.tasks.observations import Observations, map_observations
 from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, StepResult, Task
 
 __all__ = ["Actor", "TaskStepper", "Transition"]
@@ -56,12 +57,13 @@ class Actor:
             )
 
     def act(
-        self, observations: Tensor, *, deterministic: bool = False
+        self, observations: Observations, *, deterministic: bool = False
     ) -> tuple[Tensor, ActorCriticOutput]:
         """The actions for a batch of observations (on ``device``), and the model's output.
 
         Args:
-            observations: ``(batch, *observation_shape)`` float32.
+            observations: ``(batch, *observation_shape)`` float32, or a batch of the task's
+                ``observation_space`` (see :mod:`hydra_pipeline.tasks.observations`).
             deterministic: Take each distribution's mode instead of a sample (drawn with
                 torch's global generator).
         """
@@ -69,6 +71,11 @@ class Actor:
         distribution = output.distribution
         actions = distribution.mode() if deterministic else distribution.sample()
         return actions, output
+
+    def on_device(self, observations: Observations) -> Observations:
+        """``observations`` moved to ``device`` (kept in their element types)."""
+        device = self.device
+        return map_observations(lambda tensor: tensor.to(device), observations)
 
     def environment_actions(self, actions: Tensor) -> Tensor:
         """``actions`` as a task takes them: on the CPU, clipped to the action bounds (the
@@ -97,7 +104,7 @@ class Transition(NamedTuple):
         result: What the task returned.
     """
 
-    observations: Tensor
+    observations: Observations
     output: ActorCriticOutput
     actions: Tensor
     expert_actions: Tensor | None
@@ -126,7 +133,7 @@ class TaskStepper:
     def __init__(self, task: Task, actor: Actor) -> None:
         self.task = task
         self.actor = actor
-        self.observations = torch.zeros(0)
+        self.observations: Observations = torch.zeros(0)
         self.episode_returns = torch.zeros(task.num_envs, dtype=torch.float64)
         self.episode_lengths = torch.zeros(task.num_envs, dtype=torch.float64)
         self._rewards: list[Tensor] = []
@@ -139,13 +146,13 @@ class TaskStepper:
 
     def load_state(
         self,
-        observations: Tensor,
+        observations: Observations,
         episode_returns: Tensor | None = None,
         episode_lengths: Tensor | None = None,
     ) -> None:
         """Continue from ``observations``, with the episodes in progress so far along (fresh
         episodes when not given)."""
-        self.observations = observations.to(self.actor.device)
+        self.observations = self.actor.on_device(observations)
         zeros = torch.zeros(self.task.num_envs, dtype=torch.float64)
         self.episode_returns = zeros if episode_returns is None else episode_returns
         self.episode_lengths = zeros.clone() if episode_lengths is None else episode_lengths
@@ -175,7 +182,7 @@ class TaskStepper:
                 mask = forced.view(num_envs, *([1] * (actions.dim() - 1)))
                 actions = torch.where(mask, expert_actions, actions)
         result = self.task.step(self.actor.environment_actions(actions))
-        self.observations = result.observations.to(self.actor.device)
+        self.observations = self.actor.on_device(result.observations)
         dones = result.terminated | result.truncated
         self.actor.reset(dones)
         self._rewards.append(result.rewards.to(torch.float64))

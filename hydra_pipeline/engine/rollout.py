@@ -8,6 +8,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from hydra_pipeline.tasks.observations import (
+    Observations,
+    ObservationSpace,
+    as_observation_space,
+    map_observations,
+    zeros_for,
+)
+
 __all__ = ["MINIBATCH_SPLITS", "Minibatch", "RolloutStorage", "normalized"]
 
 
@@ -19,7 +27,7 @@ class Minibatch(NamedTuple):
     ``expert_actions``. Losses read what they need through :meth:`require`.
     """
 
-    observations: Tensor
+    observations: Observations
     actions: Tensor | None = None
     old_log_probs: Tensor | None = None
     old_values: Tensor | None = None
@@ -47,13 +55,15 @@ class RolloutStorage:
     Row ``t`` holds the observation the policy acted on at step ``t``, the action, its log
     probability and value estimate, and what the task returned for it. ``final_observations``
     keeps the last observation of episodes cut short at step ``t``, to bootstrap them.
+    Observations keep the element types of their space: images stay ``uint8`` (a quarter of
+    the memory of ``float32`` copies), and ``Dict`` observations are a dict of such tensors.
     """
 
     def __init__(
         self,
         num_steps: int,
         num_envs: int,
-        observation_shape: Sequence[int],
+        observation_space: ObservationSpace | Sequence[int],
         action_shape: Sequence[int],
         action_dtype: torch.dtype,
         device: torch.device,
@@ -63,8 +73,9 @@ class RolloutStorage:
 
         self.num_steps = num_steps
         self.num_envs = num_envs
-        self.observations = zeros(*observation_shape)
-        self.final_observations = zeros(*observation_shape)
+        space = as_observation_space(observation_space)
+        self.observations = zeros_for(space, (num_steps, num_envs), device)
+        self.final_observations = zeros_for(space, (num_steps, num_envs), device)
         self.actions = zeros(*action_shape, dtype=action_dtype)
         self.expert_actions = zeros(*action_shape, dtype=action_dtype)
         self.log_probs = zeros()
@@ -105,14 +116,17 @@ class RolloutStorage:
         by_environment = split == "environments"
         count = self.num_envs if by_environment else self.num_steps * self.num_envs
         groups = torch.tensor_split(
-            torch.randperm(count, device=self.observations.device), num_mini_batch
+            torch.randperm(count, device=self.rewards.device), num_mini_batch
         )
         take: Callable[[Tensor, Tensor], Tensor] = (
             _take_environments if by_environment else _take_transitions
         )
         for indices in groups:
             yield Minibatch(
-                observations=take(self.observations, indices),
+                observations=map_observations(
+                    lambda tensor: take(tensor, indices),  # noqa: B023 - used at once
+                    self.observations,
+                ),
                 actions=take(self.actions, indices),
                 old_log_probs=take(self.log_probs, indices),
                 old_values=take(self.values, indices),

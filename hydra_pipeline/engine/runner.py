@@ -63,6 +63,12 @@ from hydra_pipeline.pipeline import (
     TrainingSettings,
 )
 from hydra_pipeline.pipeline.validation import require_at_least, setting_source
+from hydra_pipeline.tasks.observations import (
+    assign_observations,
+    map_observations,
+    num_observations,
+    observation_space_of,
+)
 from hydra_pipeline.tasks.protocol import Task
 
 __all__ = ["OnPolicyRunner"]
@@ -287,7 +293,7 @@ class OnPolicyRunner:
             self.storage = RolloutStorage(
                 num_steps,
                 self.task.num_envs,
-                self.task.observation_shape,
+                observation_space_of(self.task),
                 self.actor.action_shape,
                 self.actor.action_dtype,
                 self.device,
@@ -318,14 +324,14 @@ class OnPolicyRunner:
                 if move.forced is not None:
                     forced_count += move.forced.sum()
                 result = move.result
-                storage.observations[step] = move.observations
+                assign_observations(storage.observations, step, move.observations)
                 storage.actions[step] = move.actions
                 storage.log_probs[step] = move.output.distribution.log_prob(move.actions)
                 storage.values[step] = move.output.values
                 storage.rewards[step] = result.rewards
                 storage.terminated[step] = result.terminated
                 storage.truncated[step] = result.truncated
-                storage.final_observations[step] = result.final_observations
+                assign_observations(storage.final_observations, step, result.final_observations)
                 stage.steps_taken_in_stage += num_envs
                 stage.storage_uuid_to_steps_taken_in_stage[rollout_uuid] += num_envs
         self._record_episodes(self.stepper.finished_episodes())
@@ -379,7 +385,10 @@ class OnPolicyRunner:
         last observation, so a time limit is not mistaken for the end of the MDP."""
         cut_short = storage.truncated & ~storage.terminated
         if bool(cut_short.any()):
-            final_values = self.model(storage.final_observations[cut_short]).values
+            final_observations = map_observations(
+                lambda tensor: tensor[cut_short], storage.final_observations
+            )
+            final_values = self.model(final_observations).values
             storage.rewards[cut_short] += gamma * final_values
 
     def _update(
@@ -430,7 +439,9 @@ class OnPolicyRunner:
             stream = self.data_streams[storage_uuid] = OffPolicyStream(source, self.device)
         for _ in range(count):
             batch = stream.next_batch()
-            stage.storage_uuid_to_steps_taken_in_stage[storage_uuid] += len(batch.observations)
+            stage.storage_uuid_to_steps_taken_in_stage[storage_uuid] += num_observations(
+                batch.observations
+            )
             yield batch
 
     def _gradient_step(
@@ -445,7 +456,7 @@ class OnPolicyRunner:
         """One optimizer step on the weighted sum of ``losses`` over ``batch``."""
         output = self.model(batch.observations)
         total: Tensor | float = 0.0
-        batch_size = batch.observations.shape[0]
+        batch_size = num_observations(batch.observations)
         for name, loss in losses.items():
             value, info = loss(step_count=stage.steps_taken_in_stage, batch=batch, output=output)
             total = total + weights[name] * value
@@ -610,7 +621,7 @@ class OnPolicyRunner:
             "pipeline": self.pipeline.state_dict(),
             "task": self.task.state_dict(),
             "engine": {
-                "observations": self.stepper.observations.cpu(),
+                "observations": map_observations(Tensor.cpu, self.stepper.observations),
                 "episode_returns": self.stepper.episode_returns,
                 "episode_lengths": self.stepper.episode_lengths,
                 "steps_at_last_log": self.steps_at_last_log,
