@@ -24,7 +24,7 @@ from hydra_pipeline import (
 )
 from hydra_pipeline.engine import PPO, Imitation, OnPolicyRunner
 from hydra_pipeline.engine.checkpoint import CHECKPOINT_DIRECTORY
-from hydra_pipeline.models import MLPActorCritic, model_arguments
+from hydra_pipeline.models import MLPActorCritic, RecurrentActorCritic, model_arguments
 from hydra_pipeline.policy import Policy
 from hydra_pipeline.tasks import DiscreteActions, ExpertDemonstrations, StepResult, TensorSpace
 from hydra_pipeline.tasks.observations import Observations
@@ -120,10 +120,17 @@ def make_runner(
     structured: bool,
     save_interval: int | None = None,
     losses: Mapping[str, Any] | None = None,
+    recurrent: bool = False,
 ) -> OnPolicyRunner:
     set_seed(0)
     task = CueTask(structured=structured)
-    model = MLPActorCritic(**model_arguments(task), hidden_sizes=(16,), cnn_channels=(4,))
+    model: torch.nn.Module = MLPActorCritic(
+        **model_arguments(task), hidden_sizes=(16,), cnn_channels=(4,)
+    )
+    if recurrent:
+        model = RecurrentActorCritic(
+            **model_arguments(task), hidden_size=8, encoder_hidden_sizes=(8,), cnn_channels=(4,)
+        )
     pipeline = TrainingPipeline(
         named_losses=dict(losses or {"ppo": PPO(), "imitation": Imitation()}),
         pipeline_stages=stages,
@@ -180,8 +187,8 @@ class TestImages:
 class TestDictObservations:
     def test_ppo_learns_from_dict_observations(self, tmp_path: Path) -> None:
         """PPO on Dict observations: the rollout stores a dict of tensors in their own
-        element types, truncated episodes bootstrap from Dict final observations, and the
-        policy learns to follow the cue."""
+        element types, truncated episodes are valued from their Dict final observations, and
+        the policy learns to follow the cue."""
         runner = make_runner(tmp_path, [PipelineStage(["ppo"], 1600)], structured=True)
         assert cue_probability(runner) < 0.6
         runner.run()
@@ -189,26 +196,29 @@ class TestDictObservations:
         assert storage is not None and isinstance(storage.observations, dict)
         assert storage.observations["image"].dtype == torch.uint8
         assert storage.observations["clock"].dtype == torch.int64
-        assert isinstance(storage.final_observations, dict)
         truncated = storage.truncated
-        assert truncated.any()
-        assert (storage.final_observations["clock"][truncated] == EPISODE_STEPS - 1).all()
+        assert truncated.any() and (storage.final_values[truncated] != 0).all()
+        assert (storage.final_values[~truncated] == 0).all()
         assert runner.latest_metrics["reward"] > 3.0
         assert cue_probability(runner) > 0.9
 
-    def test_exact_resume_with_dict_observations(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("recurrent", [False, True], ids=["mlp", "gru"])
+    def test_exact_resume_with_dict_observations(self, tmp_path: Path, recurrent: bool) -> None:
         """Checkpoints hold Dict observations (loaded weights-only), and a run resumed from
-        one ends with the same weights as the uninterrupted run."""
+        one ends with the same weights as the uninterrupted run, with a memoryless model and
+        with a recurrent one (same encoder, then a GRU)."""
 
         def stages() -> list[PipelineStage]:
             return [PipelineStage(["ppo"], 96, teacher_forcing=LinearDecay(steps=96))]
 
-        uninterrupted = make_runner(tmp_path / "a", stages(), structured=True)
+        uninterrupted = make_runner(tmp_path / "a", stages(), structured=True, recurrent=recurrent)
         uninterrupted.run()
-        saving = make_runner(tmp_path / "b", stages(), structured=True, save_interval=32)
+        saving = make_runner(
+            tmp_path / "b", stages(), structured=True, save_interval=32, recurrent=recurrent
+        )
         saving.run()
         first = sorted((tmp_path / "b" / CHECKPOINT_DIRECTORY).iterdir())[0]
-        resumed = make_runner(tmp_path / "c", stages(), structured=True)
+        resumed = make_runner(tmp_path / "c", stages(), structured=True, recurrent=recurrent)
         resumed.resume(first)
         assert isinstance(resumed.stepper.observations, dict)
         resumed.run()
