@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from hydra_pipeline import InvalidArgumentError, PipelineStage, TrainingPipeline
+from hydra_pipeline import CheckpointError, InvalidArgumentError, PipelineStage, TrainingPipeline
 from hydra_pipeline.engine import PPO, OnPolicyRunner
-from hydra_pipeline.engine.checkpoint import CHECKPOINT_DIRECTORY, load_checkpoint
+from hydra_pipeline.engine.checkpoint import (
+    CHECKPOINT_DIRECTORY,
+    load_checkpoint,
+    restore_normalization,
+)
 from hydra_pipeline.engine.evaluation import Evaluator
 from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.tasks import CartPoleTask
@@ -182,3 +186,11 @@ class TestNormalization:
         for name, value in whole.model.state_dict().items():
             assert torch.equal(value, resumed.model.state_dict()[name]), name
         assert whole.latest_metrics == resumed.latest_metrics
+
+
+def test_a_checkpoint_without_statistics_is_refused() -> None:
+    """Normalising with a checkpoint of a run that did not is one message naming the file."""
+    with pytest.raises(CheckpointError, match=r"Checkpoint 'run/last\.pt' holds no normalisation"):
+        restore_normalization(
+            Normalization(observations=True), {"normalization": None}, Path("run/last.pt")
+        )
