@@ -18,11 +18,17 @@ import torch
 from torch import Tensor, nn
 
 from hydra_pipeline.config import instantiate_node
+from hydra_pipeline.config.normalization import build_normalization
 from hydra_pipeline.config.saved_run import saved_run_config
 from hydra_pipeline.config.trust import AllowList, allowing
 from hydra_pipeline.engine.acting import Actor
-from hydra_pipeline.engine.checkpoint import checkpoints_named, load_weights
+from hydra_pipeline.engine.checkpoint import (
+    checkpoints_named,
+    load_weights,
+    restore_normalization,
+)
 from hydra_pipeline.engine.evaluation import isolated_random_state
+from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.protocol import model_arguments
 from hydra_pipeline.tasks.observations import (
@@ -47,6 +53,8 @@ class Policy:
         observation_shape: The shape of one observation.
         action_space: The actions the model chooses among.
         device: Where the model runs.
+        normalization: The observation statistics the model was trained with, applied to
+            every batch as they are (``from_run`` restores a run's); ``None``: none.
         observation_space: The task's observation space when its observations are not
             ``float32`` vectors (images, ``Dict`` spaces); ``None``: ``float32`` observations
             of ``observation_shape``.
@@ -62,9 +70,11 @@ class Policy:
         observation_shape: Sequence[int],
         action_space: ActionSpace,
         device: str | torch.device = "cpu",
+        normalization: Normalization | None = None,
         observation_space: ObservationSpace | None = None,
     ) -> None:
         self.device = torch.device(device)
+        self.normalization = normalization
         self.model = model.to(self.device).eval()
         self.observation_shape = tuple(observation_shape)
         self.observation_space = (
@@ -117,12 +127,15 @@ class Policy:
             finally:
                 task.close()
             model = instantiate_node(cfg, "model", **arguments)
+            normalization = build_normalization(cfg)
         payload = load_weights(model, path)
+        restore_normalization(normalization, payload, path)
         policy = cls(
             model,
             arguments["observation_shape"],
             arguments["action_space"],
             device,
+            normalization,
             observation_space=observation_space,
         )
         policy.checkpoint, policy.total_steps = path, int(payload["total_steps"])
@@ -144,9 +157,13 @@ class Policy:
 
         Raises:
             InvalidArgumentError: ``observations`` is not a batch of this policy's
-                observations.
+                observations, or (a model with memory) not of the batch size it remembers
+                since the last full :meth:`reset`.
         """
         batch = _checked_batch(observations, self.observation_space, self.device)
+        if self.normalization is not None:
+            assert isinstance(batch, Tensor)  # normalisation is refused for other spaces
+            batch = self.normalization.observe(batch, update=False)
         with torch.no_grad():
             actions, _ = self.actor.act(batch, deterministic=deterministic)
         taken = self.actor.environment_actions(actions)
@@ -159,8 +176,11 @@ class Policy:
 
     def reset(self, episode_starts: Batch | None = None) -> None:
         """Start new episodes: forget what the model remembers of the batch entries where
-        ``episode_starts`` is True (of all when ``None``). Call it whenever episodes start;
-        memoryless models (all of this version's) have nothing to forget."""
+        ``episode_starts`` is True (of all when ``None``, after which the next batch may have
+        another size). Call it whenever episodes start. A model with memory (``model=gru``)
+        remembers the batch it acts on between calls of :meth:`act`, so consecutive calls
+        must be consecutive steps of the same episodes; memoryless models have nothing to
+        forget."""
         self.actor.reset(None if episode_starts is None else torch.as_tensor(episode_starts))
 
 

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING
 
 from hydra_pipeline.config.evaluation import EvaluationConf
+from hydra_pipeline.config.normalization import NormalizationConf
 from hydra_pipeline.config.pipeline import TrainingPipelineConf
 
 __all__ = ["Config"]
@@ -44,6 +45,8 @@ class Config:
         objective: The summary metric the run returns to an optimizing sweeper (Optuna):
             reward (the final training return), eval/reward (the last evaluation's), or any
             other final or eval/ metric; null: eval/reward when the run evaluates, else reward.
+        normalization: Running-statistics normalisation of observations and rewards
+            (normalization.observations=true, normalization.rewards=true).
     """
 
     pipeline: TrainingPipelineConf = MISSING
@@ -63,3 +66,4 @@ class Config:
     return_window: int = 100
     evaluation: EvaluationConf = field(default_factory=EvaluationConf)
     objective: Optional[str] = None
+    normalization: NormalizationConf = field(default_factory=NormalizationConf)

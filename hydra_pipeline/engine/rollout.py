@@ -16,7 +16,7 @@ from hydra_pipeline.tasks.observations import (
     zeros_for,
 )
 
-__all__ = ["MINIBATCH_SPLITS", "Minibatch", "RolloutStorage", "normalized"]
+__all__ = ["Minibatch", "RolloutStorage", "normalized"]
 
 
 class Minibatch(NamedTuple):
@@ -110,7 +110,9 @@ class RolloutStorage:
     def explained_variance(self) -> float:
         """How much of the returns' variance the value estimates explain: ``1 - Var(returns -
         values) / Var(returns)`` (1 is perfect, 0 no better than a constant, negative worse;
-        NaN when the returns do not vary)."""
+        NaN when the returns do not vary, or there is one)."""
+        if self.returns.numel() < 2:
+            return float("nan")
         variance = float(self.returns.var())
         return float("nan") if variance == 0 else 1.0 - float(self.advantages.var()) / variance
 
@@ -122,10 +124,9 @@ class RolloutStorage:
         Args:
             num_mini_batch: How many minibatches.
             with_expert_actions: Whether the minibatches carry the expert's actions.
-            split: ``"environments"`` groups whole environments (all steps of each: AllenAct's
-                way, the one models with memory need); ``"transitions"`` shuffles single
-                transitions across environments and steps (Stable-Baselines3's and CleanRL's
-                way: ``num_mini_batch = num_steps * num_envs / batch_size``).
+            split: ``"environments"`` groups whole environments (all steps of each);
+                ``"transitions"`` shuffles single transitions across environments and steps
+                (see ``TrainingSettings.minibatch_split``).
 
         Raises:
             ValueError: Transitions are asked of the rollout of a model with memory.
@@ -169,10 +170,6 @@ def normalized(advantages: Tensor) -> Tensor:
     # turn the weights into NaN; that lone advantage normalises to 0 instead.
     std = advantages.std() if advantages.numel() > 1 else torch.zeros_like(mean)
     return (advantages - mean) / (std + 1e-5)
-
-
-MINIBATCH_SPLITS = ("environments", "transitions")
-"""How a rollout is split into minibatches (see :meth:`RolloutStorage.minibatches`)."""
 
 
 def _take_environments(tensor: Tensor, envs: Tensor) -> Tensor:

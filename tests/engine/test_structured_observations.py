@@ -24,6 +24,7 @@ from hydra_pipeline import (
 )
 from hydra_pipeline.engine import PPO, Imitation, OnPolicyRunner
 from hydra_pipeline.engine.checkpoint import CHECKPOINT_DIRECTORY
+from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.models import MLPActorCritic, RecurrentActorCritic, model_arguments
 from hydra_pipeline.policy import Policy
 from hydra_pipeline.tasks import DiscreteActions, ExpertDemonstrations, StepResult, TensorSpace
@@ -249,6 +250,23 @@ class TestDictObservations:
         assert "offpolicy/bc/cross_entropy" in runner.latest_metrics or any(
             name.endswith("bc/cross_entropy") for name in runner.latest_metrics
         )
+
+
+class TestNormalization:
+    def test_observation_normalisation_of_images_is_refused(self, tmp_path: Path) -> None:
+        """Normalising uint8 images (or Dict observations) is refused when the run is built,
+        naming the key and the fix; reward scaling alone is allowed."""
+        task = CueTask(structured=True)
+        model = MLPActorCritic(**model_arguments(task), hidden_sizes=(8,), cnn_channels=(2,))
+        pipeline = make_runner(tmp_path, [PipelineStage(["ppo"], 32)], structured=True).pipeline
+        with pytest.raises(InvalidArgumentError, match=r"'normalization.observations' applies"):
+            OnPolicyRunner(
+                pipeline, task, model, output_dir=tmp_path, normalization=Normalization(True)
+            )
+        runner = OnPolicyRunner(
+            pipeline, task, model, output_dir=tmp_path, normalization=Normalization(rewards=True)
+        )
+        assert runner.stepper.normalization is not None
 
 
 class TestPolicy:
