@@ -47,6 +47,7 @@ missions of other MiniGrid environments), then BabyAI's words in alphabetical or
 
 _IMAGE_HIGH = 10  # the largest object number of MiniGrid's encoding (agent); colours <= 5
 _DIRECTIONS = 4
+_REMEMBERED_MISSIONS = 4096
 _WORD = re.compile(r"[a-z]+")
 
 
@@ -98,6 +99,7 @@ class MiniGridTask(GymTask):
         _import_minigrid()
         self.mission_length = require_at_least("mission_length", mission_length, 1)
         self.babyai = env_id.startswith("BabyAI-")
+        self._missions: dict[str, list[int]] = {}
         self.num_envs = require_at_least("num_envs", num_envs, 1)
         self._forget_bots()
         super().__init__(
@@ -133,13 +135,19 @@ class MiniGridTask(GymTask):
         }
         if self.babyai:
             converted["mission"] = torch.tensor(
-                [
-                    mission_tokens(str(text), self.mission_length)
-                    for text in observations["mission"]
-                ],
+                [self._tokens(str(text)) for text in observations["mission"]],
                 dtype=torch.int64,
             )
         return converted
+
+    def _tokens(self, mission: str) -> list[int]:
+        """A mission's tokens, remembered (a level has few distinct missions)."""
+        tokens = self._missions.get(mission)
+        if tokens is None:
+            if len(self._missions) >= _REMEMBERED_MISSIONS:
+                self._missions.clear()
+            tokens = self._missions[mission] = mission_tokens(mission, self.mission_length)
+        return tokens
 
     def _convert_each(self, observations: list[Any]) -> Observations:
         return self._convert(
