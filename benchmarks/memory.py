@@ -121,7 +121,7 @@ def imitation_return(model_name: str, seed: int, steps: int) -> float:
     """The evaluation return on the partially observed CartPole after imitation of the expert
     (teacher forcing handing control over) for ``steps`` steps: the test suite's recipe."""
     set_seed(seed)
-    task = CartPoleTask(16, max_episode_steps=200, hide_velocities=True)
+    task = CartPoleTask(32, max_episode_steps=200, hide_velocities=True)
     model: nn.Module
     if model_name == "gru":
         model = RecurrentActorCritic(
@@ -138,7 +138,7 @@ def imitation_return(model_name: str, seed: int, steps: int) -> float:
         num_mini_batch=1,
         update_repeats=4,
         max_grad_norm=0.5,
-        num_steps=32,
+        num_steps=16,
         gamma=0.99,
         use_gae=True,
         gae_lambda=0.95,

@@ -116,10 +116,11 @@ class Actor:
                 torch's global generator).
         """
         memory, starts = self.memory_for(num_observations(observations))
-        output, self.memory = model_output(
+        output, memory = model_output(
             self.model, observations, memory, None if starts is None else starts.unsqueeze(0)
         )
-        if starts is not None:
+        if memory is not None and starts is not None:
+            self.memory = memory.detach()  # acting never backpropagates into earlier steps
             self.acted_starts = starts
             self.episode_starts = torch.zeros_like(starts)
         distribution = output.distribution
@@ -194,18 +195,21 @@ class Actor:
             self.episode_starts |= episode_starts.to(self.device, torch.bool)
 
     def state_dict(self) -> dict[str, Tensor | None]:
-        """The memory and where episodes start (``None`` for a memoryless model)."""
+        """The memory and where episodes start (``None`` for a memoryless model), copied."""
         return {
-            "memory": None if self.memory is None else self.memory.cpu(),
-            "episode_starts": None if self.episode_starts is None else self.episode_starts.cpu(),
+            "memory": None if self.memory is None else self.memory.cpu().clone(),
+            "episode_starts": (
+                None if self.episode_starts is None else self.episode_starts.cpu().clone()
+            ),
         }
 
     def load_state_dict(self, state: Mapping[str, Tensor | None]) -> None:
         """Restore what :meth:`state_dict` returned.
 
         Raises:
-            ValueError: The state's memory does not fit the model (it has memory and the
-                model has none, or the other way round).
+            ValueError: The state's memory does not fit the model (the model has none, or
+                memory of another shape). A state without memory fits any model: its
+                episodes start afresh.
         """
         memory, starts = state["memory"], state["episode_starts"]
         if memory is not None:

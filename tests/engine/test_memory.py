@@ -307,7 +307,7 @@ def test_memory_balances_a_partially_observed_cartpole(tmp_path: Path) -> None:
     returns = {}
     for name in ("gru", "mlp"):
         set_seed(0)
-        task = CartPoleTask(16, max_episode_steps=200, hide_velocities=True)
+        task = CartPoleTask(32, max_episode_steps=200, hide_velocities=True)
         model: nn.Module
         if name == "gru":
             model = RecurrentActorCritic(
@@ -325,7 +325,7 @@ def test_memory_balances_a_partially_observed_cartpole(tmp_path: Path) -> None:
             optimizer_builder=Builder(torch.optim.Adam, {"lr": 1e-2}),
             num_mini_batch=1,
             update_repeats=4,
-            num_steps=32,
+            num_steps=16,
             metric_accumulate_interval=steps,
         )
         runner(tmp_path / name, training, task, model).run()
