@@ -106,10 +106,19 @@ class TestSpaces:
         assert observations.dtype == torch.int64 and observations.tolist() == [0, 0]
         task.close()
 
-    def test_unsupported_action_space_is_refused(self, echo_env_id: str) -> None:
-        """MultiBinary actions are refused, naming the space."""
-        space = gymnasium.spaces.MultiBinary(3)
-        with pytest.raises(InvalidArgumentError, match=r"action space MultiBinary\(3\)"):
+    @pytest.mark.parametrize(
+        ("space", "named"),
+        [
+            (gymnasium.spaces.MultiBinary(3), r"MultiBinary\(3\)"),
+            (gymnasium.spaces.MultiDiscrete([3, 2]), r"MultiDiscrete\(\[3 2\]\)"),
+        ],
+    )
+    def test_unsupported_action_space_is_refused(
+        self, echo_env_id: str, space: Any, named: str
+    ) -> None:
+        """MultiBinary and MultiDiscrete actions are refused, naming the space and the
+        supported ones."""
+        with pytest.raises(InvalidArgumentError, match=rf"action space {named}; GymTask supports"):
             GymTask(echo_env_id, env_kwargs={"action_space": space})
 
 
