@@ -64,6 +64,7 @@ class TestExperiments:
         3.75M of 7.5M steps) then PPO for 15M steps, with go_to_local's shared settings."""
         cfg = compose("+experiment=babyai_go_to_local_dagger_then_ppo")
         assert cfg.task.env_id == "BabyAI-GoToLocal-v0" and cfg.task.mission_length == 5
+        assert cfg.model.rnn_type == "lstm" and cfg.model.hidden_size == 2048
         first, second = cfg.pipeline.pipeline_stages
         assert list(first.loss_names) == ["imitation_loss"]
         assert first.max_stage_steps == 7_500_000 and first.teacher_forcing.steps == 3_750_000
