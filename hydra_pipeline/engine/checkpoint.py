@@ -31,6 +31,7 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "load_weights",
+    "require_resumable",
     "restore_rng_state",
     "run_checkpoints",
     "save_checkpoint",
@@ -43,7 +44,10 @@ BEST_CHECKPOINT = "best.pt"
 """The checkpoint of a run's best evaluation, in its checkpoint folder (not a resume point of
 its own: resuming takes the latest scheduled checkpoint)."""
 
-_FORMAT = "hydra_pipeline/1"
+_FORMAT = "hydra_pipeline/2"
+"""Format 2 stores each process's own state (environments, episodes, random generators) per
+rank, under ``ranks``; format 1 stored one process's at the top level."""
+_READABLE = ("hydra_pipeline/1", _FORMAT)  # the model weights are where they were
 _NAME = re.compile(r"^stage_(\d+)__steps_(\d+)\.pt$")
 
 
@@ -93,11 +97,26 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"({type(error).__name__}: {reason}). Resume from another checkpoint of the run "
             "(pass its file to resume=), or start a new run."
         ) from None
-    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in _READABLE:
         raise CheckpointError(
             f"'{path}' is not a hydra_pipeline checkpoint (expected format {_FORMAT!r})."
         )
     return payload
+
+
+def require_resumable(payload: dict[str, Any], path: Path) -> None:
+    """Refuse to resume from a checkpoint of an earlier format (its weights still load).
+
+    Raises:
+        CheckpointError: ``payload`` (read from ``path``) is of an earlier format.
+    """
+    if payload["format"] != _FORMAT:
+        raise CheckpointError(
+            f"Checkpoint '{path}' was written by an earlier version of hydra_pipeline (format "
+            f"{payload['format']!r}; this version resumes {_FORMAT!r}), whose training state "
+            f"it cannot continue exactly. Start a new run from its weights with "
+            f"restart_from_weights={path}, or resume it with the version that wrote it."
+        )
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
