@@ -18,11 +18,17 @@ import torch
 from torch import Tensor, nn
 
 from hydra_pipeline.config import instantiate_node
+from hydra_pipeline.config.normalization import build_normalization
 from hydra_pipeline.config.saved_run import saved_run_config
 from hydra_pipeline.config.trust import AllowList, allowing
 from hydra_pipeline.engine.acting import Actor
-from hydra_pipeline.engine.checkpoint import checkpoints_named, load_weights
+from hydra_pipeline.engine.checkpoint import (
+    checkpoints_named,
+    load_weights,
+    restore_normalization,
+)
 from hydra_pipeline.engine.evaluation import isolated_random_state
+from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.tasks.protocol import ActionSpace, as_action_space
 
@@ -39,6 +45,8 @@ class Policy:
         observation_shape: The shape of one observation.
         action_space: The actions the model chooses among.
         device: Where the model runs.
+        normalization: The observation statistics the model was trained with, applied to
+            every batch as they are (``from_run`` restores a run's); ``None``: none.
 
     Attributes:
         checkpoint: The checkpoint file the weights come from (``from_run``), or ``None``.
@@ -51,8 +59,10 @@ class Policy:
         observation_shape: Sequence[int],
         action_space: ActionSpace,
         device: str | torch.device = "cpu",
+        normalization: Normalization | None = None,
     ) -> None:
         self.device = torch.device(device)
+        self.normalization = normalization
         self.model = model.to(self.device).eval()
         self.observation_shape = tuple(observation_shape)
         self.action_space = as_action_space(action_space)
@@ -99,8 +109,10 @@ class Policy:
             finally:
                 task.close()
             model = instantiate_node(cfg, "model", observation_shape=shape, action_space=space)
+            normalization = build_normalization(cfg)
         payload = load_weights(model, path)
-        policy = cls(model, shape, space, device)
+        restore_normalization(normalization, payload, path)
+        policy = cls(model, shape, space, device, normalization)
         policy.checkpoint, policy.total_steps = path, int(payload["total_steps"])
         return policy
 
@@ -129,10 +141,11 @@ class Policy:
                 tuple(given.shape),
                 "Add a leading batch dimension to a single observation (observations[None]).",
             )
+        seen = given.to(self.device, torch.float32)
+        if self.normalization is not None:
+            seen = self.normalization.observe(seen, update=False)
         with torch.no_grad():
-            actions, _ = self.actor.act(
-                given.to(self.device, torch.float32), deterministic=deterministic
-            )
+            actions, _ = self.actor.act(seen, deterministic=deterministic)
         taken = self.actor.environment_actions(actions)
         if isinstance(observations, np.ndarray):
             return taken.numpy()

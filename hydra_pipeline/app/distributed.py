@@ -30,6 +30,7 @@ import tempfile
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -214,12 +215,33 @@ def start_processes(cfg: DictConfig, info: RunInfo, output_dir: Path) -> float:
         _preload()
     log.info("Starting %d processes (torch.distributed, %s)", nproc, _backend(cfg))
     try:
-        results = elastic_launch(launch, _rank_main)(job)
+        with _agent_quiet():
+            results = elastic_launch(launch, _rank_main)(job)
     except (ChildFailedError, SignalException):
         raise _failure(reports, nproc) from None
     finally:
         _remove(reports)
     return float(results[0])
+
+
+@contextlib.contextmanager
+def _agent_quiet() -> Iterator[None]:
+    """Keep the elastic agent's own log (a traceback per failed process, a line per process
+    it stops) off the console: the run ends with one message naming the failed rank, whose
+    traceback is in the run's log file."""
+    loggers = [
+        logging.getLogger(name)
+        for name in list(logging.Logger.manager.loggerDict)
+        if name.startswith("torch.distributed.elastic")
+    ]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _preload() -> None:
@@ -242,17 +264,32 @@ def _rank_main(job: _RankJob) -> float:
     ranks = environment_ranks()
     assert ranks is not None  # the elastic agent sets RANK and WORLD_SIZE
     _configure_logging(job, ranks.rank)
-    try:
-        with allowing(job.allow_list), contextlib.ExitStack() as run:
+    with allowing(job.allow_list), contextlib.ExitStack() as run:
+        try:
             return train_rank(job.cfg, job.info, job.output_dir, ranks, run)
-    except TrainingInterrupted as stopped:
-        _report(job.reports, ranks.rank, stopped, interrupted=True)
-        sys.exit(128 + _signal_number(stopped.signal_name))
-    except BaseException as error:
-        _report(job.reports, ranks.rank, error, interrupted=False)
-        if not isinstance(error, tuple(_USER_ERRORS.values())):
-            log.error("Rank %d failed", ranks.rank, exc_info=error)
-        sys.exit(1)
+        except TrainingInterrupted as stopped:
+            _report(job.reports, ranks.rank, stopped, interrupted=True)
+            code = 128 + _signal_number(stopped.signal_name)
+        except BaseException as error:
+            # Reported before the process group closes (leaving the block closes it), which
+            # makes the other ranks fail too: the first report is the cause.
+            _report(job.reports, ranks.rank, error, interrupted=False)
+            if not isinstance(error, tuple(_USER_ERRORS.values())):
+                _log_to_files(error, ranks.rank)
+            code = 1
+    sys.exit(code)
+
+
+def _log_to_files(error: BaseException, rank: int) -> None:
+    """Write ``error``'s traceback to the run's log file only (the console gets the one
+    message of the process that started the run)."""
+    record = logging.LogRecord(
+        "hydra_pipeline", logging.ERROR, __file__, 0, "Rank %d failed", (rank,),
+        (type(error), error, error.__traceback__),
+    )  # fmt: skip
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def _signal_number(name: str) -> int:

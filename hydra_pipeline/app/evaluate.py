@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_pipeline.config import instantiate_node
+from hydra_pipeline.config.normalization import build_normalization
 from hydra_pipeline.config.saved_run import saved_run_config
 from hydra_pipeline.errors import CheckpointError, ConfigError, InvalidArgumentError
 from hydra_pipeline.pipeline.early_stopping import metric_goal, metric_name
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from hydra_pipeline.engine.evaluation import Evaluator
+    from hydra_pipeline.engine.normalization import Normalization
 
 __all__ = [
     "EVALUATION_DIRECTORY",
@@ -113,11 +115,16 @@ def check_evaluation(cfg: DictConfig) -> None:
 
 
 def training_evaluation(
-    cfg: DictConfig, model: nn.Module, device: str, output_dir: Path
+    cfg: DictConfig,
+    model: nn.Module,
+    device: str,
+    output_dir: Path,
+    normalization: Normalization | None = None,
 ) -> dict[str, Any]:
     """The runner's keyword arguments that evaluate as ``cfg.evaluation`` says (``{}`` when
     the run does not evaluate); ``["evaluator"].task`` is the evaluation's own task, built
-    without touching the global random generators."""
+    without touching the global random generators. The evaluator reads training's
+    ``normalization`` statistics as they are."""
     evaluation = cfg.evaluation
     if evaluation.interval is None:
         return {}
@@ -144,6 +151,7 @@ def training_evaluation(
             seed=evaluation_seed_of(cfg),
             device=device,
             video_folder=output_dir / VIDEO_DIRECTORY if evaluation.video else None,
+            normalization=normalization,
         )
         best = BestEvaluation(evaluation.metric, evaluation.mode)
     except InvalidArgumentError as error:
@@ -229,6 +237,7 @@ def evaluate(cfg: DictConfig) -> float:
                 seed=seed,
                 device=device,
                 video_folder=run_dir / VIDEO_DIRECTORY if cfg.video else None,
+                normalization=build_normalization(run_cfg),
             )
         except InvalidArgumentError as error:
             raise ConfigError(error.message_at("")) from None
@@ -253,10 +262,11 @@ def _evaluate_checkpoint(
     evaluator: Evaluator, model: nn.Module, path: Path, run_dir: Path, run_cfg: DictConfig
 ) -> dict[str, Any]:
     """Load the weights of the checkpoint at ``path`` into ``model`` and evaluate them."""
-    from hydra_pipeline.engine.checkpoint import load_weights
+    from hydra_pipeline.engine.checkpoint import load_weights, restore_normalization
 
     try:
         payload = load_weights(model, path)
+        restore_normalization(evaluator.stepper.normalization, payload, path)
     except CheckpointError as error:
         raise CheckpointError(
             f"{error} The task evaluated: {_task_description(run_cfg)}."

@@ -46,6 +46,7 @@ from hydra_pipeline.app.run_folder import claimed_run_folder, refuse_existing_re
 from hydra_pipeline.app.sweep_report import SEEDS_FILE
 from hydra_pipeline.config import check_config, instantiate_node
 from hydra_pipeline.config.checks import config_nodes, dotted_key
+from hydra_pipeline.config.normalization import build_normalization
 from hydra_pipeline.config.saved_run import RESOLVED_CONFIG
 from hydra_pipeline.errors import (
     CheckpointError,
@@ -241,7 +242,8 @@ def _start(
     )
     tasks = [task]
     try:
-        evaluation = training_evaluation(cfg, model, device, output_dir)
+        normalization = build_normalization(cfg)
+        evaluation = training_evaluation(cfg, model, device, output_dir, normalization)
         tasks += [evaluation["evaluator"].task] if evaluation else []
         runner = OnPolicyRunner(
             pipeline,
@@ -258,6 +260,7 @@ def _start(
             run_config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
             job=info.job,
             return_window=cfg.return_window,
+            normalization=normalization,
             **evaluation,
         )
     except ConfigError:

@@ -102,8 +102,8 @@ class TrainingSettingsConf:
     units and ranges); null falls back to the pipeline's (or, in a component, the stage's).
 
     Attributes:
-        num_mini_batch: Minibatches per update epoch (split by environment); 0 where nothing is
-            learned from the rollout.
+        num_mini_batch: Minibatches per update epoch (split as minibatch_split says); 0 where
+            nothing is learned from the rollout.
         update_repeats: Update epochs per rollout; in a stage component, also a list with one
             count per loss.
         max_grad_norm: Gradients are clipped to this L2 norm.
@@ -117,6 +117,8 @@ class TrainingSettingsConf:
             stage ends (stages only).
         metric_accumulate_interval: Log metrics and check early stopping every this many total
             steps, and at each stage end (stages only).
+        minibatch_split: ``environments`` (whole environments per minibatch; memory models need
+            it) or ``transitions`` (single transitions shuffled across steps and environments).
     """
 
     _target_: str = "hydra_pipeline.TrainingSettings"
@@ -130,6 +132,7 @@ class TrainingSettingsConf:
     advance_scene_rollout_period: Optional[int] = None
     save_interval: Optional[int] = None
     metric_accumulate_interval: Optional[int] = None
+    minibatch_split: Optional[str] = None
 
 
 @dataclass
@@ -141,8 +144,8 @@ class StageComponentConf:
         storage_uuid: The storage (a key of ``pipeline.named_storages``) its minibatches come
             from.
         loss_names: Losses (keys of ``named_losses``) computed on each minibatch.
-        training_settings: Only num_mini_batch, update_repeats and max_grad_norm; null ones
-            fall back to the stage's.
+        training_settings: Only num_mini_batch, update_repeats, max_grad_norm and
+            minibatch_split; null ones fall back to the stage's.
         loss_weights: One weight per loss name; null takes each loss's weight in the stage.
     """
 
@@ -190,7 +193,7 @@ class TrainingPipelineConf:
         named_losses: Loss name -> loss ``_target_`` node.
         pipeline_stages: The stages, trained in order.
         optimizer_builder: The optimizer (group ``optimizer``).
-        num_mini_batch: Minibatches per update epoch (split by environment).
+        num_mini_batch: Minibatches per update epoch (split as minibatch_split says).
         update_repeats: Update epochs per rollout.
         max_grad_norm: Gradients are clipped to this L2 norm.
         num_steps: Rollout length, in steps per environment.
@@ -212,6 +215,10 @@ class TrainingPipelineConf:
             the evaluation node (evaluation.interval), which computes no losses.
         test_pipeline_stage: AllenAct's test-time stage; kept, not run: testing is the
             evaluate command (python -m hydra_pipeline.evaluate run=<folder>).
+        minibatch_split: How num_mini_batch divides a rollout: ``environments`` (null's meaning:
+            whole environments, at most num_envs minibatches; memory models need it) or
+            ``transitions`` (single transitions shuffled across steps and environments, as
+            Stable-Baselines3 does: num_mini_batch = num_steps * num_envs / batch_size).
     """
 
     _target_: str = "hydra_pipeline.TrainingPipeline"
@@ -234,3 +241,4 @@ class TrainingPipelineConf:
     rollout_storage_uuid: Optional[str] = None
     valid_pipeline_stage: Optional[PipelineStageConf] = None
     test_pipeline_stage: Optional[PipelineStageConf] = None
+    minibatch_split: Optional[str] = None

@@ -9,6 +9,7 @@ from omegaconf import MISSING
 
 from hydra_pipeline.config.distributed import DistributedConf
 from hydra_pipeline.config.evaluation import EvaluationConf
+from hydra_pipeline.config.normalization import NormalizationConf
 from hydra_pipeline.config.pipeline import TrainingPipelineConf
 
 __all__ = ["Config"]
@@ -48,6 +49,8 @@ class Config:
         objective: The summary metric the run returns to an optimizing sweeper (Optuna):
             reward (the final training return), eval/reward (the last evaluation's), or any
             other final or eval/ metric; null: eval/reward when the run evaluates, else reward.
+        normalization: Running-statistics normalisation of observations and rewards
+            (normalization.observations=true, normalization.rewards=true).
     """
 
     pipeline: TrainingPipelineConf = MISSING
@@ -68,3 +71,4 @@ class Config:
     evaluation: EvaluationConf = field(default_factory=EvaluationConf)
     objective: Optional[str] = None
     distributed: DistributedConf = field(default_factory=DistributedConf)
+    normalization: NormalizationConf = field(default_factory=NormalizationConf)

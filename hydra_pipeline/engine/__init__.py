@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from hydra_pipeline.engine.acting import Actor, TaskStepper
     from hydra_pipeline.engine.evaluation import BestEvaluation, EvaluationResult, Evaluator
     from hydra_pipeline.engine.losses import A2C, PPO, A2CConfig, Imitation, Loss, PPOConfig
+    from hydra_pipeline.engine.normalization import Normalization
     from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
     from hydra_pipeline.engine.runner import OnPolicyRunner
     from hydra_pipeline.engine.summary import RunSummary, StageSummary
@@ -30,6 +31,7 @@ __all__ = [
     "Imitation",
     "Loss",
     "Minibatch",
+    "Normalization",
     "OnPolicyRunner",
     "PPOConfig",
     "RolloutStorage",
@@ -50,6 +52,7 @@ _HOMES = {
     "Imitation": "losses",
     "Loss": "losses",
     "PPOConfig": "losses",
+    "Normalization": "normalization",
     "Minibatch": "rollout",
     "RolloutStorage": "rollout",
     "OnPolicyRunner": "runner",

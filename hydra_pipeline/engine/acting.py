@@ -6,7 +6,9 @@ sample of the model's action distribution, or its mode when acting deterministic
 :class:`TaskStepper` steps an actor on a task: it keeps the observations to act on next, the
 return and length of every episode in progress, and the per-episode metrics the task reports;
 as an option of training, it queries the task's expert and lets it take over some steps
-(teacher forcing).
+(teacher forcing). With a :class:`~hydra_pipeline.engine.normalization.Normalization`, the
+actor sees normalised observations and the learner scaled rewards, while episode returns stay
+the task's own; only a learning stepper (training rollouts) updates its statistics.
 
 A model with memory (a recurrent policy) will keep its state in the :class:`Actor`, reset where
 episodes start (:meth:`Actor.reset`); the models of this version have none.
@@ -21,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from hydra_pipeline.engine.episodes import FinishedEpisodes, finished_episodes
+from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, StepResult, Task
 
@@ -94,7 +97,8 @@ class Transition(NamedTuple):
             (unclipped).
         expert_actions: The expert's actions, when asked for.
         forced: True where the expert's action was taken, when teacher forcing was on.
-        result: What the task returned.
+        result: What the task returned, as the learner sees it: with observations (final ones
+            included) normalised and rewards scaled when the stepper normalises.
     """
 
     observations: Tensor
@@ -115,18 +119,34 @@ class TaskStepper:
     Args:
         task: The environments to act in.
         actor: The policy acting in them.
+        normalization: Normalises what the actor sees (``None``: the task's observations as
+            they are).
+        learning: Whether this stepper collects training experience: it then adds what it
+            sees to ``normalization``'s statistics and scales the rewards it hands out.
+            Evaluation steppers leave the statistics as they are.
 
     Attributes:
-        observations: The observations to act on next (on the actor's device).
+        observations: The observations to act on next (on the actor's device, normalised).
+        task_observations: The same, as the task returned them (what checkpoints keep).
         episode_returns: ``(num_envs,)`` float64 return so far of each episode in progress, as
             of the previous :meth:`finished_episodes`.
         episode_lengths: Their lengths so far.
     """
 
-    def __init__(self, task: Task, actor: Actor) -> None:
+    def __init__(
+        self,
+        task: Task,
+        actor: Actor,
+        normalization: Normalization | None = None,
+        *,
+        learning: bool = False,
+    ) -> None:
         self.task = task
         self.actor = actor
+        self.normalization = normalization if normalization and normalization.active else None
+        self.learning = learning
         self.observations = torch.zeros(0)
+        self.task_observations = torch.zeros(0)
         self.episode_returns = torch.zeros(task.num_envs, dtype=torch.float64)
         self.episode_lengths = torch.zeros(task.num_envs, dtype=torch.float64)
         self._rewards: list[Tensor] = []
@@ -142,10 +162,14 @@ class TaskStepper:
         observations: Tensor,
         episode_returns: Tensor | None = None,
         episode_lengths: Tensor | None = None,
+        *,
+        seen: bool = False,
     ) -> None:
-        """Continue from ``observations``, with the episodes in progress so far along (fresh
-        episodes when not given)."""
-        self.observations = observations.to(self.actor.device)
+        """Continue from the task's ``observations``, with the episodes in progress so far along
+        (fresh episodes when not given); ``seen``: the statistics already count them (a
+        checkpoint's)."""
+        self.task_observations = observations
+        self.observations = self._normalized(observations, update=not seen)
         zeros = torch.zeros(self.task.num_envs, dtype=torch.float64)
         self.episode_returns = zeros if episode_returns is None else episode_returns
         self.episode_lengths = zeros.clone() if episode_lengths is None else episode_lengths
@@ -175,13 +199,30 @@ class TaskStepper:
                 mask = forced.view(num_envs, *([1] * (actions.dim() - 1)))
                 actions = torch.where(mask, expert_actions, actions)
         result = self.task.step(self.actor.environment_actions(actions))
-        self.observations = result.observations.to(self.actor.device)
         dones = result.terminated | result.truncated
+        self.task_observations = result.observations
+        self.observations = self._normalized(result.observations, update=True)
         self.actor.reset(dones)
         self._rewards.append(result.rewards.to(torch.float64))
         self._dones.append(dones)
         self._metrics.append(result.episode_metrics)
+        if self.normalization is not None:
+            result = result._replace(
+                observations=self.observations,
+                final_observations=self._normalized(result.final_observations, update=False),
+                rewards=self.normalization.reward(result.rewards, dones)
+                if self.learning
+                else result.rewards,
+            )
         return Transition(observations, output, actions, expert_actions, forced, result)
+
+    def _normalized(self, observations: Tensor, *, update: bool) -> Tensor:
+        """``observations`` on the actor's device, as the actor sees them; with ``update``, a
+        learning stepper first adds them to the statistics."""
+        observations = observations.to(self.actor.device)
+        if self.normalization is None:
+            return observations
+        return self.normalization.observe(observations, update=update and self.learning)
 
     def finished_episodes(self) -> FinishedEpisodes:
         """The episodes that ended since the previous call (at least one step ago)."""

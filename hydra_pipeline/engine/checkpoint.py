@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.errors import CheckpointError
 from hydra_pipeline.files import temporary_path
 
@@ -32,6 +33,7 @@ __all__ = [
     "load_checkpoint",
     "load_weights",
     "require_resumable",
+    "restore_normalization",
     "restore_rng_state",
     "run_checkpoints",
     "save_checkpoint",
@@ -139,6 +141,27 @@ def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
             "for a task with other observation or action spaces."
         ) from None
     return payload
+
+
+def restore_normalization(
+    normalization: Normalization | None, payload: dict[str, Any], path: Path
+) -> None:
+    """Load the observation and reward statistics of the checkpoint ``payload`` (read from
+    ``path``) into ``normalization``; nothing to do when it normalises nothing.
+
+    Raises:
+        CheckpointError: The checkpoint's run did not normalise.
+    """
+    if normalization is None or not normalization.active:
+        return
+    state = payload.get("normalization")
+    if state is None:
+        raise CheckpointError(
+            f"Checkpoint '{path}' holds no normalisation statistics: its run did not normalise "
+            "observations or rewards, but this config does (normalization.observations, "
+            "normalization.rewards). Use the run's own normalization settings."
+        )
+    normalization.load_state_dict(state)
 
 
 def find_checkpoint(location: Path) -> Path:

@@ -6,8 +6,9 @@ crosses processes is listed here, and nothing else in the engine calls ``torch.d
 
 * :func:`average_gradients`: the learning step's gradients, averaged over the ranks before
   every optimizer step (one all-reduce of all gradients, flattened);
-* :func:`moments`: the mean and standard deviation of a tensor over every rank (advantage
-  normalisation);
+* :func:`moments`, :func:`merged_moments`, :func:`averaged`: statistics over every rank's
+  data (advantage normalisation, the running statistics of observation and reward
+  normalisation, the approximate KL divergence behind PPO's ``target_kl``);
 * :func:`merge_objects`, :func:`broadcast_object`, :func:`gather_objects`: the statistics that
   decide (metrics for early stopping and logs, evaluation results, stop requests) and the
   per-rank state of checkpoints;
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ from torch.distributed.rendezvous import rendezvous
 __all__ = [
     "Ranks",
     "average_gradients",
+    "averaged",
     "broadcast_module",
     "broadcast_object",
     "check_same_weights",
@@ -41,6 +43,7 @@ __all__ = [
     "gather_objects",
     "init_process_group",
     "merge_objects",
+    "merged_moments",
     "moments",
     "ranks",
     "rendezvous_store",
@@ -191,6 +194,37 @@ def moments(values: Tensor) -> tuple[Tensor, Tensor]:
     variance = (squares - count * mean.square()) / (count - 1).clamp(min=1)
     std = variance.clamp(min=0).sqrt() if bool(count > 1) else torch.zeros_like(mean)
     return mean.to(values.dtype), std.to(values.dtype)
+
+
+def averaged(values: Mapping[str, float]) -> dict[str, float]:
+    """Each of ``values`` averaged over the ranks (every rank passes the same keys): the
+    statistics of a minibatch whose ranks' shares are of equal size. ``values`` in one
+    process."""
+    if not _active():
+        return dict(values)
+    keys = list(values)
+    totals = torch.tensor([float(values[key]) for key in keys], dtype=torch.float64)
+    dist.all_reduce(totals)
+    totals /= dist.get_world_size()
+    return dict(zip(keys, totals.tolist(), strict=True))
+
+
+def merged_moments(batch: Tensor) -> tuple[int, Tensor, Tensor]:
+    """The row count, mean and (population) variance of ``batch``'s rows (shape ``(N,
+    *shape)``) together with every other rank's batch, in float64: what running statistics
+    are updated with so that every rank's stay the same."""
+    rows = batch.detach().to("cpu", torch.float64)
+    if not _active():
+        return rows.shape[0], rows.mean(dim=0), rows.var(dim=0, unbiased=False)
+    flat = rows.reshape(rows.shape[0], -1)
+    totals = torch.cat([flat.new_tensor([flat.shape[0]]), flat.sum(0), flat.square().sum(0)])
+    dist.all_reduce(totals)
+    count = totals[0]
+    size = flat.shape[1]
+    mean = totals[1 : 1 + size] / count
+    variance = (totals[1 + size :] / count - mean.square()).clamp(min=0)
+    shape = rows.shape[1:]
+    return int(count), mean.reshape(shape), variance.reshape(shape)
 
 
 def gather_objects(value: T) -> list[T]:

@@ -28,6 +28,7 @@ from torch import nn
 
 from hydra_pipeline.engine.acting import Actor, TaskStepper
 from hydra_pipeline.engine.checkpoint import capture_rng_state, restore_rng_state
+from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.engine.video import (
     check_renders,
     frames_per_second,
@@ -143,6 +144,8 @@ class Evaluator:
         device: Where the model lives.
         video_folder: Where to write a video of each episode of the first environment
             (``None``: no videos). Needs PyAV and a task with ``render()``.
+        normalization: The statistics the model was trained with (training's own object, or
+            a checkpoint's), used as they are; ``None``: the task's observations as they are.
 
     An evaluation lasts until every environment has played its share of the episodes, so the
     task's episodes must end (a time limit, as Gymnasium's registered environments have).
@@ -163,6 +166,7 @@ class Evaluator:
         seed: int = 0,
         device: str | torch.device = "cpu",
         video_folder: Path | None = None,
+        normalization: Normalization | None = None,
     ) -> None:
         self.task = task
         self.model = model
@@ -173,7 +177,8 @@ class Evaluator:
         if video_folder is not None:
             require_video_support()
             check_renders(task)
-        self.stepper = TaskStepper(task, Actor(model, task.action_space, torch.device(device)))
+        actor = Actor(model, task.action_space, torch.device(device))
+        self.stepper = TaskStepper(task, actor, normalization)
         num_envs = task.num_envs
         self.quotas = [
             episodes // num_envs + (index < episodes % num_envs) for index in range(num_envs)

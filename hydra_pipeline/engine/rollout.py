@@ -10,7 +10,7 @@ from torch import Tensor
 
 from hydra_pipeline.engine.distributed import moments
 
-__all__ = ["MINIBATCH_SPLITS", "Minibatch", "RolloutStorage", "normalized"]
+__all__ = ["Minibatch", "RolloutStorage", "normalized"]
 
 
 class Minibatch(NamedTuple):
@@ -87,7 +87,9 @@ class RolloutStorage:
     def explained_variance(self) -> float:
         """How much of the returns' variance the value estimates explain: ``1 - Var(returns -
         values) / Var(returns)`` (1 is perfect, 0 no better than a constant, negative worse;
-        NaN when the returns do not vary)."""
+        NaN when the returns do not vary, or there is one)."""
+        if self.returns.numel() < 2:
+            return float("nan")
         variance = float(self.returns.var())
         return float("nan") if variance == 0 else 1.0 - float(self.advantages.var()) / variance
 
@@ -99,10 +101,9 @@ class RolloutStorage:
         Args:
             num_mini_batch: How many minibatches.
             with_expert_actions: Whether the minibatches carry the expert's actions.
-            split: ``"environments"`` groups whole environments (all steps of each: AllenAct's
-                way, the one models with memory need); ``"transitions"`` shuffles single
-                transitions across environments and steps (Stable-Baselines3's and CleanRL's
-                way: ``num_mini_batch = num_steps * num_envs / batch_size``).
+            split: ``"environments"`` groups whole environments (all steps of each);
+                ``"transitions"`` shuffles single transitions across environments and steps
+                (see ``TrainingSettings.minibatch_split``).
         """
         by_environment = split == "environments"
         count = self.num_envs if by_environment else self.num_steps * self.num_envs
@@ -136,10 +137,6 @@ def normalized(advantages: Tensor) -> Tensor:
     """
     mean, std = moments(advantages)
     return (advantages - mean) / (std + 1e-5)
-
-
-MINIBATCH_SPLITS = ("environments", "transitions")
-"""How a rollout is split into minibatches (see :meth:`RolloutStorage.minibatches`)."""
 
 
 def _take_environments(tensor: Tensor, envs: Tensor) -> Tensor:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,12 +41,14 @@ from hydra_pipeline.engine.checkpoint import (
     load_checkpoint,
     load_weights,
     require_resumable,
+    restore_normalization,
     restore_rng_state,
     save_checkpoint,
 )
 from hydra_pipeline.engine.episodes import FinishedEpisodes, RecentEpisodes
 from hydra_pipeline.engine.evaluation import EVALUATION_METRICS, BestEvaluation, Evaluator
 from hydra_pipeline.engine.losses import Loss
+from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.engine.offpolicy import OffPolicyStream
 from hydra_pipeline.engine.reporting import (
     ConsoleReporter,
@@ -65,7 +68,11 @@ from hydra_pipeline.pipeline import (
     TrainingSettings,
 )
 from hydra_pipeline.pipeline.seeding import seed_for_rank
-from hydra_pipeline.pipeline.validation import require_at_least, setting_source
+from hydra_pipeline.pipeline.validation import (
+    MINIBATCH_SPLITS,
+    require_at_least,
+    setting_source,
+)
 from hydra_pipeline.tasks.protocol import Task
 
 __all__ = ["OnPolicyRunner"]
@@ -109,6 +116,9 @@ class OnPolicyRunner:
             metrics as ``eval/<metric>``, which early-stopping criteria may watch.
         best: Which evaluation's checkpoint ``checkpoints/best.pt`` keeps (by default the
             highest ``reward``).
+        normalization: Normalises the observations the model sees and scales the rewards it
+            learns from, with statistics updated by the training rollouts only (give the same
+            object to ``evaluator``, which uses them as they are); ``None``: none.
 
     Raises:
         InvalidArgumentError: The pipeline does not fit the task or the engine: more
@@ -138,6 +148,7 @@ class OnPolicyRunner:
         evaluator: Evaluator | None = None,
         evaluation_interval: int | None = None,
         best: BestEvaluation | None = None,
+        normalization: Normalization | None = None,
     ) -> None:
         _check_fit(pipeline, task, evaluating=evaluator is not None)
         if evaluator is not None:
@@ -172,7 +183,8 @@ class OnPolicyRunner:
         )
 
         self.actor = Actor(self.model, task.action_space, self.device)
-        self.stepper = TaskStepper(task, self.actor)
+        self.normalization = normalization
+        self.stepper = TaskStepper(task, self.actor, normalization, learning=True)
         # Allocated for each stage's rollout length (None in a purely off-policy pipeline).
         self.storage: RolloutStorage | None = None
 
@@ -409,9 +421,10 @@ class OnPolicyRunner:
         record_expert: bool,
     ) -> None:
         """One component's ``update_repeats`` epochs of gradient steps, each on
-        ``num_mini_batch`` minibatches: of the rollout (split by environment), or drawn from the
-        component's data source. A loss given fewer repeats than the others (a per-loss list)
-        sits out the later epochs."""
+        ``num_mini_batch`` minibatches: of the rollout (split as ``minibatch_split`` says), or
+        drawn from the component's data source. A loss given fewer repeats than the others (a
+        per-loss list) sits out the later epochs. A loss may end the update early (PPO's
+        ``target_kl``): the minibatch it stops on is not stepped, and no later one is."""
         settings = component.training_settings
         repeats, num_mini_batch = settings.update_repeats, settings.num_mini_batch
         max_grad_norm = settings.max_grad_norm
@@ -424,6 +437,7 @@ class OnPolicyRunner:
         weights = stage.component_loss_weights(component)
         on_rollout = component.storage_uuid == self.pipeline.rollout_storage_uuid
         prefix = "" if on_rollout else f"{component.uuid}/"
+        split = _minibatch_split(settings)
         for epoch in range(epochs):
             active = {
                 name: loss
@@ -432,13 +446,23 @@ class OnPolicyRunner:
             }
             if on_rollout:
                 assert storage is not None
-                batches: Iterator[Minibatch] = storage.minibatches(num_mini_batch, record_expert)
+                batches: Iterator[Minibatch] = storage.minibatches(
+                    num_mini_batch, record_expert, split
+                )
             else:
                 batches = self._draw(stage, component.storage_uuid, num_mini_batch)
-            for batch in batches:
+            stepped_every_batch = all(
                 self._gradient_step(stage, batch, active, weights, prefix, max_grad_norm)
+                for batch in batches
+            )
+            if not stepped_every_batch:  # a loss ended the update
+                break
         if on_rollout:
+            assert storage is not None
             self.interval_metrics.add_scalars({"lr": self.optimizer.param_groups[0]["lr"]})
+            explained = storage.explained_variance()
+            if not math.isnan(explained):  # NaN: the returns do not vary, nothing to explain
+                self.interval_metrics.add_scalars({"explained_variance": explained})
 
     def _draw(self, stage: PipelineStage, storage_uuid: str, count: int) -> Iterator[Minibatch]:
         """``count`` minibatches from the data source ``storage_uuid``, counted as samples
@@ -461,11 +485,13 @@ class OnPolicyRunner:
         weights: Mapping[str, float],
         metric_prefix: str,
         max_grad_norm: float,
-    ) -> None:
-        """One optimizer step on the weighted sum of ``losses`` over ``batch``."""
+    ) -> bool:
+        """One optimizer step on the weighted sum of ``losses`` over ``batch``; ``False``, with
+        no step taken, when a loss's ``stops_update`` ends the update on this batch."""
         output = self.model(batch.observations)
         total: Tensor | float = 0.0
         batch_size = batch.observations.shape[0]
+        stop = False
         for name, loss in losses.items():
             value, info = loss(step_count=stage.steps_taken_in_stage, batch=batch, output=output)
             total = total + weights[name] * value
@@ -473,6 +499,13 @@ class OnPolicyRunner:
                 {f"{metric_prefix}{name}/{term}": number for term, number in info.items()},
                 n=batch_size,
             )
+            stops_update = getattr(loss, "stops_update", None)
+            if stops_update is not None:
+                # Decided on the terms of the whole minibatch, every rank's share of it, so
+                # all ranks stop at the same minibatch.
+                stop = bool(stops_update(distributed.averaged(info))) or stop
+        if stop:
+            return False
         assert isinstance(total, Tensor)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
@@ -481,6 +514,7 @@ class OnPolicyRunner:
         self.optimizer.step()
         if self.first_update_time is None:
             self.first_update_time = time.time()
+        return True
 
     def _step_lr_scheduler(self) -> None:
         """Step the LR scheduler to the total step count (its epochs are agent steps)."""
@@ -668,6 +702,11 @@ class OnPolicyRunner:
                     "best": self.best.state_dict(),
                 },
             },
+            # The statistics a trained policy normalises with (the evaluate command and
+            # Policy read them here; every rank holds the same, see _rank_state_dict).
+            "normalization": None
+            if self.normalization is None
+            else self.normalization.state_dict(),
             "world_size": self.ranks.world_size,
             "ranks": distributed.gather_objects(self._rank_state_dict()),
             "metadata": self.checkpoint_metadata,
@@ -677,7 +716,7 @@ class OnPolicyRunner:
         """This rank's own part of the training state (see :meth:`state_dict`)."""
         return {
             "task": self.task.state_dict(),
-            "observations": self.stepper.observations.cpu(),
+            "observations": self.stepper.task_observations.cpu(),
             "episode_returns": self.stepper.episode_returns,
             "episode_lengths": self.stepper.episode_lengths,
             "interval_metrics": self.interval_metrics.state_dict(),
@@ -685,6 +724,12 @@ class OnPolicyRunner:
             "data_streams": {
                 name: stream.state_dict() for name, stream in self.data_streams.items()
             },
+            # Each rank's statistics are the same (their updates are merged over the ranks),
+            # but the discounted returns of its episodes in progress are its own: resume
+            # restores each rank's from here.
+            "normalization": None
+            if self.normalization is None
+            else self.normalization.state_dict(),
             "rng": capture_rng_state(),
         }
 
@@ -748,10 +793,14 @@ class OnPolicyRunner:
             # count from this run's config (which may, say, lengthen a stage), rather than
             # restoring the saved scheduler, whose LinearDecay would keep the old length.
             self._step_lr_scheduler()
+            restore_normalization(self.normalization, own, path)
             restarted = self.task.load_state_dict(own["task"])
             if restarted is None:
                 self.stepper.load_state(
-                    own["observations"], own["episode_returns"], own["episode_lengths"]
+                    own["observations"],
+                    own["episode_returns"],
+                    own["episode_lengths"],
+                    seen=True,
                 )
             else:  # the task could only restart its environments: fresh episodes
                 self.stepper.load_state(restarted)
@@ -843,7 +892,7 @@ def _logged_metrics(
     does not declare its ``terms`` may log any. Losses learning from the rollout log as
     ``<loss>/<term>``, those of a component on a data source as ``<component>/<loss>/<term>``
     (see ``_update``); evaluations as ``eval/<metric>``."""
-    names = {*_EPISODE_METRICS, "lr"}
+    names = {*_EPISODE_METRICS, "lr", "explained_variance"}
     if evaluating:
         names |= {metric_tag(name, "eval") for name in EVALUATION_METRICS}
     if stage.teacher_forcing is not None:
@@ -907,12 +956,28 @@ def _check_fit(pipeline: TrainingPipeline, task: Task, evaluating: bool) -> None
                 continue
             num_mini_batch = settings.num_mini_batch
             updates = component.loss_names and settings.update_repeats
-            if updates and num_mini_batch is not None and num_mini_batch > task.num_envs:
+            if not updates or num_mini_batch is None:
+                continue
+            if _minibatch_split(settings) == "environments":
+                limit, why, hint = (
+                    task.num_envs,
+                    f"the task's num_envs ({task.num_envs}), because minibatches split the "
+                    "environments",
+                    "Lower it, or set minibatch_split=transitions to split single transitions.",
+                )
+            else:
+                assert settings.num_steps is not None  # required of every stage with a rollout
+                limit = settings.num_steps * task.num_envs
+                why, hint = (
+                    f"the transitions in a rollout (num_steps * num_envs = {limit})",
+                    "Lower it, or collect longer rollouts.",
+                )
+            if num_mini_batch > limit:
                 raise InvalidArgumentError(
                     setting_source(f"pipeline_stages.{index}", number, settings, "num_mini_batch"),
-                    f"must be <= the task's num_envs ({task.num_envs}), because minibatches "
-                    "split the environments",
+                    f"must be <= {why}",
                     num_mini_batch,
+                    hint,
                 )
         needing = _expert_needs(pipeline, stage)
         if needing and not task.has_expert:
@@ -923,6 +988,11 @@ def _check_fit(pipeline: TrainingPipeline, task: Task, evaluating: bool) -> None
                 "Use a task with an expert (e.g. task=cartpole, or set task.expert) or remove "
                 "them from the stage.",
             )
+
+
+def _minibatch_split(settings: TrainingSettings) -> str:
+    """How ``settings`` split a rollout into minibatches (``"environments"`` unless set)."""
+    return settings.minibatch_split or MINIBATCH_SPLITS[0]
 
 
 def _expert_needs(pipeline: TrainingPipeline, stage: PipelineStage) -> list[str]:

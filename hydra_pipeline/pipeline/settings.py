@@ -28,8 +28,10 @@ TRAINING_SETTING_KEYS: tuple[str, ...] = (
     "advance_scene_rollout_period",
     "save_interval",
     "metric_accumulate_interval",
+    "minibatch_split",
 )
-"""The settings, in the order of :class:`TrainingSettings`' parameters."""
+"""The settings, in the order of :class:`TrainingSettings`' parameters: AllenAct's ten, then
+``minibatch_split``, which AllenAct does not have."""
 
 _Value = TypeVar("_Value")
 
@@ -91,6 +93,12 @@ class TrainingSettings:
         metric_accumulate_interval: Metrics are logged, and the stage's early-stopping
             criterion is called, every this many total agent steps and at the end of each
             stage (>= 1).
+        minibatch_split: How ``num_mini_batch`` divides a rollout: ``"environments"`` (the
+            default; AllenAct's way, and the one models with memory need) gives each minibatch
+            every step of some environments, so ``num_mini_batch <= num_envs``;
+            ``"transitions"`` shuffles single transitions across environments and steps
+            (Stable-Baselines3's and CleanRL's way: ``num_mini_batch = num_steps * num_envs /
+            batch_size``). Not one of AllenAct's settings.
 
     Raises:
         InvalidArgumentError: A value is out of range.
@@ -106,6 +114,7 @@ class TrainingSettings:
     advance_scene_rollout_period = _Setting[int]()
     save_interval = _Setting[int]()
     metric_accumulate_interval = _Setting[int]()
+    minibatch_split = _Setting[str]()
 
     def __init__(
         self,
@@ -119,6 +128,7 @@ class TrainingSettings:
         advance_scene_rollout_period: int | None = None,
         save_interval: int | None = None,
         metric_accumulate_interval: int | None = None,
+        minibatch_split: str | None = None,
     ) -> None:
         self._values: dict[str, Any] = {}
         self._defaults: TrainingSettings | None = None
@@ -133,6 +143,7 @@ class TrainingSettings:
             "advance_scene_rollout_period": advance_scene_rollout_period,
             "save_interval": save_interval,
             "metric_accumulate_interval": metric_accumulate_interval,
+            "minibatch_split": minibatch_split,
         }
         for key, value in given.items():
             self.set_own(key, value)

@@ -25,7 +25,7 @@ from hydra_pipeline.pipeline.validation import (
 
 __all__ = ["OffPolicyPipelineComponent", "PipelineStage", "StageComponent"]
 
-COMPONENT_SETTING_KEYS = ("num_mini_batch", "update_repeats", "max_grad_norm")
+COMPONENT_SETTING_KEYS = ("num_mini_batch", "update_repeats", "max_grad_norm", "minibatch_split")
 """The training settings a stage component may set; the others belong to its stage."""
 
 
@@ -191,6 +191,7 @@ class PipelineStage:
         advance_scene_rollout_period: As above.
         save_interval: As above.
         metric_accumulate_interval: As above.
+        minibatch_split: As above (not one of AllenAct's arguments).
 
     Attributes:
         steps_taken_in_stage: Agent steps taken so far in this stage.
@@ -221,6 +222,7 @@ class PipelineStage:
         advance_scene_rollout_period: int | None = None,
         save_interval: int | None = None,
         metric_accumulate_interval: int | None = None,
+        minibatch_split: str | None = None,
     ) -> None:
         # First: assigning a training setting's name to a stage is refused from here on.
         self.training_settings = settings_from_arguments(
@@ -237,6 +239,7 @@ class PipelineStage:
                 "advance_scene_rollout_period": advance_scene_rollout_period,
                 "save_interval": save_interval,
                 "metric_accumulate_interval": metric_accumulate_interval,
+                "minibatch_split": minibatch_split,
             },
         )
         require_one_update_count(

@@ -94,6 +94,8 @@ class TrainingPipeline:
             episodes and computes no losses. ``None`` gives an empty stage, as in AllenAct.
         test_pipeline_stage: As ``valid_pipeline_stage``, for testing, which here is the
             evaluate command on a run's checkpoints.
+        minibatch_split: The pipeline's ``minibatch_split`` setting (see
+            :class:`TrainingSettings`; not one of AllenAct's arguments).
 
     Attributes:
         rollout_count: Rollouts (rounds of updates) run so far, over all stages; unlike the
@@ -110,6 +112,7 @@ class TrainingPipeline:
     advance_scene_rollout_period = _PipelineSetting()
     save_interval = _PipelineSetting()
     metric_accumulate_interval = _PipelineSetting()
+    minibatch_split = _PipelineSetting()
 
     def __init__(
         self,
@@ -134,6 +137,7 @@ class TrainingPipeline:
         training_settings: TrainingSettings | None = None,
         valid_pipeline_stage: PipelineStage | None = None,
         test_pipeline_stage: PipelineStage | None = None,
+        minibatch_split: str | None = None,
     ) -> None:
         self.training_settings = settings_from_arguments(
             "training_settings",
@@ -149,6 +153,7 @@ class TrainingPipeline:
                 "advance_scene_rollout_period": advance_scene_rollout_period,
                 "save_interval": save_interval,
                 "metric_accumulate_interval": metric_accumulate_interval,
+                "minibatch_split": minibatch_split,
             },
         )
         require_one_update_count("update_repeats", "pipeline", self.training_settings)

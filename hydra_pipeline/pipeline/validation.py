@@ -138,6 +138,18 @@ def require_update_repeats(argument: str, value: Any) -> int | list[int]:
     return require_at_least(argument, value, 0)
 
 
+MINIBATCH_SPLITS = ("environments", "transitions")
+"""How a rollout is split into minibatches; the first is the default (see
+``TrainingSettings.minibatch_split``)."""
+
+
+def require_minibatch_split(argument: str, value: Any) -> str:
+    """Return ``value`` if it is one of :data:`MINIBATCH_SPLITS`."""
+    if value not in MINIBATCH_SPLITS:
+        raise InvalidArgumentError(argument, f"must be one of {list(MINIBATCH_SPLITS)}", value)
+    return str(value)
+
+
 _TRAINING_SETTING_RULES: dict[str, Callable[[str, Any], Any]] = {
     "num_mini_batch": functools.partial(require_at_least, minimum=0),
     "update_repeats": require_update_repeats,
@@ -149,6 +161,7 @@ _TRAINING_SETTING_RULES: dict[str, Callable[[str, Any], Any]] = {
     "advance_scene_rollout_period": functools.partial(require_at_least, minimum=1),
     "save_interval": require_int,
     "metric_accumulate_interval": functools.partial(require_at_least, minimum=1),
+    "minibatch_split": require_minibatch_split,
 }
 
 

@@ -50,6 +50,11 @@ TRAINING = [
     "pipeline.pipeline_stages.1.max_stage_steps=8192",
     # Reached after a few PPO rollouts: the stage ends by early stopping, well before its limit.
     "pipeline.pipeline_stages.1.early_stopping_criterion.threshold=90",
+    # Statistics that decide, merged over the processes: observation and reward
+    # normalisation, PPO's target_kl.
+    "normalization.observations=true",
+    "normalization.rewards=true",
+    "pipeline.named_losses.ppo_loss.target_kl=0.005",
     "progress_bar=false",
     "tensorboard=false",
     "allowed_targets=[rank_fault]",

@@ -207,3 +207,35 @@ class TestEvaluateCommand:
         assert result.returncode == 1
         assert "do not fit the model built here" in result.stderr
         assert "size mismatch" in result.stderr and "env_id='Acrobot-v1'" in result.stderr
+
+
+class TestNormalizedRun:
+    """A run that normalises observations and rewards: its statistics travel with its
+    checkpoints to the evaluate command and to Policy.from_run."""
+
+    def test_the_command_and_the_policy_see_what_training_saw(self, tmp_path: Path) -> None:
+        """The evaluate command replays the run's last evaluation exactly (same episodes,
+        same frozen statistics), and Policy.from_run plays the command's episodes."""
+        normalized = tmp_path / "run"
+        normalizing = ["normalization.observations=true", "normalization.rewards=true"]
+        trained = train(normalized, *SMALL, *EVALUATING, *normalizing)
+        assert trained.returncode == 0, trained.stderr
+        result = evaluate(normalized.parent, f"run={normalized}", "episodes=4", "task.num_envs=2")
+        assert result.returncode == 0, result.stderr
+        record = read(normalized / "evaluation" / "stage_01__steps_000000002048.json")
+        assert record["reward_mean"] == read(normalized / "summary.json")["eval_metrics"]["reward"]
+
+        arguments = [f"run={normalized}", "episodes=2", "task.num_envs=1", "seed=7"]
+        assert evaluate(normalized.parent, *arguments).returncode == 0
+        expected = read(normalized / "evaluation" / "stage_01__steps_000000002048.json")
+        policy = Policy.from_run(normalized, checkpoint="last")
+        assert policy.normalization is not None
+        task = CartPoleTask(num_envs=1)
+        observations, returns, episode_return = task.reset(seed=7), [], 0.0
+        while len(returns) < 2:
+            step = task.step(policy.act(observations))
+            episode_return += float(step.rewards[0])
+            observations = step.observations
+            if step.terminated[0] or step.truncated[0]:
+                returns, episode_return = [*returns, episode_return], 0.0
+        assert returns == expected["returns"]

@@ -94,8 +94,10 @@ def make_runner(
     seed: int = 0,
     tensorboard: bool = False,
     wrap_model: Callable[[nn.Module], nn.Module] | None = None,
+    **options: Any,
 ) -> OnPolicyRunner:
-    """A runner built as the app builds one: seed, task, then the model."""
+    """A runner built as the app builds one: seed, task, then the model (``options``: more
+    of the runner's keyword arguments)."""
     set_seed(seed)
     task = task if task is not None else CartPoleTask(num_envs, max_episode_steps)
     model: nn.Module = MLPActorCritic(task.observation_shape, task.action_space, hidden_sizes=(8,))
@@ -109,6 +111,7 @@ def make_runner(
         seed=seed,
         tensorboard=tensorboard,
         progress_bar=False,
+        **options,
     )
 
 

@@ -943,13 +943,21 @@ def describe_component(component: Any) -> dict[str, Any]:
     }
 
 
+OUR_OWN_SETTINGS = ("minibatch_split",)
+"""Training settings hydra_pipeline adds to AllenAct's (absent from the recordings)."""
+
+
 def describe_stage(stage: Any, total: float) -> dict[str, Any]:
     settings = stage.training_settings
     return {
         "loss_names": list(stage.loss_names),
         "max_stage_steps": stage.max_stage_steps,
         "loss_weights": dict(stage.uuid_to_loss_weight),
-        "training_settings": {key: getattr(settings, key) for key in settings.keys()},  # noqa: SIM118 - AllenAct's method
+        "training_settings": {
+            key: getattr(settings, key)
+            for key in settings.keys()  # noqa: SIM118 - AllenAct's method
+            if key not in OUR_OWN_SETTINGS
+        },
         "components": [describe_component(c) for c in stage.stage_components],
         "teacher_forcing": None
         if stage.teacher_forcing is None

@@ -21,6 +21,7 @@ EVERY_SETTING = {
     "advance_scene_rollout_period": 4,
     "save_interval": 1000,
     "metric_accumulate_interval": 100,
+    "minibatch_split": "transitions",
 }
 
 
@@ -105,6 +106,11 @@ class TestValidation:
             ("use_gae", 1, r"'use_gae' must be true or false \(got 1\)"),
             ("gae_lambda", -0.1, r"'gae_lambda' must be in \[0, 1\]"),
             ("advance_scene_rollout_period", 0, r"'advance_scene_rollout_period' must be >= 1"),
+            (
+                "minibatch_split",
+                "steps",
+                r"'minibatch_split' must be one of \['environments', 'transitions'\]",
+            ),
             ("save_interval", 2.5, "'save_interval' must be an integer"),
             ("metric_accumulate_interval", 0, r"'metric_accumulate_interval' must be >= 1"),
         ],
