@@ -60,7 +60,7 @@ TASKS: dict[str, list[str]] = {
         "pipeline.num_mini_batch=4",
     ],
 }
-STEPS_PER_PROCESS = {"cartpole": 98_304, "LunarLander-v3": 16_384}
+STEPS_PER_PROCESS = {"cartpole": 49_152, "LunarLander-v3": 16_384}
 QUICK_STEPS_PER_PROCESS = {"cartpole": 8_192, "LunarLander-v3": 2_048}
 
 

@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -210,6 +211,11 @@ def start_processes(cfg: DictConfig, info: RunInfo, output_dir: Path) -> float:
         # package already (spawned ones would import them again, seconds each); CUDA cannot
         # be forked once initialised, so GPU runs spawn fresh interpreters.
         start_method="spawn" if str(cfg.device).startswith("cuda") else "fork",
+        # SIGTERM reaching this process is handed on to the processes, which stop at their
+        # next safe point with a checkpoint (given up to timeout_s to get there). Ctrl-C
+        # reaches them from the terminal itself: the agent must not send a second one.
+        signals_to_handle="SIGTERM,SIGHUP,SIGQUIT",
+        shutdown_timeout=int(cfg.distributed.timeout_s),
     )
     if launch.start_method == "fork":
         _preload()
@@ -217,8 +223,11 @@ def start_processes(cfg: DictConfig, info: RunInfo, output_dir: Path) -> float:
     try:
         with _agent_quiet():
             results = elastic_launch(launch, _rank_main)(job)
-    except (ChildFailedError, SignalException):
-        raise _failure(reports, nproc) from None
+    except (ChildFailedError, SignalException, KeyboardInterrupt) as error:
+        failure = _failure(reports, nproc)
+        if failure is None and isinstance(error, KeyboardInterrupt):
+            raise  # a second Ctrl-C: stopped at once, as one process would
+        raise failure or _silent_end(nproc) from None
     finally:
         _remove(reports)
     return float(results[0])
@@ -264,6 +273,11 @@ def _rank_main(job: _RankJob) -> float:
     ranks = environment_ranks()
     assert ranks is not None  # the elastic agent sets RANK and WORLD_SIZE
     _configure_logging(job, ranks.rank)
+    # A forked process inherits the elastic agent's signal handlers (which raise): its own
+    # are Python's, which the run replaces while it trains (see train_rank).
+    for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(number, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with allowing(job.allow_list), contextlib.ExitStack() as run:
         try:
             return train_rank(job.cfg, job.info, job.output_dir, ranks, run)
@@ -293,8 +307,6 @@ def _log_to_files(error: BaseException, rank: int) -> None:
 
 
 def _signal_number(name: str) -> int:
-    import signal
-
     return int(signal.Signals[name].value)
 
 
@@ -333,10 +345,10 @@ def _report(reports: Path, rank: int, error: BaseException, *, interrupted: bool
     (reports / f"rank_{rank}.json").write_text(json.dumps(record))
 
 
-def _failure(reports: Path, nproc: int) -> Exception:
+def _failure(reports: Path, nproc: int) -> Exception | None:
     """The error that ends a run whose processes did not all complete: an interruption if
     rank 0 stopped at a safe point, else the first failure (others fail after it: their
-    peer is gone)."""
+    peer is gone); ``None`` when no process reported (stopped from outside)."""
     records = []
     for path in sorted(reports.glob("rank_*.json")):
         try:
@@ -350,10 +362,7 @@ def _failure(reports: Path, nproc: int) -> Exception:
         )
     failures = sorted((r for r in records if not r["interrupted"]), key=lambda r: r["time"])
     if not failures:
-        return RankError(
-            f"a process of the run ended without a word (killed, or out of memory); all {nproc} "
-            "were stopped"
-        )
+        return None
     first = failures[0]
     user_error = _USER_ERRORS.get(first["type"])
     if user_error is not None:
@@ -361,6 +370,13 @@ def _failure(reports: Path, nproc: int) -> Exception:
     return RankError(
         f"rank {first['rank']} of {nproc} failed with {first['type']}: {first['message']} "
         "(the other ranks were stopped)"
+    )
+
+
+def _silent_end(nproc: int) -> RankError:
+    return RankError(
+        f"a process of the run ended without a word (killed, or out of memory); all {nproc} "
+        "were stopped"
     )
 
 
