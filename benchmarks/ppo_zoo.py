@@ -64,39 +64,29 @@ ENVIRONMENTS = {
 benchmark (``benchmark.md``)."""
 
 
+def run_checked(what: str, *arguments: str) -> None:
+    """Run ``python <arguments>`` to its end, or raise with the end of its output."""
+    process = run_timed(python_command(*arguments), timeout=7200)
+    if process.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{process.stdout[-3000:]}")
+
+
 def run_ours(
     environment: Environment, steps: int, seed: int, episodes: int, folder: Path
 ) -> dict[str, Any]:
     """Train the preset, then evaluate its last checkpoint on ``episodes`` fresh episodes."""
     run = folder / f"ours-{environment.preset}-{seed}"
-    trained = run_timed(
-        python_command(
-            "-m",
-            "hydra_pipeline",
-            f"+experiment={environment.preset}",
-            f"seed={seed}",
-            f"pipeline.pipeline_stages.0.max_stage_steps={steps}",
-            "tensorboard=false",
-            "progress_bar=false",
-            f"hydra.run.dir={run}",
-        ),
-        timeout=7200,
+    run_checked(
+        f"training {environment.preset}",
+        *("-m", "hydra_pipeline", f"+experiment={environment.preset}", f"seed={seed}"),
+        f"pipeline.pipeline_stages.0.max_stage_steps={steps}",
+        *("tensorboard=false", "progress_bar=false", f"hydra.run.dir={run}"),
     )
-    if trained.returncode != 0:
-        raise RuntimeError(f"training {environment.preset} failed:\n{trained.stdout[-3000:]}")
-    evaluated = run_timed(
-        python_command(
-            "-m",
-            "hydra_pipeline.evaluate",
-            f"run={run}",
-            "checkpoint=last",
-            f"episodes={episodes}",
-            "task.num_envs=1",
-            f"seed={seed + 10_000}",
-        )
+    run_checked(
+        f"evaluating {run}",
+        *("-m", "hydra_pipeline.evaluate", f"run={run}", "checkpoint=last"),
+        *(f"episodes={episodes}", "task.num_envs=1", f"seed={seed + 10_000}"),
     )
-    if evaluated.returncode != 0:
-        raise RuntimeError(f"evaluating {run} failed:\n{evaluated.stdout[-3000:]}")
     summary = json.loads((run / "summary.json").read_text())
     record = json.loads(next((run / "evaluation").glob("*.json")).read_text())
     return {"train_seconds": summary["speed"]["wall_seconds"], "returns": record["returns"]}
@@ -107,24 +97,11 @@ def run_sb3(
 ) -> dict[str, Any]:
     """Train and evaluate SB3 with the zoo's settings (``sb3_zoo.py``)."""
     result = folder / f"sb3-{environment.preset}-{seed}.json"
-    process = run_timed(
-        python_command(
-            "benchmarks/sb3_zoo.py",
-            "--env",
-            environment.env_id,
-            "--steps",
-            str(steps),
-            "--seed",
-            str(seed),
-            "--episodes",
-            str(episodes),
-            "--result",
-            str(result),
-        ),
-        timeout=7200,
+    run_checked(
+        f"SB3 on {environment.env_id}",
+        *("benchmarks/sb3_zoo.py", "--env", environment.env_id, "--steps", str(steps)),
+        *("--seed", str(seed), "--episodes", str(episodes), "--result", str(result)),
     )
-    if process.returncode != 0:
-        raise RuntimeError(f"SB3 on {environment.env_id} failed:\n{process.stdout[-3000:]}")
     loaded: dict[str, Any] = json.loads(result.read_text())
     return loaded
 

@@ -31,6 +31,17 @@ def linear(initial: float) -> Callable[[float], float]:
     return lambda progress_remaining: progress_remaining * initial
 
 
+LUNAR_LANDER: dict[str, Any] = {
+    "n_envs": 16,
+    "n_steps": 1024,
+    "batch_size": 64,
+    "gae_lambda": 0.98,
+    "gamma": 0.999,
+    "n_epochs": 4,
+    "ent_coef": 0.01,
+}
+"""The zoo's entry for both LunarLander-v3 and LunarLanderContinuous-v3."""
+
 ZOO: dict[str, dict[str, Any]] = {
     "CartPole-v1": {
         "n_envs": 8,
@@ -64,24 +75,8 @@ ZOO: dict[str, dict[str, Any]] = {
         "use_sde": True,
         "sde_sample_freq": 4,
     },
-    "LunarLander-v3": {
-        "n_envs": 16,
-        "n_steps": 1024,
-        "batch_size": 64,
-        "gae_lambda": 0.98,
-        "gamma": 0.999,
-        "n_epochs": 4,
-        "ent_coef": 0.01,
-    },
-    "LunarLanderContinuous-v3": {
-        "n_envs": 16,
-        "n_steps": 1024,
-        "batch_size": 64,
-        "gae_lambda": 0.98,
-        "gamma": 0.999,
-        "n_epochs": 4,
-        "ent_coef": 0.01,
-    },
+    "LunarLander-v3": LUNAR_LANDER,
+    "LunarLanderContinuous-v3": LUNAR_LANDER,
     "MountainCarContinuous-v0": {
         "normalize": True,
         "n_envs": 1,

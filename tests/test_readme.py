@@ -36,7 +36,8 @@ DISTRIBUTED = ("torchrun --nproc-per-node=2 -m hydra_pipeline", "distributed.npr
 
 def shrink(arguments: list[str]) -> list[str]:
     """The arguments with step counts cut down (and sweeps shortened) so the run is quick."""
-    stages = 1 if "pipeline=ppo" in arguments else 2
+    one_stage = "pipeline=ppo" in arguments or any(a.startswith("+experiment=") for a in arguments)
+    stages = 1 if one_stage else 2
     small = {f"pipeline.pipeline_stages.{i}.max_stage_steps": "512" for i in range(stages)}
     small |= {
         "pipeline.num_steps": "16",
