@@ -50,7 +50,13 @@ if TYPE_CHECKING:
     from hydra_pipeline.app.train import RunInfo
     from hydra_pipeline.engine.distributed import Ranks
 
-__all__ = ["RankError", "follow_rank_zero", "launched_ranks", "start_processes"]
+__all__ = [
+    "RankError",
+    "follow_rank_zero",
+    "launched_ranks",
+    "share_run_folder",
+    "start_processes",
+]
 
 log = logging.getLogger("hydra_pipeline")
 
@@ -74,25 +80,29 @@ def _environment_world_size() -> int:
         return 1
 
 
-def launched_ranks(cfg: DictConfig, output_dir: Path) -> Ranks | None:
+def launched_ranks() -> Ranks | None:
     """This process's place, when a launcher started it as one of a run's processes
     (torchrun, or a SLURM job with several tasks through Submitit); ``None`` for a process
     of its own (which may start the run's processes itself: ``distributed.nproc_per_node``).
-
-    Under torchrun, rank 0 publishes ``output_dir`` for the others (see
-    :func:`follow_rank_zero`).
     """
     _export_slurm_ranks()
     if _environment_world_size() <= 1:
         return None
     from hydra_pipeline.engine import distributed
 
-    ranks = distributed.environment_ranks()
-    assert ranks is not None  # RANK and WORLD_SIZE are set
-    if ranks.is_main and not _under_submitit():
-        store = distributed.rendezvous_store(ranks, _timeout(cfg))
-        store.set(_RUN_DIR_KEY, str(output_dir))
-    return ranks
+    return distributed.environment_ranks()
+
+
+def share_run_folder(cfg: DictConfig, run_dir: Path) -> None:
+    """Under torchrun, rank 0 publishes its Hydra job's run folder for the other ranks (see
+    :func:`follow_rank_zero`); nothing in any other process."""
+    ranks = launched_ranks()
+    if ranks is None or not ranks.is_main or _under_submitit():
+        return
+    from hydra_pipeline.engine import distributed
+
+    store = distributed.rendezvous_store(ranks, float(cfg.distributed.timeout_s))
+    store.set(_RUN_DIR_KEY, str(run_dir))
 
 
 def follow_rank_zero(arguments: list[str]) -> list[str]:
@@ -145,10 +155,6 @@ def _export_slurm_ranks() -> None:
             TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
     except RuntimeError:  # not in a job after all
         return
-
-
-def _timeout(cfg: DictConfig) -> float:
-    return float(cfg.distributed.timeout_s)
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,10 +213,7 @@ def start_processes(cfg: DictConfig, info: RunInfo, output_dir: Path) -> float:
         rdzv_endpoint="localhost:0",  # a free port
         max_restarts=0,
         monitor_interval=0.1,
-        # On the CPU the processes are forks of this one, which has imported torch and the
-        # package already (spawned ones would import them again, seconds each); CUDA cannot
-        # be forked once initialised, so GPU runs spawn fresh interpreters.
-        start_method="spawn" if str(cfg.device).startswith("cuda") else "fork",
+        start_method=_start_method(cfg),
         # SIGTERM reaching this process is handed on to the processes, which stop at their
         # next safe point with a checkpoint (given up to timeout_s to get there). Ctrl-C
         # reaches them from the terminal itself: the agent must not send a second one.
@@ -251,6 +254,15 @@ def _agent_quiet() -> Iterator[None]:
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+def _start_method(cfg: DictConfig) -> str:
+    """On the CPU the processes are forks of this one, which has imported torch and the
+    package already (spawned ones would import them again, seconds each); CUDA cannot be
+    forked once initialised, so GPU runs spawn fresh interpreters."""
+    from hydra_pipeline.app.train import device_for
+
+    return "fork" if device_for(cfg.device) == "cpu" else "spawn"
 
 
 def _preload() -> None:

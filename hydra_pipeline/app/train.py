@@ -32,6 +32,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from hydra_pipeline.app.distributed import launched_ranks, share_run_folder, start_processes
 from hydra_pipeline.app.evaluate import check_evaluation, objective_value, training_evaluation
 from hydra_pipeline.app.resume import (
     AUTO,
@@ -86,6 +87,7 @@ def train(cfg: DictConfig) -> float:
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
     info = RunInfo.of(hydra_config)
+    share_run_folder(cfg, output_dir)  # with the ranks torchrun started, if any
     if not cfg.seeds:
         return _train_run(cfg, info, output_dir)
     objectives, runs = [], []
@@ -156,9 +158,7 @@ def _train_run(cfg: DictConfig, info: RunInfo, output_dir: Path) -> float:
     """One training run in ``output_dir``; its objective. With
     ``distributed.nproc_per_node`` > 1, the run's processes are started here; under torchrun
     (or another launcher that sets ``RANK`` and ``WORLD_SIZE``), this process is one of them."""
-    from hydra_pipeline.app.distributed import launched_ranks, start_processes
-
-    ranks = launched_ranks(cfg, output_dir)
+    ranks = launched_ranks()
     with contextlib.ExitStack() as run:
         with _garbage_collector_paused():  # startup allocates many long-lived objects
             cfg = _checked_and_resolved(cfg)

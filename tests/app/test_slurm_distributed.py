@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
@@ -34,9 +33,7 @@ def test_the_preset_starts_one_task_per_gpu_on_several_nodes() -> None:
     assert OmegaConf.select(cfg, "distributed.nproc_per_node") == 1  # SLURM starts them
 
 
-def test_a_slurm_task_of_a_submitit_job_is_a_rank(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_a_slurm_task_of_a_submitit_job_is_a_rank(monkeypatch: pytest.MonkeyPatch) -> None:
     """In the task with SLURM's process id 5 of 16 (2 nodes), Submitit's helper sets torch's
     rendezvous variables: rank 5, local rank 5, the first node as the master."""
     exported = (
@@ -62,7 +59,6 @@ def test_a_slurm_task_of_a_submitit_job_is_a_rank(
     }
     for key, value in slurm.items():
         monkeypatch.setenv(key, value)
-    cfg = OmegaConf.create({"distributed": {"timeout_s": 60}})
-    assert launched_ranks(cfg, tmp_path) == Ranks(rank=5, world_size=16, local_rank=5)
+    assert launched_ranks() == Ranks(rank=5, world_size=16, local_rank=5)
     assert os.environ["MASTER_ADDR"] == "gpu07"
     assert os.environ["MASTER_PORT"].isdigit()
