@@ -1,9 +1,9 @@
 """One run in two processes (gloo on the CPU), started both ways: by the Hydra job
 (``distributed.nproc_per_node=2``, here in a sweep of the basic launcher) and by torchrun.
 
-The runs are shared between the tests to keep their cost down: a sweep of two jobs, one that
-trains through both stages (the second ends by early stopping) and one whose rank 1 raises;
-a torchrun run of the first job's config; and the same run killed with SIGKILL and resumed.
+One test, to keep the cost down: a sweep of two jobs, one that trains through both stages
+(the second ends by early stopping) and one whose rank 1 raises; then a torchrun run of the
+first job's config, killed with SIGKILL and resumed, compared with the first job.
 """
 
 from __future__ import annotations
@@ -103,10 +103,27 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return environment
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> dict[str, Any]:
-    """``-m`` over the fault's rank: job 0 trains (no rank fails), job 1's rank 1 raises."""
-    cwd = tmp_path_factory.mktemp("sweep")
+def test_one_run_in_two_processes_started_both_ways(tmp_path: Path, env: dict[str, str]) -> None:
+    """Both ways to start a distributed run, in one test (the runs are compared with each
+    other, and pytest-xdist must not repeat them in two workers):
+
+    1. a sweep of the basic launcher over two ``distributed.nproc_per_node=2`` jobs: one
+       trains through both stages, one has a rank that raises (see the checks below);
+    2. torchrun with the first job's config, killed with SIGKILL, then resumed: it ends with
+       the first job's results.
+    """
+    uninterrupted = check_a_sweep_of_distributed_jobs(tmp_path / "sweep", env)
+    check_a_killed_torchrun_run_resumes_exactly(tmp_path / "torchrun", env, uninterrupted)
+
+
+def check_a_sweep_of_distributed_jobs(cwd: Path, env: dict[str, str]) -> Path:
+    """``-m`` over the fault's rank. Job 0 trains through both stages with 2 x 4
+    environments (steps count both processes'), ends its second stage by early stopping on
+    every rank at the same step (the ranks' weights are checked equal at the end of the run),
+    and rank 0 alone writes one summary and one metrics file. Job 1's rank 1 raises: the job
+    ends (no hang: within the timeout) with a message naming the rank and its error, and the
+    sweep goes on and records it. Returns job 0's run folder."""
+    cwd.mkdir()
     result = python(
         [
             "-m",
@@ -120,67 +137,57 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> dict
         cwd,
         env,
     )
-    return {"result": result, "folder": cwd / "multirun"}
+    folder = cwd / "multirun"
+    run = folder / "0"
+    summary = json.loads((run / "summary.json").read_text())
+    first, second = summary["stages"]
+    assert first == {**first, "steps": 512, "early_stopped": False}
+    assert second["early_stopped"] and second["steps"] < 8192
+    assert second["steps"] % 256 == 0  # whole rollouts of both processes
+    assert summary["final_metrics"]["reward"] >= 0
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    steps = [int(row["total_steps"]) for row in rows if row["mode"] == "train"]
+    assert steps == sorted(set(steps)) and steps[-1] == summary["total_steps"]
+
+    assert result.returncode == 1
+    assert "rank 1 of 2 failed with RuntimeError: rank fault" in result.stderr
+    jobs = list(csv.DictReader((folder / "sweep_summary.csv").open()))
+    assert [job["status"] for job in jobs] == ["completed", "failed"]
+    assert "rank 1 of 2 failed with RuntimeError: rank fault" in jobs[1]["error"]
+    assert not (folder / "1" / "summary.json").exists()
+    return run
 
 
-class TestLaunchedByTheHydraJob:
-    def test_a_sweep_trains_two_stages_in_two_processes(self, sweep: dict[str, Any]) -> None:
-        """Job 0 trains through both stages with 2 x 4 environments (steps count both
-        processes'), stops its second stage by early stopping on every rank at the same step
-        (the ranks' weights are checked equal at the end), and writes one summary."""
-        run = sweep["folder"] / "0"
-        summary = json.loads((run / "summary.json").read_text())
-        first, second = summary["stages"]
-        assert first == {**first, "steps": 512, "early_stopped": False}
-        assert second["early_stopped"] and second["steps"] < 8192
-        assert second["steps"] % 256 == 0  # whole rollouts of both processes
-        assert summary["final_metrics"]["reward"] >= 0
-        # Rank 0 alone writes the run's files: one metrics file, without duplicate rows.
-        rows = list(csv.DictReader((run / "metrics.csv").open()))
-        steps = [int(row["total_steps"]) for row in rows if row["mode"] == "train"]
-        assert steps == sorted(set(steps)) and steps[-1] == summary["total_steps"]
-
-    def test_a_failing_rank_ends_its_job_with_a_message(self, sweep: dict[str, Any]) -> None:
-        """A rank that raises ends the run (no hang: the sweep ends within the timeout), with
-        the rank and its error named; the sweep goes on and records it."""
-        result = sweep["result"]
-        assert result.returncode == 1
-        assert "rank 1 of 2 failed with RuntimeError: rank fault" in result.stderr
-        rows = list(csv.DictReader((sweep["folder"] / "sweep_summary.csv").open()))
-        assert [row["status"] for row in rows] == ["completed", "failed"]
-        assert "rank 1 of 2 failed with RuntimeError: rank fault" in rows[1]["error"]
-        assert not (sweep["folder"] / "1" / "summary.json").exists()
-
-
-def test_a_torchrun_run_killed_then_resumed_ends_as_if_never_stopped(
-    tmp_path: Path, env: dict[str, str], sweep: dict[str, Any]
+def check_a_killed_torchrun_run_resumes_exactly(
+    cwd: Path, env: dict[str, str], uninterrupted: Path
 ) -> None:
     """``torchrun --nproc-per-node=2 -m hydra_pipeline``: both processes train in one run
     folder (rank 0's, though Hydra's default folder is named by the time of day). SIGKILL of
     every process, then ``resume=`` (here by the Hydra job's own two processes): the run
     ends, with one summary, with the results of the uninterrupted run of the same config and
-    seed that the Hydra job started (each rank's environments and generators restored)."""
+    seed (each rank's environments and generators restored)."""
+    cwd.mkdir()
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     process = subprocess.Popen(
         [sys.executable, *torchrun, "-m", "hydra_pipeline", *TRAINING],
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: torchrun and the ranks
     )
     deadline = time.monotonic() + TIMEOUT
-    while not list(tmp_path.glob("outputs/*/*/checkpoints/*.pt")) and process.poll() is None:
+    while not list(cwd.glob("outputs/*/*/checkpoints/*.pt")) and process.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     assert process.wait(TIMEOUT) == -signal.SIGKILL
-    runs = list(tmp_path.glob("outputs/*/*"))
+    runs = list(cwd.glob("outputs/*/*"))
     assert len(runs) == 1
     run = runs[0]
     assert not (run / "summary.json").exists(), "the run ended before it was killed"
     resume = [f"resume={run}", "allowed_targets=[rank_fault]", "distributed.nproc_per_node=2"]
-    resumed = python(["-m", "hydra_pipeline", *resume], tmp_path, env)
+    resumed = python(["-m", "hydra_pipeline", *resume], cwd, env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert results(run) == results(sweep["folder"] / "0")
-    assert list(tmp_path.glob("outputs/*/*")) == [run]
+    assert results(run) == results(uninterrupted)
+    assert list(cwd.glob("outputs/*/*")) == [run]
