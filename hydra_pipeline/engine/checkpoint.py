@@ -45,7 +45,10 @@ BEST_CHECKPOINT = "best.pt"
 """The checkpoint of a run's best evaluation, in its checkpoint folder (not a resume point of
 its own: resuming takes the latest scheduled checkpoint)."""
 
-_FORMAT = "hydra_pipeline/1"
+_FORMAT = "hydra_pipeline/2"
+# Format 2 added the acting state (a model's memory); format 1 files (memoryless models, whose
+# acting state is empty) still load.
+_READABLE_FORMATS = ("hydra_pipeline/1", _FORMAT)
 _NAME = re.compile(r"^stage_(\d+)__steps_(\d+)\.pt$")
 
 
@@ -95,7 +98,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"({type(error).__name__}: {reason}). Resume from another checkpoint of the run "
             "(pass its file to resume=), or start a new run."
         ) from None
-    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in _READABLE_FORMATS:
         raise CheckpointError(
             f"'{path}' is not a hydra_pipeline checkpoint (expected format {_FORMAT!r})."
         )
