@@ -131,7 +131,8 @@ class Policy:
 
         Raises:
             InvalidArgumentError: ``observations`` is not a batch of this policy's
-                observations.
+                observations, or (a model with memory) not of the batch size it remembers
+                since the last full :meth:`reset`.
         """
         given = torch.as_tensor(observations)
         if tuple(given.shape[1:]) != self.observation_shape:
@@ -153,6 +154,9 @@ class Policy:
 
     def reset(self, episode_starts: Batch | None = None) -> None:
         """Start new episodes: forget what the model remembers of the batch entries where
-        ``episode_starts`` is True (of all when ``None``). Call it whenever episodes start;
-        memoryless models (all of this version's) have nothing to forget."""
+        ``episode_starts`` is True (of all when ``None``, after which the next batch may have
+        another size). Call it whenever episodes start. A model with memory (``model=gru``)
+        remembers the batch it acts on between calls of :meth:`act`, so consecutive calls
+        must be consecutive steps of the same episodes; memoryless models have nothing to
+        forget."""
         self.actor.reset(None if episode_starts is None else torch.as_tensor(episode_starts))

@@ -17,7 +17,7 @@ from hydra_pipeline.config.lr_scheduler import (
     LRSchedulerConf,
     StepLRConf,
 )
-from hydra_pipeline.config.model import MLPActorCriticConf
+from hydra_pipeline.config.model import MLPActorCriticConf, RecurrentActorCriticConf
 from hydra_pipeline.config.optimizer import AdamConf, AdamWConf, OptimizerConf, RMSpropConf, SGDConf
 from hydra_pipeline.config.pipeline import (
     NeverEarlyStoppingCriterionConf,
@@ -68,6 +68,7 @@ __all__ = [
     "PipelineStageConf",
     "PlateauEarlyStoppingConf",
     "RMSpropConf",
+    "RecurrentActorCriticConf",
     "RolloutBlockStorageConf",
     "SGDConf",
     "StageComponentConf",

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-__all__ = ["MLPActorCriticConf"]
+__all__ = ["MLPActorCriticConf", "RecurrentActorCriticConf"]
 
 
 @dataclass
@@ -39,6 +39,40 @@ class MLPActorCriticConf:
     actor_hidden_sizes: Optional[List[int]] = None
     critic_hidden_sizes: Optional[List[int]] = None
     shared_hidden_sizes: List[int] = field(default_factory=list)
+    orthogonal_init: bool = True
+    hidden_gain: float = math.sqrt(2)
+    actor_gain: float = 0.01
+    critic_gain: float = 1.0
+
+
+@dataclass
+class RecurrentActorCriticConf:
+    """``hydra_pipeline.models.RecurrentActorCritic``: an encoder MLP, a GRU or LSTM core and
+    linear actor-critic heads; a model with memory (options ``gru`` and ``lstm``).
+
+    Attributes:
+        rnn_type: The recurrent core: ``gru`` or ``lstm``.
+        hidden_size: Size of the core's state and output.
+        num_layers: Stacked recurrent layers.
+        encoder_hidden_sizes: Width of each layer of the MLP between the observations and the
+            core (empty: the observations enter the core directly).
+        activation: The encoder's activation: ``tanh``, ``relu``, ``elu``, ``gelu`` or
+            ``silu``.
+        initial_log_std: Initial log standard deviation of continuous actions.
+        orthogonal_init: Orthogonal weights scaled by the gains (the core's with gain 1), zero
+            biases (false: torch's default initialisation).
+        hidden_gain: Gain of the encoder layers' weights.
+        actor_gain: Gain of the actor head's weights.
+        critic_gain: Gain of the critic head's weights.
+    """
+
+    _target_: str = "hydra_pipeline.models.RecurrentActorCritic"
+    rnn_type: str = "gru"
+    hidden_size: int = 64
+    num_layers: int = 1
+    encoder_hidden_sizes: List[int] = field(default_factory=lambda: [64])
+    activation: str = "tanh"
+    initial_log_std: float = 0.0
     orthogonal_init: bool = True
     hidden_gain: float = math.sqrt(2)
     actor_gain: float = 0.01

@@ -20,7 +20,7 @@ from hydra_pipeline.config.data import ExpertDemonstrationsConf
 from hydra_pipeline.config.evaluation import EvaluateConfig
 from hydra_pipeline.config.loss import A2CConf, ImitationConf, PPOConf
 from hydra_pipeline.config.lr_scheduler import CosineAnnealingLRConf, LambdaLRConf, StepLRConf
-from hydra_pipeline.config.model import MLPActorCriticConf
+from hydra_pipeline.config.model import MLPActorCriticConf, RecurrentActorCriticConf
 from hydra_pipeline.config.optimizer import AdamConf, AdamWConf, RMSpropConf, SGDConf
 from hydra_pipeline.config.pipeline import (
     NeverEarlyStoppingCriterionConf,
@@ -78,6 +78,7 @@ SCHEMAS: tuple[StoredSchema, ...] = (
     StoredSchema("task", "base_cartpole", CartPoleTaskConf, "task"),
     StoredSchema("task", "base_gym", GymTaskConf, "task"),
     StoredSchema("model", "base_mlp", MLPActorCriticConf, "model"),
+    StoredSchema("model", "base_recurrent", RecurrentActorCriticConf, "model"),
     # Parts of a pipeline, placed by name: +loss@pipeline.named_losses.aux=a2c. The PPO options
     # `ppo` and `ppo_cartpole` are presets in conf/loss/, which extend this schema.
     StoredSchema("loss", "base_ppo", PPOConf),

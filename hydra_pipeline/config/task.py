@@ -22,11 +22,14 @@ class CartPoleTaskConf:
     Attributes:
         num_envs: Environments stepped at once.
         max_episode_steps: Episodes are truncated after this many steps.
+        hide_velocities: Observe the cart's position and the pole's angle only (a partially
+            observed CartPole, for models with memory).
     """
 
     _target_: str = "hydra_pipeline.tasks.CartPoleTask"
     num_envs: int = 64
     max_episode_steps: int = 500
+    hide_velocities: bool = False
 
 
 @dataclass

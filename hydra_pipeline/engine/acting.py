@@ -10,8 +10,10 @@ as an option of training, it queries the task's expert and lets it take over som
 actor sees normalised observations and the learner scaled rewards, while episode returns stay
 the task's own; only a learning stepper (training rollouts) updates its statistics.
 
-A model with memory (a recurrent policy) will keep its state in the :class:`Actor`, reset where
-episodes start (:meth:`Actor.reset`); the models of this version have none.
+A model with memory (a recurrent policy, see :mod:`hydra_pipeline.models.protocol`) keeps its
+memory in the :class:`Actor`, which tells the model where episodes start (after
+:meth:`Actor.reset`) so that it forgets what came before. :func:`model_output` is the one call
+of a model, with or without memory, for acting and for the updates that replay a rollout.
 """
 
 from __future__ import annotations
@@ -24,10 +26,34 @@ from torch import Tensor, nn
 
 from hydra_pipeline.engine.episodes import FinishedEpisodes, finished_episodes
 from hydra_pipeline.engine.normalization import Normalization
-from hydra_pipeline.models.protocol import ActorCriticOutput
+from hydra_pipeline.errors import InvalidArgumentError
+from hydra_pipeline.models.protocol import ActorCriticOutput, has_memory, initial_memory
 from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, StepResult, Task
 
-__all__ = ["Actor", "TaskStepper", "Transition"]
+__all__ = ["Actor", "TaskStepper", "Transition", "model_output"]
+
+
+def model_output(
+    model: nn.Module,
+    observations: Tensor,
+    memory: Tensor | None = None,
+    episode_starts: Tensor | None = None,
+) -> tuple[ActorCriticOutput, Tensor | None]:
+    """``model``'s output on ``observations``, and its memory after them (``None`` for a
+    memoryless model, which is called with the observations alone).
+
+    Args:
+        observations: ``(steps * batch, *observation_shape)``, step-major.
+        memory: ``(batch, *memory_shape)``: each sequence's memory before its first step
+            (``None`` for a memoryless model).
+        episode_starts: ``(steps, batch)`` ``bool``: where episodes start (with ``memory``).
+    """
+    if memory is None:
+        output: ActorCriticOutput = model(observations)
+        return output, None
+    assert episode_starts is not None  # the engine passes both or neither
+    output, memory = model(observations, memory, episode_starts)
+    return output, memory
 
 
 class Actor:
@@ -39,14 +65,27 @@ class Actor:
         action_space: The actions the model chooses among.
         device: Where the model and the observations it acts on live.
 
+    A model with memory is fed one step at a time: its memory of each batch entry (the
+    environments, or a policy's batch) and where episodes start are kept here, made for the
+    batch of the first :meth:`act` after :meth:`reset`.
+
     Attributes:
         action_shape: The shape of one action (``()`` for discrete actions).
         action_dtype: ``int64`` for discrete actions, ``float32`` for continuous ones.
+        has_memory: Whether the model carries memory.
+        memory: ``(batch, *memory_shape)``: the model's memory after the latest :meth:`act`
+            (``None`` for a memoryless model, or before the first act).
+        episode_starts: ``(batch,)`` ``bool``: where the next act starts an episode.
+        acted_starts: The ``episode_starts`` the latest act used.
     """
 
     def __init__(self, model: nn.Module, action_space: ActionSpace, device: torch.device) -> None:
         self.model = model
         self.device = device
+        self.has_memory = has_memory(model)
+        self.memory: Tensor | None = None
+        self.episode_starts: Tensor | None = None
+        self.acted_starts: Tensor | None = None
         if isinstance(action_space, DiscreteActions):
             self.action_shape: tuple[int, ...] = ()
             self.action_dtype = torch.int64
@@ -68,10 +107,60 @@ class Actor:
             deterministic: Take each distribution's mode instead of a sample (drawn with
                 torch's global generator).
         """
-        output: ActorCriticOutput = self.model(observations)
+        memory, starts = self.memory_for(observations.shape[0])
+        output, memory = model_output(
+            self.model, observations, memory, None if starts is None else starts.unsqueeze(0)
+        )
+        if memory is not None and starts is not None:
+            self.memory = memory.detach()  # acting never backpropagates into earlier steps
+            self.acted_starts = starts
+            self.episode_starts = torch.zeros_like(starts)
         distribution = output.distribution
         actions = distribution.mode() if deterministic else distribution.sample()
         return actions, output
+
+    def memory_for(self, batch_size: int) -> tuple[Tensor | None, Tensor | None]:
+        """The memory the next :meth:`act` starts from and where it starts episodes (both
+        ``None`` for a memoryless model); fresh ones for ``batch_size`` after a reset.
+
+        Raises:
+            InvalidArgumentError: The memory is of another batch size.
+        """
+        if not self.has_memory:
+            return None, None
+        if self.memory is None or self.episode_starts is None:
+            self.memory = initial_memory(self.model, batch_size).to(self.device)
+            self.episode_starts = torch.ones(batch_size, dtype=torch.bool, device=self.device)
+        elif self.memory.shape[0] != batch_size:
+            raise InvalidArgumentError(
+                "observations",
+                f"must be a batch of {self.memory.shape[0]}, the batch whose memory the model "
+                "keeps",
+                batch_size,
+                "Call reset() to start every episode over with another batch size.",
+            )
+        return self.memory, self.episode_starts
+
+    def values(self, observations: Tensor, rows: Tensor | None = None) -> Tensor:
+        """The critic's values of ``observations``, leaving the memory as it is.
+
+        Args:
+            observations: The observations to act on next (where episodes start as
+                :meth:`reset` said), or, with ``rows``, the last observations of the episodes
+                that the latest act stepped in the batch entries ``rows`` (they continue those
+                episodes, whatever :meth:`reset` said since).
+            rows: ``int64`` indices into the batch.
+        """
+        memory, starts = self.memory, self.episode_starts
+        if self.has_memory and rows is None:
+            memory, starts = self.memory_for(observations.shape[0])
+        elif memory is not None and rows is not None:
+            memory = memory[rows]
+            starts = torch.zeros(memory.shape[0], dtype=torch.bool, device=self.device)
+        output, _ = model_output(
+            self.model, observations, memory, None if starts is None else starts.unsqueeze(0)
+        )
+        return output.values
 
     def environment_actions(self, actions: Tensor) -> Tensor:
         """``actions`` as a task takes them: on the CPU, clipped to the action bounds (the
@@ -82,9 +171,45 @@ class Actor:
         return actions
 
     def reset(self, episode_starts: Tensor | None = None) -> None:
-        """Forget what the model remembers of the environments where ``episode_starts`` is
-        True (of all of them when ``None``): the place of a recurrent model's memory. The
-        models of this version remember nothing, so there is nothing to forget yet."""
+        """Start new episodes where ``episode_starts`` ``(batch,)`` is True (everywhere, for
+        any batch size, when ``None``): the model forgets what it remembers of them at the
+        next :meth:`act`. Nothing to do for a memoryless model."""
+        if not self.has_memory:
+            return
+        if episode_starts is None:
+            self.memory = self.episode_starts = None
+        elif self.episode_starts is not None:
+            self.episode_starts |= episode_starts.to(self.device, torch.bool)
+
+    def state_dict(self) -> dict[str, Tensor | None]:
+        """The memory and where episodes start (``None`` for a memoryless model), copied."""
+        return {
+            "memory": None if self.memory is None else self.memory.cpu().clone(),
+            "episode_starts": (
+                None if self.episode_starts is None else self.episode_starts.cpu().clone()
+            ),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Tensor | None]) -> None:
+        """Restore what :meth:`state_dict` returned.
+
+        Raises:
+            ValueError: The state's memory does not fit the model (the model has none, or
+                memory of another shape). A state without memory fits any model: its
+                episodes start afresh.
+        """
+        memory, starts = state["memory"], state["episode_starts"]
+        if memory is not None:
+            if not self.has_memory:
+                raise ValueError("it holds a model's memory, but this model has none")
+            expected = tuple(initial_memory(self.model, 1).shape[1:])
+            if tuple(memory.shape[1:]) != expected:
+                raise ValueError(
+                    f"its memory has shape {tuple(memory.shape[1:])} per environment, this "
+                    f"model's {expected}"
+                )
+        self.memory = None if memory is None else memory.to(self.device)
+        self.episode_starts = None if starts is None else starts.to(self.device)
 
 
 class Transition(NamedTuple):
@@ -99,6 +224,10 @@ class Transition(NamedTuple):
         forced: True where the expert's action was taken, when teacher forcing was on.
         result: What the task returned, as the learner sees it: with observations (final ones
             included) normalised and rewards scaled when the stepper normalises.
+        episode_starts: Where the actor started episodes in this step (``None`` for a
+            memoryless model).
+        final_values: When asked for, the values of the final observations of the episodes
+            cut short (truncated, not terminated) in this step, zero elsewhere.
     """
 
     observations: Tensor
@@ -107,6 +236,8 @@ class Transition(NamedTuple):
     expert_actions: Tensor | None
     forced: Tensor | None
     result: StepResult
+    episode_starts: Tensor | None = None
+    final_values: Tensor | None = None
 
 
 class TaskStepper:
@@ -177,7 +308,12 @@ class TaskStepper:
         self.actor.reset()
 
     def step(
-        self, *, deterministic: bool = False, expert: bool = False, forcing: float = 0.0
+        self,
+        *,
+        deterministic: bool = False,
+        expert: bool = False,
+        forcing: float = 0.0,
+        final_values: bool = False,
     ) -> Transition:
         """Act once in every environment and step the task.
 
@@ -187,9 +323,12 @@ class TaskStepper:
             forcing: Teacher forcing (with ``expert``): the probability that an environment
                 takes the expert's action instead of the actor's, drawn per environment with
                 torch's global generator.
+            final_values: Value the final observations of episodes cut short, with the
+                memory of the episodes they end (to bootstrap them).
         """
         observations = self.observations
         actions, output = self.actor.act(observations, deterministic=deterministic)
+        episode_starts = self.actor.acted_starts
         expert_actions = forced = None
         if expert:
             expert_actions = self.task.expert_actions().to(self.actor.device)
@@ -214,7 +353,22 @@ class TaskStepper:
                 if self.learning
                 else result.rewards,
             )
-        return Transition(observations, output, actions, expert_actions, forced, result)
+        values = self._final_values(result) if final_values else None
+        return Transition(
+            observations, output, actions, expert_actions, forced, result, episode_starts, values
+        )
+
+    def _final_values(self, result: StepResult) -> Tensor:
+        """The values of the final observations (as the actor sees them) of the episodes
+        ``result`` cut short, zero elsewhere: with the memory of the episodes they end."""
+        device = self.actor.device
+        values = torch.zeros(self.task.num_envs, device=device)
+        cut_short = result.truncated & ~result.terminated
+        if bool(cut_short.any()):
+            rows = cut_short.nonzero().flatten().to(device)
+            final_observations = result.final_observations.to(device)[rows]
+            values[rows] = self.actor.values(final_observations, rows)
+        return values
 
     def _normalized(self, observations: Tensor, *, update: bool) -> Tensor:
         """``observations`` on the actor's device, as the actor sees them; with ``update``, a

@@ -46,10 +46,12 @@ BEST_CHECKPOINT = "best.pt"
 """The checkpoint of a run's best evaluation, in its checkpoint folder (not a resume point of
 its own: resuming takes the latest scheduled checkpoint)."""
 
-_FORMAT = "hydra_pipeline/2"
-"""Format 2 stores each process's own state (environments, episodes, random generators) per
-rank, under ``ranks``; format 1 stored one process's at the top level."""
-_READABLE = ("hydra_pipeline/1", _FORMAT)  # the model weights are where they were
+_FORMAT = "hydra_pipeline/3"
+"""Format 3 stores each process's own state (environments, episodes, the model's memory,
+random generators) per rank, under ``ranks``; format 2 added the acting state (a model's
+memory) and format 1 had none, both with one process's state at the top level. The weights
+of every format load; only format 3 resumes."""
+_READABLE_FORMATS = ("hydra_pipeline/1", "hydra_pipeline/2", _FORMAT)
 _NAME = re.compile(r"^stage_(\d+)__steps_(\d+)\.pt$")
 
 
@@ -99,7 +101,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"({type(error).__name__}: {reason}). Resume from another checkpoint of the run "
             "(pass its file to resume=), or start a new run."
         ) from None
-    if not isinstance(payload, dict) or payload.get("format") not in _READABLE:
+    if not isinstance(payload, dict) or payload.get("format") not in _READABLE_FORMATS:
         raise CheckpointError(
             f"'{path}' is not a hydra_pipeline checkpoint (expected format {_FORMAT!r})."
         )

@@ -17,8 +17,14 @@ class Minibatch(NamedTuple):
     """What a loss receives: a batch of samples, flattened to ``(batch, ...)``.
 
     On-policy minibatches fill every field (``expert_actions`` only when the stage needs
-    them); off-policy demonstration batches carry only ``observations`` and
-    ``expert_actions``. Losses read what they need through :meth:`require`.
+    them, ``memory`` and ``episode_starts`` only for a model with memory); off-policy
+    demonstration batches carry only ``observations`` and ``expert_actions``. Losses read what
+    they need through :meth:`require`.
+
+    For a model with memory, a minibatch holds whole sequences: ``memory`` ``(envs, ...)`` is
+    their memory at the rollout's start, ``episode_starts`` ``(steps, envs)`` where episodes
+    start, and the other fields are ``(steps * envs, ...)``, step-major (see
+    :mod:`hydra_pipeline.models.protocol`).
     """
 
     observations: Tensor
@@ -29,6 +35,8 @@ class Minibatch(NamedTuple):
     advantages: Tensor | None = None
     normalized_advantages: Tensor | None = None
     expert_actions: Tensor | None = None
+    memory: Tensor | None = None
+    episode_starts: Tensor | None = None
 
     def require(self, *names: str) -> tuple[Tensor, ...]:
         """The named fields, or a ``ValueError`` naming those this batch lacks."""
@@ -47,8 +55,11 @@ class RolloutStorage:
     """The experience of one rollout: ``num_steps`` steps of ``num_envs`` environments.
 
     Row ``t`` holds the observation the policy acted on at step ``t``, the action, its log
-    probability and value estimate, and what the task returned for it. ``final_observations``
-    keeps the last observation of episodes cut short at step ``t``, to bootstrap them.
+    probability and value estimate, and what the task returned for it. ``final_values`` keeps
+    the value of the last observation of episodes cut short at step ``t``, to bootstrap them.
+    For a model with memory, ``memory`` is the memory the rollout started from (``None``
+    otherwise) and ``episode_starts`` where the policy started episodes, so updates replay
+    each environment's steps as the rollout took them.
     """
 
     def __init__(
@@ -66,7 +77,9 @@ class RolloutStorage:
         self.num_steps = num_steps
         self.num_envs = num_envs
         self.observations = zeros(*observation_shape)
-        self.final_observations = zeros(*observation_shape)
+        self.final_values = zeros()
+        self.memory: Tensor | None = None
+        self.episode_starts = zeros(dtype=torch.bool)
         self.actions = zeros(*action_shape, dtype=action_dtype)
         self.expert_actions = zeros(*action_shape, dtype=action_dtype)
         self.log_probs = zeros()
@@ -104,8 +117,17 @@ class RolloutStorage:
             split: ``"environments"`` groups whole environments (all steps of each);
                 ``"transitions"`` shuffles single transitions across environments and steps
                 (see ``TrainingSettings.minibatch_split``).
+
+        Raises:
+            ValueError: Transitions are asked of the rollout of a model with memory.
         """
         by_environment = split == "environments"
+        memory = self.memory
+        if memory is not None and not by_environment:
+            raise ValueError(
+                "a model with memory learns from whole sequences: split minibatches by "
+                "environments, not transitions"
+            )
         count = self.num_envs if by_environment else self.num_steps * self.num_envs
         groups = torch.tensor_split(
             torch.randperm(count, device=self.observations.device), num_mini_batch
@@ -123,6 +145,8 @@ class RolloutStorage:
                 advantages=take(self.advantages, indices),
                 normalized_advantages=take(self.normalized_advantages, indices),
                 expert_actions=take(self.expert_actions, indices) if with_expert_actions else None,
+                memory=None if memory is None else memory[indices],
+                episode_starts=None if memory is None else self.episode_starts[:, indices],
             )
 
 

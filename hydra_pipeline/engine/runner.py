@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from hydra_pipeline.engine import distributed
-from hydra_pipeline.engine.acting import Actor, TaskStepper
+from hydra_pipeline.engine.acting import Actor, TaskStepper, model_output
 from hydra_pipeline.engine.advantages import compute_returns
 from hydra_pipeline.engine.callbacks import Callback, CallbackList
 from hydra_pipeline.engine.checkpoint import (
@@ -60,6 +60,7 @@ from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
 from hydra_pipeline.engine.summary import SUMMARY_FILE, RunSummary, StageSummary
 from hydra_pipeline.errors import CheckpointError, InvalidArgumentError, TrainingInterrupted
 from hydra_pipeline.files import remove_stale_temporaries
+from hydra_pipeline.models.protocol import has_memory
 from hydra_pipeline.pipeline import (
     PipelineStage,
     ScalarMeanTracker,
@@ -150,7 +151,7 @@ class OnPolicyRunner:
         best: BestEvaluation | None = None,
         normalization: Normalization | None = None,
     ) -> None:
-        _check_fit(pipeline, task, evaluating=evaluator is not None)
+        _check_fit(pipeline, task, evaluating=evaluator is not None, memory=has_memory(model))
         if evaluator is not None:
             require_at_least("evaluation_interval", evaluation_interval, 1)
         self.pipeline = pipeline
@@ -337,15 +338,21 @@ class OnPolicyRunner:
         forced_count = torch.zeros((), dtype=torch.int64, device=self.device)
         if self.first_step_time is None:
             self.first_step_time = time.time()
+        memory, _ = self.actor.memory_for(num_envs)
+        storage.memory = None if memory is None else memory.clone()
         with torch.no_grad():
             for step in range(storage.num_steps):
                 probability = 0.0
                 if teacher_forcing is not None:
                     probability = teacher_forcing(stage.steps_taken_in_stage)
                     forced_probability += probability
-                move = self.stepper.step(expert=record_expert, forcing=probability)
+                move = self.stepper.step(
+                    expert=record_expert, forcing=probability, final_values=True
+                )
                 if move.expert_actions is not None:
                     storage.expert_actions[step] = move.expert_actions
+                if move.episode_starts is not None:
+                    storage.episode_starts[step] = move.episode_starts
                 if move.forced is not None:
                     forced_count += move.forced.sum()
                 result = move.result
@@ -356,7 +363,8 @@ class OnPolicyRunner:
                 storage.rewards[step] = result.rewards
                 storage.terminated[step] = result.terminated
                 storage.truncated[step] = result.truncated
-                storage.final_observations[step] = result.final_observations
+                assert move.final_values is not None  # asked for
+                storage.final_values[step] = move.final_values
                 stage.steps_taken_in_stage += steps_per_step
                 stage.storage_uuid_to_steps_taken_in_stage[rollout_uuid] += steps_per_step
         self._record_episodes(self.stepper.finished_episodes())
@@ -393,7 +401,7 @@ class OnPolicyRunner:
         assert gamma is not None and use_gae is not None and gae_lambda is not None
         with torch.no_grad():
             self._bootstrap_truncated_episodes(storage, gamma)
-            next_values = self.model(self.stepper.observations).values
+            next_values = self.actor.values(self.stepper.observations)
             returns = compute_returns(
                 storage.rewards,
                 storage.values,
@@ -407,11 +415,10 @@ class OnPolicyRunner:
 
     def _bootstrap_truncated_episodes(self, storage: RolloutStorage, gamma: float) -> None:
         """Credit each episode cut short (not terminated) with the discounted value of its
-        last observation, so a time limit is not mistaken for the end of the MDP."""
+        last observation (valued during the rollout, with the episode's memory), so a time
+        limit is not mistaken for the end of the MDP."""
         cut_short = storage.truncated & ~storage.terminated
-        if bool(cut_short.any()):
-            final_values = self.model(storage.final_observations[cut_short]).values
-            storage.rewards[cut_short] += gamma * final_values
+        storage.rewards[cut_short] += gamma * storage.final_values[cut_short]
 
     def _update(
         self,
@@ -486,9 +493,11 @@ class OnPolicyRunner:
         metric_prefix: str,
         max_grad_norm: float,
     ) -> bool:
-        """One optimizer step on the weighted sum of ``losses`` over ``batch``; ``False``, with
-        no step taken, when a loss's ``stops_update`` ends the update on this batch."""
-        output = self.model(batch.observations)
+        """One optimizer step on the weighted sum of ``losses`` over ``batch`` (for a model
+        with memory, its sequences replayed from their first memory: backpropagation through
+        the rollout); ``False``, with no step taken, when a loss's ``stops_update`` ends the
+        update on this batch."""
+        output, _ = model_output(self.model, batch.observations, batch.memory, batch.episode_starts)
         total: Tensor | float = 0.0
         batch_size = batch.observations.shape[0]
         stop = False
@@ -719,6 +728,7 @@ class OnPolicyRunner:
             "observations": self.stepper.task_observations.cpu(),
             "episode_returns": self.stepper.episode_returns,
             "episode_lengths": self.stepper.episode_lengths,
+            "acting": self.actor.state_dict(),  # the model's memory of its episodes
             "interval_metrics": self.interval_metrics.state_dict(),
             "recent_episodes": self.recent_episodes.state_dict(),
             "data_streams": {
@@ -802,6 +812,7 @@ class OnPolicyRunner:
                     own["episode_lengths"],
                     seen=True,
                 )
+                self.actor.load_state_dict(own["acting"])
             else:  # the task could only restart its environments: fresh episodes
                 self.stepper.load_state(restarted)
             engine = state["engine"]
@@ -936,14 +947,25 @@ def _check_watched_metrics(pipeline: TrainingPipeline, evaluating: bool) -> None
         )
 
 
-def _check_fit(pipeline: TrainingPipeline, task: Task, evaluating: bool) -> None:
-    """The checks that need both the pipeline and the task (and the pipeline's storages), or
-    know what the engine logs."""
+def _check_fit(pipeline: TrainingPipeline, task: Task, evaluating: bool, memory: bool) -> None:
+    """The checks that need both the pipeline and the task (and the pipeline's storages), the
+    model, or know what the engine logs."""
     _check_watched_metrics(pipeline, evaluating)
     for index, stage in enumerate(pipeline.pipeline_stages):
         for number, component in enumerate(stage.stage_components):
             settings = component.training_settings
             if component.storage_uuid != pipeline.rollout_storage_uuid:
+                if memory and component.loss_names:
+                    raise InvalidArgumentError(
+                        f"pipeline_stages.{index}.stage_components.{number}",
+                        f"learns from the data source {component.storage_uuid!r}, whose "
+                        "minibatches are single transitions, but the model has memory and "
+                        "learns from whole sequences only",
+                        component.uuid,
+                        "Use a model without memory (e.g. model=mlp) for off-policy learning "
+                        "from demonstrations, or learn by imitation from the rollout (the "
+                        "imitation loss with teacher forcing) instead.",
+                    )
                 source = pipeline.get_storage(component.storage_uuid)
                 if not callable(source):
                     raise InvalidArgumentError(
@@ -958,6 +980,14 @@ def _check_fit(pipeline: TrainingPipeline, task: Task, evaluating: bool) -> None
             updates = component.loss_names and settings.update_repeats
             if not updates or num_mini_batch is None:
                 continue
+            if memory and _minibatch_split(settings) != "environments":
+                raise InvalidArgumentError(
+                    setting_source(f"pipeline_stages.{index}", number, settings, "minibatch_split"),
+                    "must be 'environments' for a model with memory, which learns from whole "
+                    "sequences of each environment",
+                    _minibatch_split(settings),
+                    "Set minibatch_split=environments, or use a model without memory.",
+                )
             if _minibatch_split(settings) == "environments":
                 limit, why, hint = (
                     task.num_envs,

@@ -25,7 +25,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def _layer(inputs: int, outputs: int, gain: float | None) -> nn.Linear:
+def linear_layer(inputs: int, outputs: int, gain: float | None) -> nn.Linear:
     """A linear layer: orthogonal weights scaled by ``gain`` and zero bias (the usual PPO
     initialisation), or torch's default initialisation when ``gain`` is ``None``."""
     layer = nn.Linear(inputs, outputs)
@@ -35,7 +35,7 @@ def _layer(inputs: int, outputs: int, gain: float | None) -> nn.Linear:
     return layer
 
 
-def _perceptron(
+def perceptron(
     inputs: int,
     hidden_sizes: Sequence[int],
     outputs: int | None,
@@ -46,10 +46,10 @@ def _perceptron(
     linear head; ``gains`` are the hidden layers' and the head's."""
     layers: list[nn.Module] = []
     for size in hidden_sizes:
-        layers += [_layer(inputs, size, gains[0]), activation()]
+        layers += [linear_layer(inputs, size, gains[0]), activation()]
         inputs = size
     if outputs is not None:
-        layers.append(_layer(inputs, outputs, gains[1]))
+        layers.append(linear_layer(inputs, outputs, gains[1]))
     return nn.Sequential(*layers)
 
 
@@ -130,12 +130,12 @@ class MLPActorCritic(nn.Module):
         layer_type = ACTIVATIONS[activation]
         self.trunk: nn.Sequential | None = None
         if shared_hidden_sizes:
-            self.trunk = _perceptron(inputs, shared_hidden_sizes, None, layer_type, (hidden, None))
+            self.trunk = perceptron(inputs, shared_hidden_sizes, None, layer_type, (hidden, None))
             inputs = shared_hidden_sizes[-1]
-        self.actor = _perceptron(
+        self.actor = perceptron(
             inputs, sizes["actor_hidden_sizes"], outputs, layer_type, (hidden, actor)
         )
-        self.critic = _perceptron(
+        self.critic = perceptron(
             inputs, sizes["critic_hidden_sizes"], 1, layer_type, (hidden, critic)
         )
 

@@ -17,6 +17,26 @@ fields, so a model of yours needs only this constructor and a ``forward`` return
 :class:`~hydra_pipeline.models.distributions.ActionDistribution` methods works), and
 ``values`` holds the critic's value estimates, shape ``(batch,)``.
 
+A model may carry **memory** (a recurrent policy). It then also defines
+``initial_memory(batch_size)``, returning the memory of ``batch_size`` fresh episodes as one
+tensor ``(batch_size, *memory_shape)``, and its ``forward`` takes and returns memory::
+
+    def initial_memory(self, batch_size: int) -> Tensor: ...
+    def forward(self, observations: Tensor, memory: Tensor, episode_starts: Tensor)
+        -> tuple[ActorCriticOutput, Tensor]: ...
+
+``episode_starts`` is ``bool`` of shape ``(steps, batch)`` and ``observations`` hold those
+``steps * batch`` observations in step-major order (row ``t * batch + i`` is sequence ``i``
+at step ``t``), so acting passes one step (``steps == 1``) and updates replay whole rollouts
+of some environments. ``memory`` is each sequence's memory before its first step. Where
+``episode_starts[t, i]`` is true, sequence ``i`` starts a new episode at step ``t``: the
+model must forget what came before, as if it started from ``initial_memory`` (zeros, for
+which :func:`reset_memory` zeroes those rows). The output covers the ``steps * batch`` rows in
+the same order; the returned memory is ``(batch, *memory_shape)`` after the last step. The
+engine keeps memory in the acting component (:class:`~hydra_pipeline.engine.acting.Actor`),
+stores each rollout's first memory and its episode starts, and checkpoints the memory. A
+model without ``initial_memory`` is memoryless and is called as ``forward(observations)``.
+
 Built through ``hydra.utils.instantiate(cfg.model, observation_shape=..., action_space=...)``,
 a model receives the action space as a config node rather than the dataclass:
 :func:`~hydra_pipeline.tasks.protocol.as_action_space` turns it back (``MLPActorCritic`` does).
@@ -25,13 +45,13 @@ To use a trained model, ``hydra_pipeline.Policy.from_run`` rebuilds it from its 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from hydra_pipeline.models.distributions import ActionDistribution
 
-__all__ = ["ActorCriticOutput"]
+__all__ = ["ActorCriticOutput", "has_memory", "initial_memory", "reset_memory"]
 
 
 class ActorCriticOutput(NamedTuple):
@@ -39,3 +59,21 @@ class ActorCriticOutput(NamedTuple):
 
     distribution: ActionDistribution
     values: Tensor
+
+
+def has_memory(model: nn.Module) -> bool:
+    """Whether ``model`` carries memory (defines ``initial_memory``, see the module docstring)."""
+    return callable(getattr(model, "initial_memory", None))
+
+
+def initial_memory(model: nn.Module, batch_size: int) -> Tensor:
+    """The memory of ``batch_size`` fresh episodes of a model with memory."""
+    memory: Tensor = cast(Any, model).initial_memory(batch_size)
+    return memory
+
+
+def reset_memory(memory: Tensor, episode_starts: Tensor) -> Tensor:
+    """``memory`` ``(batch, ...)`` with the rows where ``episode_starts`` ``(batch,)`` is true
+    zeroed: the fresh memory of the episodes starting there."""
+    keep = episode_starts.logical_not().to(memory.dtype)
+    return memory * keep.view(-1, *([1] * (memory.dim() - 1)))

@@ -54,9 +54,12 @@ class CartPoleTask:
     """``num_envs`` CartPoles stepped together, with Gymnasium's ``CartPole-v1`` dynamics.
 
     Each environment's state is ``(x, x_dot, theta, theta_dot)`` in ``float64``, as in
-    Gymnasium; observations are the same four values in ``float32``. Action 0 pushes the cart
-    left, 1 right. Every step earns reward 1; an episode terminates when ``|theta|`` exceeds 12
-    degrees or ``|x|`` exceeds 2.4, and is truncated after ``max_episode_steps`` steps.
+    Gymnasium; observations are the same four values in ``float32``, or only the position and
+    the angle ``(x, theta)`` with ``hide_velocities`` (a partially observed CartPole: a policy
+    must remember earlier observations to tell where the cart and the pole are heading).
+    Action 0 pushes the cart left, 1 right. Every step earns reward 1; an episode terminates
+    when ``|theta|`` exceeds 12 degrees or ``|x|`` exceeds 2.4, and is truncated after
+    ``max_episode_steps`` steps.
     Ended episodes restart in the same step (see :mod:`hydra_pipeline.tasks.protocol`), from a
     state drawn uniformly from ``[-0.05, 0.05)^4`` by the task's own generator. For the
     environments that did not end, ``final_observations`` equals ``observations``.
@@ -69,15 +72,19 @@ class CartPoleTask:
     Args:
         num_envs: Number of environments stepped at once.
         max_episode_steps: Steps after which an episode is truncated.
+        hide_velocities: Observe ``(x, theta)`` only (the expert still sees the whole state).
     """
 
     has_expert = True
     render_fps = round(1 / SECONDS_PER_STEP)
 
-    def __init__(self, num_envs: int = 64, max_episode_steps: int = 500) -> None:
+    def __init__(
+        self, num_envs: int = 64, max_episode_steps: int = 500, hide_velocities: bool = False
+    ) -> None:
         self.num_envs = require_at_least("num_envs", num_envs, 1)
         self.max_episode_steps = require_at_least("max_episode_steps", max_episode_steps, 1)
-        self.observation_shape = (4,)
+        self.hide_velocities = bool(hide_velocities)
+        self.observation_shape = (2,) if self.hide_velocities else (4,)
         self.action_space = DiscreteActions(2)
 
         # Constants as 0-dim tensors: an operation with a Python number costs more than one
@@ -134,7 +141,7 @@ class CartPoleTask:
             self._generator.manual_seed(require_seed("seed", seed))
         self._state.uniform_(-RESET_BOUND, RESET_BOUND, generator=self._generator)
         self._steps.zero_()
-        return self._state.float()
+        return self._observations()
 
     def step(self, actions: Tensor) -> StepResult:
         """Advance every environment by one Euler step of 0.02 s and restart those that ended.
@@ -174,16 +181,20 @@ class CartPoleTask:
         truncated = torch.ge(self._steps, self._max_episode_steps)
         torch.logical_or(terminated, truncated, out=self._ended)
         self._steps.masked_fill_(self._ended, 0)
-        final_observations = self._state.float()
+        final_observations = self._observations()
         self._restart_states.uniform_(-RESET_BOUND, RESET_BOUND, generator=self._generator)
         torch.where(self._ended_column, self._restart_states, self._state, out=self._state)
         return StepResult(
-            observations=self._state.float(),
+            observations=self._observations(),
             rewards=torch.ones(self.num_envs),
             terminated=terminated,
             truncated=truncated,
             final_observations=final_observations,
         )
+
+    def _observations(self) -> Tensor:
+        """What the environments show of their states, in ``float32``."""
+        return (self._positions if self.hide_velocities else self._state).float()
 
     def expert_actions(self) -> Tensor:
         """The linear-feedback expert's action for every environment: 1 (right) or 0 (left)."""

@@ -18,7 +18,7 @@ from hydra_pipeline import (
 )
 from hydra_pipeline.config import instantiate_node
 from hydra_pipeline.engine.losses import PPO, Imitation, PPOConfig
-from hydra_pipeline.models import MLPActorCritic
+from hydra_pipeline.models import MLPActorCritic, RecurrentActorCritic
 from hydra_pipeline.pipeline import MetricGoal
 from hydra_pipeline.tasks import CartPoleTask, DiscreteActions, GymTask
 
@@ -146,6 +146,22 @@ class TestTaskAndModelPresets:
         assert sum(type(m) is torch.nn.Tanh for m in model.actor) == 2
         output = model(torch.zeros(3, 4))
         assert output.values.shape == (3,)
+
+    @pytest.mark.parametrize("option", ["gru", "lstm"])
+    def test_recurrent_models_build_for_the_partially_observed_task(
+        self, compose: Callable[..., Any], prepare: Callable[..., Any], option: str
+    ) -> None:
+        """model=gru and model=lstm build a recurrent model for task.hide_velocities=true."""
+        cfg = prepare(compose(f"model={option}", "task.hide_velocities=true"))
+        task = instantiate_node(cfg, "task")
+        model = instantiate_node(
+            cfg, "model", observation_shape=task.observation_shape, action_space=task.action_space
+        )
+        assert type(model) is RecurrentActorCritic
+        assert type(model.core) is (torch.nn.GRU if option == "gru" else torch.nn.LSTM)
+        assert model.core.input_size == 64 and model.core.hidden_size == 64
+        output, memory = model(task.reset(), model.initial_memory(64), torch.ones(1, 64).bool())
+        assert output.values.shape == (64,) and memory.shape[0] == 64
 
 
 class TestImitationThenPPO:

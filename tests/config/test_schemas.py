@@ -20,7 +20,13 @@ from hydra.utils import get_object
 from omegaconf import MISSING
 
 from hydra_pipeline import Builder
-from hydra_pipeline.config import BUILDER_TARGET, SCHEMAS, EvaluationConf, MLPActorCriticConf
+from hydra_pipeline.config import (
+    BUILDER_TARGET,
+    SCHEMAS,
+    EvaluationConf,
+    MLPActorCriticConf,
+    RecurrentActorCriticConf,
+)
 from hydra_pipeline.config.docs import field_docs
 from hydra_pipeline.config.optimizer import AdamConf, AdamWConf
 from hydra_pipeline.config.pipeline import (
@@ -57,6 +63,9 @@ DEVIATIONS: dict[tuple[type[Any], str], Deviation] = {
     ),
     (MLPActorCriticConf, "shared_hidden_sizes"): Deviation(
         [], "YAML has lists, not tuples; MLPActorCritic takes any sequence"
+    ),
+    (RecurrentActorCriticConf, "encoder_hidden_sizes"): Deviation(
+        [64], "YAML has lists, not tuples; RecurrentActorCritic takes any sequence"
     ),
     (ThresholdEarlyStoppingConf, "threshold"): Deviation(
         MISSING, "a config must choose its threshold; the constructor's 0.0 is never meant"

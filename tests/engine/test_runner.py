@@ -347,7 +347,7 @@ class TestRollout:
             output = model(storage.observations.flatten(0, 1))
             values = output.values.view(4, 2)
             log_probs = output.distribution.log_prob(storage.actions.flatten()).view(4, 2)
-            final_values = model(storage.final_observations[2]).values
+            final_values = model(task.results[-2].final_observations).values
             next_values = model(runner.stepper.observations).values
         torch.testing.assert_close(storage.values, values)
         torch.testing.assert_close(storage.log_probs, log_probs)

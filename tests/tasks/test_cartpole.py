@@ -138,6 +138,20 @@ class TestEpisodes:
             assert torch.equal(result.final_observations[~ended], result.observations[~ended])
         assert seen_ends >= 16
 
+    def test_hidden_velocities_show_position_and_angle_only(self) -> None:
+        """With hide_velocities, observations (fresh and final) are (x, theta) of the same
+        trajectories as the fully observed task's, and the expert still balances."""
+        full, hidden = CartPoleTask(num_envs=8), CartPoleTask(num_envs=8, hide_velocities=True)
+        assert hidden.observation_shape == (2,)
+        assert torch.equal(hidden.reset(seed=3), full.reset(seed=3)[:, [0, 2]])
+        for _ in range(60):
+            actions = hidden.expert_actions()
+            assert torch.equal(actions, full.expert_actions())
+            seen, shown = full.step(actions), hidden.step(actions)
+            assert torch.equal(shown.observations, seen.observations[:, [0, 2]])
+            assert torch.equal(shown.final_observations, seen.final_observations[:, [0, 2]])
+            assert not bool(shown.terminated.any())
+
     def test_spaces_shapes_and_dtypes_follow_the_protocol(self) -> None:
         """The task is a Task, with float32 observations and bool flags of batch shape."""
         task = CartPoleTask(num_envs=5)

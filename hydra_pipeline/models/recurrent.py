@@ -1,0 +1,165 @@
+"""``RecurrentActorCritic``: an observation encoder, a GRU or LSTM core, and actor-critic heads.
+
+The model carries memory (see :mod:`hydra_pipeline.models.protocol`): acting feeds it one step
+at a time, and updates replay a rollout's whole per-environment sequences through the same
+core, resetting the memory where episodes start.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from hydra_pipeline.errors import InvalidArgumentError
+from hydra_pipeline.models.distributions import ActionDistribution, Categorical, DiagonalGaussian
+from hydra_pipeline.models.mlp import ACTIVATIONS, linear_layer, perceptron
+from hydra_pipeline.models.protocol import ActorCriticOutput, reset_memory
+from hydra_pipeline.pipeline.validation import require_at_least, require_positive
+from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, as_action_space
+
+__all__ = ["RNN_TYPES", "RecurrentActorCritic", "observation_encoder"]
+
+RNN_TYPES: dict[str, type[nn.GRU | nn.LSTM]] = {"gru": nn.GRU, "lstm": nn.LSTM}
+"""The recurrent cores, by ``rnn_type``."""
+
+
+def observation_encoder(observation_shape: Sequence[int]) -> tuple[nn.Module, int]:
+    """The module that turns a batch of observations into feature vectors, chosen by the
+    observation space, and the size of its features.
+
+    Observations of ``observation_shape`` (``float32``) are flattened. This is the one place
+    that chooses how observations are read, so encoders for other spaces (images, ``Dict``
+    spaces) plug in here.
+    """
+    return nn.Flatten(), math.prod(observation_shape)
+
+
+class RecurrentActorCritic(nn.Module):
+    """An encoder (the observations, read by :func:`observation_encoder`, then an MLP), a
+    recurrent core (GRU or LSTM), and linear actor and critic heads on the core's output.
+
+    The memory of ``batch`` sequences is one tensor: ``(batch, num_layers, hidden_size)`` for
+    a GRU (its hidden state), ``(batch, 2 * num_layers, hidden_size)`` for an LSTM (its hidden
+    and cell states). Fresh memory is zeros.
+
+    Args:
+        observation_shape: Shape of one observation.
+        action_space: The task's action space (or the config node of it).
+        rnn_type: The core: ``gru`` or ``lstm``.
+        hidden_size: Size of the core's state and output.
+        num_layers: Stacked recurrent layers.
+        encoder_hidden_sizes: Width of each layer of the MLP between the observations and the
+            core (empty: the observations enter the core directly).
+        activation: The encoder's activation: ``tanh``, ``relu``, ``elu``, ``gelu`` or
+            ``silu``.
+        initial_log_std: Initial log standard deviation of continuous actions.
+        orthogonal_init: Orthogonal weights scaled by the gains below (the core's with gain
+            1), zero biases; ``False`` keeps torch's default initialisation.
+        hidden_gain: Gain of the encoder layers' weights.
+        actor_gain: Gain of the actor head's (small: nearly uniform first actions).
+        critic_gain: Gain of the critic head's.
+    """
+
+    def __init__(
+        self,
+        observation_shape: Sequence[int],
+        action_space: ActionSpace,
+        rnn_type: str = "gru",
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        encoder_hidden_sizes: Sequence[int] = (64,),
+        activation: str = "tanh",
+        initial_log_std: float = 0.0,
+        orthogonal_init: bool = True,
+        hidden_gain: float = math.sqrt(2),
+        actor_gain: float = 0.01,
+        critic_gain: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if rnn_type not in RNN_TYPES:
+            raise InvalidArgumentError("rnn_type", f"must be one of {sorted(RNN_TYPES)}", rnn_type)
+        if activation not in ACTIVATIONS:
+            raise InvalidArgumentError(
+                "activation", f"must be one of {sorted(ACTIVATIONS)}", activation
+            )
+        self.hidden_size = require_at_least("hidden_size", hidden_size, 1)
+        self.num_layers = require_at_least("num_layers", num_layers, 1)
+        for index, size in enumerate(encoder_hidden_sizes):
+            require_at_least(f"encoder_hidden_sizes.{index}", size, 1)
+        gains = {"hidden_gain": hidden_gain, "actor_gain": actor_gain, "critic_gain": critic_gain}
+        hidden, actor, critic = (
+            require_positive(name, gain) if orthogonal_init else None
+            for name, gain in gains.items()
+        )
+        action_space = as_action_space(action_space)
+        self.log_std: nn.Parameter | None = None
+        if isinstance(action_space, DiscreteActions):
+            outputs = action_space.n
+        else:
+            outputs = math.prod(action_space.shape)
+            self.log_std = nn.Parameter(torch.full(action_space.shape, float(initial_log_std)))
+
+        reader, features = observation_encoder(observation_shape)
+        layers = perceptron(
+            features, encoder_hidden_sizes, None, ACTIVATIONS[activation], (hidden, None)
+        )
+        self.encoder = nn.Sequential(reader, *layers)
+        inputs = encoder_hidden_sizes[-1] if encoder_hidden_sizes else features
+        self.is_lstm = rnn_type == "lstm"
+        self.core = RNN_TYPES[rnn_type](inputs, self.hidden_size, self.num_layers)
+        if orthogonal_init:
+            for name, parameter in self.core.named_parameters():
+                if name.startswith("weight"):
+                    nn.init.orthogonal_(parameter)
+                else:
+                    nn.init.zeros_(parameter)
+        self.actor = linear_layer(self.hidden_size, outputs, actor)
+        self.critic = linear_layer(self.hidden_size, 1, critic)
+
+    def initial_memory(self, batch_size: int) -> Tensor:
+        """Zeros: the memory of ``batch_size`` fresh episodes, on the model's device."""
+        rows = 2 * self.num_layers if self.is_lstm else self.num_layers
+        device = self.actor.weight.device
+        return torch.zeros(batch_size, rows, self.hidden_size, device=device)
+
+    def forward(
+        self, observations: Tensor, memory: Tensor, episode_starts: Tensor
+    ) -> tuple[ActorCriticOutput, Tensor]:
+        """The outputs of ``steps`` steps of ``batch`` sequences and the memory after them
+        (shapes in :mod:`hydra_pipeline.models.protocol`)."""
+        steps, batch = episode_starts.shape
+        features = self.encoder(observations).view(steps, batch, -1)
+        # The core runs over each stretch of steps in which no episode starts (one call when
+        # acting, a few per replayed rollout), resetting memory where the next one starts.
+        bounds = [0, steps]
+        if steps > 1:
+            starting = torch.nonzero(episode_starts[1:].any(dim=1)).flatten() + 1
+            bounds[1:1] = starting.tolist()
+        outputs = []
+        for begin, end in itertools.pairwise(bounds):
+            memory = reset_memory(memory, episode_starts[begin])
+            output, memory = self._core(features[begin:end], memory)
+            outputs.append(output)
+        core = (torch.cat(outputs) if len(outputs) > 1 else outputs[0]).flatten(0, 1)
+        head = self.actor(core)
+        distribution: ActionDistribution
+        if self.log_std is None:
+            distribution = Categorical(head)
+        else:
+            distribution = DiagonalGaussian(head.view(-1, *self.log_std.shape), self.log_std)
+        return ActorCriticOutput(distribution, self.critic(core).squeeze(-1)), memory
+
+    def _core(self, features: Tensor, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """The core over ``features`` ``(steps, batch, inputs)`` from ``memory``: its outputs
+        and the memory after them (batch first, as the engine keeps it)."""
+        state = memory.transpose(0, 1).contiguous()
+        if self.is_lstm:
+            output, (hidden, cell) = self.core(features, tuple(state.chunk(2)))
+            state = torch.cat((hidden, cell))
+        else:
+            output, state = self.core(features, state)
+        return output, state.transpose(0, 1)
