@@ -44,6 +44,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from hydra_pipeline.app.distributed import follow_rank_zero
 from hydra_pipeline.app.resume import (
     RESUME_RULE,
     ResumePlan,
@@ -224,10 +225,18 @@ def _training_failure(error: Exception, session: _Session) -> TrainingError:
         command = resume_command(run_dir, session.command_line_prefixes)
         resume = f"Its last checkpoint is {checkpoint.name}; resume with: {command}"
     return TrainingError(
-        f"training failed with {type(error).__name__}: {first}\n"
+        f"training failed{_rank_of_run()} with {type(error).__name__}: {first}\n"
         f"The run's folder is {run_dir}. {resume}\n"
         f"The traceback is in {log_file} (HYDRA_FULL_ERROR=1 prints it)."
     )
+
+
+def _rank_of_run() -> str:
+    """`` on rank R of N`` in a process torchrun started as one of a run's N, else ``""``."""
+    world_size = os.environ.get("WORLD_SIZE", "1")
+    if "RANK" not in os.environ or world_size == "1":
+        return ""
+    return f" on rank {os.environ['RANK']} of {world_size}"
 
 
 def _log_traceback(error: Exception, run_dir: Path) -> Path:
@@ -269,6 +278,8 @@ def _run(
             resume_arguments(sys.argv[1:]) if session.trains else ResumePlan(sys.argv[1:])
         )
         sys.argv[1:] = session.resume.arguments
+        if session.trains:  # under torchrun, ranks > 0 train in rank 0's run folder
+            sys.argv[1:] = follow_rank_zero(sys.argv[1:])
         check_before_hydra_callbacks(check_hydra_callbacks)
         hydra_main = hydra.main(
             config_path=config_path,

@@ -22,6 +22,7 @@ import signal
 import statistics
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from hydra_pipeline.app.distributed import launched_ranks, share_run_folder, start_processes
 from hydra_pipeline.app.evaluate import check_evaluation, objective_value, training_evaluation
 from hydra_pipeline.app.resume import (
     AUTO,
@@ -59,9 +61,10 @@ from hydra_pipeline.pipeline.validation import require_seed
 if TYPE_CHECKING:
     from hydra_pipeline.engine import OnPolicyRunner
     from hydra_pipeline.engine.callbacks import Callback
+    from hydra_pipeline.engine.distributed import Ranks
     from hydra_pipeline.tasks import Task
 
-__all__ = ["device_for", "train"]
+__all__ = ["RunInfo", "device_for", "train", "train_rank"]
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 log = logging.getLogger("hydra_pipeline")
@@ -83,14 +86,16 @@ def train(cfg: DictConfig) -> float:
     """
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
+    info = RunInfo.of(hydra_config)
+    share_run_folder(cfg, output_dir)  # with the ranks torchrun started, if any
     if not cfg.seeds:
-        return _train_run(cfg, hydra_config, output_dir)
+        return _train_run(cfg, info, output_dir)
     objectives, runs = [], []
     for seed in _checked_seeds(cfg):
         one = copy.deepcopy(cfg)
         one.seed, one.seeds = seed, []
         runs.append(f"seed_{seed}")
-        objectives.append(_train_run(one, hydra_config, output_dir / runs[-1]))
+        objectives.append(_train_run(one, info, output_dir / runs[-1]))
         # Rewritten after each seed, so a report made while the job runs holds what is done.
         (output_dir / SEEDS_FILE).write_text(
             json.dumps({"seeds": list(cfg.seeds), "runs": runs, "objectives": objectives}) + "\n"
@@ -110,33 +115,107 @@ def _checked_seeds(cfg: DictConfig) -> list[int]:
     return seeds
 
 
-def _train_run(cfg: DictConfig, hydra_config: Any, output_dir: Path) -> float:
-    """One training run in ``output_dir``; its objective."""
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run takes from Hydra's job, as plain values (the processes of a distributed
+    run, started without Hydra, receive it too).
+
+    Attributes:
+        overrides: The job's overrides, without those that say how it starts (``resume``...)
+            or what it trusts.
+        output_subdir: Hydra's folder for the job's configs in the run folder (``.hydra``;
+            ``None``: none).
+        choices: The config groups' chosen options (Hydra's own excepted).
+        job: Where the run stands in a sweep, for the callbacks.
+    """
+
+    overrides: list[str]
+    output_subdir: str | None
+    choices: dict[str, str]
+    job: dict[str, Any]
+
+    @classmethod
+    def of(cls, hydra_config: Any) -> RunInfo:
+        """The run information of Hydra's running job, whose config is ``hydra_config``."""
+        overrides = [
+            o
+            for o in hydra_config.overrides.task
+            if override_key(o) not in (*RUN_KEYS, *TRUST_KEYS)
+        ]
+        return cls(
+            overrides=overrides,
+            output_subdir=hydra_config.output_subdir,
+            choices={
+                group: option
+                for group, option in hydra_config.runtime.choices.items()
+                if not group.startswith("hydra/")
+            },
+            job=_job(hydra_config, overrides),
+        )
+
+
+def _train_run(cfg: DictConfig, info: RunInfo, output_dir: Path) -> float:
+    """One training run in ``output_dir``; its objective. With
+    ``distributed.nproc_per_node`` > 1, the run's processes are started here; under torchrun
+    (or another launcher that sets ``RANK`` and ``WORLD_SIZE``), this process is one of them."""
+    ranks = launched_ranks()
     with contextlib.ExitStack() as run:
         with _garbage_collector_paused():  # startup allocates many long-lived objects
             cfg = _checked_and_resolved(cfg)
-            run.enter_context(claimed_run_folder(output_dir, writes_to=_folders_written(cfg)))
-            runner, tasks = _start(cfg, hydra_config, output_dir)
-            for task in tasks:
-                run.callback(task.close)
-        with _stop_requested_by_signals(runner):
-            summary = runner.run()
+            if ranks is None or ranks.is_main:  # a run folder has one owner
+                folders = _folders_written(cfg)
+                run.enter_context(claimed_run_folder(output_dir, writes_to=folders))
+        if ranks is None and cfg.distributed.nproc_per_node > 1:
+            # This process starts the run's processes and waits for them.
+            checkpoint = _checkpoint_to_continue(cfg, output_dir, info.overrides)
+            if checkpoint is None:
+                refuse_existing_results(output_dir)
+            _save_resolved_config(cfg, output_dir, info)
+            return start_processes(cfg, info, output_dir)
+        return train_rank(cfg, info, output_dir, ranks, run)
+
+
+def train_rank(
+    cfg: DictConfig,
+    info: RunInfo,
+    output_dir: Path,
+    ranks: Ranks | None,
+    run: contextlib.ExitStack,
+) -> float:
+    """Train in this process on a checked and resolved ``cfg`` (as one rank of a distributed
+    run, when ``ranks`` says so); return the run's objective. What must be closed when the
+    run ends joins ``run``."""
+    with _garbage_collector_paused():
+        if ranks is not None:
+            import torch
+
+            from hydra_pipeline.engine import distributed
+
+            device = torch.device(device_for(cfg.device, ranks))
+            distributed.init_process_group(ranks, device, timeout_s=cfg.distributed.timeout_s)
+            run.callback(distributed.shutdown)
+        runner, tasks = _start(cfg, info, output_dir, ranks)
+        for task in tasks:
+            run.callback(task.close)
+    with _stop_requested_by_signals(runner):
+        summary = runner.run()
     return objective_value(summary.to_dict(), cfg.objective)
 
 
 def _start(
-    cfg: DictConfig, hydra_config: Any, output_dir: Path
+    cfg: DictConfig, info: RunInfo, output_dir: Path, ranks: Ranks | None
 ) -> tuple[OnPolicyRunner, list[Task]]:
     """Everything between a checked config and a runner ready to train (and the tasks to
-    close after the run: training's and the evaluation's)."""
-    overrides = [
-        o for o in hydra_config.overrides.task if override_key(o) not in (*RUN_KEYS, *TRUST_KEYS)
-    ]
+    close after the run: training's and the evaluation's). Rank 0 alone (of a distributed
+    run) checks and writes the run folder."""
+    overrides = info.overrides
     checkpoint = _checkpoint_to_continue(cfg, output_dir, overrides)
-    if checkpoint is None:
+    main = ranks is None or ranks.is_main
+    if checkpoint is None and main:
         refuse_existing_results(output_dir)
-    device = device_for(cfg.device)
-    _save_resolved_config(cfg, output_dir, hydra_config)
+    device = device_for(cfg.device, ranks)
+    if main:
+        _save_resolved_config(cfg, output_dir, info)
     if cfg.deterministic_cudnn:
         # cuBLAS needs this before CUDA starts to run deterministically.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -148,7 +227,9 @@ def _start(
     from hydra_pipeline.models.protocol import model_arguments
 
     torch.set_num_threads(cfg.num_threads)
-    set_seed(cfg.seed)
+    # Each rank's generators get a seed of their own (the runner starts every rank from rank
+    # 0's weights).
+    set_seed(cfg.seed, rank=0 if ranks is None else ranks.rank)
     if cfg.deterministic_cudnn:
         set_deterministic_cudnn()
         # Warn, rather than fail, on an operation with no deterministic GPU kernel (a user
@@ -176,7 +257,7 @@ def _start(
             hparams=_swept_values(overrides, cfg.seed),
             callbacks=callbacks,
             run_config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
-            job=_job(hydra_config, overrides),
+            job=info.job,
             return_window=cfg.return_window,
             normalization=normalization,
             **evaluation,
@@ -237,6 +318,9 @@ def _check_run_settings(cfg: DictConfig) -> None:
             "resume= and restart_from_weights= are two ways to start: resume= continues a run "
             "exactly, restart_from_weights= starts a new run from its weights. Give only one."
         )
+    for key in ("distributed.nproc_per_node", "distributed.timeout_s"):
+        if OmegaConf.select(cfg, key) < 1:
+            raise ConfigError(f"'{key}' must be >= 1 (got {OmegaConf.select(cfg, key)}).")
     if cfg.num_threads < 1:
         raise ConfigError(f"'num_threads' must be >= 1 (got {cfg.num_threads}).")
     try:
@@ -302,8 +386,9 @@ def _checkpoint_to_continue(cfg: DictConfig, output_dir: Path, overrides: list[s
     return path
 
 
-def device_for(name: str) -> str:
-    """The torch device for the config's ``device`` value."""
+def device_for(name: str, ranks: Ranks | None = None) -> str:
+    """The torch device for the config's ``device`` value; in a distributed run, a GPU is
+    the rank's own: ``cuda:<local rank>`` (set as the current device)."""
     if not _DEVICE.match(name):
         raise ConfigError(
             f"'device' must be auto, cpu, cuda or cuda:N (got {name!r}). For example device=cpu."
@@ -311,7 +396,9 @@ def device_for(name: str) -> str:
     import torch
 
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and ranks is not None:
+        name = f"cuda:{ranks.local_rank}"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(f"'device' is {name!r} but torch sees no GPU. Use device=cpu.")
@@ -319,27 +406,25 @@ def device_for(name: str) -> str:
         if index >= torch.cuda.device_count():
             raise ConfigError(
                 f"'device' is {name!r} but torch sees {torch.cuda.device_count()} GPU(s)."
+                + (" Start at most one process per GPU." if ranks is not None else "")
             )
+        if ranks is not None:
+            torch.cuda.set_device(index)
     return name
 
 
-def _save_resolved_config(cfg: DictConfig, output_dir: Path, hydra_config: Any) -> None:
+def _save_resolved_config(cfg: DictConfig, output_dir: Path, info: RunInfo) -> None:
     """Save the resolved config and the group choices next to Hydra's own files.
 
     Hydra saves the config unresolved (``${...}`` kept); the resolved copy records the values
     the run actually used.
     """
-    if not hydra_config.output_subdir:
+    if not info.output_subdir:
         return
-    folder = output_dir / hydra_config.output_subdir
+    folder = output_dir / info.output_subdir
     folder.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, folder / RESOLVED_CONFIG, resolve=True)
-    choices = {
-        group: option
-        for group, option in hydra_config.runtime.choices.items()
-        if not group.startswith("hydra/")
-    }
-    OmegaConf.save(OmegaConf.create(choices), folder / "choices.yaml")
+    OmegaConf.save(OmegaConf.create(info.choices), folder / "choices.yaml")
 
 
 def _callbacks(cfg: DictConfig) -> list[Callback]:

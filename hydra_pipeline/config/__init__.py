@@ -7,6 +7,7 @@ resolvers the presets use. It imports Hydra and OmegaConf, never torch.
 from hydra_pipeline.config.builder import BUILDER_TARGET, builder_of
 from hydra_pipeline.config.checks import check_config
 from hydra_pipeline.config.data import ExpertDemonstrationsConf
+from hydra_pipeline.config.distributed import DistributedConf
 from hydra_pipeline.config.evaluation import EvaluateConfig, EvaluationConf
 from hydra_pipeline.config.instantiation import instantiate_node
 from hydra_pipeline.config.loss import A2CConf, ImitationConf, PPOConf
@@ -49,6 +50,7 @@ __all__ = [
     "CartPoleTaskConf",
     "Config",
     "CosineAnnealingLRConf",
+    "DistributedConf",
     "EvaluateConfig",
     "EvaluationConf",
     "ExpertDemonstrationsConf",

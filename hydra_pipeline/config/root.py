@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from hydra_pipeline.config.distributed import DistributedConf
 from hydra_pipeline.config.evaluation import EvaluationConf
 from hydra_pipeline.config.normalization import NormalizationConf
 from hydra_pipeline.config.pipeline import TrainingPipelineConf
@@ -42,6 +43,9 @@ class Config:
             100, as Stable-Baselines3 reports).
         evaluation: Evaluation of the policy during training on a separate copy of the task
             (evaluation.interval=N turns it on).
+        distributed: Training one run with several processes (distributed.nproc_per_node=2;
+            task.num_envs is per process, max_stage_steps and the other step counts are the
+            run's, over all processes).
         objective: The summary metric the run returns to an optimizing sweeper (Optuna):
             reward (the final training return), eval/reward (the last evaluation's), or any
             other final or eval/ metric; null: eval/reward when the run evaluates, else reward.
@@ -66,4 +70,5 @@ class Config:
     return_window: int = 100
     evaluation: EvaluationConf = field(default_factory=EvaluationConf)
     objective: Optional[str] = None
+    distributed: DistributedConf = field(default_factory=DistributedConf)
     normalization: NormalizationConf = field(default_factory=NormalizationConf)

@@ -32,6 +32,7 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "load_weights",
+    "require_resumable",
     "restore_normalization",
     "restore_rng_state",
     "run_checkpoints",
@@ -45,10 +46,12 @@ BEST_CHECKPOINT = "best.pt"
 """The checkpoint of a run's best evaluation, in its checkpoint folder (not a resume point of
 its own: resuming takes the latest scheduled checkpoint)."""
 
-_FORMAT = "hydra_pipeline/2"
-# Format 2 added the acting state (a model's memory); format 1 files (memoryless models, whose
-# acting state is empty) still load.
-_READABLE_FORMATS = ("hydra_pipeline/1", _FORMAT)
+_FORMAT = "hydra_pipeline/3"
+"""Format 3 stores each process's own state (environments, episodes, the model's memory,
+random generators) per rank, under ``ranks``; format 2 added the acting state (a model's
+memory) and format 1 had none, both with one process's state at the top level. The weights
+of every format load; only format 3 resumes."""
+_READABLE_FORMATS = ("hydra_pipeline/1", "hydra_pipeline/2", _FORMAT)
 _NAME = re.compile(r"^stage_(\d+)__steps_(\d+)\.pt$")
 
 
@@ -103,6 +106,21 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"'{path}' is not a hydra_pipeline checkpoint (expected format {_FORMAT!r})."
         )
     return payload
+
+
+def require_resumable(payload: dict[str, Any], path: Path) -> None:
+    """Refuse to resume from a checkpoint of an earlier format (its weights still load).
+
+    Raises:
+        CheckpointError: ``payload`` (read from ``path``) is of an earlier format.
+    """
+    if payload["format"] != _FORMAT:
+        raise CheckpointError(
+            f"Checkpoint '{path}' was written by an earlier version of hydra_pipeline (format "
+            f"{payload['format']!r}; this version resumes {_FORMAT!r}), whose training state "
+            f"it cannot continue exactly. Start a new run from its weights with "
+            f"restart_from_weights={path}, or resume it with the version that wrote it."
+        )
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hydra_pipeline.engine.distributed import merged_moments
 from hydra_pipeline.pipeline.validation import require_positive, require_unit_interval
 
 __all__ = ["Normalization", "RunningMeanStd"]
@@ -38,10 +39,9 @@ class RunningMeanStd:
 
     def update(self, batch: Tensor) -> None:
         """Add the rows of ``batch`` (shape ``(N, *shape)``)."""
-        batch = batch.detach().to("cpu", torch.float64)
-        batch_count = batch.shape[0]
-        batch_mean = batch.mean(dim=0)
-        batch_var = batch.var(dim=0, unbiased=False)
+        # In a distributed run, the rows of every rank's batch: every rank keeps the same
+        # statistics.
+        batch_count, batch_mean, batch_var = merged_moments(batch)
         delta = batch_mean - self.mean
         total = self.count + batch_count
         self.mean = self.mean + delta * batch_count / total

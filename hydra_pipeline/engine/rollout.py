@@ -8,6 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from hydra_pipeline.engine.distributed import moments
 from hydra_pipeline.tasks.observations import (
     Observations,
     ObservationSpace,
@@ -164,11 +165,15 @@ class RolloutStorage:
 
 
 def normalized(advantages: Tensor) -> Tensor:
-    """``advantages`` shifted to mean 0 and scaled to standard deviation 1 (plus 1e-5)."""
-    mean = advantages.mean()
-    # The sample std of a single advantage (one step, one environment) is NaN, which would
-    # turn the weights into NaN; that lone advantage normalises to 0 instead.
-    std = advantages.std() if advantages.numel() > 1 else torch.zeros_like(mean)
+    """``advantages`` shifted to mean 0 and scaled to standard deviation 1 (plus 1e-5).
+
+    In a distributed run, the mean and deviation are those of every rank's advantages (of the
+    rollout, or of the minibatch: each rank's share of it), so every rank weighs its samples
+    as one process holding them all would. The sample std of a single advantage (one step, one
+    environment) is NaN, which would turn the weights into NaN; that lone advantage normalises
+    to 0 instead.
+    """
+    mean, std = moments(advantages)
     return (advantages - mean) / (std + 1e-5)
 
 

@@ -22,13 +22,14 @@ import difflib
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from hydra_pipeline.engine import distributed
 from hydra_pipeline.engine.acting import Actor, TaskStepper, model_output
 from hydra_pipeline.engine.advantages import compute_returns
 from hydra_pipeline.engine.callbacks import Callback, CallbackList
@@ -39,6 +40,7 @@ from hydra_pipeline.engine.checkpoint import (
     checkpoint_name,
     load_checkpoint,
     load_weights,
+    require_resumable,
     restore_normalization,
     restore_rng_state,
     save_checkpoint,
@@ -66,6 +68,7 @@ from hydra_pipeline.pipeline import (
     TrainingPipeline,
     TrainingSettings,
 )
+from hydra_pipeline.pipeline.seeding import seed_for_rank
 from hydra_pipeline.pipeline.validation import (
     MINIBATCH_SPLITS,
     require_at_least,
@@ -95,7 +98,9 @@ class OnPolicyRunner:
         output_dir: The run's folder: checkpoints, TensorBoard events, ``metrics.csv`` and
             ``summary.json``.
         seed: Seeds the task's environments (the global generators are seeded by the caller,
-            before the model is built).
+            before the model is built); in a distributed run, rank ``r``'s environments are
+            seeded from ``seed`` and ``r`` (see
+            :func:`~hydra_pipeline.pipeline.seeding.seed_for_rank`).
         device: Where the model and rollouts live.
         tensorboard: Whether to write TensorBoard event files.
         progress_bar: A progress bar per stage (``None``: when stderr is a terminal).
@@ -159,6 +164,10 @@ class OnPolicyRunner:
         self.task = task
         self.device = torch.device(device)
         self.model = model.to(self.device)
+        # Under torch.distributed (a process group initialised by the caller), every rank
+        # trains the same weights on its own environments: rank 0's weights to start with.
+        self.ranks = distributed.ranks()
+        distributed.broadcast_module(self.model)
         self.output_dir = output_dir
         self.seed = seed
         self.tensorboard = tensorboard
@@ -187,7 +196,7 @@ class OnPolicyRunner:
         self.storage: RolloutStorage | None = None
 
         # Training state (all of it goes into checkpoints, the stepper's episodes included).
-        self.stepper.reset(seed=seed)
+        self.stepper.reset(seed=seed_for_rank(seed, self.ranks.rank))
         self.steps_at_last_log = 0
         self.steps_at_last_save = 0
         self.interval_metrics = ScalarMeanTracker()
@@ -223,7 +232,9 @@ class OnPolicyRunner:
         start_time = time.perf_counter()
         start_steps = self.pipeline.total_steps
         self.timer = (time.perf_counter(), start_steps)
-        self.events = events = CallbackList(self._builtin_callbacks() + self.callbacks)
+        # Rank 0 alone reports: console, progress bar, TensorBoard, metrics file, callbacks.
+        reporting = self._builtin_callbacks() + self.callbacks if self.ranks.is_main else []
+        self.events = events = CallbackList(reporting)
         try:
             events.on_run_start(
                 run_dir=self.output_dir,
@@ -262,6 +273,9 @@ class OnPolicyRunner:
                         stage_steps=stage.steps_taken_in_stage,
                     )
                     self._after_rollout(index, stage)
+                    # A signal may reach some ranks only, or at different rollouts: all stop
+                    # at the first rollout where any rank was asked to.
+                    self.stop_reason = distributed.merge_objects(self.stop_reason, _first_reason)
                     if self.stop_reason is not None:
                         raise TrainingInterrupted(
                             self.stop_reason, self.pipeline.total_steps, self._checkpoint_now(index)
@@ -275,8 +289,10 @@ class OnPolicyRunner:
             last = len(self.pipeline.pipeline_stages) - 1
             if self._evaluation_due(final=True):
                 self._evaluate(last, self.pipeline.pipeline_stages[last])
+            distributed.check_same_weights(self.model)
             summary = self._summary(start_steps, time.perf_counter() - start_time)
-            summary.write(self.output_dir / SUMMARY_FILE)
+            if self.ranks.is_main:
+                summary.write(self.output_dir / SUMMARY_FILE)
             events.on_run_end(
                 total_steps=summary.total_steps, summary=summary.to_dict(), run_dir=self.output_dir
             )
@@ -318,6 +334,9 @@ class OnPolicyRunner:
     ) -> None:
         """Act ``num_steps`` times in every environment, filling the rollout storage."""
         num_envs = self.task.num_envs
+        # Steps count every rank's environments: max_stage_steps, intervals and schedules
+        # mean agent steps of the whole run, however many processes share them.
+        steps_per_step = num_envs * self.ranks.world_size
         rollout_uuid = self.pipeline.rollout_storage_uuid
         assert rollout_uuid is not None  # there is a rollout storage
         teacher_forcing = stage.teacher_forcing
@@ -352,8 +371,8 @@ class OnPolicyRunner:
                 storage.truncated[step] = result.truncated
                 assert move.final_values is not None  # asked for
                 storage.final_values[step] = move.final_values
-                stage.steps_taken_in_stage += num_envs
-                stage.storage_uuid_to_steps_taken_in_stage[rollout_uuid] += num_envs
+                stage.steps_taken_in_stage += steps_per_step
+                stage.storage_uuid_to_steps_taken_in_stage[rollout_uuid] += steps_per_step
         self._record_episodes(self.stepper.finished_episodes())
         if teacher_forcing is not None:
             self.interval_metrics.add_scalars(
@@ -467,9 +486,8 @@ class OnPolicyRunner:
             stream = self.data_streams[storage_uuid] = OffPolicyStream(source, self.device)
         for _ in range(count):
             batch = stream.next_batch()
-            stage.storage_uuid_to_steps_taken_in_stage[storage_uuid] += num_observations(
-                batch.observations
-            )
+            drawn = num_observations(batch.observations) * self.ranks.world_size  # every rank
+            stage.storage_uuid_to_steps_taken_in_stage[storage_uuid] += drawn
             yield batch
 
     def _gradient_step(
@@ -497,12 +515,16 @@ class OnPolicyRunner:
                 n=batch_size,
             )
             stops_update = getattr(loss, "stops_update", None)
-            stop = stop or (stops_update is not None and bool(stops_update(info)))
+            if stops_update is not None:
+                # Decided on the terms of the whole minibatch, every rank's share of it, so
+                # all ranks stop at the same minibatch.
+                stop = bool(stops_update(distributed.averaged(info))) or stop
         if stop:
             return False
         assert isinstance(total, Tensor)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
+        distributed.average_gradients(self.parameters)
         nn.utils.clip_grad_norm_(self.parameters, max_grad_norm)
         self.optimizer.step()
         if self.first_update_time is None:
@@ -535,16 +557,16 @@ class OnPolicyRunner:
             stage_completed=stage.is_complete,
             stage=stage,
         ):
+            # Every rank's metrics, merged, so every rank's criterion decides the same.
+            self._merge_ranks_metrics()
             # Evaluation metrics wait in the interval's metrics for the criterion, not the log.
             metrics = _training_only(self.interval_metrics.means())
             counts = _training_only(self.interval_metrics.counts())
             # Episode metrics come from the last episodes, whenever they ended; the others are
             # per interval.
-            self.latest_metrics = {**metrics, **self.recent_episodes.means()}
-            self.latest_counts = {
-                **counts,
-                **{key: self.recent_episodes.count for key in self.recent_episodes.means()},
-            }
+            episodes, episode_count = self._recent_episode_means()
+            self.latest_metrics = {**metrics, **episodes}
+            self.latest_counts = {**counts, **dict.fromkeys(episodes, episode_count)}
             now = time.perf_counter()
             last_time, last_steps = self.timer
             self.events.on_log(
@@ -572,6 +594,20 @@ class OnPolicyRunner:
         ):
             self.save_checkpoint(index)
 
+    def _merge_ranks_metrics(self) -> None:
+        """Make this interval's metrics every rank's (weighted by their counts), on every rank:
+        the statistics early-stopping criteria and logs decide on. Nothing in one process."""
+        merged = distributed.merge_objects(self.interval_metrics.state_dict(), _merged_trackers)
+        self.interval_metrics.load_state_dict(merged)
+
+    def _recent_episode_means(self) -> tuple[dict[str, float], int]:
+        """The mean return and length of the last ``return_window`` finished episodes (of
+        each rank, in a distributed run), and how many episodes that is."""
+        kept = distributed.merge_objects(self.recent_episodes.state_dict(), _joined_episodes)
+        union = RecentEpisodes(max(1, kept["returns"].numel()))
+        union.load_state_dict(kept)
+        return union.means(), union.count
+
     def _evaluation_due(self, *, final: bool = False) -> bool:
         """Whether to evaluate now: ``evaluation_interval`` steps after the previous
         evaluation, or at the end of training (unless just evaluated)."""
@@ -586,8 +622,14 @@ class OnPolicyRunner:
         assert self.evaluator is not None  # see _evaluation_due
         total_steps = self.pipeline.total_steps
         self.steps_at_last_evaluation = total_steps
-        result = self.evaluator.evaluate(video_name=f"steps_{total_steps:012d}")
-        metrics, counts = result.summary(), result.counts()
+        # Rank 0 evaluates (with its own evaluation task) and tells the others the result,
+        # which feeds their criteria and best-checkpoint bookkeeping alike.
+        videos: list[Path] = []
+        outcome: tuple[dict[str, float], dict[str, int]] | None = None
+        if self.ranks.is_main:
+            result = self.evaluator.evaluate(video_name=f"steps_{total_steps:012d}")
+            outcome, videos = (result.summary(), result.counts()), result.videos
+        metrics, counts = distributed.broadcast_object(outcome)  # type: ignore[misc]
         self.latest_evaluation = metrics
         self.events.on_log(
             mode="eval",
@@ -597,15 +639,16 @@ class OnPolicyRunner:
             metrics=metrics,
             counts=counts,
         )
-        for path in result.videos:
+        for path in videos:
             self.events.on_video(mode="eval", total_steps=total_steps, path=path)
-        self.interval_metrics.add_scalars(
-            {metric_tag(name, "eval"): value for name, value in metrics.items()},
-            n={metric_tag(name, "eval"): count for name, count in counts.items()},
-        )
+        if self.ranks.is_main:  # once: the ranks' interval metrics are merged at the log
+            self.interval_metrics.add_scalars(
+                {metric_tag(name, "eval"): value for name, value in metrics.items()},
+                n={metric_tag(name, "eval"): count for name, count in counts.items()},
+            )
         if self.best.improved_by(metrics, total_steps):
             path = self.output_dir / CHECKPOINT_DIRECTORY / BEST_CHECKPOINT
-            save_checkpoint(self.state_dict(), path)
+            self._write_checkpoint(path)
             self.events.on_checkpoint(total_steps=total_steps, stage_index=index, path=path)
 
     def request_stop(self, reason: str) -> None:
@@ -649,40 +692,68 @@ class OnPolicyRunner:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this run exactly, as tensors and plain values."""
+        """Everything needed to continue this run exactly, as tensors and plain values.
+
+        What every rank shares (model, optimizer, schedule, pipeline progress, the merged
+        metrics, evaluation bookkeeping) is stored once; what each rank has of its own (its
+        environments and episodes, its metrics since the last log, its data streams, its
+        random generators) is stored per rank, under ``ranks`` (rank ``r`` at index ``r``).
+        In a distributed run, every rank must call this (it gathers the ranks' states).
+        """
         return {
             "total_steps": self.pipeline.total_steps,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": None if self.lr_scheduler is None else self.lr_scheduler.state_dict(),
             "pipeline": self.pipeline.state_dict(),
-            "task": self.task.state_dict(),
             "engine": {
-                "observations": map_observations(Tensor.cpu, self.stepper.task_observations),
-                "episode_returns": self.stepper.episode_returns,
-                "episode_lengths": self.stepper.episode_lengths,
-                "acting": self.actor.state_dict(),
                 "steps_at_last_log": self.steps_at_last_log,
                 "steps_at_last_save": self.steps_at_last_save,
-                "interval_metrics": self.interval_metrics.state_dict(),
                 "latest_metrics": dict(self.latest_metrics),
                 "latest_counts": dict(self.latest_counts),
-                "recent_episodes": self.recent_episodes.state_dict(),
-                "data_streams": {
-                    name: stream.state_dict() for name, stream in self.data_streams.items()
-                },
                 "evaluation": {
                     "steps_at_last_evaluation": self.steps_at_last_evaluation,
                     "latest": dict(self.latest_evaluation),
                     "best": self.best.state_dict(),
                 },
             },
+            # The statistics a trained policy normalises with (the evaluate command and
+            # Policy read them here; every rank holds the same, see _rank_state_dict).
+            "normalization": None
+            if self.normalization is None
+            else self.normalization.state_dict(),
+            "world_size": self.ranks.world_size,
+            "ranks": distributed.gather_objects(self._rank_state_dict()),
+            "metadata": self.checkpoint_metadata,
+        }
+
+    def _rank_state_dict(self) -> dict[str, Any]:
+        """This rank's own part of the training state (see :meth:`state_dict`)."""
+        return {
+            "task": self.task.state_dict(),
+            "observations": map_observations(Tensor.cpu, self.stepper.task_observations),
+            "episode_returns": self.stepper.episode_returns,
+            "episode_lengths": self.stepper.episode_lengths,
+            "acting": self.actor.state_dict(),  # the model's memory of its episodes
+            "interval_metrics": self.interval_metrics.state_dict(),
+            "recent_episodes": self.recent_episodes.state_dict(),
+            "data_streams": {
+                name: stream.state_dict() for name, stream in self.data_streams.items()
+            },
+            # Each rank's statistics are the same (their updates are merged over the ranks),
+            # but the discounted returns of its episodes in progress are its own: resume
+            # restores each rank's from here.
             "normalization": None
             if self.normalization is None
             else self.normalization.state_dict(),
             "rng": capture_rng_state(),
-            "metadata": self.checkpoint_metadata,
         }
+
+    def _write_checkpoint(self, path: Path) -> None:
+        """Write the current state to ``path`` (rank 0 writes, every rank contributes)."""
+        state = self.state_dict()
+        if self.ranks.is_main:
+            save_checkpoint(state, path)
 
     def save_checkpoint(self, stage_index: int, *, on_schedule: bool = True) -> Path:
         """Write a checkpoint of the current state into the run's ``checkpoints/`` folder.
@@ -696,7 +767,7 @@ class OnPolicyRunner:
         if on_schedule:
             self.steps_at_last_save = total_steps
         path = self.output_dir / CHECKPOINT_DIRECTORY / checkpoint_name(stage_index, total_steps)
-        save_checkpoint(self.state_dict(), path)
+        self._write_checkpoint(path)
         self.events.on_checkpoint(total_steps=total_steps, stage_index=stage_index, path=path)
         return path
 
@@ -704,7 +775,9 @@ class OnPolicyRunner:
         """A checkpoint of the current state: the one just saved on schedule, or a new one."""
         total_steps = self.pipeline.total_steps
         path = self.output_dir / CHECKPOINT_DIRECTORY / checkpoint_name(stage_index, total_steps)
-        if self.steps_at_last_save == total_steps and path.is_file():
+        # Rank 0 (which writes them) says whether the file is there, so all ranks agree.
+        saved = distributed.broadcast_object(path.is_file())
+        if self.steps_at_last_save == total_steps and saved:
             return path
         return self.save_checkpoint(stage_index, on_schedule=False)
 
@@ -716,6 +789,18 @@ class OnPolicyRunner:
             CheckpointError: The checkpoint cannot be read or does not fit this run.
         """
         state = load_checkpoint(path)
+        require_resumable(state, path)
+        saved_world = int(state["world_size"])
+        if saved_world != self.ranks.world_size:
+            raise CheckpointError(
+                f"Checkpoint '{path}' was written by a run of {saved_world} process(es), and this "
+                f"run has {self.ranks.world_size}: each process's environments and random "
+                f"generators are in the checkpoint, so the run resumes exactly only with as many "
+                f"processes. Resume with distributed.nproc_per_node={saved_world} (or torchrun "
+                f"--nproc-per-node={saved_world}), or start a new run from its weights with "
+                f"restart_from_weights={path}."
+            )
+        own = state["ranks"][self.ranks.rank]
         with _checkpoint_mismatch(path):
             self.pipeline.load_state_dict(state["pipeline"])
             self.model.load_state_dict(state["model"])
@@ -724,38 +809,34 @@ class OnPolicyRunner:
             # count from this run's config (which may, say, lengthen a stage), rather than
             # restoring the saved scheduler, whose LinearDecay would keep the old length.
             self._step_lr_scheduler()
-            restore_normalization(self.normalization, state, path)
-            restarted = self.task.load_state_dict(state["task"])
-            engine = state["engine"]
+            restore_normalization(self.normalization, own, path)
+            restarted = self.task.load_state_dict(own["task"])
             if restarted is None:
                 self.stepper.load_state(
-                    engine["observations"],
-                    engine["episode_returns"],
-                    engine["episode_lengths"],
+                    own["observations"],
+                    own["episode_returns"],
+                    own["episode_lengths"],
                     seen=True,
                 )
-                # Checkpoints of format 1 (models without memory only) have no acting state.
-                if "acting" in engine:
-                    self.actor.load_state_dict(engine["acting"])
+                self.actor.load_state_dict(own["acting"])
             else:  # the task could only restart its environments: fresh episodes
                 self.stepper.load_state(restarted)
+            engine = state["engine"]
             self.steps_at_last_log = int(engine["steps_at_last_log"])
             self.steps_at_last_save = int(engine["steps_at_last_save"])
-            self.interval_metrics.load_state_dict(engine["interval_metrics"])
+            self.interval_metrics.load_state_dict(own["interval_metrics"])
             self.latest_metrics = dict(engine["latest_metrics"])
             self.latest_counts = {key: int(n) for key, n in engine["latest_counts"].items()}
-            self.recent_episodes.load_state_dict(engine["recent_episodes"])
-            for name, stream_state in engine["data_streams"].items():
+            self.recent_episodes.load_state_dict(own["recent_episodes"])
+            for name, stream_state in own["data_streams"].items():
                 stream = OffPolicyStream(self.pipeline.get_storage(name), self.device)
                 stream.load_state_dict(stream_state)
                 self.data_streams[name] = stream
-            # Checkpoints of runs that never evaluated (and of earlier versions) have none.
-            evaluation = engine.get("evaluation")
-            if evaluation is not None:
-                self.steps_at_last_evaluation = int(evaluation["steps_at_last_evaluation"])
-                self.latest_evaluation = dict(evaluation["latest"])
-                self.best.load_state_dict(evaluation["best"])
-        restore_rng_state(state["rng"])
+            evaluation = engine["evaluation"]
+            self.steps_at_last_evaluation = int(evaluation["steps_at_last_evaluation"])
+            self.latest_evaluation = dict(evaluation["latest"])
+            self.best.load_state_dict(evaluation["best"])
+        restore_rng_state(own["rng"])
         self.resumed_from = int(state["total_steps"])
 
     def load_weights(self, path: Path) -> None:
@@ -778,6 +859,28 @@ def _checkpoint_mismatch(path: Path) -> Iterator[None]:
             f"Checkpoint '{path}' does not fit this run: {error}. Resume with the config the "
             "checkpoint was made with."
         ) from error
+
+
+def _first_reason(reasons: Iterable[str | None]) -> str | None:
+    """The stop reason of the lowest rank asked to stop, if any was."""
+    return next((reason for reason in reasons if reason is not None), None)
+
+
+def _merged_trackers(states: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """One ``ScalarMeanTracker`` state holding the samples of all ``states``."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for state in states:
+        for key, value in state["sums"].items():
+            sums[key] = sums.get(key, 0.0) + value
+            counts[key] = counts.get(key, 0) + state["counts"][key]
+    return {"sums": sums, "counts": counts}
+
+
+def _joined_episodes(states: Iterable[Mapping[str, Tensor]]) -> dict[str, Tensor]:
+    """The episodes of all ``RecentEpisodes`` states, rank after rank."""
+    kept = list(states)
+    return {key: torch.cat([state[key] for state in kept]) for key in ("returns", "lengths")}
 
 
 def _training_only(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,14 +9,28 @@ import random
 
 from hydra_pipeline.pipeline.validation import require_seed
 
-__all__ = ["set_deterministic_cudnn", "set_seed"]
+__all__ = ["seed_for_rank", "set_deterministic_cudnn", "set_seed"]
 
 
-def set_seed(seed: int | None = None) -> None:
+def seed_for_rank(seed: int, rank: int) -> int:
+    """The seed of rank ``rank`` of a distributed run seeded with ``seed``: ``seed`` itself for
+    rank 0 (so a one-process run is seeded as ever), and for the others one drawn from
+    NumPy's ``SeedSequence(seed, spawn_key=(rank,))``, so that no two ranks, nor rank 1 of a
+    run seeded ``s`` and rank 0 of one seeded ``s + 1``, share a random stream."""
+    if rank == 0:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence(seed, spawn_key=(rank,)).generate_state(1)[0])
+
+
+def set_seed(seed: int | None = None, rank: int = 0) -> None:
     """Seed Python's ``random``, NumPy's global generator, and torch on the CPU and every GPU.
 
     Args:
         seed: The seed, in ``[0, 2**32 - 1]``; ``None`` leaves every generator untouched.
+        rank: The process's rank in a distributed run: each rank's generators are seeded
+            with :func:`seed_for_rank` of ``seed`` and ``rank``.
 
     Raises:
         InvalidArgumentError: The seed is outside that range.
@@ -24,6 +38,7 @@ def set_seed(seed: int | None = None) -> None:
     if seed is None:
         return
     require_seed("seed", seed)
+    seed = seed_for_rank(seed, rank)
     import numpy as np
     import torch
 

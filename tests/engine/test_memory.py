@@ -289,7 +289,7 @@ def test_resume_with_memory_is_exact(tmp_path: Path) -> None:
     saving = make(tmp_path / "b", 16)
     saving.run()
     checkpoints = sorted((tmp_path / "b" / CHECKPOINT_DIRECTORY).iterdir())
-    memory = load_checkpoint(checkpoints[1])["engine"]["acting"]["memory"]
+    memory = load_checkpoint(checkpoints[1])["ranks"][0]["acting"]["memory"]
     assert memory is not None and bool(memory.any())
     resumed = make(tmp_path / "c", 16)
     resumed.resume(checkpoints[1])

@@ -35,7 +35,7 @@ from hydra_pipeline import (
 )
 from hydra_pipeline.engine import A2C, PPO, Imitation, Minibatch, OnPolicyRunner
 from hydra_pipeline.engine.advantages import compute_returns
-from hydra_pipeline.engine.checkpoint import CHECKPOINT_DIRECTORY, load_checkpoint
+from hydra_pipeline.engine.checkpoint import CHECKPOINT_DIRECTORY, load_checkpoint, save_checkpoint
 from hydra_pipeline.errors import TrainingInterrupted
 from hydra_pipeline.models import ActorCriticOutput, Categorical, MLPActorCritic
 from hydra_pipeline.tasks import (
@@ -774,7 +774,7 @@ class TestResume:
         counts = [load_checkpoint(c)["pipeline"]["rollout_count"] for c in runs["checkpoints"]]
         assert any(count % 3 == 0 for count in counts)
         # Some fall between metric points, with metrics accumulated but not yet reported.
-        pending = [load_checkpoint(c)["engine"]["interval_metrics"] for c in runs["checkpoints"]]
+        pending = [load_checkpoint(c)["ranks"][0]["interval_metrics"] for c in runs["checkpoints"]]
         assert any(state["counts"] for state in pending)
         assert any(not state["counts"] for state in pending)
 
@@ -859,6 +859,37 @@ class TestResume:
         runner = make_runner(tmp_path, resume_pipeline(8), num_envs=3, max_episode_steps=7)
         with pytest.raises(CheckpointError, match=r"does not fit this run: 'num_envs' differs"):
             runner.resume(runs["checkpoints"][0])
+
+    def test_another_number_of_processes_is_refused(
+        self, runs: dict[str, Any], tmp_path: Path
+    ) -> None:
+        """A checkpoint of a run of 2 processes (each one's environments and generators in
+        it) does not resume in 1: the message names both numbers and the ways on."""
+        state = load_checkpoint(runs["checkpoints"][0])
+        state["world_size"], state["ranks"] = 2, state["ranks"] * 2
+        path = tmp_path / "two.pt"
+        save_checkpoint({k: v for k, v in state.items() if k != "format"}, path)
+        runner = make_runner(tmp_path / "run", resume_pipeline(8), num_envs=2, max_episode_steps=7)
+        with pytest.raises(
+            CheckpointError,
+            match=rf"'{path}' was written by a run of 2 process\(es\), and this run has 1: .* "
+            r"Resume with distributed.nproc_per_node=2 \(or torchrun --nproc-per-node=2\), or "
+            rf"start a new run from its weights with restart_from_weights={path}\.",
+        ):
+            runner.resume(path)
+
+    def test_a_checkpoint_of_the_previous_format_is_refused(
+        self, runs: dict[str, Any], tmp_path: Path
+    ) -> None:
+        """A format-1 checkpoint (one process's state at the top level) is not resumed, with
+        a message; its weights still load."""
+        state = load_checkpoint(runs["checkpoints"][0])
+        path = tmp_path / "old.pt"
+        torch.save({**state, "format": "hydra_pipeline/1"}, path)
+        runner = make_runner(tmp_path / "run", resume_pipeline(8), num_envs=2, max_episode_steps=7)
+        with pytest.raises(CheckpointError, match=r"earlier version of hydra_pipeline \(format"):
+            runner.resume(path)
+        runner.load_weights(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1473,7 +1504,7 @@ def test_resume_with_stage_settings_and_components_is_exact(tmp_path: Path) -> N
     checkpoints = sorted((saving_dir / CHECKPOINT_DIRECTORY).iterdir())
     chosen = [checkpoints[0], checkpoints[-2]]
     assert [load_checkpoint(c)["pipeline"]["current_stage_index"] for c in chosen] == [0, 1]
-    assert load_checkpoint(chosen[1])["engine"]["data_streams"]["demos"]["started"]
+    assert load_checkpoint(chosen[1])["ranks"][0]["data_streams"]["demos"]["started"]
     for index, checkpoint in enumerate(chosen):
         runner = make_runner(tmp_path / f"r{index}", stage_settings_pipeline(12), seed=4)
         runner.resume(checkpoint)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from hydra_pipeline import InvalidArgumentError, set_deterministic_cudnn, set_seed
+from hydra_pipeline.pipeline.seeding import seed_for_rank
 
 
 def draw() -> tuple[float, float, float]:
@@ -55,3 +56,24 @@ class TestDeterministicCudnn:
             assert torch.backends.cudnn.benchmark is False
         finally:
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old
+
+
+class TestSeedForRank:
+    def test_rank_zero_keeps_the_seed_and_other_ranks_differ(self) -> None:
+        """Rank 0 is seeded as a one-process run; every other rank gets a seed of its own,
+        none equal to a neighbouring run's rank-0 seed."""
+        assert seed_for_rank(7, 0) == 7
+        seeds = [seed_for_rank(7, rank) for rank in range(8)]
+        assert len(set(seeds)) == 8
+        assert not {6, 8} & set(seeds[1:])
+        assert all(0 <= seed < 2**32 for seed in seeds)
+
+    def test_set_seed_with_a_rank_draws_that_ranks_stream(self) -> None:
+        """``set_seed(s, rank=r)`` seeds every generator as ``set_seed(seed_for_rank(s, r))``,
+        reproducibly."""
+        set_seed(3, rank=2)
+        first = draw()
+        set_seed(seed_for_rank(3, 2))
+        assert draw() == first
+        set_seed(3)
+        assert draw() != first
