@@ -13,6 +13,7 @@ from pathlib import Path
 
 import engine_overhead
 import memory
+import minigrid_throughput
 import startup
 import time_to_solve
 from common import QUICK_NOTE, Report, describe_load, format_table, wait_for_quiet, write_json
@@ -38,11 +39,13 @@ def main(argv: list[str] | None = None) -> None:
         reports["engine_overhead"] = engine_overhead.measure(repeats=1, steps=1)
         reports["time_to_solve"] = time_to_solve.measure(args.seeds[:1], repeats=1)
         reports["startup"] = startup.measure(repeats=1, quick=True)
+        reports["minigrid_throughput"] = minigrid_throughput.measure(repeats=1, steps=2048)
         reports["memory"] = memory.measure(repeats=1, steps=4096, seeds=args.seeds[:1])
     else:
         reports["engine_overhead"] = engine_overhead.measure(args.repeats, steps=200_000)
         reports["time_to_solve"] = time_to_solve.measure(args.seeds, args.solve_repeats)
         reports["startup"] = startup.measure(args.repeats)
+        reports["minigrid_throughput"] = minigrid_throughput.measure(repeats=3, steps=16_384)
         reports["memory"] = memory.measure(args.repeats, steps=100_000, seeds=args.seeds)
     print(f"end: {describe_load()}\n")
     if args.quick:

@@ -9,9 +9,9 @@ left as they were.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -30,6 +30,14 @@ from hydra_pipeline.engine.checkpoint import (
 from hydra_pipeline.engine.evaluation import isolated_random_state
 from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.errors import InvalidArgumentError
+from hydra_pipeline.models.protocol import model_arguments
+from hydra_pipeline.tasks.observations import (
+    Observations,
+    ObservationSpace,
+    TensorSpace,
+    as_observation_space,
+    observation_space_of,
+)
 from hydra_pipeline.tasks.protocol import ActionSpace, as_action_space
 
 __all__ = ["Policy"]
@@ -47,6 +55,9 @@ class Policy:
         device: Where the model runs.
         normalization: The observation statistics the model was trained with, applied to
             every batch as they are (``from_run`` restores a run's); ``None``: none.
+        observation_space: The task's observation space when its observations are not
+            ``float32`` vectors (images, ``Dict`` spaces); ``None``: ``float32`` observations
+            of ``observation_shape``.
 
     Attributes:
         checkpoint: The checkpoint file the weights come from (``from_run``), or ``None``.
@@ -60,11 +71,17 @@ class Policy:
         action_space: ActionSpace,
         device: str | torch.device = "cpu",
         normalization: Normalization | None = None,
+        observation_space: ObservationSpace | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.normalization = normalization
         self.model = model.to(self.device).eval()
         self.observation_shape = tuple(observation_shape)
+        self.observation_space = (
+            TensorSpace(self.observation_shape)
+            if observation_space is None
+            else as_observation_space(observation_space)
+        )
         self.action_space = as_action_space(action_space)
         self.actor = Actor(self.model, self.action_space, self.device)
         self.checkpoint: Path | None = None
@@ -105,22 +122,31 @@ class Policy:
             path = checkpoints_named(run, checkpoint)[0]
             task = instantiate_node(cfg, "task")
             try:
-                shape, space = task.observation_shape, task.action_space
+                arguments = model_arguments(task)
+                observation_space = observation_space_of(task)
             finally:
                 task.close()
-            model = instantiate_node(cfg, "model", observation_shape=shape, action_space=space)
+            model = instantiate_node(cfg, "model", **arguments)
             normalization = build_normalization(cfg)
         payload = load_weights(model, path)
         restore_normalization(normalization, payload, path)
-        policy = cls(model, shape, space, device, normalization)
+        policy = cls(
+            model,
+            arguments["observation_shape"],
+            arguments["action_space"],
+            device,
+            normalization,
+            observation_space=observation_space,
+        )
         policy.checkpoint, policy.total_steps = path, int(payload["total_steps"])
         return policy
 
-    def act(self, observations: Batch, deterministic: bool = True) -> Batch:
+    def act(self, observations: Batch | Mapping[str, Batch], deterministic: bool = True) -> Batch:
         """The actions for a batch of observations, as the task takes them.
 
         Args:
-            observations: ``(batch, *observation_shape)``, a NumPy array or a torch tensor.
+            observations: ``(batch, *observation_shape)``, a NumPy array or a torch tensor
+                (for a ``Dict`` observation space, a mapping of its keys to them).
             deterministic: Take each action distribution's mode (the policy's best guess)
                 rather than a sample (drawn with torch's global generator).
 
@@ -134,23 +160,19 @@ class Policy:
                 observations, or (a model with memory) not of the batch size it remembers
                 since the last full :meth:`reset`.
         """
-        given = torch.as_tensor(observations)
-        if tuple(given.shape[1:]) != self.observation_shape:
-            raise InvalidArgumentError(
-                "observations",
-                f"must be a batch of shape (batch, {', '.join(map(str, self.observation_shape))})",
-                tuple(given.shape),
-                "Add a leading batch dimension to a single observation (observations[None]).",
-            )
-        seen = given.to(self.device, torch.float32)
+        batch = _checked_batch(observations, self.observation_space, self.device)
         if self.normalization is not None:
-            seen = self.normalization.observe(seen, update=False)
+            assert isinstance(batch, Tensor)  # normalisation is refused for other spaces
+            batch = self.normalization.observe(batch, update=False)
         with torch.no_grad():
-            actions, _ = self.actor.act(seen, deterministic=deterministic)
+            actions, _ = self.actor.act(batch, deterministic=deterministic)
         taken = self.actor.environment_actions(actions)
-        if isinstance(observations, np.ndarray):
-            return taken.numpy()
-        return taken.to(given.device)
+        first: Any = observations
+        if isinstance(observations, Mapping):
+            first = next(iter(observations.values()))
+        if isinstance(first, np.ndarray):
+            return taken.numpy()  # type: ignore[return-value]  # the kind of observations
+        return taken.to(first.device)  # type: ignore[return-value]
 
     def reset(self, episode_starts: Batch | None = None) -> None:
         """Start new episodes: forget what the model remembers of the batch entries where
@@ -160,3 +182,40 @@ class Policy:
         must be consecutive steps of the same episodes; memoryless models have nothing to
         forget."""
         self.actor.reset(None if episode_starts is None else torch.as_tensor(episode_starts))
+
+
+def _checked_batch(given: Any, space: ObservationSpace, device: torch.device) -> Observations:
+    """``given`` as a batch of ``space``'s observations on ``device``, in its element types.
+
+    Raises:
+        InvalidArgumentError: ``given`` is not a batch of such observations.
+    """
+    if isinstance(space, TensorSpace):
+        if isinstance(given, Mapping):
+            raise InvalidArgumentError(
+                "observations", "must be one array or tensor, not a mapping", sorted(given)
+            )
+        return _checked_tensor(torch.as_tensor(given), space, device, "observations")
+    if not isinstance(given, Mapping) or set(given) != set(space):
+        raise InvalidArgumentError(
+            "observations",
+            f"must be a mapping with the keys {sorted(space)} (a Dict observation space)",
+            sorted(given) if isinstance(given, Mapping) else type(given).__name__,
+        )
+    return {
+        key: _checked_tensor(torch.as_tensor(given[key]), part, device, f"observations.{key}")
+        for key, part in space.items()
+    }
+
+
+def _checked_tensor(tensor: Tensor, space: TensorSpace, device: torch.device, key: str) -> Tensor:
+    """One tensor of a batch, checked against its space and converted to its element type."""
+    if tuple(tensor.shape[1:]) != space.shape:
+        shape = ", ".join(["batch", *map(str, space.shape)])
+        raise InvalidArgumentError(
+            key,
+            f"must be a batch of shape ({shape})",
+            tuple(tensor.shape),
+            "Add a leading batch dimension to a single observation (observations[None]).",
+        )
+    return tensor.to(device, space.torch_dtype)

@@ -218,16 +218,12 @@ def evaluate(cfg: DictConfig) -> float:
 
     from hydra_pipeline.engine.evaluation import Evaluator
     from hydra_pipeline.engine.video import VIDEO_DIRECTORY
+    from hydra_pipeline.models.protocol import model_arguments
 
     torch.set_num_threads(cfg.num_threads)
     task = instantiate_node(run_cfg, "task")
     try:
-        model = instantiate_node(
-            run_cfg,
-            "model",
-            observation_shape=task.observation_shape,
-            action_space=task.action_space,
-        ).to(device)
+        model = instantiate_node(run_cfg, "model", **model_arguments(task)).to(device)
         try:
             evaluator = Evaluator(
                 task,

@@ -224,6 +224,7 @@ def _start(
 
     from hydra_pipeline.engine import OnPolicyRunner
     from hydra_pipeline.engine.checkpoint import find_checkpoint
+    from hydra_pipeline.models.protocol import model_arguments
 
     torch.set_num_threads(cfg.num_threads)
     # Each rank's generators get a seed of their own (the runner starts every rank from rank
@@ -237,9 +238,7 @@ def _start(
     pipeline = instantiate_node(cfg, "pipeline")
     callbacks = _callbacks(cfg)
     task = instantiate_node(cfg, "task")
-    model = instantiate_node(
-        cfg, "model", observation_shape=task.observation_shape, action_space=task.action_space
-    )
+    model = instantiate_node(cfg, "model", **model_arguments(task))
     tasks = [task]
     try:
         normalization = build_normalization(cfg)

@@ -34,7 +34,7 @@ from hydra_pipeline.config.root import Config
 from hydra_pipeline.config.schedules import LinearDecayConf, MultiLinearDecayConf
 from hydra_pipeline.config.storage import RolloutBlockStorageConf
 from hydra_pipeline.config.store import SCHEMAS, register_configs, schema_for_target
-from hydra_pipeline.config.task import CartPoleTaskConf, GymTaskConf
+from hydra_pipeline.config.task import CartPoleTaskConf, GymTaskConf, MiniGridTaskConf
 from hydra_pipeline.config.trust import AllowList, active_allow_list, allowing
 
 register_configs()
@@ -60,6 +60,7 @@ __all__ = [
     "LambdaLRConf",
     "LinearDecayConf",
     "MLPActorCriticConf",
+    "MiniGridTaskConf",
     "MultiLinearDecayConf",
     "NeverEarlyStoppingCriterionConf",
     "OffPolicyPipelineComponentConf",

@@ -1,6 +1,7 @@
 """Model schemas (group ``model``).
 
-The engine adds the task's ``observation_shape`` and ``action_space`` when it builds the model.
+The engine adds the task's ``observation_shape`` and ``action_space`` when it builds the model,
+and its ``observation_space`` when its observations are images or a ``Dict``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ class MLPActorCriticConf:
         hidden_gain: Gain of the hidden layers' weights.
         actor_gain: Gain of the actor head's weights.
         critic_gain: Gain of the critic head's weights.
+        cnn_channels: Output channels of each convolution of the encoder of image
+            observations.
+        embedding_dim: Size of the embeddings of integer observations (a direction) and of
+            tokens (a mission).
     """
 
     _target_: str = "hydra_pipeline.models.MLPActorCritic"
@@ -43,6 +48,8 @@ class MLPActorCriticConf:
     hidden_gain: float = math.sqrt(2)
     actor_gain: float = 0.01
     critic_gain: float = 1.0
+    cnn_channels: List[int] = field(default_factory=lambda: [16, 32])
+    embedding_dim: int = 16
 
 
 @dataclass
@@ -64,6 +71,10 @@ class RecurrentActorCriticConf:
         hidden_gain: Gain of the encoder layers' weights.
         actor_gain: Gain of the actor head's weights.
         critic_gain: Gain of the critic head's weights.
+        cnn_channels: Output channels of each convolution of the encoder of image
+            observations.
+        embedding_dim: Size of the embeddings of integer observations (a direction) and of
+            tokens (a mission).
     """
 
     _target_: str = "hydra_pipeline.models.RecurrentActorCritic"
@@ -77,3 +88,5 @@ class RecurrentActorCriticConf:
     hidden_gain: float = math.sqrt(2)
     actor_gain: float = 0.01
     critic_gain: float = 1.0
+    cnn_channels: List[int] = field(default_factory=lambda: [16, 32])
+    embedding_dim: int = 16

@@ -35,7 +35,7 @@ from hydra_pipeline.config.pipeline import (
 from hydra_pipeline.config.root import Config
 from hydra_pipeline.config.schedules import LinearDecayConf, MultiLinearDecayConf
 from hydra_pipeline.config.storage import RolloutBlockStorageConf
-from hydra_pipeline.config.task import CartPoleTaskConf, GymTaskConf
+from hydra_pipeline.config.task import CartPoleTaskConf, GymTaskConf, MiniGridTaskConf
 from hydra_pipeline.errors import ConfigError
 
 __all__ = ["SCHEMAS", "StoredSchema", "register_configs", "schema_for_target", "target_of"]
@@ -77,6 +77,7 @@ SCHEMAS: tuple[StoredSchema, ...] = (
     StoredSchema("lr_scheduler", "base_step", StepLRConf, _LR_SCHEDULER),
     StoredSchema("task", "base_cartpole", CartPoleTaskConf, "task"),
     StoredSchema("task", "base_gym", GymTaskConf, "task"),
+    StoredSchema("task", "base_minigrid", MiniGridTaskConf, "task"),
     StoredSchema("model", "base_mlp", MLPActorCriticConf, "model"),
     StoredSchema("model", "base_recurrent", RecurrentActorCriticConf, "model"),
     # Parts of a pipeline, placed by name: +loss@pipeline.named_losses.aux=a2c. The PPO options

@@ -7,7 +7,7 @@ from typing import Any, Dict
 
 from omegaconf import MISSING
 
-__all__ = ["IMPORTS_MODULE", "CartPoleTaskConf", "GymTaskConf"]
+__all__ = ["IMPORTS_MODULE", "CartPoleTaskConf", "GymTaskConf", "MiniGridTaskConf"]
 
 IMPORTS_MODULE = "imports_module"
 """Field metadata marking a field whose value may name a module to import, written
@@ -52,4 +52,27 @@ class GymTaskConf:
     num_envs: int = 8
     vectorization_mode: str = "sync"
     expert: Any = None
+    env_kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MiniGridTaskConf:
+    """``hydra_pipeline.tasks.MiniGridTask``: MiniGrid and BabyAI environments (the minigrid
+    extra), with the egocentric image, the direction and, for BabyAI, the mission as tokens;
+    the BabyAI bot is the expert of BabyAI levels.
+
+    Attributes:
+        env_id: A MiniGrid or BabyAI id, e.g. ``MiniGrid-Empty-Random-5x5-v0`` or
+            ``BabyAI-GoToLocal-v0``.
+        num_envs: Environments stepped at once.
+        vectorization_mode: ``sync`` (one process; needed by the bot) or ``async``.
+        mission_length: Tokens of the mission observation of BabyAI levels.
+        env_kwargs: Keyword arguments for ``gymnasium.make``, e.g. ``agent_view_size``.
+    """
+
+    _target_: str = "hydra_pipeline.tasks.MiniGridTask"
+    env_id: str = field(default=MISSING, metadata={IMPORTS_MODULE: True})
+    num_envs: int = 8
+    vectorization_mode: str = "sync"
+    mission_length: int = 16
     env_kwargs: Dict[str, Any] = field(default_factory=dict)

@@ -28,6 +28,13 @@ from hydra_pipeline.engine.episodes import FinishedEpisodes, finished_episodes
 from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.protocol import ActorCriticOutput, has_memory, initial_memory
+from hydra_pipeline.tasks.observations import (
+    Observations,
+    is_structured,
+    map_observations,
+    num_observations,
+    observation_space_of,
+)
 from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, StepResult, Task
 
 __all__ = ["Actor", "TaskStepper", "Transition", "model_output"]
@@ -35,7 +42,7 @@ __all__ = ["Actor", "TaskStepper", "Transition", "model_output"]
 
 def model_output(
     model: nn.Module,
-    observations: Tensor,
+    observations: Observations,
     memory: Tensor | None = None,
     episode_starts: Tensor | None = None,
 ) -> tuple[ActorCriticOutput, Tensor | None]:
@@ -98,16 +105,17 @@ class Actor:
             )
 
     def act(
-        self, observations: Tensor, *, deterministic: bool = False
+        self, observations: Observations, *, deterministic: bool = False
     ) -> tuple[Tensor, ActorCriticOutput]:
         """The actions for a batch of observations (on ``device``), and the model's output.
 
         Args:
-            observations: ``(batch, *observation_shape)`` float32.
+            observations: ``(batch, *observation_shape)`` float32, or a batch of the task's
+                ``observation_space`` (see :mod:`hydra_pipeline.tasks.observations`).
             deterministic: Take each distribution's mode instead of a sample (drawn with
                 torch's global generator).
         """
-        memory, starts = self.memory_for(observations.shape[0])
+        memory, starts = self.memory_for(num_observations(observations))
         output, memory = model_output(
             self.model, observations, memory, None if starts is None else starts.unsqueeze(0)
         )
@@ -118,6 +126,11 @@ class Actor:
         distribution = output.distribution
         actions = distribution.mode() if deterministic else distribution.sample()
         return actions, output
+
+    def on_device(self, observations: Observations) -> Observations:
+        """``observations`` moved to ``device`` (kept in their element types)."""
+        device = self.device
+        return map_observations(lambda tensor: tensor.to(device), observations)
 
     def memory_for(self, batch_size: int) -> tuple[Tensor | None, Tensor | None]:
         """The memory the next :meth:`act` starts from and where it starts episodes (both
@@ -141,7 +154,7 @@ class Actor:
             )
         return self.memory, self.episode_starts
 
-    def values(self, observations: Tensor, rows: Tensor | None = None) -> Tensor:
+    def values(self, observations: Observations, rows: Tensor | None = None) -> Tensor:
         """The critic's values of ``observations``, leaving the memory as it is.
 
         Args:
@@ -153,7 +166,7 @@ class Actor:
         """
         memory, starts = self.memory, self.episode_starts
         if self.has_memory and rows is None:
-            memory, starts = self.memory_for(observations.shape[0])
+            memory, starts = self.memory_for(num_observations(observations))
         elif memory is not None and rows is not None:
             memory = memory[rows]
             starts = torch.zeros(memory.shape[0], dtype=torch.bool, device=self.device)
@@ -230,7 +243,7 @@ class Transition(NamedTuple):
             cut short (truncated, not terminated) in this step, zero elsewhere.
     """
 
-    observations: Tensor
+    observations: Observations
     output: ActorCriticOutput
     actions: Tensor
     expert_actions: Tensor | None
@@ -275,9 +288,11 @@ class TaskStepper:
         self.task = task
         self.actor = actor
         self.normalization = normalization if normalization and normalization.active else None
+        if self.normalization is not None and self.normalization.observations:
+            _refuse_observation_normalization(task)
         self.learning = learning
-        self.observations = torch.zeros(0)
-        self.task_observations = torch.zeros(0)
+        self.observations: Observations = torch.zeros(0)
+        self.task_observations: Observations = torch.zeros(0)
         self.episode_returns = torch.zeros(task.num_envs, dtype=torch.float64)
         self.episode_lengths = torch.zeros(task.num_envs, dtype=torch.float64)
         self._rewards: list[Tensor] = []
@@ -290,7 +305,7 @@ class TaskStepper:
 
     def load_state(
         self,
-        observations: Tensor,
+        observations: Observations,
         episode_returns: Tensor | None = None,
         episode_lengths: Tensor | None = None,
         *,
@@ -366,16 +381,19 @@ class TaskStepper:
         cut_short = result.truncated & ~result.terminated
         if bool(cut_short.any()):
             rows = cut_short.nonzero().flatten().to(device)
-            final_observations = result.final_observations.to(device)[rows]
+            final_observations = map_observations(
+                lambda tensor: tensor.to(device)[rows], result.final_observations
+            )
             values[rows] = self.actor.values(final_observations, rows)
         return values
 
-    def _normalized(self, observations: Tensor, *, update: bool) -> Tensor:
+    def _normalized(self, observations: Observations, *, update: bool) -> Observations:
         """``observations`` on the actor's device, as the actor sees them; with ``update``, a
         learning stepper first adds them to the statistics."""
-        observations = observations.to(self.actor.device)
-        if self.normalization is None:
+        observations = self.actor.on_device(observations)
+        if self.normalization is None or not self.normalization.observations:
             return observations
+        assert isinstance(observations, Tensor)  # other spaces are refused when built
         return self.normalization.observe(observations, update=update and self.learning)
 
     def finished_episodes(self) -> FinishedEpisodes:
@@ -401,3 +419,17 @@ class TaskStepper:
                     values[step] = metrics[name]
             stacked[name] = values
         return stacked
+
+
+def _refuse_observation_normalization(task: Task) -> None:
+    """Observation normalisation is for ``float32`` vectors: images (``uint8``) and ``Dict``
+    observations are refused, their encoders scale and embed them instead."""
+    space = observation_space_of(task)
+    if is_structured(space):
+        raise InvalidArgumentError(
+            "normalization.observations",
+            f"applies to float32 observations only, and the task's are images or a Dict ({space})",
+            True,
+            "Set normalization.observations=false: image encoders scale uint8 values to "
+            "[0, 1] and integers are embedded (normalization.rewards may stay on).",
+        )

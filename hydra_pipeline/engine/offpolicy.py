@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from hydra_pipeline.engine.rollout import Minibatch
+from hydra_pipeline.tasks.observations import map_observations
 
 __all__ = ["OffPolicyStream"]
 
@@ -52,9 +53,10 @@ class OffPolicyStream:
                 raise ValueError("the data source returned an empty iterator") from None
         self._drawn += 1
         minibatch: Minibatch = Minibatch(**batch) if isinstance(batch, Mapping) else batch
+        device = self.device
         return minibatch._replace(
-            **{
-                name: value.to(self.device)
+            **{  # type: ignore[arg-type]  # observations may be a dict of tensors
+                name: map_observations(lambda tensor: tensor.to(device), value)
                 for name, value in minibatch._asdict().items()
                 if value is not None
             }

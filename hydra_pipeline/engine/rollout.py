@@ -9,6 +9,13 @@ import torch
 from torch import Tensor
 
 from hydra_pipeline.engine.distributed import moments
+from hydra_pipeline.tasks.observations import (
+    Observations,
+    ObservationSpace,
+    as_observation_space,
+    map_observations,
+    zeros_for,
+)
 
 __all__ = ["Minibatch", "RolloutStorage", "normalized"]
 
@@ -27,7 +34,7 @@ class Minibatch(NamedTuple):
     :mod:`hydra_pipeline.models.protocol`).
     """
 
-    observations: Tensor
+    observations: Observations
     actions: Tensor | None = None
     old_log_probs: Tensor | None = None
     old_values: Tensor | None = None
@@ -60,13 +67,15 @@ class RolloutStorage:
     For a model with memory, ``memory`` is the memory the rollout started from (``None``
     otherwise) and ``episode_starts`` where the policy started episodes, so updates replay
     each environment's steps as the rollout took them.
+    Observations keep the element types of their space: images stay ``uint8`` (a quarter of
+    the memory of ``float32`` copies), and ``Dict`` observations are a dict of such tensors.
     """
 
     def __init__(
         self,
         num_steps: int,
         num_envs: int,
-        observation_shape: Sequence[int],
+        observation_space: ObservationSpace | Sequence[int],
         action_shape: Sequence[int],
         action_dtype: torch.dtype,
         device: torch.device,
@@ -76,7 +85,9 @@ class RolloutStorage:
 
         self.num_steps = num_steps
         self.num_envs = num_envs
-        self.observations = zeros(*observation_shape)
+        self.observations = zeros_for(
+            as_observation_space(observation_space), (num_steps, num_envs), device
+        )
         self.final_values = zeros()
         self.memory: Tensor | None = None
         self.episode_starts = zeros(dtype=torch.bool)
@@ -130,14 +141,17 @@ class RolloutStorage:
             )
         count = self.num_envs if by_environment else self.num_steps * self.num_envs
         groups = torch.tensor_split(
-            torch.randperm(count, device=self.observations.device), num_mini_batch
+            torch.randperm(count, device=self.rewards.device), num_mini_batch
         )
         take: Callable[[Tensor, Tensor], Tensor] = (
             _take_environments if by_environment else _take_transitions
         )
         for indices in groups:
             yield Minibatch(
-                observations=take(self.observations, indices),
+                observations=map_observations(
+                    lambda tensor: take(tensor, indices),  # noqa: B023 - used at once
+                    self.observations,
+                ),
                 actions=take(self.actions, indices),
                 old_log_probs=take(self.log_probs, indices),
                 old_values=take(self.values, indices),

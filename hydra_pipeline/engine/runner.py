@@ -74,6 +74,12 @@ from hydra_pipeline.pipeline.validation import (
     require_at_least,
     setting_source,
 )
+from hydra_pipeline.tasks.observations import (
+    assign_observations,
+    map_observations,
+    num_observations,
+    observation_space_of,
+)
 from hydra_pipeline.tasks.protocol import Task
 
 __all__ = ["OnPolicyRunner"]
@@ -316,7 +322,7 @@ class OnPolicyRunner:
             self.storage = RolloutStorage(
                 num_steps,
                 self.task.num_envs,
-                self.task.observation_shape,
+                observation_space_of(self.task),
                 self.actor.action_shape,
                 self.actor.action_dtype,
                 self.device,
@@ -356,7 +362,7 @@ class OnPolicyRunner:
                 if move.forced is not None:
                     forced_count += move.forced.sum()
                 result = move.result
-                storage.observations[step] = move.observations
+                assign_observations(storage.observations, step, move.observations)
                 storage.actions[step] = move.actions
                 storage.log_probs[step] = move.output.distribution.log_prob(move.actions)
                 storage.values[step] = move.output.values
@@ -480,7 +486,7 @@ class OnPolicyRunner:
             stream = self.data_streams[storage_uuid] = OffPolicyStream(source, self.device)
         for _ in range(count):
             batch = stream.next_batch()
-            drawn = len(batch.observations) * self.ranks.world_size  # every rank draws one
+            drawn = num_observations(batch.observations) * self.ranks.world_size  # every rank
             stage.storage_uuid_to_steps_taken_in_stage[storage_uuid] += drawn
             yield batch
 
@@ -499,7 +505,7 @@ class OnPolicyRunner:
         update on this batch."""
         output, _ = model_output(self.model, batch.observations, batch.memory, batch.episode_starts)
         total: Tensor | float = 0.0
-        batch_size = batch.observations.shape[0]
+        batch_size = num_observations(batch.observations)
         stop = False
         for name, loss in losses.items():
             value, info = loss(step_count=stage.steps_taken_in_stage, batch=batch, output=output)
@@ -725,7 +731,7 @@ class OnPolicyRunner:
         """This rank's own part of the training state (see :meth:`state_dict`)."""
         return {
             "task": self.task.state_dict(),
-            "observations": self.stepper.task_observations.cpu(),
+            "observations": map_observations(Tensor.cpu, self.stepper.task_observations),
             "episode_returns": self.stepper.episode_returns,
             "episode_lengths": self.stepper.episode_lengths,
             "acting": self.actor.state_dict(),  # the model's memory of its episodes

@@ -6,12 +6,14 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.distributions import ActionDistribution, Categorical, DiagonalGaussian
+from hydra_pipeline.models.encoders import make_encoder
 from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.pipeline.validation import require_at_least, require_positive
+from hydra_pipeline.tasks.observations import Observations, ObservationSpace
 from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, as_action_space
 
 __all__ = ["ACTIVATIONS", "MLPActorCritic"]
@@ -54,8 +56,13 @@ def perceptron(
 
 
 class MLPActorCritic(nn.Module):
-    """An actor MLP and a critic MLP over flattened observations, optionally behind shared
+    """An actor MLP and a critic MLP over encoded observations, optionally behind shared
     layers.
+
+    The encoder is chosen by the observation space (see
+    :func:`~hydra_pipeline.models.make_encoder`): ``float32`` observations are flattened (no
+    parameters), images go through a small convolutional network, integers and tokens are
+    embedded, and ``Dict`` observations get one encoder per key.
 
     The actor's head gives the logits of a categorical distribution for discrete actions, or
     the mean of a diagonal Gaussian (with a learned, state-independent log standard
@@ -79,6 +86,11 @@ class MLPActorCritic(nn.Module):
         hidden_gain: Gain of the hidden layers' orthogonal weights.
         actor_gain: Gain of the actor head's (small: nearly uniform first actions).
         critic_gain: Gain of the critic head's.
+        observation_space: The task's observation space, when its observations are not
+            ``float32`` vectors (images, ``Dict`` spaces; the engine passes it then);
+            ``None``: ``float32`` observations of ``observation_shape``.
+        cnn_channels: Output channels of each convolution of image encoders.
+        embedding_dim: Size of the embeddings of integer observations and tokens.
     """
 
     def __init__(
@@ -95,6 +107,9 @@ class MLPActorCritic(nn.Module):
         hidden_gain: float = math.sqrt(2),
         actor_gain: float = 0.01,
         critic_gain: float = 1.0,
+        observation_space: ObservationSpace | None = None,
+        cnn_channels: Sequence[int] = (16, 32),
+        embedding_dim: int = 16,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -120,7 +135,12 @@ class MLPActorCritic(nn.Module):
             for name, gain in gains.items()
         )
         action_space = as_action_space(action_space)
-        inputs = math.prod(observation_shape)
+        self.encoder = make_encoder(
+            observation_shape if observation_space is None else observation_space,
+            cnn_channels=cnn_channels,
+            embedding_dim=embedding_dim,
+        )
+        inputs = self.encoder.output_size
         self.log_std: nn.Parameter | None = None
         if isinstance(action_space, DiscreteActions):
             outputs = action_space.n
@@ -139,8 +159,8 @@ class MLPActorCritic(nn.Module):
             inputs, sizes["critic_hidden_sizes"], 1, layer_type, (hidden, critic)
         )
 
-    def forward(self, observations: Tensor) -> ActorCriticOutput:
-        flat = observations.flatten(start_dim=1)
+    def forward(self, observations: Observations) -> ActorCriticOutput:
+        flat = self.encoder(observations)
         if self.trunk is not None:
             flat = self.trunk(flat)
         head = self.actor(flat)

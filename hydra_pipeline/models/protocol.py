@@ -9,7 +9,12 @@ fields, so a model of yours needs only this constructor and a ``forward`` return
         def __init__(self, observation_shape, action_space, hidden_size: int = 128): ...
         def forward(self, observations: Tensor) -> ActorCriticOutput: ...
 
-``observations`` is a float32 batch ``(batch, *observation_shape)``; the output's
+``observations`` is a float32 batch ``(batch, *observation_shape)`` for the usual tasks. A
+task whose observations are anything else (``uint8`` images, a ``Dict`` space: see
+:mod:`hydra_pipeline.tasks.observations`) declares an ``observation_space``; the engine then
+passes it to the constructor as ``observation_space`` too (:func:`model_arguments`), and
+``observations`` are batches of that space: a tensor of its element type, or a dict of them.
+:func:`~hydra_pipeline.models.make_encoder` turns any of them into feature vectors. The output's
 ``distribution`` is a :class:`~hydra_pipeline.models.distributions.Categorical` for
 :class:`~hydra_pipeline.tasks.DiscreteActions` and a
 :class:`~hydra_pipeline.models.distributions.DiagonalGaussian` for
@@ -50,8 +55,9 @@ from typing import Any, NamedTuple, cast
 from torch import Tensor, nn
 
 from hydra_pipeline.models.distributions import ActionDistribution
+from hydra_pipeline.tasks.observations import is_structured, observation_space_of
 
-__all__ = ["ActorCriticOutput", "has_memory", "initial_memory", "reset_memory"]
+__all__ = ["ActorCriticOutput", "has_memory", "initial_memory", "model_arguments", "reset_memory"]
 
 
 class ActorCriticOutput(NamedTuple):
@@ -59,6 +65,18 @@ class ActorCriticOutput(NamedTuple):
 
     distribution: ActionDistribution
     values: Tensor
+
+
+def model_arguments(task: Any) -> dict[str, Any]:
+    """What the engine passes a model's constructor besides the model config's own fields:
+    the task's ``observation_shape`` and ``action_space``, and its ``observation_space`` when
+    its observations are not ``float32`` tensors (a model for vectors needs no more, so
+    models written for them keep working)."""
+    arguments = {"observation_shape": task.observation_shape, "action_space": task.action_space}
+    space = observation_space_of(task)
+    if is_structured(space):
+        arguments["observation_space"] = space
+    return arguments
 
 
 def has_memory(model: nn.Module) -> bool:

@@ -16,9 +16,11 @@ from torch import Tensor, nn
 
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.distributions import ActionDistribution, Categorical, DiagonalGaussian
+from hydra_pipeline.models.encoders import make_encoder
 from hydra_pipeline.models.mlp import ACTIVATIONS, linear_layer, perceptron
 from hydra_pipeline.models.protocol import ActorCriticOutput, reset_memory
 from hydra_pipeline.pipeline.validation import require_at_least, require_positive
+from hydra_pipeline.tasks.observations import Observations, ObservationSpace
 from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, as_action_space
 
 __all__ = ["RNN_TYPES", "RecurrentActorCritic", "observation_encoder"]
@@ -27,15 +29,19 @@ RNN_TYPES: dict[str, type[nn.GRU | nn.LSTM]] = {"gru": nn.GRU, "lstm": nn.LSTM}
 """The recurrent cores, by ``rnn_type``."""
 
 
-def observation_encoder(observation_shape: Sequence[int]) -> tuple[nn.Module, int]:
+def observation_encoder(
+    observation_space: ObservationSpace | Sequence[int],
+    cnn_channels: Sequence[int] = (16, 32),
+    embedding_dim: int = 16,
+) -> tuple[nn.Module, int]:
     """The module that turns a batch of observations into feature vectors, chosen by the
-    observation space, and the size of its features.
-
-    Observations of ``observation_shape`` (``float32``) are flattened. This is the one place
-    that chooses how observations are read, so encoders for other spaces (images, ``Dict``
-    spaces) plug in here.
-    """
-    return nn.Flatten(), math.prod(observation_shape)
+    observation space (:func:`~hydra_pipeline.models.make_encoder`: ``float32`` observations
+    are flattened, images go through a small convolutional network, integers and tokens are
+    embedded, ``Dict`` spaces get one encoder per key), and the size of its features."""
+    encoder = make_encoder(
+        observation_space, cnn_channels=cnn_channels, embedding_dim=embedding_dim
+    )
+    return encoder, encoder.output_size
 
 
 class RecurrentActorCritic(nn.Module):
@@ -62,6 +68,11 @@ class RecurrentActorCritic(nn.Module):
         hidden_gain: Gain of the encoder layers' weights.
         actor_gain: Gain of the actor head's (small: nearly uniform first actions).
         critic_gain: Gain of the critic head's.
+        observation_space: The task's observation space, when its observations are not
+            ``float32`` vectors (images, ``Dict`` spaces; the engine passes it then);
+            ``None``: ``float32`` observations of ``observation_shape``.
+        cnn_channels: Output channels of each convolution of image encoders.
+        embedding_dim: Size of the embeddings of integer observations and tokens.
     """
 
     def __init__(
@@ -78,6 +89,9 @@ class RecurrentActorCritic(nn.Module):
         hidden_gain: float = math.sqrt(2),
         actor_gain: float = 0.01,
         critic_gain: float = 1.0,
+        observation_space: ObservationSpace | None = None,
+        cnn_channels: Sequence[int] = (16, 32),
+        embedding_dim: int = 16,
     ) -> None:
         super().__init__()
         if rnn_type not in RNN_TYPES:
@@ -103,7 +117,11 @@ class RecurrentActorCritic(nn.Module):
             outputs = math.prod(action_space.shape)
             self.log_std = nn.Parameter(torch.full(action_space.shape, float(initial_log_std)))
 
-        reader, features = observation_encoder(observation_shape)
+        reader, features = observation_encoder(
+            observation_shape if observation_space is None else observation_space,
+            cnn_channels,
+            embedding_dim,
+        )
         layers = perceptron(
             features, encoder_hidden_sizes, None, ACTIVATIONS[activation], (hidden, None)
         )
@@ -127,7 +145,7 @@ class RecurrentActorCritic(nn.Module):
         return torch.zeros(batch_size, rows, self.hidden_size, device=device)
 
     def forward(
-        self, observations: Tensor, memory: Tensor, episode_starts: Tensor
+        self, observations: Observations, memory: Tensor, episode_starts: Tensor
     ) -> tuple[ActorCriticOutput, Tensor]:
         """The outputs of ``steps`` steps of ``batch`` sequences and the memory after them
         (shapes in :mod:`hydra_pipeline.models.protocol`)."""

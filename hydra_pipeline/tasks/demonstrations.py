@@ -10,6 +10,12 @@ from torch import Tensor
 
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.pipeline.validation import require_at_least, require_seed
+from hydra_pipeline.tasks.observations import (
+    Observations,
+    concatenate_observations,
+    map_observations,
+    num_observations,
+)
 from hydra_pipeline.tasks.protocol import Task
 
 __all__ = ["ExpertDemonstrations"]
@@ -40,26 +46,29 @@ class ExpertDemonstrations:
         self.batch_size = require_at_least("batch_size", batch_size, 1)
         self.seed = require_seed("seed", seed)
         self.epoch = 0
-        self._recording: tuple[Tensor, Tensor] | None = None
+        self._recording: tuple[Observations, Tensor] | None = None
 
-    def _record(self) -> tuple[Tensor, Tensor]:
+    def _record(self) -> tuple[Observations, Tensor]:
         observations = [self.task.reset(seed=self.seed)]
         actions = []
         for _ in range(self.num_steps):
             actions.append(self.task.expert_actions())
             observations.append(self.task.step(actions[-1]).observations)
         self.task.close()
-        return torch.cat(observations[:-1]), torch.cat(actions)
+        return concatenate_observations(observations[:-1]), torch.cat(actions)
 
-    def __call__(self) -> Iterator[dict[str, Tensor]]:
+    def __call__(self) -> Iterator[dict[str, Any]]:
         if self._recording is None:
             self._recording = self._record()
         observations, actions = self._recording
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         self.epoch += 1
-        order = torch.randperm(len(observations), generator=generator)
+        order = torch.randperm(num_observations(observations), generator=generator)
         return (
-            {"observations": observations[chunk], "expert_actions": actions[chunk]}
+            {
+                "observations": map_observations(lambda tensor: tensor[chunk], observations),  # noqa: B023
+                "expert_actions": actions[chunk],
+            }
             for chunk in torch.split(order, self.batch_size)
         )
 

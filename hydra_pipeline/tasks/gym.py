@@ -17,6 +17,13 @@ from torch import Tensor
 
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.pipeline.validation import require_at_least, require_seed
+from hydra_pipeline.tasks.observations import (
+    Observations,
+    ObservationSpace,
+    TensorSpace,
+    assign_observations,
+    map_observations,
+)
 from hydra_pipeline.tasks.protocol import (
     ActionSpace,
     ContinuousActions,
@@ -41,7 +48,11 @@ _DEFAULT_FPS = 30
 class GymTask:
     """``num_envs`` copies of a Gymnasium environment, stepped as one task.
 
-    Observations must come from a ``Box`` space; they are flattened to ``float32`` vectors.
+    Observations from a ``Box`` space of floats are flattened to ``float32`` vectors. Images
+    (a ``uint8`` ``Box`` of rank 3) stay ``uint8`` images, and a ``Dict`` space of such
+    ``Box`` and ``Discrete`` spaces gives ``Dict`` observations (``Discrete`` entries as
+    ``int64`` numbers from 0); these tasks declare their ``observation_space`` (see
+    :mod:`hydra_pipeline.tasks.observations`).
     Actions may come from a ``Discrete`` space (numbered from 0 whatever the space's ``start``)
     or a ``Box`` space (clipped to its bounds before stepping). Gymnasium's same-step autoreset
     provides the protocol's ``final_observations``; where no episode ended they equal
@@ -79,7 +90,7 @@ class GymTask:
         env_id: str,
         num_envs: int = 8,
         vectorization_mode: str = "sync",
-        expert: Callable[[Tensor], Tensor] | None = None,
+        expert: Callable[[Observations], Tensor] | None = None,
         env_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         gymnasium = _import_gymnasium()
@@ -103,10 +114,7 @@ class GymTask:
         )
         self.render_fps = int(self._envs.metadata.get("render_fps") or _DEFAULT_FPS)
         try:
-            observation_space = self._envs.single_observation_space
-            if not isinstance(observation_space, gymnasium.spaces.Box):
-                raise _unsupported_space_error("observation", observation_space, env_id)
-            self.observation_shape = (int(np.prod(observation_space.shape)),)
+            self._describe_observations(gymnasium, self._envs.single_observation_space)
             self.action_space = _describe_action_space(
                 gymnasium, self._envs.single_action_space, env_id
             )
@@ -122,7 +130,7 @@ class GymTask:
         self._steps_taken = 0
         self.reset()
 
-    def reset(self, *, seed: int | None = None) -> Tensor:
+    def reset(self, *, seed: int | None = None) -> Observations:
         """Reset every environment and return the first observations.
 
         Args:
@@ -133,7 +141,7 @@ class GymTask:
             self._seed = require_seed("seed", seed)
             self._steps_taken = 0
         observations, _ = self._envs.reset(seed=seed)
-        self._observations = _flat_float32(observations)
+        self._observations = self._convert(observations)
         return self._observations
 
     def step(self, actions: Tensor) -> StepResult:
@@ -155,12 +163,12 @@ class GymTask:
             env_actions = np.clip(env_actions, space.low, space.high).astype(space.dtype)
         observations, rewards, terminated, truncated, infos = self._envs.step(env_actions)
         self._steps_taken += 1
-        self._observations = _flat_float32(observations)
-        final_observations = self._observations.clone()
+        self._observations = self._convert(observations)
+        final_observations = map_observations(Tensor.clone, self._observations)
         if "_final_obs" in infos:
             ended = np.flatnonzero(infos["_final_obs"])
-            ended_observations = np.stack([infos["final_obs"][index] for index in ended])
-            final_observations[torch.from_numpy(ended)] = _flat_float32(ended_observations)
+            ended_observations = self._convert_each([infos["final_obs"][index] for index in ended])
+            assign_observations(final_observations, torch.from_numpy(ended), ended_observations)
         return StepResult(
             observations=self._observations,
             rewards=torch.tensor(rewards, dtype=torch.float32),
@@ -206,7 +214,7 @@ class GymTask:
         """The last seed and the steps taken since: all a resumed task needs to reseed."""
         return {"seed": self._seed, "steps_taken": self._steps_taken}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> Tensor:
+    def load_state_dict(self, state: Mapping[str, Any]) -> Observations:
         """Restart every environment with a seed derived from the saved seed and step count,
         and return their first observations.
 
@@ -219,17 +227,71 @@ class GymTask:
         else:
             entropy = np.random.SeedSequence([self._seed, self._steps_taken])
             observations, _ = self._envs.reset(seed=int(entropy.generate_state(1)[0]))
-        self._observations = _flat_float32(observations)
+        self._observations = self._convert(observations)
         return self._observations
 
     def close(self) -> None:
         """Close the environments (and the subprocesses of ``"async"`` mode)."""
         self._envs.close()
 
+    def _describe_observations(self, gymnasium: ModuleType, space: Space[Any]) -> None:
+        """Set ``observation_shape`` and, for images and ``Dict`` spaces,
+        ``observation_space`` from the environments' observation space."""
+        self.observation_space: ObservationSpace | None = None
+        if isinstance(space, gymnasium.spaces.Dict):
+            self.observation_shape: tuple[int, ...] = ()
+            self.observation_space = {
+                key: _describe_part(gymnasium, part, self.env_id, key)
+                for key, part in space.spaces.items()
+            }
+            return
+        part = _describe_part(gymnasium, space, self.env_id, None)
+        self.observation_shape = part.shape
+        if part.dtype != "float32":
+            self.observation_space = part
 
-def _flat_float32(observations: np.ndarray[Any, Any]) -> Tensor:
-    """A copy of a batch of observations, one flat ``float32`` row per environment."""
-    return torch.tensor(observations.reshape(len(observations), -1), dtype=torch.float32)
+    def _convert(self, observations: Any) -> Observations:
+        """A batch of observations as the environments give them (an array, or a dict of
+        arrays), as tensors of the task's observation space."""
+        space = self.observation_space
+        if space is None:
+            return _as_tensor(observations, TensorSpace(self.observation_shape))
+        if isinstance(space, TensorSpace):
+            return _as_tensor(observations, space)
+        return {key: _as_tensor(observations[key], part) for key, part in space.items()}
+
+    def _convert_each(self, observations: list[Any]) -> Observations:
+        """Single observations (the final ones of ended episodes) as one batch."""
+        if isinstance(self.observation_space, Mapping):
+            return self._convert(
+                {
+                    key: np.stack([single[key] for single in observations])
+                    for key in self.observation_space
+                }
+            )
+        return self._convert(np.stack(observations))
+
+
+def _as_tensor(values: Any, space: TensorSpace) -> Tensor:
+    """A copy of a batch of arrays as a tensor of ``space`` (flat rows for ``float32``)."""
+    array = np.asarray(values)
+    return torch.tensor(array.reshape(len(array), *space.shape), dtype=space.torch_dtype)
+
+
+def _describe_part(
+    gymnasium: ModuleType, space: Space[Any], env_id: str, key: str | None
+) -> TensorSpace:
+    """The tensor of one observation (or one entry of a ``Dict`` one): ``float32`` vectors
+    for float ``Box`` spaces, ``uint8`` images for ``uint8`` ``Box`` spaces of rank 3, and
+    ``int64`` numbers for ``Discrete`` spaces."""
+    if isinstance(space, gymnasium.spaces.Discrete) and int(space.start) == 0:
+        return TensorSpace((), "int64", high=int(space.n) - 1)
+    if isinstance(space, gymnasium.spaces.Box):
+        if space.dtype == np.uint8 and len(space.shape) == 3:
+            return TensorSpace(tuple(space.shape), "uint8", high=int(space.high.max()))
+        return TensorSpace((int(np.prod(space.shape)),))
+    described = space if key is None else f"{space} (entry {key!r})"
+    raise _unsupported_space_error("observation", described, env_id)
 
 
 def _episode_metrics(final_info: Mapping[str, Any], num_envs: int) -> dict[str, Tensor]:
@@ -306,9 +368,11 @@ def _describe_action_space(gymnasium: ModuleType, space: Space[Any], env_id: str
     raise _unsupported_space_error("action", space, env_id)
 
 
-def _unsupported_space_error(kind: str, space: Space[Any], env_id: str) -> InvalidArgumentError:
+def _unsupported_space_error(kind: str, space: Any, env_id: str) -> InvalidArgumentError:
     """The error for an environment whose observation or action space GymTask cannot handle."""
-    supported = "Box" if kind == "observation" else "Discrete or Box"
+    supported = (
+        "Box, or Dict of Box and Discrete (from 0)" if kind == "observation" else "Discrete or Box"
+    )
     return InvalidArgumentError(
         "env_id",
         f"names an environment with {kind} space {space}; GymTask supports {supported} only",

@@ -6,7 +6,9 @@ yours, selected in a config with ``task._target_=your_module.YourTask``. The eng
 task first, then the model from the task's spaces.
 
 Batching: every tensor has the environments on its first dimension. Observations are
-``float32`` of shape ``(num_envs, *observation_shape)``; rewards ``float32``, ``terminated``
+``float32`` of shape ``(num_envs, *observation_shape)``, unless the task declares an
+``observation_space`` (images, ``Dict`` spaces: see :mod:`hydra_pipeline.tasks.observations`),
+which they then follow; rewards ``float32``, ``terminated``
 and ``truncated`` ``bool``, all of shape ``(num_envs,)``; actions ``int64`` of shape
 ``(num_envs,)`` for :class:`DiscreteActions` and ``float32`` of shape ``(num_envs, *shape)`` for
 :class:`ContinuousActions`. Tensors live on the CPU; the engine moves them to its device.
@@ -40,6 +42,8 @@ from hydra_pipeline.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     from torch import Tensor
+
+    from hydra_pipeline.tasks.observations import Observations
 
 __all__ = [
     "ActionSpace",
@@ -108,11 +112,11 @@ class StepResult(NamedTuple):
     """What :meth:`Task.step` returns (shapes and ``episode_metrics`` in the module
     docstring)."""
 
-    observations: Tensor
+    observations: Observations
     rewards: Tensor
     terminated: Tensor
     truncated: Tensor
-    final_observations: Tensor
+    final_observations: Observations
     episode_metrics: Mapping[str, Tensor] = MappingProxyType({})
 
 
@@ -122,10 +126,16 @@ class Task(Protocol):
 
     Attributes:
         num_envs: Number of environments stepped at once.
-        observation_shape: Shape of one environment's observation.
+        observation_shape: Shape of one environment's observation (``()`` for a ``Dict``
+            observation space).
         action_space: The actions one environment accepts.
         has_expert: Whether :meth:`expert_actions` is available (teacher forcing and
             imitation losses need it).
+
+    Optional attributes:
+        observation_space: A task whose observations are not ``float32`` tensors declares
+            them: a :class:`~hydra_pipeline.tasks.observations.TensorSpace` (a ``uint8``
+            image) or a mapping of names to them (a ``Dict`` space).
     """
 
     num_envs: int
@@ -133,7 +143,7 @@ class Task(Protocol):
     action_space: ActionSpace
     has_expert: bool
 
-    def reset(self, *, seed: int | None = None) -> Tensor:
+    def reset(self, *, seed: int | None = None) -> Observations:
         """Reset every environment and return the first observations.
 
         Args:
@@ -160,7 +170,7 @@ class Task(Protocol):
         ``weights_only=True``)."""
         ...
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> Tensor | None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> Observations | None:
         """Restore what :meth:`state_dict` returned.
 
         Returns:

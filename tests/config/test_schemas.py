@@ -36,7 +36,7 @@ from hydra_pipeline.config.pipeline import (
     TrainingPipelineConf,
     TrainingSettingsConf,
 )
-from hydra_pipeline.config.task import GymTaskConf
+from hydra_pipeline.config.task import GymTaskConf, MiniGridTaskConf
 from hydra_pipeline.pipeline.settings import TRAINING_SETTING_KEYS
 
 CONFIG_KEYS = {"_target_", "_convert_", "class_type"}
@@ -45,7 +45,7 @@ CONFIG_KEYS = {"_target_", "_convert_", "class_type"}
 RUNTIME_PARAMETERS = {
     "optimizer": {"params"},
     "lr_scheduler": {"optimizer"},
-    "model": {"observation_shape", "action_space"},
+    "model": {"observation_shape", "action_space", "observation_space"},
 }
 """Parameters the engine passes at call time, by config group: never in a config."""
 
@@ -64,14 +64,23 @@ DEVIATIONS: dict[tuple[type[Any], str], Deviation] = {
     (MLPActorCriticConf, "shared_hidden_sizes"): Deviation(
         [], "YAML has lists, not tuples; MLPActorCritic takes any sequence"
     ),
+    (MLPActorCriticConf, "cnn_channels"): Deviation(
+        [16, 32], "YAML has lists, not tuples; MLPActorCritic takes any sequence"
+    ),
     (RecurrentActorCriticConf, "encoder_hidden_sizes"): Deviation(
         [64], "YAML has lists, not tuples; RecurrentActorCritic takes any sequence"
+    ),
+    (RecurrentActorCriticConf, "cnn_channels"): Deviation(
+        [16, 32], "YAML has lists, not tuples; RecurrentActorCritic takes any sequence"
     ),
     (ThresholdEarlyStoppingConf, "threshold"): Deviation(
         MISSING, "a config must choose its threshold; the constructor's 0.0 is never meant"
     ),
     (GymTaskConf, "env_kwargs"): Deviation(
         {}, "a dict node lets +task.env_kwargs.<key>=... add keys; GymTask reads None as {}"
+    ),
+    (MiniGridTaskConf, "env_kwargs"): Deviation(
+        {}, "a dict node lets +task.env_kwargs.<key>=... add keys; MiniGridTask reads None as {}"
     ),
     (TrainingPipelineConf, "named_storages"): Deviation(
         {},

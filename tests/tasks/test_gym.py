@@ -15,7 +15,14 @@ import pytest
 import torch
 
 from hydra_pipeline import InvalidArgumentError
-from hydra_pipeline.tasks import ContinuousActions, DiscreteActions, GymTask, StepResult, Task
+from hydra_pipeline.tasks import (
+    ContinuousActions,
+    DiscreteActions,
+    GymTask,
+    StepResult,
+    Task,
+    TensorSpace,
+)
 
 ECHO_ENV_ID = "HydraPipelineTests/EchoAction-v0"
 
@@ -85,14 +92,33 @@ class TestSpaces:
         task.close()
 
     def test_unsupported_observation_space_is_refused(self) -> None:
-        """FrozenLake's Discrete observations are refused, naming the space."""
-        with pytest.raises(InvalidArgumentError, match=r"observation space Discrete\(16\)"):
-            GymTask("FrozenLake-v1")
+        """Blackjack's Tuple observations are refused, naming the space."""
+        with pytest.raises(InvalidArgumentError, match=r"observation space Tuple\(Discrete"):
+            GymTask("Blackjack-v1")
 
-    def test_unsupported_action_space_is_refused(self, echo_env_id: str) -> None:
-        """MultiBinary actions are refused, naming the space."""
-        space = gymnasium.spaces.MultiBinary(3)
-        with pytest.raises(InvalidArgumentError, match=r"action space MultiBinary\(3\)"):
+    def test_discrete_observations_are_numbers_to_embed(self) -> None:
+        """FrozenLake's Discrete(16) observations are int64 numbers 0-15, declared in the
+        task's observation_space so that models embed them."""
+        task = GymTask("FrozenLake-v1", num_envs=2)
+        assert task.observation_space == TensorSpace((), "int64", high=15)
+        observations = task.reset(seed=0)
+        assert isinstance(observations, torch.Tensor)
+        assert observations.dtype == torch.int64 and observations.tolist() == [0, 0]
+        task.close()
+
+    @pytest.mark.parametrize(
+        ("space", "named"),
+        [
+            (gymnasium.spaces.MultiBinary(3), r"MultiBinary\(3\)"),
+            (gymnasium.spaces.MultiDiscrete([3, 2]), r"MultiDiscrete\(\[3 2\]\)"),
+        ],
+    )
+    def test_unsupported_action_space_is_refused(
+        self, echo_env_id: str, space: Any, named: str
+    ) -> None:
+        """MultiBinary and MultiDiscrete actions are refused, naming the space and the
+        supported ones."""
+        with pytest.raises(InvalidArgumentError, match=rf"action space {named}; GymTask supports"):
             GymTask(echo_env_id, env_kwargs={"action_space": space})
 
 
