@@ -137,11 +137,9 @@ class RunInfo:
     @classmethod
     def of(cls, hydra_config: Any) -> RunInfo:
         """The run information of Hydra's running job, whose config is ``hydra_config``."""
-        overrides = [
-            o
-            for o in hydra_config.overrides.task
-            if override_key(o) not in (*RUN_KEYS, *TRUST_KEYS)
-        ]
+        # As typed: iterating the ListConfig itself would resolve ${...} inside overrides.
+        typed: list[str] = OmegaConf.to_container(hydra_config.overrides.task)  # type: ignore[assignment]
+        overrides = [o for o in typed if override_key(o) not in (*RUN_KEYS, *TRUST_KEYS)]
         return cls(
             overrides=overrides,
             output_subdir=hydra_config.output_subdir,

@@ -191,7 +191,7 @@ NOT_OBJECTS = {
     "--disable_tensorboard",
     "--disable_config_saving",
     "--callbacks",
-    "distributed training flags",
+    "--distributed_ip_and_port",
     "valid_pipeline_stage",  # a mode: evaluation during training (tests/app/test_evaluate.py)
     "test_pipeline_stage",  # a mode: the evaluate command (tests/app/test_evaluate.py)
 }

@@ -40,6 +40,7 @@ class TestSearchPathPlugin:
             "base_training_pipeline",
             "imitation_then_ppo",
             "ppo",
+            "ppo_sb3",
         ]
 
     def test_loader_lists_every_group(self) -> None:
