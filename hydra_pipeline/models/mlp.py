@@ -37,6 +37,19 @@ def linear_layer(inputs: int, outputs: int, gain: float | None) -> nn.Linear:
     return layer
 
 
+def orthogonal_gains(
+    orthogonal_init: bool, hidden_gain: float, actor_gain: float, critic_gain: float
+) -> tuple[float | None, float | None, float | None]:
+    """The hidden layers', actor head's and critic head's gains for :func:`linear_layer`, each
+    checked to be > 0; all ``None`` (torch's default initialisation) without
+    ``orthogonal_init``."""
+    gains = {"hidden_gain": hidden_gain, "actor_gain": actor_gain, "critic_gain": critic_gain}
+    hidden, actor, critic = (
+        require_positive(name, gain) if orthogonal_init else None for name, gain in gains.items()
+    )
+    return hidden, actor, critic
+
+
 def perceptron(
     inputs: int,
     hidden_sizes: Sequence[int],
@@ -129,10 +142,8 @@ class MLPActorCritic(nn.Module):
         for argument, layers in sizes.items():
             for index, size in enumerate(layers):
                 require_at_least(f"{argument}.{index}", size, 1)
-        gains = {"hidden_gain": hidden_gain, "actor_gain": actor_gain, "critic_gain": critic_gain}
-        hidden, actor, critic = (
-            require_positive(name, gain) if orthogonal_init else None
-            for name, gain in gains.items()
+        hidden, actor, critic = orthogonal_gains(
+            orthogonal_init, hidden_gain, actor_gain, critic_gain
         )
         action_space = as_action_space(action_space)
         self.encoder = make_encoder(

@@ -17,9 +17,9 @@ from torch import Tensor, nn
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.distributions import ActionDistribution, Categorical, DiagonalGaussian
 from hydra_pipeline.models.encoders import make_encoder
-from hydra_pipeline.models.mlp import ACTIVATIONS, linear_layer, perceptron
+from hydra_pipeline.models.mlp import ACTIVATIONS, linear_layer, orthogonal_gains, perceptron
 from hydra_pipeline.models.protocol import ActorCriticOutput, reset_memory
-from hydra_pipeline.pipeline.validation import require_at_least, require_positive
+from hydra_pipeline.pipeline.validation import require_at_least
 from hydra_pipeline.tasks.observations import Observations, ObservationSpace
 from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, as_action_space
 
@@ -104,10 +104,8 @@ class RecurrentActorCritic(nn.Module):
         self.num_layers = require_at_least("num_layers", num_layers, 1)
         for index, size in enumerate(encoder_hidden_sizes):
             require_at_least(f"encoder_hidden_sizes.{index}", size, 1)
-        gains = {"hidden_gain": hidden_gain, "actor_gain": actor_gain, "critic_gain": critic_gain}
-        hidden, actor, critic = (
-            require_positive(name, gain) if orthogonal_init else None
-            for name, gain in gains.items()
+        hidden, actor, critic = orthogonal_gains(
+            orthogonal_init, hidden_gain, actor_gain, critic_gain
         )
         action_space = as_action_space(action_space)
         self.log_std: nn.Parameter | None = None
