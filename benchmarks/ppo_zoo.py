@@ -163,7 +163,10 @@ def main() -> None:
     print(describe_load(), flush=True)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     if arguments.resume and arguments.json.is_file():
-        results = json.loads(arguments.json.read_text())["results"]
+        saved = json.loads(arguments.json.read_text())
+        results, budgets = saved["results"], {**saved["budgets"], **budgets}
+        for name in results:  # runs saved without their budget ran the default one
+            budgets.setdefault(name, ENVIRONMENTS[name].steps)
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         for name in arguments.envs:
