@@ -330,8 +330,12 @@ def _message(error: Exception, config_path: str, config_name: str) -> str:
 
 
 def _explain(error: BaseException, overrides: list[str], config_path: str, config_name: str) -> str:
-    if isinstance(error, MissingConfigException) and error.options is not None:
-        return _unknown_option(error)
+    if isinstance(error, MissingConfigException):
+        extra = _PLUGIN_EXTRAS.get(error.missing_cfg_file or "")
+        if extra is not None:
+            return _missing_plugin(error, extra)
+        if error.options is not None:
+            return _unknown_option(error)
     if isinstance(error, OSError) and error.filename is not None:
         return (
             f"cannot write '{error.filename}': {error.strerror}. Choose a writable output "
@@ -354,6 +358,25 @@ def _explain(error: BaseException, overrides: list[str], config_path: str, confi
     if isinstance(error, HydraException) and isinstance(cause, OmegaConfBaseException):
         message += "\n" + str(cause).strip()
     return message
+
+
+# The extra installing each Hydra plugin whose configs the presets and the README use.
+_PLUGIN_EXTRAS = {
+    "hydra/launcher/joblib": "launchers",
+    "hydra/launcher/submitit_local": "launchers",
+    "hydra/launcher/submitit_slurm": "launchers",
+    "hydra/launcher/ray": "ray",
+    "hydra/launcher/ray_aws": "ray",
+    "hydra/sweeper/optuna": "optuna",
+}
+
+
+def _missing_plugin(error: MissingConfigException, extra: str) -> str:
+    group, _, option = (error.missing_cfg_file or "").rpartition("/")
+    return (
+        f"'{group}={option}' comes from a Hydra plugin that is not installed "
+        f'(pip install "hydra-pipeline[{extra}]"). {str(error).splitlines()[0]}'
+    )
 
 
 def _unknown_option(error: MissingConfigException) -> str:

@@ -347,3 +347,28 @@ def test_help_lists_groups_options_and_typed_keys(cli: Cli) -> None:
     assert "seed: int = 0" in text and "Seeds Python, NumPy, torch" in text
     assert "resume: str or null = null" in text
     assert "pipeline.gamma: float" in text and "Discount factor" in text
+
+
+@pytest.mark.parametrize(
+    ("missing", "extra"),
+    [
+        ("hydra/launcher/submitit_slurm", "launchers"),
+        ("hydra/launcher/ray", "ray"),
+        ("hydra/sweeper/optuna", "optuna"),
+    ],
+)
+def test_a_preset_whose_plugin_is_missing_names_the_extra(missing: str, extra: str) -> None:
+    """Without a launcher or sweeper plugin, Hydra reports a config it cannot load; the
+    message names the option and the extra that installs it (the plugins are all installed
+    here, so Hydra's error is made by hand)."""
+    from hydra.errors import MissingConfigException
+
+    from hydra_pipeline.app.cli import _explain
+
+    error = MissingConfigException(
+        f"In 'hydra/launcher/slurm': Could not load '{missing}'.", missing_cfg_file=missing
+    )
+    group, _, option = missing.rpartition("/")
+    message = _explain(error, [], "pkg://hydra_pipeline.conf", "config")
+    assert f"'{group}={option}' comes from a Hydra plugin that is not installed" in message
+    assert f'pip install "hydra-pipeline[{extra}]"' in message

@@ -85,12 +85,31 @@ def test_failed_job_is_recorded_and_others_keep_their_results(
     assert (tmp_path / "sweep" / "2" / "summary.json").is_file()
 
 
-@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+LAUNCHER_SETTINGS = {
+    "joblib": ["hydra.launcher.n_jobs=2"],
+    "submitit_local": [],
+    # The cluster preset on a fresh local Ray instance of this machine's 2 cores.
+    "ray_cluster": [
+        "hydra.launcher.ray.init.address=null",
+        "+hydra.launcher.ray.init.num_cpus=2",
+        "+hydra.launcher.ray.init.include_dashboard=false",
+        "hydra.launcher.ray.remote.num_cpus=1",
+        "hydra.launcher.ray.remote.num_gpus=0",
+    ],
+}
+
+
+@pytest.mark.parametrize("launcher", list(LAUNCHER_SETTINGS))
 def test_parallel_launchers(cli: Cli, small: list[str], tmp_path: Path, launcher: str) -> None:
-    """joblib and Submitit run the jobs in other processes, with the same seeded results."""
-    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    """joblib, Submitit and Ray run the jobs in other processes, with the same seeded
+    results."""
     result = cli(
-        "-m", *small, "seed=0,1", f"hydra/launcher={launcher}", *extra, "hydra.sweep.dir=sweep"
+        "-m",
+        *small,
+        "seed=0,1",
+        f"hydra/launcher={launcher}",
+        *LAUNCHER_SETTINGS[launcher],
+        "hydra.sweep.dir=sweep",
     )
     assert result.returncode == 0, result.stderr
     table = rows(tmp_path / "sweep")
