@@ -59,6 +59,10 @@ restarted in its own folder, e.g. requeued after preemption), else start fresh."
 _STRUCTURAL_KEYS = ("model", "task", "pipeline.optimizer_builder")
 """Config nodes a resumed run must keep whole (plus each loss's ``_target_``)."""
 
+_IMPLEMENTATION_KEYS = ("pipeline.optimizer_builder.foreach", "pipeline.optimizer_builder.fused")
+"""Optimizer switches that choose how torch computes the same update, not what it is: a
+resumed run may differ in them (the checkpoint's optimizer state restores its own)."""
+
 
 def override_key(override: str) -> str:
     """The key an override sets (``+a.b=1`` -> ``a.b``)."""
@@ -255,7 +259,11 @@ def check_same_structure(checkpoint: Path, stored: Any, current: Mapping[str, An
     for key in sorted(set(stored) | set(current)):
         before.update(_flatten(stored.get(key), key))
         after.update(_flatten(current.get(key), key))
-    differing = [key for key in set(before) | set(after) if before.get(key) != after.get(key)]
+    differing = [
+        key
+        for key in set(before) | set(after)
+        if before.get(key) != after.get(key) and key not in _IMPLEMENTATION_KEYS
+    ]
     # What is built (a _target_ or a class_type) explains the rest: name it first.
     differing.sort(key=lambda key: (not key.endswith(("._target_", ".class_type")), key))
     differences = [

@@ -44,7 +44,9 @@ class AdamConf(OptimizerConf):
         maximize: Maximize the objective instead of minimizing it.
         capturable: Allow CUDA graph capture.
         differentiable: Allow autograd through the optimizer step.
-        fused: Use the fused implementation (null: torch decides).
+        fused: Use torch's fused implementation: one kernel for all parameters, several
+            times faster than torch's own default (null) on the CPU, where that is a loop
+            over the parameters, for the small models of RL (same update rule).
         decoupled_weight_decay: Decouple weight decay as in AdamW.
     """
 
@@ -57,7 +59,7 @@ class AdamConf(OptimizerConf):
     maximize: bool = False
     capturable: bool = False
     differentiable: bool = False
-    fused: Optional[bool] = None
+    fused: Optional[bool] = True
     decoupled_weight_decay: bool = False
 
 
@@ -74,7 +76,9 @@ class AdamWConf(OptimizerConf):
         foreach: Use the multi-tensor implementation (null: torch decides).
         capturable: Allow CUDA graph capture.
         differentiable: Allow autograd through the optimizer step.
-        fused: Use the fused implementation (null: torch decides).
+        fused: Use torch's fused implementation: one kernel for all parameters, several
+            times faster than torch's own default (null) on the CPU, where that is a loop
+            over the parameters, for the small models of RL (same update rule).
     """
 
     class_type: str = "torch.optim.AdamW"
@@ -86,7 +90,7 @@ class AdamWConf(OptimizerConf):
     foreach: Optional[bool] = None
     capturable: bool = False
     differentiable: bool = False
-    fused: Optional[bool] = None
+    fused: Optional[bool] = True
 
 
 @dataclass

@@ -525,7 +525,7 @@ class OnPolicyRunner:
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
         distributed.average_gradients(self.parameters)
-        nn.utils.clip_grad_norm_(self.parameters, max_grad_norm)
+        nn.utils.clip_grad_norm_(self.parameters, max_grad_norm, foreach=True)
         self.optimizer.step()
         if self.first_update_time is None:
             self.first_update_time = time.time()

@@ -252,7 +252,8 @@ class TestAllenActDefaults:
         assert (ppo.clip_param, ppo.entropy_coef, ppo.use_clipped_value_loss) == (0.1, 0.01, True)
 
     def test_adam_preset_is_torchs_adam(self, build: Callable[..., Any]) -> None:
-        """optimizer=adam builds torch.optim.Adam with torch's own defaults."""
+        """optimizer=adam builds torch.optim.Adam with torch's own defaults, computed by its
+        fused implementation."""
         params = [torch.nn.Parameter(torch.zeros(2))]
         built = build("optimizer=adam").optimizer_builder(params=params)
-        assert built.defaults == torch.optim.Adam(params).defaults
+        assert built.defaults == torch.optim.Adam(params, fused=True).defaults

@@ -58,6 +58,8 @@ class Deviation(NamedTuple):
 DEVIATIONS: dict[tuple[type[Any], str], Deviation] = {
     (AdamConf, "betas"): Deviation([0.9, 0.999], "YAML has lists, not tuples; torch takes both"),
     (AdamWConf, "betas"): Deviation([0.9, 0.999], "YAML has lists, not tuples; torch takes both"),
+    (AdamConf, "fused"): Deviation(True, "the same step, several times faster on the CPU"),
+    (AdamWConf, "fused"): Deviation(True, "the same step, several times faster on the CPU"),
     (MLPActorCriticConf, "hidden_sizes"): Deviation(
         [64, 64], "YAML has lists, not tuples; MLPActorCritic takes any sequence"
     ),

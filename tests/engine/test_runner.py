@@ -1165,9 +1165,9 @@ class TestStageSettings:
 
         clip = nn.utils.clip_grad_norm_
 
-        def spy_clip(parameters: Any, max_norm: float) -> torch.Tensor:
+        def spy_clip(parameters: Any, max_norm: float, **kwargs: Any) -> torch.Tensor:
             clip_norms.append(max_norm)
-            return clip(parameters, max_norm)
+            return clip(parameters, max_norm, **kwargs)
 
         monkeypatch.setattr("hydra_pipeline.engine.runner.compute_returns", spy_returns)
         monkeypatch.setattr(nn.utils, "clip_grad_norm_", spy_clip)
