@@ -71,7 +71,9 @@ class MiniGridTask(GymTask):
     For BabyAI levels the BabyAI bot shipped with ``minigrid`` is the expert (imitation,
     teacher forcing, expert demonstrations), in ``"sync"`` vectorisation only, where the bot
     can see the environments. A bot follows its environment through the actions really taken;
-    one that missed a step (no expert actions asked) or whose episode ended is rebuilt.
+    one that missed a step (no expert actions asked) or whose episode ended is rebuilt, and so
+    is one that gives up because the agent opened a box (which vanishes), as a policy acting
+    under teacher forcing below 1 may.
 
     Args:
         env_id: A registered MiniGrid or BabyAI id, such as
@@ -200,11 +202,14 @@ class MiniGridTask(GymTask):
             if self._suggested[index] is not None:
                 continue  # asked twice in one step
             bot = self._bots[index]
-            if bot is None:
-                bot = self._bots[index] = make_bot(environments[index])
-                self._suggested[index] = int(bot.replan(None))
-            else:
-                self._suggested[index] = int(bot.replan(self._taken[index]))
+            if bot is not None:
+                try:
+                    self._suggested[index] = int(bot.replan(self._taken[index]))
+                    continue
+                except baby_ai_bot.DisappearedBoxError:
+                    pass  # the agent opened a box, which vanished: plan again from here
+            bot = self._bots[index] = make_bot(environments[index])
+            self._suggested[index] = int(bot.replan(None))
         return torch.tensor(self._suggested, dtype=torch.int64)
 
     def _forget_bots(self) -> None:

@@ -115,10 +115,15 @@ def pipeline(stages: list[PipelineStage], **settings: Any) -> TrainingPipeline:
     return TrainingPipeline(**{**arguments, **settings})
 
 
-def gru(task: CartPoleTask, seed: int = 0) -> RecurrentActorCritic:
+def recurrent(task: CartPoleTask, seed: int = 0, rnn_type: str = "gru") -> RecurrentActorCritic:
+    """A small recurrent policy for ``task``, its weights drawn from ``seed``."""
     set_seed(seed)
     return RecurrentActorCritic(
-        task.observation_shape, task.action_space, hidden_size=8, encoder_hidden_sizes=(8,)
+        task.observation_shape,
+        task.action_space,
+        rnn_type=rnn_type,
+        hidden_size=8,
+        encoder_hidden_sizes=(8,),
     )
 
 
@@ -180,7 +185,7 @@ class TestActing:
         """Policy carries memory between calls and forgets it on reset; an evaluation of a
         recurrent model plays its episodes."""
         task = CartPoleTask(2, max_episode_steps=5, hide_velocities=True)
-        model = gru(task)
+        model = recurrent(task)
         policy = Policy(model, task.observation_shape, task.action_space)
         observations = torch.randn(3, 2)
         policy.act(observations)
@@ -217,7 +222,7 @@ class TestUpdates:
         spy = ReplaySpy()
         task = CartPoleTask(4, max_episode_steps=3)
         training = pipeline([PipelineStage(["ppo"], 64)], named_losses={"ppo": spy})
-        runner(tmp_path, training, task, gru(task)).run()
+        runner(tmp_path, training, task, recurrent(task)).run()
         assert sorted(spy.first) == [32, 64]
         for batch, output in spy.first.values():
             assert batch.memory is not None and batch.episode_starts is not None
@@ -233,7 +238,7 @@ class TestUpdates:
         """The replay backpropagates through time: the loss at the last step of a sequence
         reaches the first step's observation."""
         task = CartPoleTask(1, hide_velocities=True)
-        model = gru(task)
+        model = recurrent(task)
         observations = torch.randn(5, 2, requires_grad=True)
         starts = torch.zeros(5, 1, dtype=torch.bool)
         output, _ = model_output(model, observations, model.initial_memory(1), starts)
@@ -244,7 +249,7 @@ class TestUpdates:
         task = CartPoleTask(2)
         training = pipeline([PipelineStage(["ppo"], 32)], minibatch_split="transitions")
         with pytest.raises(InvalidArgumentError, match="'minibatch_split' must be 'environments'"):
-            runner(tmp_path, training, task, gru(task))
+            runner(tmp_path, training, task, recurrent(task))
 
     def test_demonstrations_are_refused(self, tmp_path: Path) -> None:
         """A data source's minibatches are single transitions: a model with memory cannot
@@ -259,17 +264,19 @@ class TestUpdates:
         )
         training = pipeline([stage], named_losses={"ppo": PPO(), "bc": Imitation()})
         with pytest.raises(InvalidArgumentError, match=r"the model has memory.*model=mlp"):
-            runner(tmp_path, training, task, gru(task))
+            runner(tmp_path, training, task, recurrent(task))
 
 
 def weights(model: nn.Module) -> dict[str, Tensor]:
     return {name: value.clone() for name, value in model.state_dict().items()}
 
 
-def test_resume_with_memory_is_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
+def test_resume_with_memory_is_exact(tmp_path: Path, rnn_type: str) -> None:
     """A run of a recurrent model resumed from a checkpoint taken mid-episode (memory and
-    episode starts saved) ends with the uninterrupted run's weights and metrics, bit for bit.
-    Teacher forcing and imitation run on the memory model too."""
+    episode starts saved; an LSTM's cell state beside its hidden state) ends with the
+    uninterrupted run's weights and metrics, bit for bit. Teacher forcing and imitation run on
+    the memory model too."""
 
     def make(output_dir: Path, save_interval: int | None) -> OnPolicyRunner:
         task = CartPoleTask(2, max_episode_steps=7, hide_velocities=True)
@@ -282,7 +289,8 @@ def test_resume_with_memory_is_exact(tmp_path: Path) -> None:
             named_losses={"ppo": PPO(), "imitation": Imitation()},
             save_interval=save_interval,
         )
-        return runner(output_dir, training, task, gru(task, seed=3), seed=3)
+        model = recurrent(task, seed=3, rnn_type=rnn_type)
+        return runner(output_dir, training, task, model, seed=3)
 
     uninterrupted = make(tmp_path / "a", None)
     expected = uninterrupted.run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -111,6 +112,23 @@ class TestBot:
         assert succeeded.all()
         task.close()
 
+    def test_bot_plans_again_after_the_agent_opens_a_box(self) -> None:
+        """A box the agent opens vanishes, which makes the BabyAI bot give up
+        (``DisappearedBoxError``); the task rebuilds the bot, which still reaches the goal."""
+        task = MiniGridTask("BabyAI-GoToLocal-v0", num_envs=1)
+        task.reset(seed=0)
+        env = task._envs.envs[0].unwrapped  # type: ignore[attr-defined]
+        box_position = _face_a_box_the_mission_does_not_name(env)
+        task.expert_actions()  # the bot sees the box in front of the agent
+        task.step(torch.tensor([env.actions.toggle]))
+        assert env.grid.get(*box_position) is None
+        for _ in range(env.max_steps):
+            result = task.step(task.expert_actions())
+            if bool(result.terminated | result.truncated):
+                break
+        assert result.episode_metrics["success"].tolist() == [1.0]
+        task.close()
+
     def test_bot_is_the_teacher_of_a_recurrent_policy(self, tmp_path: Path) -> None:
         """Imitation with teacher forcing at 1: every action taken is the bot's, every
         episode succeeds, and the recurrent policy learns the bot's actions (cross-entropy
@@ -152,3 +170,21 @@ class TestBot:
         assert runner.latest_metrics["success"] == 1.0
         assert runner.latest_metrics["teacher_forcing_sampled"] == 1.0
         assert runner.latest_metrics["imitation/cross_entropy"] < 1.7  # uniform: ln 7 = 1.95
+
+
+def _face_a_box_the_mission_does_not_name(env: Any) -> tuple[int, int]:
+    """Turns a BabyAI environment's agent to face a box that is not the mission's target, from
+    an empty cell next to it, and returns the box's position."""
+    from minigrid.core.constants import DIR_TO_VEC
+
+    targets = {id(target) for target in env.instrs.desc.obj_set}
+    for x in range(env.width):
+        for y in range(env.height):
+            box = env.grid.get(x, y)
+            if box is None or box.type != "box" or id(box) in targets:
+                continue
+            for direction, (dx, dy) in enumerate(DIR_TO_VEC):
+                if env.grid.get(x - dx, y - dy) is None:
+                    env.agent_pos, env.agent_dir = (x - dx, y - dy), direction
+                    return x, y
+    raise AssertionError("no box to open in this episode")
