@@ -5,10 +5,10 @@ Every rank steps its own environments and runs the same updates on the same weig
 crosses processes is listed here, and nothing else in the engine calls ``torch.distributed``:
 
 * :func:`average_gradients`: the learning step's gradients, averaged over the ranks before
-  every optimizer step (one all-reduce of all gradients, flattened);
-* :func:`moments`, :func:`merged_moments`, :func:`averaged`: statistics over every rank's
-  data (advantage normalisation, the running statistics of observation and reward
-  normalisation, the approximate KL divergence behind PPO's ``target_kl``);
+  every optimizer step, with the loss terms that may end an update (the approximate KL
+  divergence behind PPO's ``target_kl``): one all-reduce per minibatch;
+* :func:`moments`, :func:`merged_moments`: statistics over every rank's data (advantage
+  normalisation, the running statistics of observation and reward normalisation);
 * :func:`merge_objects`, :func:`broadcast_object`, :func:`gather_objects`: the statistics that
   decide (metrics for early stopping and logs, evaluation results, stop requests) and the
   per-rank state of checkpoints;
@@ -35,7 +35,6 @@ from torch.distributed.rendezvous import rendezvous
 __all__ = [
     "Ranks",
     "average_gradients",
-    "averaged",
     "broadcast_module",
     "broadcast_object",
     "check_same_weights",
@@ -155,21 +154,30 @@ def _active() -> bool:
     return dist.is_initialized() and dist.get_world_size() > 1
 
 
-def average_gradients(parameters: Sequence[nn.Parameter]) -> None:
-    """Replace every parameter's gradient by its mean over the ranks.
+def average_gradients(
+    parameters: Sequence[nn.Parameter], statistics: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Replace every parameter's gradient by its mean over the ranks, and return
+    ``statistics`` (the same keys on every rank) averaged over the ranks too.
 
-    One all-reduce of all gradients flattened into one buffer: the update's only traffic, the
-    size of the model. A parameter without a gradient on this rank (a head no loss of the
-    step used) counts as zero, so every rank steps the same parameters.
+    One all-reduce of all gradients and the statistics flattened into one buffer: the
+    update's only traffic, the size of the model, and one synchronisation per minibatch. A
+    parameter without a gradient on this rank (a head no loss of the step used) counts as
+    zero, so every rank steps the same parameters.
     """
+    statistics = dict(statistics or {})
     if not _active():
-        return
+        return statistics
     grads = []
     for parameter in parameters:
         if parameter.grad is None:
             parameter.grad = torch.zeros_like(parameter)
         grads.append(parameter.grad)
-    flat = torch.cat([grad.reshape(-1) for grad in grads])
+    keys = list(statistics)
+    flat = torch.cat(
+        [grad.reshape(-1) for grad in grads]
+        + [grads[0].new_tensor([statistics[key] for key in keys])]
+    )
     dist.all_reduce(flat)
     flat /= dist.get_world_size()
     offset = 0
@@ -177,6 +185,7 @@ def average_gradients(parameters: Sequence[nn.Parameter]) -> None:
         count = grad.numel()
         grad.copy_(flat[offset : offset + count].view_as(grad))
         offset += count
+    return dict(zip(keys, flat[offset:].tolist(), strict=True))
 
 
 def moments(values: Tensor) -> tuple[Tensor, Tensor]:
@@ -194,19 +203,6 @@ def moments(values: Tensor) -> tuple[Tensor, Tensor]:
     variance = (squares - count * mean.square()) / (count - 1).clamp(min=1)
     std = variance.clamp(min=0).sqrt() if bool(count > 1) else torch.zeros_like(mean)
     return mean.to(values.dtype), std.to(values.dtype)
-
-
-def averaged(values: Mapping[str, float]) -> dict[str, float]:
-    """Each of ``values`` averaged over the ranks (every rank passes the same keys): the
-    statistics of a minibatch whose ranks' shares are of equal size. ``values`` in one
-    process."""
-    if not _active():
-        return dict(values)
-    keys = list(values)
-    totals = torch.tensor([float(values[key]) for key in keys], dtype=torch.float64)
-    dist.all_reduce(totals)
-    totals /= dist.get_world_size()
-    return dict(zip(keys, totals.tolist(), strict=True))
 
 
 def merged_moments(batch: Tensor) -> tuple[int, Tensor, Tensor]:

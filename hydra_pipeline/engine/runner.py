@@ -506,7 +506,7 @@ class OnPolicyRunner:
         output, _ = model_output(self.model, batch.observations, batch.memory, batch.episode_starts)
         total: Tensor | float = 0.0
         batch_size = num_observations(batch.observations)
-        stop = False
+        deciding: dict[str, tuple[Callable[[Mapping[str, float]], bool], dict[str, float]]] = {}
         for name, loss in losses.items():
             value, info = loss(step_count=stage.steps_taken_in_stage, batch=batch, output=output)
             total = total + weights[name] * value
@@ -516,15 +516,26 @@ class OnPolicyRunner:
             )
             stops_update = getattr(loss, "stops_update", None)
             if stops_update is not None:
-                # Decided on the terms of the whole minibatch, every rank's share of it, so
-                # all ranks stop at the same minibatch.
-                stop = bool(stops_update(distributed.averaged(info))) or stop
-        if stop:
-            return False
+                deciding[name] = (stops_update, info)
         assert isinstance(total, Tensor)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
-        distributed.average_gradients(self.parameters)
+        # The gradients and the terms a loss decides on are averaged over the ranks in one
+        # all-reduce, so all ranks stop at the same minibatch, on the terms of all of it.
+        averaged = distributed.average_gradients(
+            self.parameters,
+            {
+                f"{name}/{term}": v
+                for name, (_, info) in deciding.items()
+                for term, v in info.items()
+            },
+        )
+        stop = False
+        for name, (stops_update, info) in deciding.items():
+            terms = {term: averaged[f"{name}/{term}"] for term in info}
+            stop = bool(stops_update(terms)) or stop
+        if stop:
+            return False
         nn.utils.clip_grad_norm_(self.parameters, max_grad_norm, foreach=True)
         self.optimizer.step()
         if self.first_update_time is None:
