@@ -79,6 +79,22 @@ def run(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+CLUSTER_LAUNCHERS = {
+    "SLURM": [
+        r"hydra_plugins\.hydra_submitit_launcher\.submitit_launcher\.SlurmLauncher",
+        r"gpus_per_node: \d",
+        r"partition: gpu",
+    ],
+    "Ray": [
+        r"hydra_plugins\.hydra_ray_launcher\.ray_launcher\.RayLauncher",
+        r"address: auto",
+        r"num_gpus: \d",
+    ],
+}
+"""What a README command marked ``# needs a <name> cluster`` composes into, checked in its
+place (its launcher, and settings the README names)."""
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short finished run that evaluated, for the README's resume and evaluate commands."""
@@ -149,16 +165,14 @@ def test_readme_command_runs(command: str, tmp_path: Path, finished_run: Path) -
         else a
         for a in arguments
     ]
-    if "needs a SLURM cluster" in comment:
-        # No cluster here: check that the launcher preset composes into a SLURM launcher.
+    cluster = next((c for c in CLUSTER_LAUNCHERS if f"needs a {c} cluster" in comment), None)
+    if cluster is not None:
+        # No cluster here: check that the launcher preset composes into the cluster's launcher.
         single_run = arguments[:3] + [a for a in arguments[3:] if a != "-m" and "," not in a]
         result = run([*single_run, "--cfg", "hydra"], tmp_path)
         assert result.returncode == 0, result.stderr
-        assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in (
-            result.stdout
-        )
-        assert re.search(r"gpus_per_node: \d", result.stdout)
-        assert "partition: gpu" in result.stdout
+        for expected in CLUSTER_LAUNCHERS[cluster]:
+            assert re.search(expected, result.stdout), expected
         return
     informational = any(flag in arguments for flag in ("--help", "--cfg"))
     program = 3 if arguments[1] == "-m" else 2  # python -m hydra_pipeline | python script.py
