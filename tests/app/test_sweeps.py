@@ -88,11 +88,13 @@ def test_failed_job_is_recorded_and_others_keep_their_results(
 LAUNCHER_SETTINGS = {
     "joblib": ["hydra.launcher.n_jobs=2"],
     "submitit_local": [],
-    # The cluster preset on a fresh local Ray instance of this machine's 2 cores.
+    # The cluster preset on a fresh local Ray instance of this machine's 2 cores, its workers
+    # at normal priority (Ray's nice 15 starves them beside the other tests, minutes here).
     "ray_cluster": [
         "hydra.launcher.ray.init.address=null",
         "+hydra.launcher.ray.init.num_cpus=2",
         "+hydra.launcher.ray.init.include_dashboard=false",
+        "+hydra.launcher.ray.init._system_config={worker_niceness:0}",
         "hydra.launcher.ray.remote.num_cpus=1",
         "hydra.launcher.ray.remote.num_gpus=0",
     ],
