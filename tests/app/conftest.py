@@ -20,17 +20,21 @@ ROOT = Path(__file__).resolve().parents[2]
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
+SMALL = (
+    "task.num_envs=8",
+    "pipeline.num_steps=32",
+    "pipeline.num_mini_batch=2",
+    "pipeline.metric_accumulate_interval=512",
+    "pipeline.pipeline_stages.0.max_stage_steps=1024",
+    "pipeline.pipeline_stages.1.max_stage_steps=1024",
+)
+"""Overrides that make the default run train for about a second."""
+
+
 @pytest.fixture
 def small() -> list[str]:
-    """Overrides that make the default run train for about a second."""
-    return [
-        "task.num_envs=8",
-        "pipeline.num_steps=32",
-        "pipeline.num_mini_batch=2",
-        "pipeline.metric_accumulate_interval=512",
-        "pipeline.pipeline_stages.0.max_stage_steps=1024",
-        "pipeline.pipeline_stages.1.max_stage_steps=1024",
-    ]
+    """:data:`SMALL`, as a list a test may extend."""
+    return list(SMALL)
 
 
 @pytest.fixture

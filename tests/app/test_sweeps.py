@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.app.conftest import wait_for
+from tests.app.conftest import SMALL, run_in_process, wait_for
 
 Cli = Any
 
@@ -28,8 +28,18 @@ def final_metrics(folder: Path) -> Any:
     return json.loads((folder / "summary.json").read_text())["final_metrics"]
 
 
+@pytest.fixture(scope="module")
+def single_seed_1(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The final metrics of the small run with seed 1, run on its own (in this process): what
+    each sweep's job with the same overrides must reproduce."""
+    folder = tmp_path_factory.mktemp("single")
+    result = run_in_process([*SMALL, "seed=1", "hydra.run.dir=run"], folder)
+    assert result.returncode == 0, result.stderr
+    return final_metrics(folder / "run")
+
+
 def test_basic_multirun_one_folder_per_job_and_same_result_as_a_single_run(
-    cli: Cli, small: list[str], tmp_path: Path
+    cli: Cli, small: list[str], tmp_path: Path, single_seed_1: Any
 ) -> None:
     """A 2x2 sweep runs 4 seeded jobs, summarised in sweep_summary.csv, each equal to the
     single run with the same overrides."""
@@ -50,11 +60,7 @@ def test_basic_multirun_one_folder_per_job_and_same_result_as_a_single_run(
     for job in range(4):
         summary = json.loads((sweep / str(job) / "summary.json").read_text())
         assert float(table[job]["reward"]) == summary["final_metrics"]["reward"]
-    single = cli(
-        *small, "pipeline.pipeline_stages.1.max_stage_steps=1024", "seed=1", "hydra.run.dir=single"
-    )
-    assert single.returncode == 0, single.stderr
-    assert final_metrics(tmp_path / "single") == final_metrics(sweep / "3")
+    assert final_metrics(sweep / "3") == single_seed_1
 
 
 def test_multirun_records_hparams_for_tensorboard(
@@ -102,7 +108,9 @@ LAUNCHER_SETTINGS = {
 
 
 @pytest.mark.parametrize("launcher", list(LAUNCHER_SETTINGS))
-def test_parallel_launchers(cli: Cli, small: list[str], tmp_path: Path, launcher: str) -> None:
+def test_parallel_launchers(
+    cli: Cli, small: list[str], tmp_path: Path, launcher: str, single_seed_1: Any
+) -> None:
     """joblib, Submitit and Ray run the jobs in other processes, with the same seeded
     results."""
     result = cli(
@@ -116,9 +124,7 @@ def test_parallel_launchers(cli: Cli, small: list[str], tmp_path: Path, launcher
     assert result.returncode == 0, result.stderr
     table = rows(tmp_path / "sweep")
     assert [row["status"] for row in table] == ["completed", "completed"]
-    single = cli(*small, "seed=1", "hydra.run.dir=single")
-    assert single.returncode == 0, single.stderr
-    assert final_metrics(tmp_path / "single") == final_metrics(tmp_path / "sweep" / "1")
+    assert final_metrics(tmp_path / "sweep" / "1") == single_seed_1
 
 
 def test_optuna_example_runs_two_trials(
