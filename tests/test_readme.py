@@ -48,8 +48,12 @@ def shrink(arguments: list[str]) -> list[str]:
         small["task.num_envs"] = "8"
     shrunk = []
     for argument in arguments:
-        key = argument.split("=", 1)[0]
-        shrunk.append(f"{key}={small.pop(key)}" if key in small else argument)
+        key, _, value = argument.partition("=")
+        if key in small:
+            argument = f"{key}={small.pop(key)}"
+        elif "-m" in arguments and "," in value and not any(c in value for c in "[]{}()"):
+            argument = f"{key}={','.join(value.split(',')[:2])}"  # a sweep: its first two
+        shrunk.append(argument)
     sweeps_optuna = "--config-name" in arguments
     return shrunk + [
         f"{key}={value}"

@@ -65,12 +65,14 @@ def test_default_run_trains_and_writes_its_outputs(
 
 
 def test_same_seed_same_result_different_seed_differs(
-    cli: Cli, small: list[str], tmp_path: Path
+    app: Cli, small: list[str], tmp_path: Path
 ) -> None:
-    """Runs are seeded: equal seeds give equal final metrics, another seed does not."""
+    """Runs are seeded: equal seeds give equal final metrics, another seed does not (in this
+    process, one after the other: nothing carries over; the sweep tests compare runs made in
+    other processes)."""
     metrics = []
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        result = cli(*small, f"seed={seed}", f"hydra.run.dir={name}")
+        result = app(*small, f"seed={seed}", f"hydra.run.dir={name}")
         assert result.returncode == 0, result.stderr
         metrics.append(read_json(tmp_path / name / "summary.json")["final_metrics"])
     assert metrics[0] == metrics[1]
