@@ -19,16 +19,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from hydra_pipeline import CheckpointError, ConfigError, Policy
 from hydra_pipeline.app.evaluate import objective_value
 from hydra_pipeline.tasks import CartPoleTask
-from tests.app.conftest import run_in_process
+from tests.app.conftest import SMALL, run_in_process
 
-SMALL = [
-    "task.num_envs=8",
-    "pipeline.num_steps=32",
-    "pipeline.num_mini_batch=2",
-    "pipeline.metric_accumulate_interval=512",
-    "pipeline.pipeline_stages.0.max_stage_steps=1024",
-    "pipeline.pipeline_stages.1.max_stage_steps=1024",
-]
 EVALUATING = ["evaluation.interval=1024", "evaluation.episodes=4", "evaluation.num_envs=2"]
 
 
