@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
-from hydra_pipeline.app.signals import hand_on, restore_handlers
 from hydra_pipeline.config.trust import AllowList, active_allow_list, allowing
 from hydra_pipeline.errors import (
     CheckpointError,
@@ -215,18 +214,15 @@ def start_processes(cfg: DictConfig, info: RunInfo, output_dir: Path) -> float:
         max_restarts=0,
         monitor_interval=0.1,
         start_method=_start_method(cfg),
-        # SIGTERM, and the SIGUSR1/SIGUSR2 that SLURM and Submitit send ahead of it, reaching
-        # this process are handed on to the processes, which stop at their next safe point
-        # with a checkpoint (given up to timeout_s to get there). Ctrl-C reaches them from the
-        # terminal itself: the agent must not send a second one.
-        signals_to_handle=",".join(signal.Signals(n).name for n in _FORWARDED_SIGNALS),
+        # SIGTERM reaching this process is handed on to the processes, which stop at their
+        # next safe point with a checkpoint (given up to timeout_s to get there). Ctrl-C
+        # reaches them from the terminal itself: the agent must not send a second one.
+        signals_to_handle="SIGTERM,SIGHUP,SIGQUIT",
         shutdown_timeout=int(cfg.distributed.timeout_s),
     )
     if launch.start_method == "fork":
         _preload()
     log.info("Starting %d processes (torch.distributed, %s)", nproc, _backend(cfg))
-    # The agent replaces the handlers of the signals it forwards and leaves its own behind.
-    previous = {number: signal.getsignal(number) for number in _FORWARDED_SIGNALS}
     try:
         with _agent_quiet():
             results = elastic_launch(launch, _rank_main)(job)
@@ -234,23 +230,10 @@ def start_processes(cfg: DictConfig, info: RunInfo, output_dir: Path) -> float:
         failure = _failure(reports, nproc)
         if failure is None and isinstance(error, KeyboardInterrupt):
             raise  # a second Ctrl-C: stopped at once, as one process would
-        if isinstance(failure, TrainingInterrupted):
-            hand_on(failure.signal_name, previous)
         raise failure or _silent_end(nproc) from None
     finally:
         _remove(reports)
-        restore_handlers(previous)
     return float(results[0])
-
-
-_FORWARDED_SIGNALS = (
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
-"""The signals this process hands on to the run's processes (all but Ctrl-C's SIGINT)."""
 
 
 @contextlib.contextmanager
@@ -304,9 +287,7 @@ def _rank_main(job: _RankJob) -> float:
     _configure_logging(job, ranks.rank)
     # A forked process inherits the elastic agent's signal handlers (which raise): its own
     # are Python's, which the run replaces while it trains (see train_rank).
-    # So does one of a job system's handlers (Submitit's): only this process's parent hands
-    # a signal on to those, once every process has stopped.
-    for number in _FORWARDED_SIGNALS:
+    for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(number, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     with allowing(job.allow_list), contextlib.ExitStack() as run:

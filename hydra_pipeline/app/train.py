@@ -44,7 +44,6 @@ from hydra_pipeline.app.resume import (
     stored_overrides,
 )
 from hydra_pipeline.app.run_folder import claimed_run_folder, refuse_existing_results
-from hydra_pipeline.app.signals import hand_on, restore_handlers
 from hydra_pipeline.app.sweep_report import SEEDS_FILE
 from hydra_pipeline.config import check_config, instantiate_node
 from hydra_pipeline.config.checks import config_nodes, dotted_key
@@ -498,15 +497,24 @@ def _stop_requested_by_signals(runner: OnPolicyRunner) -> Iterator[None]:
             name,
         )
 
-    previous = {number: signal.signal(number, request_stop) for number in STOP_SIGNALS}
+    previous = {number: signal.signal(number, request_stop) for number in _STOP_SIGNALS}
     try:
         yield
     except TrainingInterrupted as stopped:
-        hand_on(stopped.signal_name, previous)
+        _restore_handlers(previous)
+        number = signal.Signals[stopped.signal_name]
+        handler = previous[number]
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(number.value, None)
         raise
     finally:
-        restore_handlers(previous)
+        _restore_handlers(previous)
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
-"""The signals that stop a run at its next safe point, with a checkpoint."""
+def _restore_handlers(handlers: dict[signal.Signals, Any]) -> None:
+    for number, handler in handlers.items():
+        if handler is not None:  # None: set outside Python, which cannot be put back
+            signal.signal(number, handler)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
