@@ -2,7 +2,7 @@
 
 The same run (``pipeline=ppo``, one fixed-length PPO stage with its early stopping off,
 TensorBoard and checkpoints off, the same seed, a learning rate of 0 so that both sides step
-policies that behave alike: the updates are all computed and all-reduced, the weights stay)
+policies that behave alike: the updates are all computed and exchanged, the weights stay)
 with ``distributed.nproc_per_node=2`` and without, at the same per-process settings
 (``task.num_envs``, ``num_steps``, minibatches): two processes step twice the environments
 per rollout and finish the stage in half the rollouts.
@@ -11,14 +11,14 @@ The figure is the training's environment steps per second (``summary.json``'s
 excluded), median of the paired ratios 2 processes / 1 process, on two tasks:
 
 * the built-in CartPole (``task=cartpole``, batched in torch: the model's forward passes and
-  updates dominate, so the gradient all-reduce and the shared cores show);
+  updates dominate, so the gradient exchange and the shared cores show);
 * Gymnasium's ``LunarLander-v3`` (``task=gym``: Box2D stepping in Python dominates, the case
   data-parallel processes scale best; target >= 1.6x on 2 cores).
 
 Beside them, the ceiling: two independent 1-process runs training side by side, with no
 communication, against one — what this machine's cores give two processes of this workload (on a
 virtual machine, two vCPUs need not give twice one's speed). The 2-process ratio's distance to the
-ceiling is the cost of training as one run: waiting at each all-reduce for the slower rank.
+ceiling is the cost of training as one run: waiting at each exchange for the slower rank.
 Each repetition runs the three in a rotated order, so a busy phase of a shared machine hits each.
 
     python benchmarks/distributed.py [--repeats 3] [--quick]
@@ -49,7 +49,7 @@ TARGET_GYM_SPEEDUP = 1.6
 
 FIXED_PPO = [
     "pipeline=ppo",
-    # Every update computed and all-reduced, the weights left as they start: learning would
+    # Every update computed and exchanged, the weights left as they start: learning would
     # make the sides' policies differ (the 2-process run updates on twice the data), and
     # LunarLander's step cost depends on how the lander flies (engine particles, hovering).
     "pipeline.optimizer_builder.lr=0",

@@ -6,7 +6,9 @@ crosses processes is listed here, and nothing else in the engine calls ``torch.d
 
 * :func:`average_gradients`: the learning step's gradients, averaged over the ranks before
   every optimizer step, with the loss terms that may end an update (the approximate KL
-  divergence behind PPO's ``target_kl``): one all-reduce per minibatch;
+  divergence behind PPO's ``target_kl``): one exchange per minibatch;
+* :func:`summed_over_ranks`: the sum every average and moment here is built on (an
+  all-gather of small CPU buffers, an all-reduce otherwise);
 * :func:`moments`, :func:`merged_moments`: statistics over every rank's data (advantage
   normalisation, the running statistics of observation and reward normalisation);
 * :func:`merge_objects`, :func:`broadcast_object`, :func:`gather_objects`: the statistics that
@@ -47,6 +49,7 @@ __all__ = [
     "ranks",
     "rendezvous_store",
     "shutdown",
+    "summed_over_ranks",
 ]
 
 T = TypeVar("T")
@@ -160,10 +163,10 @@ def average_gradients(
     """Replace every parameter's gradient by its mean over the ranks, and return
     ``statistics`` (the same keys on every rank) averaged over the ranks too.
 
-    One all-reduce of all gradients and the statistics flattened into one buffer: the
-    update's only traffic, the size of the model, and one synchronisation per minibatch. A
-    parameter without a gradient on this rank (a head no loss of the step used) counts as
-    zero, so every rank steps the same parameters.
+    One :func:`summed_over_ranks` of all gradients and the statistics flattened into one
+    buffer: the update's only traffic, the size of the model, and one synchronisation per
+    minibatch. A parameter without a gradient on this rank (a head no loss of the step used)
+    counts as zero, so every rank steps the same parameters.
     """
     statistics = dict(statistics or {})
     if not _active():
@@ -178,14 +181,39 @@ def average_gradients(
         [grad.reshape(-1) for grad in grads]
         + [grads[0].new_tensor([statistics[key] for key in keys])]
     )
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
+    flat = summed_over_ranks(flat) / dist.get_world_size()
     offset = 0
     for grad in grads:
         count = grad.numel()
         grad.copy_(flat[offset : offset + count].view_as(grad))
         offset += count
     return dict(zip(keys, flat[offset:].tolist(), strict=True))
+
+
+_GATHER_LIMIT = 1 << 20
+"""The most elements (the buffer's, times the number of ranks) :func:`summed_over_ranks`
+gathers rather than all-reduces on the CPU."""
+
+
+def summed_over_ranks(flat: Tensor) -> Tensor:
+    """The element-wise sum of the 1-D tensor ``flat`` over every rank, the same bits on every
+    rank: the one reduction the engine's averages and moments are built on.
+
+    On the CPU (gloo), a small buffer is all-gathered and summed in rank order rather than
+    all-reduced: gloo's all-reduce of a model-sized buffer is a chain of messages whose
+    latency, not its bandwidth, sets its cost, and an all-gather of the same buffer takes half
+    as long (``benchmarks/distributed.py``'s notes give the figures); the gathered copy, the
+    buffer times the number of ranks, is capped at ``_GATHER_LIMIT`` elements. On GPUs
+    (NCCL) and for larger buffers, the all-reduce.
+    """
+    world_size = dist.get_world_size()
+    if flat.device.type == "cpu" and world_size * flat.numel() <= _GATHER_LIMIT:
+        gathered = flat.new_empty((world_size, flat.numel()))
+        dist.all_gather(list(gathered.unbind()), flat)
+        return gathered.sum(dim=0)
+    summed = flat.clone()
+    dist.all_reduce(summed)
+    return summed
 
 
 def moments(values: Tensor) -> tuple[Tensor, Tensor]:
@@ -197,8 +225,7 @@ def moments(values: Tensor) -> tuple[Tensor, Tensor]:
         return mean, std
     flat = values.detach().reshape(-1).to(torch.float64)
     totals = torch.stack([flat.new_tensor(flat.numel()), flat.sum(), flat.square().sum()])
-    dist.all_reduce(totals)
-    count, total, squares = totals.unbind()
+    count, total, squares = summed_over_ranks(totals).unbind()
     mean = total / count
     variance = (squares - count * mean.square()) / (count - 1).clamp(min=1)
     std = variance.clamp(min=0).sqrt() if bool(count > 1) else torch.zeros_like(mean)
@@ -213,8 +240,9 @@ def merged_moments(batch: Tensor) -> tuple[int, Tensor, Tensor]:
     if not _active():
         return rows.shape[0], rows.mean(dim=0), rows.var(dim=0, unbiased=False)
     flat = rows.reshape(rows.shape[0], -1)
-    totals = torch.cat([flat.new_tensor([flat.shape[0]]), flat.sum(0), flat.square().sum(0)])
-    dist.all_reduce(totals)
+    totals = summed_over_ranks(
+        torch.cat([flat.new_tensor([flat.shape[0]]), flat.sum(0), flat.square().sum(0)])
+    )
     count = totals[0]
     size = flat.shape[1]
     mean = totals[1 : 1 + size] / count

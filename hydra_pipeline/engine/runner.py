@@ -521,7 +521,7 @@ class OnPolicyRunner:
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
         # The gradients and the terms a loss decides on are averaged over the ranks in one
-        # all-reduce, so all ranks stop at the same minibatch, on the terms of all of it.
+        # exchange, so all ranks stop at the same minibatch, on the terms of all of it.
         averaged = distributed.average_gradients(
             self.parameters,
             {
