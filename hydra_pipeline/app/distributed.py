@@ -17,6 +17,8 @@ train_rank` in each of them, with ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MA
 
 A process that fails ends the run: the elastic agent (or torchrun) stops the others, and the
 run ends with one message naming the failed rank and its error.
+A stop signal reaching the process that started the run is relayed to its processes
+(:mod:`hydra_pipeline.app.signals`), which stop together with a checkpoint.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
+from hydra_pipeline.app.signals import (
+    RELAYED_SIGNALS,
+    hand_on,
+    relayed_stop_requests,
+    restore_handlers,
+)
 from hydra_pipeline.config.trust import AllowList, active_allow_list, allowing
 from hydra_pipeline.errors import (
     CheckpointError,
@@ -214,26 +222,40 @@ def start_processes(cfg: DictConfig, info: RunInfo, output_dir: Path) -> float:
         max_restarts=0,
         monitor_interval=0.1,
         start_method=_start_method(cfg),
-        # SIGTERM reaching this process is handed on to the processes, which stop at their
-        # next safe point with a checkpoint (given up to timeout_s to get there). Ctrl-C
-        # reaches them from the terminal itself: the agent must not send a second one.
-        signals_to_handle="SIGTERM,SIGHUP,SIGQUIT",
+        # SIGHUP and SIGQUIT end the processes. The stop signals are relayed by this process
+        # (see hydra_pipeline.app.signals), and Ctrl-C reaches the processes from the terminal
+        # itself: the agent must not send a second one.
+        signals_to_handle=",".join(signal.Signals(number).name for number in _AGENT_SIGNALS),
         shutdown_timeout=int(cfg.distributed.timeout_s),
     )
     if launch.start_method == "fork":
         _preload()
     log.info("Starting %d processes (torch.distributed, %s)", nproc, _backend(cfg))
+    # The agent replaces the handlers of the signals it handles and leaves its own behind.
+    previous = {number: signal.getsignal(number) for number in RELAYED_SIGNALS + _AGENT_SIGNALS}
     try:
-        with _agent_quiet():
+        with _agent_quiet(), relayed_stop_requests(_stop_request_file(reports)):
             results = elastic_launch(launch, _rank_main)(job)
     except (ChildFailedError, SignalException, KeyboardInterrupt) as error:
         failure = _failure(reports, nproc)
         if failure is None and isinstance(error, KeyboardInterrupt):
             raise  # a second Ctrl-C: stopped at once, as one process would
+        if isinstance(failure, TrainingInterrupted):
+            hand_on(failure.signal_name, previous)
         raise failure or _silent_end(nproc) from None
     finally:
         _remove(reports)
+        restore_handlers(previous)
     return float(results[0])
+
+
+_AGENT_SIGNALS = (signal.SIGHUP, signal.SIGQUIT)
+"""The signals the elastic agent handles: it ends the run's processes."""
+
+
+def _stop_request_file(reports: Path) -> Path:
+    """Where this process relays a stop signal to the run's processes."""
+    return reports / "stop_request"
 
 
 @contextlib.contextmanager
@@ -285,14 +307,18 @@ def _rank_main(job: _RankJob) -> float:
     ranks = environment_ranks()
     assert ranks is not None  # the elastic agent sets RANK and WORLD_SIZE
     _configure_logging(job, ranks.rank)
-    # A forked process inherits the elastic agent's signal handlers (which raise): its own
-    # are Python's, which the run replaces while it trains (see train_rank).
-    for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    # A forked process inherits the handlers of the process that started it (the agent's,
+    # which raise; the relay; a job system's, such as Submitit's, which only that process
+    # calls, once every process has stopped): its own are Python's, which the run replaces
+    # while it trains (see train_rank).
+    for number in RELAYED_SIGNALS + _AGENT_SIGNALS:
         signal.signal(number, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     with allowing(job.allow_list), contextlib.ExitStack() as run:
         try:
-            return train_rank(job.cfg, job.info, job.output_dir, ranks, run)
+            return train_rank(
+                job.cfg, job.info, job.output_dir, ranks, run, _stop_request_file(job.reports)
+            )
         except TrainingInterrupted as stopped:
             _report(job.reports, ranks.rank, stopped, interrupted=True)
             code = 128 + _signal_number(stopped.signal_name)

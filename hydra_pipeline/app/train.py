@@ -44,6 +44,12 @@ from hydra_pipeline.app.resume import (
     stored_overrides,
 )
 from hydra_pipeline.app.run_folder import claimed_run_folder, refuse_existing_results
+from hydra_pipeline.app.signals import (
+    STOP_SIGNALS,
+    hand_on,
+    polled_stop_requests,
+    restore_handlers,
+)
 from hydra_pipeline.app.sweep_report import SEEDS_FILE
 from hydra_pipeline.config import check_config, instantiate_node
 from hydra_pipeline.config.checks import config_nodes, dotted_key
@@ -179,10 +185,12 @@ def train_rank(
     output_dir: Path,
     ranks: Ranks | None,
     run: contextlib.ExitStack,
+    relayed_requests: Path | None = None,
 ) -> float:
     """Train in this process on a checked and resolved ``cfg`` (as one rank of a distributed
     run, when ``ranks`` says so); return the run's objective. What must be closed when the
-    run ends joins ``run``."""
+    run ends joins ``run``; ``relayed_requests`` is where the process that started the run
+    relays the stop signals it receives (see :mod:`hydra_pipeline.app.signals`)."""
     with _garbage_collector_paused():
         if ranks is not None:
             import torch
@@ -195,7 +203,7 @@ def train_rank(
         runner, tasks = _start(cfg, info, output_dir, ranks)
         for task in tasks:
             run.callback(task.close)
-    with _stop_requested_by_signals(runner):
+    with _stop_requested_by_signals(runner, relayed_requests):
         summary = runner.run()
     return objective_value(summary.to_dict(), cfg.objective)
 
@@ -474,21 +482,21 @@ def _garbage_collector_paused() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _stop_requested_by_signals(runner: OnPolicyRunner) -> Iterator[None]:
-    """While the block runs, Ctrl-C, SIGTERM (what SLURM sends on preemption and at a time
-    limit) and SIGUSR1/SIGUSR2 (what SLURM's ``--signal`` and Submitit send before) ask
-    ``runner`` to stop at its next safe point, with a checkpoint; a second Ctrl-C stops at
-    once. Once that checkpoint is written, the signal is handed on to whoever listened to it
-    before (Submitit requeues a preempted job from its handler)."""
+def _stop_requested_by_signals(
+    runner: OnPolicyRunner, relayed_requests: Path | None = None
+) -> Iterator[None]:
+    """While the block runs, the stop signals (Ctrl-C, SIGTERM, SIGUSR1, SIGUSR2: see
+    :data:`~hydra_pipeline.app.signals.STOP_SIGNALS`), and in a process of a run started with
+    ``distributed.nproc_per_node`` those relayed to ``relayed_requests``, ask ``runner`` to
+    stop at its next safe point, with a checkpoint; a second Ctrl-C stops at once. Once that
+    checkpoint is written, the signal is handed on to whoever listened to it before (Submitit
+    requeues a preempted job from its handler)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set in the main thread
         return
 
-    def request_stop(number: int, frame: FrameType | None) -> None:
-        name = signal.Signals(number).name
+    def ask_to_stop(name: str) -> None:
         if runner.stop_reason is not None:
-            if number == signal.SIGINT:
-                raise KeyboardInterrupt
             return
         runner.request_stop(name)
         log.warning(
@@ -497,24 +505,19 @@ def _stop_requested_by_signals(runner: OnPolicyRunner) -> Iterator[None]:
             name,
         )
 
-    previous = {number: signal.signal(number, request_stop) for number in _STOP_SIGNALS}
+    def handle(number: int, frame: FrameType | None) -> None:
+        if runner.stop_reason is not None and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        ask_to_stop(signal.Signals(number).name)
+
+    previous = {number: signal.signal(number, handle) for number in STOP_SIGNALS}
     try:
-        yield
+        with contextlib.ExitStack() as requests:
+            if relayed_requests is not None:
+                requests.enter_context(polled_stop_requests(relayed_requests, ask_to_stop))
+            yield
     except TrainingInterrupted as stopped:
-        _restore_handlers(previous)
-        number = signal.Signals[stopped.signal_name]
-        handler = previous[number]
-        if callable(handler) and handler is not signal.default_int_handler:
-            handler(number.value, None)
+        hand_on(stopped.signal_name, previous)
         raise
     finally:
-        _restore_handlers(previous)
-
-
-def _restore_handlers(handlers: dict[signal.Signals, Any]) -> None:
-    for number, handler in handlers.items():
-        if handler is not None:  # None: set outside Python, which cannot be put back
-            signal.signal(number, handler)
-
-
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+        restore_handlers(previous)

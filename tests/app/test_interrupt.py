@@ -121,13 +121,16 @@ def test_resume_auto_starts_fresh_and_refuses_another_run(
 
 
 # What Submitit does in a SLURM job: on its preemption signal its handler saves the job for
-# requeueing, requeues it and exits (here: marks the requeue and exits with status 3).
+# requeueing, requeues it and exits (here: marks the requeue, and whether the run had saved a
+# checkpoint by then, and exits with status 3).
 REQUEUEING_JOB = """
 import signal, sys
 from pathlib import Path
 
 def requeue(number, frame):
-    Path("requeued").write_text(signal.Signals(number).name)
+    with open("requeued", "a") as marks:
+        saved = any(Path("run/checkpoints").glob("*.pt"))
+        marks.write(f"{signal.Signals(number).name} saved={saved}\\n")
     sys.exit(3)
 
 signal.signal(signal.SIGUSR2, requeue)
@@ -146,8 +149,22 @@ def test_a_preemption_signal_checkpoints_then_reaches_the_job_systems_handler(
     command = [*RUN, "resume=auto", "hydra.run.dir=run"]
     status, _ = interrupt(tmp_path, command, signal.SIGUSR2, program=("job.py",))
     assert status == 3
-    assert (tmp_path / "requeued").read_text() == "SIGUSR2"
+    assert (tmp_path / "requeued").read_text() == "SIGUSR2 saved=True\n"
     assert list((tmp_path / "run" / "checkpoints").glob("*.pt"))
     requeued = app(*command)
     assert requeued.returncode == 0, requeued.stderr
     assert final_metrics(tmp_path / "run") == uninterrupted
+
+
+def test_a_distributed_run_hands_the_preemption_signal_on_once_every_process_stopped(
+    tmp_path: Path,
+) -> None:
+    """With ``distributed.nproc_per_node=2``, SIGUSR2 reaching the job's process is relayed to
+    both training processes, which stop with a checkpoint; then the job system's handler hears
+    it, once, in the job's process (the training processes do not inherit it)."""
+    (tmp_path / "job.py").write_text(REQUEUEING_JOB)
+    command = [*RUN, "distributed.nproc_per_node=2", "hydra.run.dir=run"]
+    status, _ = interrupt(tmp_path, command, signal.SIGUSR2, program=("job.py",))
+    assert status == 3
+    assert (tmp_path / "requeued").read_text() == "SIGUSR2 saved=True\n"
+    assert list((tmp_path / "run" / "checkpoints").glob("*.pt"))

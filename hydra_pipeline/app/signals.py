@@ -1,0 +1,105 @@
+"""Signals that stop a run at its next safe point, with a checkpoint, and handing them on.
+
+A one-process run catches them itself (``train._stop_requested_by_signals``). The process that
+starts a distributed run (``distributed.nproc_per_node``) relays them to the run's processes
+through a file rather than by re-sending them: its handler only writes the signal's name
+(:func:`relayed_stop_requests`), each process polls for that file from a thread
+(:func:`polled_stop_requests`) and asks its runner to stop, and the ranks agree on the rollout
+to stop at. Nothing then interrupts the elastic agent's loop with an exception, and a signal
+that arrives while the processes are still starting is not lost.
+
+Once the run has stopped with its checkpoint, :func:`hand_on` lets whoever listened to the
+signal before hear it (Submitit requeues a preempted job from its handler).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+__all__ = [
+    "RELAYED_SIGNALS",
+    "STOP_SIGNALS",
+    "hand_on",
+    "polled_stop_requests",
+    "relayed_stop_requests",
+    "restore_handlers",
+]
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+"""The signals that stop a run at its next safe point, with a checkpoint: Ctrl-C, SIGTERM (what
+SLURM sends on preemption and at a time limit), SIGUSR1 and SIGUSR2 (what SLURM's ``--signal``
+and Submitit send before)."""
+
+RELAYED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+"""The stop signals the process that starts a distributed run relays to its processes (Ctrl-C
+reaches them from the terminal itself)."""
+
+POLL_SECONDS = 0.2
+"""How often a process of a distributed run looks for a relayed stop request: far less than
+a rollout, which is when a request takes effect."""
+
+
+def hand_on(signal_name: str, previous: Mapping[signal.Signals, Any]) -> None:
+    """Put back the signal handlers ``previous`` and call the one for ``signal_name``: once
+    the run has stopped with a checkpoint, whoever listened to the signal before hears it."""
+    restore_handlers(previous)
+    number = signal.Signals[signal_name]
+    handler = previous.get(number)
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(number.value, None)
+
+
+def restore_handlers(handlers: Mapping[signal.Signals, Any]) -> None:
+    """Set the signal handlers ``handlers`` again."""
+    for number, handler in handlers.items():
+        if handler is not None:  # None: set outside Python, which cannot be put back
+            signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def relayed_stop_requests(path: Path) -> Iterator[None]:
+    """While the block runs, :data:`RELAYED_SIGNALS` write their name to ``path`` (the first
+    one only), for :func:`polled_stop_requests` in the run's processes; the handlers before
+    are set again after."""
+
+    def relay(number: int, frame: FrameType | None) -> None:
+        if path.exists():
+            return
+        written = path.with_suffix(".tmp")
+        written.write_text(signal.Signals(number).name)
+        os.replace(written, path)  # whole: a reader never sees a partial name
+
+    previous = {number: signal.signal(number, relay) for number in RELAYED_SIGNALS}
+    try:
+        yield
+    finally:
+        restore_handlers(previous)
+
+
+@contextlib.contextmanager
+def polled_stop_requests(path: Path, request_stop: Callable[[str], None]) -> Iterator[None]:
+    """While the block runs, a thread calls ``request_stop`` with the signal's name once
+    :func:`relayed_stop_requests` has written it to ``path`` (at once if it already has)."""
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            if path.exists():
+                request_stop(path.read_text())
+                return
+            done.wait(POLL_SECONDS)
+
+    watcher = threading.Thread(target=poll, name="stop-requests", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
