@@ -124,6 +124,30 @@ def interleaved(repeats: int, first: Callable[[], A], second: Callable[[], B]) -
     return pairs
 
 
+def timing_pairs_report(
+    key: str, name: str, labels: tuple[str, str], pairs: Sequence[tuple[float, float]]
+) -> Report:
+    """Print each ``(candidate, baseline)`` pair of seconds per step (in microseconds, under
+    ``labels``) and return a one-row report of their medians and paired ratio; ``key`` names
+    the per-pair numbers in the report's JSON."""
+    candidate, baseline = labels
+    for first, second in pairs:
+        print(f"  {candidate} {first * 1e6:.0f} us, {baseline} {second * 1e6:.0f} us per step")
+    report = Report()
+    report.rows.append(
+        Row(
+            name=name,
+            baseline=baseline,
+            baseline_value=median([second * 1e6 for _, second in pairs]),
+            value=median([first * 1e6 for first, _ in pairs]),
+            unit="us/step",
+            ratio=median([first / second for first, second in pairs]),
+        )
+    )
+    report.runs[key] = [{candidate: first, baseline: second} for first, second in pairs]
+    return report
+
+
 def median(values: Sequence[float]) -> float:
     """The median (``nan`` for no values)."""
     return statistics.median(values) if values else float("nan")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from common import Report, Row, describe_load, median, print_report
+from common import Report, describe_load, print_report, timing_pairs_report
 from torch.multiprocessing.spawn import spawn
 
 from hydra_pipeline.engine.acting import model_output
@@ -95,22 +95,16 @@ def measure(repeats: int, steps: int) -> Report:
     with tempfile.TemporaryDirectory() as folder:
         results = Path(folder) / "pairs.txt"
         spawn(worker, args=(free_port(), repeats, steps, str(results)), nprocs=PROCESSES)  # type: ignore[no-untyped-call]
-        pairs = [tuple(map(float, line.split())) for line in results.read_text().splitlines()]
-    for engine, baseline in pairs:
-        print(f"  engine {engine * 1e6:.0f} us, all-reduce {baseline * 1e6:.0f} us per step")
-    report = Report()
-    report.rows.append(
-        Row(
-            name="minibatch step + gradient exchange, 2 processes (gloo), engine vs all-reduce",
-            baseline="gloo all-reduce",
-            baseline_value=median([baseline * 1e6 for _, baseline in pairs]),
-            value=median([engine * 1e6 for engine, _ in pairs]),
-            unit="us/step",
-            ratio=median([engine / baseline for engine, baseline in pairs]),
-        )
+        pairs = [
+            (float(engine), float(baseline))
+            for engine, baseline in map(str.split, results.read_text().splitlines())
+        ]
+    return timing_pairs_report(
+        "gradient_exchange",
+        "minibatch step + gradient exchange, 2 processes (gloo), engine vs all-reduce",
+        ("engine", "gloo all-reduce"),
+        pairs,
     )
-    report.runs["gradient_exchange"] = [{"engine": e, "all_reduce": b} for e, b in pairs]
-    return report
 
 
 def main() -> None:

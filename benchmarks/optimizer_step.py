@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import Report, Row, describe_load, interleaved, median, print_report
+from common import Report, describe_load, interleaved, print_report, timing_pairs_report
 from torch import nn
 
 from hydra_pipeline.engine.acting import model_output
@@ -77,21 +77,12 @@ def measure(repeats: int, steps: int) -> Report:
     pairs = interleaved(
         repeats, lambda: time_per_step(True, steps), lambda: time_per_step(False, steps)
     )
-    for fused, default in pairs:
-        print(f"  fused {fused * 1e6:.0f} us, default {default * 1e6:.0f} us per step")
-    report = Report()
-    report.rows.append(
-        Row(
-            name="PPO gradient step (ppo_pendulum shapes), fused Adam vs torch's default",
-            baseline="default Adam",
-            baseline_value=median([default * 1e6 for _, default in pairs]),
-            value=median([fused * 1e6 for fused, _ in pairs]),
-            unit="us/step",
-            ratio=median([fused / default for fused, default in pairs]),
-        )
+    return timing_pairs_report(
+        "optimizer_step",
+        "PPO gradient step (ppo_pendulum shapes), fused Adam vs torch's default",
+        ("fused", "default Adam"),
+        pairs,
     )
-    report.runs["optimizer_step"] = [{"fused": f, "default": d} for f, d in pairs]
-    return report
 
 
 def main() -> None:

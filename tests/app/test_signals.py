@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra_pipeline.app.signals import (
@@ -14,6 +15,16 @@ from hydra_pipeline.app.signals import (
     polled_stop_requests,
     relayed_stop_requests,
 )
+
+
+def recorder(names: list[str], seen: threading.Event) -> Callable[[str], None]:
+    """A stop request's receiver that keeps the names it gets and sets ``seen``."""
+
+    def record(name: str) -> None:
+        names.append(name)
+        seen.set()
+
+    return record
 
 
 def test_the_first_relayed_signal_is_written_and_the_handlers_put_back(tmp_path: Path) -> None:
@@ -31,28 +42,18 @@ def test_the_first_relayed_signal_is_written_and_the_handlers_put_back(tmp_path:
 def test_a_request_written_before_polling_starts_is_seen_at_once(tmp_path: Path) -> None:
     request = tmp_path / "stop_request"
     request.write_text("SIGTERM")
-    seen = threading.Event()
     names: list[str] = []
-
-    def record(name: str) -> None:
-        names.append(name)
-        seen.set()
-
-    with polled_stop_requests(request, record):
+    seen = threading.Event()
+    with polled_stop_requests(request, recorder(names, seen)):
         assert seen.wait(5)
     assert names == ["SIGTERM"]
 
 
 def test_a_request_written_while_polling_is_seen_once(tmp_path: Path) -> None:
     request = tmp_path / "stop_request"
-    seen = threading.Event()
     names: list[str] = []
-
-    def record(name: str) -> None:
-        names.append(name)
-        seen.set()
-
-    with polled_stop_requests(request, record):
+    seen = threading.Event()
+    with polled_stop_requests(request, recorder(names, seen)):
         assert not seen.wait(0.5)
         with relayed_stop_requests(request):
             os.kill(os.getpid(), signal.SIGUSR1)
