@@ -201,11 +201,13 @@ def summed_over_ranks(flat: Tensor) -> Tensor:
 
     On the CPU (gloo), a small buffer is all-gathered and summed in rank order rather than
     all-reduced: gloo's all-reduce of a model-sized buffer is a chain of messages whose
-    latency, not its bandwidth, sets its cost, and an all-gather of the same buffer takes half
-    as long (``benchmarks/distributed.py``'s notes give the figures); the gathered copy, the
+    latency, not its bandwidth, sets its cost, and with the all-gather a minibatch's step
+    takes about 0.8x the time (``benchmarks/gradient_exchange.py``); the gathered copy, the
     buffer times the number of ranks, is capped at ``_GATHER_LIMIT`` elements. On GPUs
-    (NCCL) and for larger buffers, the all-reduce.
+    (NCCL) and for larger buffers, the all-reduce. A copy of ``flat`` in one process.
     """
+    if not _active():
+        return flat.clone()
     world_size = dist.get_world_size()
     if flat.device.type == "cpu" and world_size * flat.numel() <= _GATHER_LIMIT:
         gathered = flat.new_empty((world_size, flat.numel()))

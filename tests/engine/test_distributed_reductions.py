@@ -69,3 +69,9 @@ def test_reductions_equal_one_process_over_all_data_on_every_rank(tmp_path: Path
     assert first.keys() == second.keys()
     for key in first:
         assert torch.equal(first[key], second[key]), key
+
+
+def test_without_a_process_group_the_sum_is_a_copy() -> None:
+    values = torch.arange(4.0)
+    summed = distributed.summed_over_ranks(values)
+    assert torch.equal(summed, values) and summed is not values
