@@ -67,7 +67,11 @@ def restore_handlers(handlers: Mapping[signal.Signals, Any]) -> None:
 def relayed_stop_requests(path: Path) -> Iterator[None]:
     """While the block runs, :data:`RELAYED_SIGNALS` write their name to ``path`` (the first
     one only), for :func:`polled_stop_requests` in the run's processes; the handlers before
-    are set again after."""
+    are set again after. Off the main thread (a launcher that runs jobs in threads), where
+    Python sets no handlers, nothing is relayed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
     def relay(number: int, frame: FrameType | None) -> None:
         if path.exists():

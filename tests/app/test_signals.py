@@ -60,3 +60,22 @@ def test_a_request_written_while_polling_is_seen_once(tmp_path: Path) -> None:
         assert seen.wait(5)
     assert names == ["SIGUSR1"]
     assert not any(thread.name == "stop-requests" for thread in threading.enumerate())
+
+
+def test_off_the_main_thread_nothing_is_relayed_and_nothing_fails(tmp_path: Path) -> None:
+    """A launcher may run a job in a thread, where Python cannot set signal handlers."""
+    errors: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            with relayed_stop_requests(tmp_path / "stop_request"):
+                pass
+        except BaseException as error:  # reported to the test's thread
+            errors.append(error)
+
+    before = {number: signal.getsignal(number) for number in RELAYED_SIGNALS}
+    thread = threading.Thread(target=job)
+    thread.start()
+    thread.join()
+    assert errors == []
+    assert {number: signal.getsignal(number) for number in RELAYED_SIGNALS} == before
