@@ -156,15 +156,22 @@ def test_a_preemption_signal_checkpoints_then_reaches_the_job_systems_handler(
     assert final_metrics(tmp_path / "run") == uninterrupted
 
 
-def test_a_distributed_run_hands_the_preemption_signal_on_once_every_process_stopped(
-    tmp_path: Path,
+@pytest.mark.parametrize("number", [signal.SIGUSR2, signal.SIGTERM])
+def test_a_distributed_run_stops_on_a_signal_then_hands_it_on_once_every_process_stopped(
+    tmp_path: Path, number: signal.Signals
 ) -> None:
-    """With ``distributed.nproc_per_node=2``, SIGUSR2 reaching the job's process is relayed to
-    both training processes, which stop with a checkpoint; then the job system's handler hears
-    it, once, in the job's process (the training processes do not inherit it)."""
+    """With ``distributed.nproc_per_node=2``, a stop signal reaching the job's process is
+    relayed to both training processes, which stop with a checkpoint; then the job system's
+    handler for that signal (here SIGUSR2's) hears it, once, in the job's process (the
+    training processes do not inherit it)."""
     (tmp_path / "job.py").write_text(REQUEUEING_JOB)
     command = [*RUN, "distributed.nproc_per_node=2", "hydra.run.dir=run"]
-    status, _ = interrupt(tmp_path, command, signal.SIGUSR2, program=("job.py",))
-    assert status == 3
-    assert (tmp_path / "requeued").read_text() == "SIGUSR2 saved=True\n"
+    status, stderr = interrupt(tmp_path, command, number, program=("job.py",))
     assert list((tmp_path / "run" / "checkpoints").glob("*.pt"))
+    if number == signal.SIGUSR2:
+        assert status == 3
+        assert (tmp_path / "requeued").read_text() == "SIGUSR2 saved=True\n"
+    else:
+        assert status == 128 + number.value
+        assert stderr.strip().splitlines()[-1].startswith("Interrupted by SIGTERM at step ")
+        assert not (tmp_path / "requeued").exists()
