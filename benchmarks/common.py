@@ -8,6 +8,7 @@ Stable-Baselines3, so that each script pays only for what it measures.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -146,6 +147,21 @@ def timing_pairs_report(
     )
     report.runs[key] = [{candidate: first, baseline: second} for first, second in pairs]
     return report
+
+
+def per_step_benchmark_main(
+    name: str, doc: str, measure: Callable[[int, int], Report], default_steps: int
+) -> None:
+    """The command line of a benchmark of ``--repeats`` pairs of ``--steps`` steps (``--quick``:
+    one pair of 20), printed and saved with :func:`print_report`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=default_steps)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny step counts")
+    parser.add_argument("--json", type=Path, help="also save every number to this file")
+    args = parser.parse_args()
+    repeats, steps = (1, 20) if args.quick else (args.repeats, args.steps)
+    print_report(name, measure(repeats, steps), args.quick, args.json)
 
 
 def median(values: Sequence[float]) -> float:

@@ -15,7 +15,6 @@ step.
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import tempfile
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from common import Report, describe_load, print_report, timing_pairs_report
+from common import Report, describe_load, per_step_benchmark_main, timing_pairs_report
 from torch.multiprocessing.spawn import spawn
 
 from hydra_pipeline.engine.acting import model_output
@@ -107,16 +106,5 @@ def measure(repeats: int, steps: int) -> Report:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny step counts")
-    parser.add_argument("--json", type=Path, help="also save every number to this file")
-    args = parser.parse_args()
-    repeats, steps = (1, 20) if args.quick else (args.repeats, args.steps)
-    print_report("gradient_exchange", measure(repeats, steps), args.quick, args.json)
-
-
 if __name__ == "__main__":
-    main()
+    per_step_benchmark_main("gradient_exchange", __doc__, measure, default_steps=500)

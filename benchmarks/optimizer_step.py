@@ -15,12 +15,10 @@ paired ratios of their time per step.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import torch
-from common import Report, describe_load, interleaved, print_report, timing_pairs_report
+from common import Report, describe_load, interleaved, per_step_benchmark_main, timing_pairs_report
 from torch import nn
 
 from hydra_pipeline.engine.acting import model_output
@@ -85,16 +83,5 @@ def measure(repeats: int, steps: int) -> Report:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny step counts")
-    parser.add_argument("--json", type=Path, help="also save every number to this file")
-    args = parser.parse_args()
-    repeats, steps = (1, 20) if args.quick else (args.repeats, args.steps)
-    print_report("optimizer_step", measure(repeats, steps), args.quick, args.json)
-
-
 if __name__ == "__main__":
-    main()
+    per_step_benchmark_main("optimizer_step", __doc__, measure, default_steps=2000)
