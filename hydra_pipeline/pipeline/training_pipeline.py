@@ -317,6 +317,35 @@ class TrainingPipeline:
             self._move_cursor(start=self._current_index + 1)
         return self.current_stage is not stage
 
+    # ----------------------------------------------------------------------------------------
+    # Progress, as the engine reports it (always of the current stage)
+
+    def record_rollout_steps(self, count: int) -> None:
+        """Count ``count`` agent steps collected into the rollout storage."""
+        stage = self._stage_in_progress()
+        assert self.rollout_storage_uuid is not None  # only a pipeline with one collects
+        stage.steps_taken_in_stage += count
+        stage.storage_uuid_to_steps_taken_in_stage[self.rollout_storage_uuid] += count
+
+    def record_update_round(self) -> None:
+        """Count a round of updates of a pipeline without a rollout storage as one step."""
+        self._stage_in_progress().steps_taken_in_stage += 1
+
+    def record_samples(self, storage_uuid: str, count: int) -> None:
+        """Count ``count`` samples drawn from the storage ``storage_uuid``."""
+        self._stage_in_progress().storage_uuid_to_steps_taken_in_stage[storage_uuid] += count
+
+    def record_rollout_end(self) -> None:
+        """Count a finished rollout (its collection and updates)."""
+        self.rollout_count += 1
+        self._stage_in_progress().rollout_count += 1
+
+    def _stage_in_progress(self) -> PipelineStage:
+        stage = self.current_stage
+        if stage is None:
+            raise RuntimeError("every stage of the pipeline is complete: nothing is in progress")
+        return stage
+
     def restart_pipeline(self) -> None:
         """Put every stage back to its start and the cursor on the first stage to train."""
         for stage in (*self.pipeline_stages, self.valid_pipeline_stage, self.test_pipeline_stage):
