@@ -165,7 +165,10 @@ def test_a_distributed_run_stops_on_a_signal_then_hands_it_on_once_every_process
     handler for that signal (here SIGUSR2's) hears it, once, in the job's process (the
     training processes do not inherit it)."""
     (tmp_path / "job.py").write_text(REQUEUEING_JOB)
-    command = [*RUN, "distributed.nproc_per_node=2", "hydra.run.dir=run"]
+    # A second stage the signal must end: on a loaded machine the 8192 steps of RUN can pass
+    # before the relayed request is polled.
+    longer = "pipeline.pipeline_stages.1.max_stage_steps=10000000"
+    command = [*RUN, longer, "distributed.nproc_per_node=2", "hydra.run.dir=run"]
     status, stderr = interrupt(tmp_path, command, number, program=("job.py",))
     assert list((tmp_path / "run" / "checkpoints").glob("*.pt"))
     if number == signal.SIGUSR2:
