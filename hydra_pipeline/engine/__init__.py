@@ -13,11 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hydra_pipeline.engine.acting import Actor, TaskStepper
+    from hydra_pipeline.engine.collector import RolloutCollector
     from hydra_pipeline.engine.evaluation import BestEvaluation, EvaluationResult, Evaluator
+    from hydra_pipeline.engine.learner import Learner
     from hydra_pipeline.engine.losses import A2C, PPO, A2CConfig, Imitation, Loss, PPOConfig
     from hydra_pipeline.engine.normalization import Normalization
     from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
     from hydra_pipeline.engine.runner import OnPolicyRunner
+    from hydra_pipeline.engine.statistics import TrainingStatistics
     from hydra_pipeline.engine.summary import RunSummary, StageSummary
 
 __all__ = [
@@ -29,15 +32,18 @@ __all__ = [
     "EvaluationResult",
     "Evaluator",
     "Imitation",
+    "Learner",
     "Loss",
     "Minibatch",
     "Normalization",
     "OnPolicyRunner",
     "PPOConfig",
+    "RolloutCollector",
     "RolloutStorage",
     "RunSummary",
     "StageSummary",
     "TaskStepper",
+    "TrainingStatistics",
 ]
 
 _HOMES = {
@@ -46,11 +52,13 @@ _HOMES = {
     "BestEvaluation": "evaluation",
     "EvaluationResult": "evaluation",
     "Evaluator": "evaluation",
+    "RolloutCollector": "collector",
     "A2C": "losses",
     "PPO": "losses",
     "A2CConfig": "losses",
     "Imitation": "losses",
     "Loss": "losses",
+    "Learner": "learner",
     "PPOConfig": "losses",
     "Normalization": "normalization",
     "Minibatch": "rollout",
@@ -58,6 +66,7 @@ _HOMES = {
     "OnPolicyRunner": "runner",
     "RunSummary": "summary",
     "StageSummary": "summary",
+    "TrainingStatistics": "statistics",
 }
 
 

@@ -46,12 +46,13 @@ BEST_CHECKPOINT = "best.pt"
 """The checkpoint of a run's best evaluation, in its checkpoint folder (not a resume point of
 its own: resuming takes the latest scheduled checkpoint)."""
 
-_FORMAT = "hydra_pipeline/3"
-"""Format 3 stores each process's own state (environments, episodes, the model's memory,
-random generators) per rank, under ``ranks``; format 2 added the acting state (a model's
-memory) and format 1 had none, both with one process's state at the top level. The weights
-of every format load; only format 3 resumes."""
-_READABLE_FORMATS = ("hydra_pipeline/1", "hydra_pipeline/2", _FORMAT)
+_FORMAT = "hydra_pipeline/4"
+"""Format 4 keeps the evaluation metrics waiting for the next metric point apart from the
+training metrics (``engine.evaluations``); format 3 stored each process's own state
+(environments, episodes, the model's memory, random generators) per rank, under ``ranks``;
+format 2 added the acting state (a model's memory) and format 1 had none, both with one
+process's state at the top level. The weights of every format load; only format 4 resumes."""
+_READABLE_FORMATS = ("hydra_pipeline/1", "hydra_pipeline/2", "hydra_pipeline/3", _FORMAT)
 _NAME = re.compile(r"^stage_(\d+)__steps_(\d+)\.pt$")
 
 
@@ -108,11 +109,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
-def require_resumable(payload: dict[str, Any], path: Path) -> None:
-    """Refuse to resume from a checkpoint of an earlier format (its weights still load).
+def require_resumable(payload: dict[str, Any], path: Path, *, world_size: int) -> None:
+    """Refuse to resume from a checkpoint of an earlier format (its weights still load), or
+    with another number of processes than wrote it (each process's environments and random
+    generators are in it).
 
     Raises:
-        CheckpointError: ``payload`` (read from ``path``) is of an earlier format.
+        CheckpointError: ``payload`` (read from ``path``) is of an earlier format, or was
+            written by a run of another ``world_size``.
     """
     if payload["format"] != _FORMAT:
         raise CheckpointError(
@@ -120,6 +124,15 @@ def require_resumable(payload: dict[str, Any], path: Path) -> None:
             f"{payload['format']!r}; this version resumes {_FORMAT!r}), whose training state "
             f"it cannot continue exactly. Start a new run from its weights with "
             f"restart_from_weights={path}, or resume it with the version that wrote it."
+        )
+    saved = int(payload["world_size"])
+    if saved != world_size:
+        raise CheckpointError(
+            f"Checkpoint '{path}' was written by a run of {saved} process(es), and this run has "
+            f"{world_size}: each process's environments and random generators are in the "
+            f"checkpoint, so the run resumes exactly only with as many processes. Resume with "
+            f"distributed.nproc_per_node={saved} (or torchrun --nproc-per-node={saved}), or "
+            f"start a new run from its weights with restart_from_weights={path}."
         )
 
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from hydra_pipeline.engine.acting import Actor, TaskStepper
 from hydra_pipeline.engine.checkpoint import capture_rng_state, restore_rng_state
+from hydra_pipeline.engine.distributed import broadcast_object
 from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.engine.video import (
     check_renders,
@@ -45,6 +46,7 @@ __all__ = [
     "EVALUATION_METRICS",
     "BestEvaluation",
     "EvaluationResult",
+    "EvaluationSchedule",
     "Evaluator",
     "evaluation_seed",
     "isolated_random_state",
@@ -270,3 +272,61 @@ class BestEvaluation:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.value = None if state["value"] is None else float(state["value"])
         self.total_steps = None if state["total_steps"] is None else int(state["total_steps"])
+
+
+class EvaluationSchedule:
+    """A training run's evaluations: when they are due, what the latest found, and the best.
+
+    Args:
+        evaluator: Evaluates the policy on a task of its own (rank 0 of a distributed run
+            evaluates; the other ranks receive its result).
+        interval: Total steps between evaluations (>= 1). The run also evaluates after its last
+            stage, unless it just did.
+        best: Which evaluation is the best so far (by default the highest ``reward``).
+
+    Attributes:
+        steps_at_last_evaluation: The total step count of the latest evaluation.
+        latest: The latest evaluation's metrics (empty before the first).
+    """
+
+    def __init__(
+        self, evaluator: Evaluator, interval: int | None, best: BestEvaluation | None = None
+    ) -> None:
+        self.evaluator = evaluator
+        self.interval = require_at_least("evaluation_interval", interval, 1)
+        self.best = best or BestEvaluation()
+        self.steps_at_last_evaluation = 0
+        self.latest: dict[str, float] = {}
+
+    def due(self, total_steps: int, *, final: bool = False) -> bool:
+        """Whether to evaluate at ``total_steps``: ``interval`` steps after the previous
+        evaluation, or at the end of training (unless just evaluated)."""
+        since = total_steps - self.steps_at_last_evaluation
+        return since > 0 if final else since >= self.interval
+
+    def evaluate(
+        self, total_steps: int, *, is_main: bool
+    ) -> tuple[dict[str, float], dict[str, int], list[Path]]:
+        """Evaluate at ``total_steps``: the metrics (the same on every rank), the number of
+        episodes behind each, and the videos written (by rank 0, ``is_main``)."""
+        self.steps_at_last_evaluation = total_steps
+        videos: list[Path] = []
+        outcome: tuple[dict[str, float], dict[str, int]] | None = None
+        if is_main:
+            result = self.evaluator.evaluate(video_name=f"steps_{total_steps:012d}")
+            outcome, videos = (result.summary(), result.counts()), result.videos
+        metrics, counts = broadcast_object(outcome)  # type: ignore[misc]
+        self.latest = metrics
+        return metrics, counts, videos
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "steps_at_last_evaluation": self.steps_at_last_evaluation,
+            "latest": dict(self.latest),
+            "best": self.best.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.steps_at_last_evaluation = int(state["steps_at_last_evaluation"])
+        self.latest = dict(state["latest"])
+        self.best.load_state_dict(state["best"])

@@ -1,7 +1,7 @@
 """Losses and the loss protocol.
 
-A loss is any callable object with this signature, selected in a config by ``_target_`` under
-``pipeline.named_losses``::
+A loss is any object that satisfies :class:`Loss`: a callable with this signature, selected in
+a config by ``_target_`` under ``pipeline.named_losses``::
 
     def __call__(self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput)
         -> tuple[Tensor, dict[str, float]]
@@ -9,20 +9,25 @@ A loss is any callable object with this signature, selected in a config by ``_ta
 ``step_count`` is the number of agent steps taken so far in the current stage (schedules such as
 PPO's clip decay run on it), ``batch`` the :class:`~hydra_pipeline.engine.rollout.Minibatch`,
 and ``output`` the model's output on ``batch.observations``. It returns the scalar loss to
-minimise and the terms to log, which appear in TensorBoard as ``loss/<loss name>/<term>``. A
-loss that needs the expert's actions (``batch.expert_actions``) sets the class attribute
-``needs_expert_actions = True``; the engine then records them during rollouts. A loss may
-declare the names of the terms it returns in a ``terms`` class attribute: an early-stopping
-criterion watching ``<loss name>/<term>`` is then checked against them at startup. A loss may
-also end an update early: if it has a ``stops_update(info)`` method, the engine calls it with
-the terms of each minibatch before stepping on it, and a true answer ends the update's epochs
-there (PPO's ``target_kl``).
+minimise and the terms to log, which appear in TensorBoard as ``loss/<loss name>/<term>``.
+
+A loss may also declare any of three optional members, each a protocol of its own:
+
+* ``needs_expert_actions = True`` (:class:`NeedsExpertActions`): it reads
+  ``batch.expert_actions``, so the engine records the expert's actions during rollouts.
+* ``terms`` (:class:`DeclaresTerms`): the names of the terms it returns; an early-stopping
+  criterion watching ``<loss name>/<term>`` is then checked against them at startup.
+* ``stops_update(info)`` (:class:`StopsUpdate`): called with the terms of each minibatch
+  before stepping on it; a true answer ends the update's epochs there (PPO's ``target_kl``).
+
+:func:`needs_expert_actions`, :func:`declared_terms` and :func:`update_stopper` read them, with
+their defaults for a loss that does not declare them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -36,7 +41,20 @@ from hydra_pipeline.pipeline.validation import (
     require_positive,
 )
 
-__all__ = ["A2C", "PPO", "A2CConfig", "Imitation", "Loss", "PPOConfig"]
+__all__ = [
+    "A2C",
+    "PPO",
+    "A2CConfig",
+    "DeclaresTerms",
+    "Imitation",
+    "Loss",
+    "NeedsExpertActions",
+    "PPOConfig",
+    "StopsUpdate",
+    "declared_terms",
+    "needs_expert_actions",
+    "update_stopper",
+]
 
 ADVANTAGE_NORMALIZATIONS = ("rollout", "minibatch")
 """Over what PPO normalises advantages (see :class:`PPO`)."""
@@ -49,13 +67,50 @@ A2CConfig: dict[str, Any] = {"value_loss_coef": 0.5, "entropy_coef": 0.01}
 
 
 class Loss(Protocol):
-    """A training loss (see the module docstring)."""
-
-    needs_expert_actions: bool
+    """A training loss: the one required member (see the module docstring)."""
 
     def __call__(
         self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
     ) -> tuple[Tensor, dict[str, float]]: ...
+
+
+@runtime_checkable
+class NeedsExpertActions(Protocol):
+    """Optional: whether the loss reads the expert's actions (``False`` when undeclared)."""
+
+    needs_expert_actions: bool
+
+
+@runtime_checkable
+class DeclaresTerms(Protocol):
+    """Optional: the names of the terms the loss returns (any names when undeclared or
+    ``None``)."""
+
+    terms: tuple[str, ...] | None
+
+
+@runtime_checkable
+class StopsUpdate(Protocol):
+    """Optional: whether the update stops before stepping on a minibatch with terms ``info``
+    (never, when undeclared)."""
+
+    def stops_update(self, info: Mapping[str, float]) -> bool: ...
+
+
+def needs_expert_actions(loss: Loss) -> bool:
+    """Whether ``loss`` reads the expert's actions."""
+    return isinstance(loss, NeedsExpertActions) and bool(loss.needs_expert_actions)
+
+
+def declared_terms(loss: Loss) -> tuple[str, ...] | None:
+    """The names of the terms ``loss`` returns, or ``None`` when it does not declare them."""
+    terms = loss.terms if isinstance(loss, DeclaresTerms) else None
+    return None if terms is None else tuple(terms)
+
+
+def update_stopper(loss: Loss) -> Callable[[Mapping[str, float]], bool] | None:
+    """``loss``'s ``stops_update``, or ``None`` when it never stops an update."""
+    return loss.stops_update if isinstance(loss, StopsUpdate) else None
 
 
 class PPO:

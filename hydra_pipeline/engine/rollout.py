@@ -69,6 +69,9 @@ class RolloutStorage:
     each environment's steps as the rollout took them.
     Observations keep the element types of their space: images stay ``uint8`` (a quarter of
     the memory of ``float32`` copies), and ``Dict`` observations are a dict of such tensors.
+    ``rewards`` are the task's (scaled, when normalising) until
+    :meth:`bootstrap_truncated_episodes` adds the bootstrap of episodes cut short.
+    ``has_expert_actions`` says whether the rollout recorded the expert's actions.
     """
 
     def __init__(
@@ -101,6 +104,15 @@ class RolloutStorage:
         self.returns = zeros()
         self.advantages = zeros()
         self.normalized_advantages = zeros()
+        self.has_expert_actions = False
+
+    def bootstrap_truncated_episodes(self, gamma: float) -> None:
+        """Credit each episode cut short (truncated, not terminated) with the discounted value
+        of its last observation (valued during the rollout, with the episode's memory), so a
+        time limit is not mistaken for the end of the MDP: ``rewards`` then hold the rewards
+        the returns are computed from."""
+        cut_short = self.truncated & ~self.terminated
+        self.rewards[cut_short] += gamma * self.final_values[cut_short]
 
     def compute_advantages(self, returns: Tensor) -> None:
         """Store ``returns`` and the advantages ``returns - values``, raw and normalised."""
@@ -129,16 +141,11 @@ class RolloutStorage:
                 ``"transitions"`` shuffles single transitions across environments and steps
                 (see ``TrainingSettings.minibatch_split``).
 
-        Raises:
-            ValueError: Transitions are asked of the rollout of a model with memory.
+        A model with memory learns from whole sequences: its rollouts are split by
+        environments (the engine's fit checks refuse anything else before training).
         """
         by_environment = split == "environments"
         memory = self.memory
-        if memory is not None and not by_environment:
-            raise ValueError(
-                "a model with memory learns from whole sequences: split minibatches by "
-                "environments, not transitions"
-            )
         count = self.num_envs if by_environment else self.num_steps * self.num_envs
         groups = torch.tensor_split(
             torch.randperm(count, device=self.rewards.device), num_mini_batch

@@ -192,7 +192,7 @@ class TestFinalReturn:
         metric points they span, and says how many that was."""
         pipeline = make_pipeline([PipelineStage(["ppo"], 64)], metric_accumulate_interval=8)
         runner = make_runner(tmp_path, pipeline, max_episode_steps=3)
-        runner.recent_episodes = RecentEpisodes(5)
+        runner.statistics.recent_episodes = RecentEpisodes(5)
         runner.run()
         summary = read_summary(tmp_path)
         assert summary["final_metrics"]["reward"] == 3.0

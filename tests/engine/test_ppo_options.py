@@ -22,15 +22,15 @@ from tests.engine.test_runner import CountingLoss, make_pipeline, make_runner
 
 
 def counting_optimizer_steps(runner: OnPolicyRunner) -> list[int]:
-    """Count ``runner.optimizer.step`` calls in the returned one-element list."""
+    """Count ``runner.learner.optimizer.step`` calls in the returned one-element list."""
     count = [0]
-    step = runner.optimizer.step
+    step = runner.learner.optimizer.step
 
     def counted(*args: object, **kwargs: object) -> object:
         count[0] += 1
         return step(*args, **kwargs)  # type: ignore[arg-type]
 
-    runner.optimizer.step = counted  # type: ignore[method-assign]
+    runner.learner.optimizer.step = counted  # type: ignore[method-assign]
     return count
 
 
@@ -76,7 +76,7 @@ class TestTargetKL:
         runner = make_runner(tmp_path, pipeline, num_envs=2)
         steps = counting_optimizer_steps(runner)
         runner.run()
-        return steps[0], int(runner.latest_counts["ppo/approx_kl"])
+        return steps[0], int(runner.statistics.latest_counts["ppo/approx_kl"])
 
     def test_a_tiny_target_ends_the_update_after_one_step(self, tmp_path: Path) -> None:
         """The first minibatch has a KL of exactly 0 (nothing has moved yet) and is stepped;
@@ -124,13 +124,19 @@ def normalized_runner(
         metric_accumulate_interval=16,
     )
     normalization = Normalization(observations=True, rewards=True, gamma=0.99)
-    runner = make_runner(output_dir, pipeline, num_envs=2, normalization=normalization)
-    if evaluate:  # as the app does: the evaluator reads training's statistics
-        runner.evaluator = Evaluator(
-            CartPoleTask(2, 50), runner.model, episodes=2, normalization=normalization
-        )
-        runner.evaluation_interval = 16
-    return runner
+
+    def evaluator(model: torch.nn.Module) -> Evaluator:
+        # As the app does: the evaluator reads training's statistics.
+        return Evaluator(CartPoleTask(2, 50), model, episodes=2, normalization=normalization)
+
+    return make_runner(
+        output_dir,
+        pipeline,
+        num_envs=2,
+        normalization=normalization,
+        evaluator_for=evaluator if evaluate else None,
+        evaluation_interval=16 if evaluate else None,
+    )
 
 
 class TestNormalization:
@@ -141,7 +147,7 @@ class TestNormalization:
         while episode returns stay the task's own (CartPole: 1 per step)."""
         runner = normalized_runner(tmp_path)
         runner.run()
-        storage = runner.storage
+        storage = runner.collector.storage
         assert storage is not None
         statistics = runner.normalization.observation_statistics  # type: ignore[union-attr]
         assert statistics is not None
@@ -149,7 +155,7 @@ class TestNormalization:
         assert statistics.count == pytest.approx(2 * (1 + 32), abs=1e-3)
         assert storage.observations.abs().max() <= 10.0
         assert not torch.all(storage.rewards == 1.0)
-        episodes = runner.recent_episodes
+        episodes = runner.statistics.recent_episodes
         assert episodes.returns.numel() > 0  # episodes finished, with the task's 1 per step
         assert torch.equal(episodes.returns, episodes.lengths)
 
@@ -160,7 +166,7 @@ class TestNormalization:
         plain.run()
         evaluating = normalized_runner(tmp_path / "evaluating", evaluate=True)
         evaluating.run()
-        assert evaluating.latest_evaluation  # it did evaluate
+        assert evaluating.evaluation is not None and evaluating.evaluation.latest  # it did
         assert str(plain.normalization.state_dict()) == str(  # type: ignore[union-attr]
             evaluating.normalization.state_dict()  # type: ignore[union-attr]
         )
@@ -185,7 +191,7 @@ class TestNormalization:
         assert torch.equal(expected["discounted_returns"], actual["discounted_returns"])
         for name, value in whole.model.state_dict().items():
             assert torch.equal(value, resumed.model.state_dict()[name]), name
-        assert whole.latest_metrics == resumed.latest_metrics
+        assert whole.statistics.latest_metrics == resumed.statistics.latest_metrics
 
 
 def test_a_checkpoint_without_statistics_is_refused() -> None:

@@ -35,7 +35,9 @@ from hydra_pipeline import (
 )
 from hydra_pipeline.engine import A2C, PPO, Imitation, Minibatch, OnPolicyRunner
 from hydra_pipeline.engine.advantages import compute_returns
+from hydra_pipeline.engine.callbacks import Callback
 from hydra_pipeline.engine.checkpoint import CHECKPOINT_DIRECTORY, load_checkpoint, save_checkpoint
+from hydra_pipeline.engine.evaluation import Evaluator
 from hydra_pipeline.errors import TrainingInterrupted
 from hydra_pipeline.models import ActorCriticOutput, Categorical, MLPActorCritic
 from hydra_pipeline.tasks import (
@@ -94,15 +96,18 @@ def make_runner(
     seed: int = 0,
     tensorboard: bool = False,
     wrap_model: Callable[[nn.Module], nn.Module] | None = None,
+    evaluator_for: Callable[[nn.Module], Evaluator] | None = None,
     **options: Any,
 ) -> OnPolicyRunner:
     """A runner built as the app builds one: seed, task, then the model (``options``: more
-    of the runner's keyword arguments)."""
+    of the runner's keyword arguments; ``evaluator_for`` makes its evaluator for the model)."""
     set_seed(seed)
     task = task if task is not None else CartPoleTask(num_envs, max_episode_steps)
     model: nn.Module = MLPActorCritic(task.observation_shape, task.action_space, hidden_sizes=(8,))
     if wrap_model is not None:
         model = wrap_model(model)
+    if evaluator_for is not None:
+        options["evaluator"] = evaluator_for(model)
     return OnPolicyRunner(
         pipeline,
         task,
@@ -342,13 +347,13 @@ class TestRollout:
         task = SpyCartPole(2, max_episode_steps=3)
         runner = make_runner(tmp_path, pipeline, task=task)
         runner.run()
-        storage, model = runner.storage, runner.model
+        storage, model = runner.collector.storage, runner.model
         with torch.no_grad():
             output = model(storage.observations.flatten(0, 1))
             values = output.values.view(4, 2)
             log_probs = output.distribution.log_prob(storage.actions.flatten()).view(4, 2)
             final_values = model(task.results[-2].final_observations).values
-            next_values = model(runner.stepper.observations).values
+            next_values = model(runner.collector.stepper.observations).values
         torch.testing.assert_close(storage.values, values)
         torch.testing.assert_close(storage.log_probs, log_probs)
         assert torch.equal(torch.stack(task.actions), storage.actions)
@@ -370,8 +375,8 @@ class TestRollout:
         torch.testing.assert_close(storage.returns, expected_returns)
         torch.testing.assert_close(storage.advantages, expected_returns - values)
         # The episode metrics use the task's rewards, not the bootstrapped ones.
-        assert runner.latest_metrics["reward"] == 3.0
-        assert runner.latest_metrics["episode_length"] == 3.0
+        assert runner.statistics.latest_metrics["reward"] == 3.0
+        assert runner.statistics.latest_metrics["episode_length"] == 3.0
 
     def test_continuous_actions_are_clipped_for_the_task_only(self, tmp_path: Path) -> None:
         """Continuous actions reach the task clipped to its bounds; storage keeps the samples."""
@@ -387,7 +392,7 @@ class TestRollout:
         assert sent.shape == (4, 2, 2)
         low, high = torch.tensor([-0.1, -2.0]), torch.tensor([0.1, 2.0])
         assert bool(((sent >= low) & (sent <= high)).all())
-        stored = runner.storage.actions
+        stored = runner.collector.storage.actions
         assert float(stored[..., 0].abs().max()) > 0.1  # the samples themselves are unbounded
         expected = torch.stack(
             (stored[..., 0].clamp(-0.1, 0.1), stored[..., 1].clamp(-2.0, 2.0)), dim=-1
@@ -445,13 +450,15 @@ class TestTeacherForcing:
         assert len(task.actions) == len(task.expert_calls) == 8
         for sent, expert in zip(task.actions, task.expert_calls, strict=True):
             assert torch.equal(sent, expert)
-        assert torch.equal(runner.storage.actions, runner.storage.expert_actions)
-        assert torch.equal(runner.storage.actions, torch.stack(task.expert_calls[-4:]))
+        assert torch.equal(
+            runner.collector.storage.actions, runner.collector.storage.expert_actions
+        )
+        assert torch.equal(runner.collector.storage.actions, torch.stack(task.expert_calls[-4:]))
         # The policy itself disagreed with the expert somewhere, so forcing did something.
         samples = runner.model.samples  # type: ignore[union-attr]
         assert any(not torch.equal(s, e) for s, e in zip(samples, task.expert_calls, strict=True))
-        assert runner.latest_metrics["teacher_forcing"] == 1.0
-        assert runner.latest_metrics["teacher_forcing_sampled"] == 1.0
+        assert runner.statistics.latest_metrics["teacher_forcing"] == 1.0
+        assert runner.statistics.latest_metrics["teacher_forcing_sampled"] == 1.0
 
     def test_probability_zero_keeps_the_policy(self, tmp_path: Path) -> None:
         """At probability 0 the policy's samples are sent; expert actions are still recorded."""
@@ -460,10 +467,14 @@ class TestTeacherForcing:
         assert len(samples) == len(task.actions) == 8
         for sent, sampled in zip(task.actions, samples, strict=True):
             assert torch.equal(sent, sampled)
-        assert torch.equal(runner.storage.expert_actions, torch.stack(task.expert_calls[-4:]))
-        assert not torch.equal(runner.storage.actions, runner.storage.expert_actions)
-        assert runner.latest_metrics["teacher_forcing"] == 0.0
-        assert runner.latest_metrics["teacher_forcing_sampled"] == 0.0
+        assert torch.equal(
+            runner.collector.storage.expert_actions, torch.stack(task.expert_calls[-4:])
+        )
+        assert not torch.equal(
+            runner.collector.storage.actions, runner.collector.storage.expert_actions
+        )
+        assert runner.statistics.latest_metrics["teacher_forcing"] == 0.0
+        assert runner.statistics.latest_metrics["teacher_forcing_sampled"] == 0.0
 
     def test_schedule_runs_on_stage_steps(self, tmp_path: Path) -> None:
         """The probability is the schedule at the stage's step count of each step."""
@@ -477,7 +488,7 @@ class TestTeacherForcing:
         runner.run()
         # Last rollout of stage 1: stage steps 16, 18, 20, 22 -> 1 - s/32, averaged.
         expected = sum(1 - s / 32 for s in (16, 18, 20, 22)) / 4
-        assert runner.latest_metrics["teacher_forcing"] == pytest.approx(expected)
+        assert runner.statistics.latest_metrics["teacher_forcing"] == pytest.approx(expected)
 
     def test_no_expert_calls_without_need(self, tmp_path: Path) -> None:
         """A stage without teacher forcing or imitation never asks the expert."""
@@ -485,7 +496,7 @@ class TestTeacherForcing:
         runner = make_runner(tmp_path, make_pipeline([PipelineStage(["ppo"], 16)]), task=task)
         runner.run()
         assert task.expert_calls == []
-        assert "teacher_forcing" not in runner.latest_metrics
+        assert "teacher_forcing" not in runner.statistics.latest_metrics
 
 
 class TestStageSteps:
@@ -622,9 +633,9 @@ class TestOffPolicy:
         # Two batches per build: builds 0..4, the last one half used.
         assert drawn == [0, 1, 10, 11, 20, 21, 30, 31, 40]
         assert data.builds == 5
-        assert runner.data_streams["pipeline_stages.0.offpolicy_component"].epochs == 4
+        assert runner.learner.data_streams["pipeline_stages.0.offpolicy_component"].epochs == 4
         assert all(batch.actions is None for _, batch in offpolicy.calls)
-        assert "offpolicy/bc/cross_entropy" in runner.latest_metrics
+        assert "offpolicy/bc/cross_entropy" in runner.statistics.latest_metrics
 
     def test_offpolicy_only_stage_with_demonstrations(self, tmp_path: Path) -> None:
         """A stage with no on-policy loss trains on ExpertDemonstrations alone, even on a task
@@ -755,7 +766,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {
         "summary": summary,
         "weights": weights(uninterrupted),
-        "lr": uninterrupted.optimizer.param_groups[0]["lr"],
+        "lr": uninterrupted.learner.optimizer.param_groups[0]["lr"],
         "saving_summary": saving_summary,
         "saving_weights": weights(saving),
         "checkpoints": sorted((saving_dir / CHECKPOINT_DIRECTORY).iterdir()),
@@ -803,7 +814,7 @@ class TestResume:
             resumed_any_mid_stage |= 0 < saved["successes_in_a_row"] < 3
             summary = runner.run()
             assert_same_weights(weights(runner), runs["weights"])
-            assert runner.optimizer.param_groups[0]["lr"] == runs["lr"]
+            assert runner.learner.optimizer.param_groups[0]["lr"] == runs["lr"]
             assert summary.total_steps == expected.total_steps
             assert summary.stages == expected.stages
             assert summary.final_metrics == expected.final_metrics
@@ -817,10 +828,10 @@ class TestResume:
         runner = resume_runner(tmp_path, None)
         runner.load_weights(checkpoint)
         assert_same_weights(weights(runner), load_checkpoint(checkpoint)["model"])
-        assert runner.optimizer.state_dict()["state"] == {}
+        assert runner.learner.optimizer.state_dict()["state"] == {}
         assert runner.pipeline.total_steps == 0
         assert runner.pipeline.current_stage_index == 0
-        assert runner.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+        assert runner.learner.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
         assert runner.resumed_from is None
         summary = runner.run()
         assert summary.stages[1].steps == 48
@@ -906,12 +917,12 @@ class TestLRScheduler:
             lr_scheduler_builder=Builder(torch.optim.lr_scheduler.LambdaLR, {"lr_lambda": decay}),
         )
         runner = make_runner(tmp_path, pipeline)
-        assert runner.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+        assert runner.learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
         runner.run()
-        assert runner.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * decay(24))
+        assert runner.learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * decay(24))
         # The last update (in stage 1, at stage step 8) used the lr set after 16 total steps;
         # a stage-step clock would give decay(0) there.
-        assert runner.latest_metrics["lr"] == pytest.approx(0.01 * decay(16))
+        assert runner.statistics.latest_metrics["lr"] == pytest.approx(0.01 * decay(16))
 
 
 class TestAdvanceScene:
@@ -928,9 +939,9 @@ class TestAdvanceScene:
         assert len(task.reset_observations) == 5
         # Rollout 7, the last, started from the reset that followed rollout 6, and was not
         # followed by one: the runner's observations came from its last step.
-        assert torch.equal(runner.storage.observations[0], task.reset_observations[-1])
-        assert torch.equal(runner.storage.observations[1], task.results[-4].observations)
-        assert torch.equal(runner.stepper.observations, task.results[-1].observations)
+        assert torch.equal(runner.collector.storage.observations[0], task.reset_observations[-1])
+        assert torch.equal(runner.collector.storage.observations[1], task.results[-4].observations)
+        assert torch.equal(runner.collector.stepper.observations, task.results[-1].observations)
 
     def test_fresh_observations_are_used(self, tmp_path: Path) -> None:
         """After a reset, the first stored observation of the next rollout is the reset's."""
@@ -939,10 +950,10 @@ class TestAdvanceScene:
         runner = make_runner(tmp_path, pipeline, task=task)
         runner.run()
         assert task.resets == [None, 0, None, None]
-        assert torch.equal(runner.storage.observations[0], task.reset_observations[2])
-        assert torch.equal(runner.stepper.observations, task.reset_observations[3])
-        assert runner.stepper.episode_returns.tolist() == [0.0, 0.0]
-        assert runner.stepper.episode_lengths.tolist() == [0.0, 0.0]
+        assert torch.equal(runner.collector.storage.observations[0], task.reset_observations[2])
+        assert torch.equal(runner.collector.stepper.observations, task.reset_observations[3])
+        assert runner.collector.stepper.episode_returns.tolist() == [0.0, 0.0]
+        assert runner.collector.stepper.episode_lengths.tolist() == [0.0, 0.0]
 
     def test_no_resets_without_period(self, tmp_path: Path) -> None:
         """Without a period the task is reset only once, with the seed."""
@@ -1042,14 +1053,13 @@ class TestStopRequest:
         rollout's update with a checkpoint, even with save_interval=None; resuming from it
         ends bitwise equal to the uninterrupted run."""
         runner = resume_runner(tmp_path / "stopped", None)
-        original_after_rollout = runner._after_rollout
 
-        def after_rollout(index: int, stage: PipelineStage) -> None:
-            original_after_rollout(index, stage)
-            if runner.pipeline.rollout_count == 3:
-                runner.request_stop("SIGTERM")
+        class StopAtThirdRollout(Callback):
+            def on_rollout_end(self, **_: Any) -> None:
+                if runner.pipeline.rollout_count == 3:
+                    runner.request_stop("SIGTERM")
 
-        runner._after_rollout = after_rollout  # type: ignore[method-assign]
+        runner.callbacks.append(StopAtThirdRollout())
         with pytest.raises(TrainingInterrupted) as caught:
             runner.run()
         interruption = caught.value
@@ -1169,7 +1179,7 @@ class TestStageSettings:
             clip_norms.append(max_norm)
             return clip(parameters, max_norm, **kwargs)
 
-        monkeypatch.setattr("hydra_pipeline.engine.runner.compute_returns", spy_returns)
+        monkeypatch.setattr("hydra_pipeline.engine.collector.compute_returns", spy_returns)
         monkeypatch.setattr(nn.utils, "clip_grad_norm_", spy_clip)
         loss = CountingLoss(A2C())
         own = TrainingSettings(
@@ -1201,7 +1211,7 @@ class TestStageSettings:
         sizes = [batch.observations.shape[0] for _, batch in loss.calls]
         assert sizes == [8, 8] + [2] * (4 * 3 * 2)
         assert clip_norms == [0.5] * 2 + [0.25] * 24
-        assert runner.storage is not None and runner.storage.num_steps == 2
+        assert runner.collector.storage is not None and runner.collector.storage.num_steps == 2
 
     def test_intervals_and_scene_period_of_each_stage(self, tmp_path: Path) -> None:
         """Metrics, checkpoints and environment resets follow the running stage's settings."""
@@ -1337,8 +1347,8 @@ class TestStageComponents:
         assert drawn == [0, 1, 10, 11, 20, 21, 30, 31]
         assert stage.storage_uuid_to_steps_taken_in_stage == {"onpolicy": 16, "demos": 8 * 3}
         assert pipeline.storage_uuid_to_total_experiences == {"onpolicy": 16, "demos": 24}
-        assert "bc/bc/cross_entropy" in runner.latest_metrics
-        assert "ppo/action" in runner.latest_metrics
+        assert "bc/bc/cross_entropy" in runner.statistics.latest_metrics
+        assert "ppo/action" in runner.statistics.latest_metrics
 
     def test_offpolicy_only_stage_with_zero_minibatches(self, tmp_path: Path) -> None:
         """AllenAct's off-policy tutorial: num_mini_batch=0 and update_repeats=0 for the

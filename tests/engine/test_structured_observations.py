@@ -178,7 +178,7 @@ class TestImages:
         runner = make_runner(tmp_path, [PipelineStage(["imitation"], 320)], structured=False)
         assert cue_probability(runner) < 0.6
         runner.run()
-        storage = runner.storage
+        storage = runner.collector.storage
         assert storage is not None and isinstance(storage.observations, Tensor)
         assert storage.observations.dtype == torch.uint8
         assert storage.observations.shape == (8, 4, 1, SIZE, SIZE)
@@ -193,14 +193,14 @@ class TestDictObservations:
         runner = make_runner(tmp_path, [PipelineStage(["ppo"], 1600)], structured=True)
         assert cue_probability(runner) < 0.6
         runner.run()
-        storage = runner.storage
+        storage = runner.collector.storage
         assert storage is not None and isinstance(storage.observations, dict)
         assert storage.observations["image"].dtype == torch.uint8
         assert storage.observations["clock"].dtype == torch.int64
         truncated = storage.truncated
         assert truncated.any() and (storage.final_values[truncated] != 0).all()
         assert (storage.final_values[~truncated] == 0).all()
-        assert runner.latest_metrics["reward"] > 3.0
+        assert runner.statistics.latest_metrics["reward"] > 3.0
         assert cue_probability(runner) > 0.9
 
     @pytest.mark.parametrize("recurrent", [False, True], ids=["mlp", "gru"])
@@ -221,7 +221,7 @@ class TestDictObservations:
         first = sorted((tmp_path / "b" / CHECKPOINT_DIRECTORY).iterdir())[0]
         resumed = make_runner(tmp_path / "c", stages(), structured=True, recurrent=recurrent)
         resumed.resume(first)
-        assert isinstance(resumed.stepper.observations, dict)
+        assert isinstance(resumed.collector.stepper.observations, dict)
         resumed.run()
         for name, tensor in uninterrupted.model.state_dict().items():
             assert torch.equal(tensor, resumed.model.state_dict()[name]), name
@@ -247,8 +247,8 @@ class TestDictObservations:
             losses={"ppo": PPO(), "bc": Imitation()},
         )
         runner.run()
-        assert "offpolicy/bc/cross_entropy" in runner.latest_metrics or any(
-            name.endswith("bc/cross_entropy") for name in runner.latest_metrics
+        assert "offpolicy/bc/cross_entropy" in runner.statistics.latest_metrics or any(
+            name.endswith("bc/cross_entropy") for name in runner.statistics.latest_metrics
         )
 
 
@@ -266,7 +266,7 @@ class TestNormalization:
         runner = OnPolicyRunner(
             pipeline, task, model, output_dir=tmp_path, normalization=Normalization(rewards=True)
         )
-        assert runner.stepper.normalization is not None
+        assert runner.collector.stepper.normalization is not None
 
 
 class TestPolicy:

@@ -164,12 +164,14 @@ class TestBot:
         )
         runner.run()
         task.close()
-        storage = runner.storage
+        storage = runner.collector.storage
         assert storage is not None
         assert torch.equal(storage.actions, storage.expert_actions)
-        assert runner.latest_metrics["success"] == 1.0
-        assert runner.latest_metrics["teacher_forcing_sampled"] == 1.0
-        assert runner.latest_metrics["imitation/cross_entropy"] < 1.7  # uniform: ln 7 = 1.95
+        assert runner.statistics.latest_metrics["success"] == 1.0
+        assert runner.statistics.latest_metrics["teacher_forcing_sampled"] == 1.0
+        assert (
+            runner.statistics.latest_metrics["imitation/cross_entropy"] < 1.7
+        )  # uniform: ln 7 = 1.95
 
 
 def _face_a_box_the_mission_does_not_name(env: Any) -> tuple[int, int]:

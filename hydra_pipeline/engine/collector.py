@@ -1,0 +1,217 @@
+"""``RolloutCollector``: a stage's rollouts, and the returns the learner learns from.
+
+Each call of :meth:`RolloutCollector.collect` acts ``num_steps`` times in every environment
+(with the stage's teacher forcing, recording the expert's actions when the stage needs them),
+fills the rollout storage, credits the episodes cut short by a time limit with the value of
+their last observation, and computes the returns and advantages with the stage's discounting.
+The environments, the episodes in progress and the model's memory live here between rollouts,
+and go into checkpoints from here.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hydra_pipeline.engine import distributed
+from hydra_pipeline.engine.acting import Actor, TaskStepper
+from hydra_pipeline.engine.advantages import compute_returns
+from hydra_pipeline.engine.checkpoint import restore_normalization
+from hydra_pipeline.engine.fit import expert_needs
+from hydra_pipeline.engine.normalization import Normalization
+from hydra_pipeline.engine.rollout import RolloutStorage
+from hydra_pipeline.engine.statistics import TEACHER_FORCING_METRICS, TrainingStatistics
+from hydra_pipeline.pipeline import PipelineStage, TrainingPipeline, TrainingSettings
+from hydra_pipeline.pipeline.seeding import seed_for_rank
+from hydra_pipeline.tasks.observations import (
+    assign_observations,
+    map_observations,
+    observation_space_of,
+)
+from hydra_pipeline.tasks.protocol import Task
+
+__all__ = ["RolloutCollector"]
+
+
+class RolloutCollector:
+    """Collects the rollouts of ``pipeline``'s stages on ``task`` with ``model``.
+
+    Args:
+        pipeline: Whose stages are collected for (its step counters advance here).
+        task: The environments, reset with ``seed`` when the collector is made.
+        model: The policy, on ``device``.
+        statistics: Receives the episodes that end and the teacher-forcing metrics.
+        device: Where rollouts live.
+        normalization: Normalises what the model sees and scales the rewards it learns from,
+            updating its statistics with what the rollouts see (``None``: nothing).
+        seed: Seeds the task's environments; in a distributed run, rank ``r``'s are seeded
+            from ``seed`` and ``r`` (see :func:`~hydra_pipeline.pipeline.seeding.seed_for_rank`).
+
+    In a distributed run, every process collects alike on its own environments, and steps
+    count every process's: step limits, intervals and schedules mean agent steps of the whole
+    run.
+
+    Attributes:
+        storage: The latest rollout, sized to its stage's ``num_steps`` (``None`` before the
+            first rollout).
+        first_step_time: The Unix time of this process's first environment step (for startup
+            benchmarks).
+    """
+
+    def __init__(
+        self,
+        pipeline: TrainingPipeline,
+        task: Task,
+        model: nn.Module,
+        statistics: TrainingStatistics,
+        device: torch.device,
+        normalization: Normalization | None,
+        seed: int,
+    ) -> None:
+        self.pipeline = pipeline
+        self.task = task
+        self.device = device
+        self.statistics = statistics
+        self.normalization = normalization
+        ranks = distributed.ranks()
+        self.world_size = ranks.world_size
+        self.actor = Actor(model, task.action_space, device)
+        self.stepper = TaskStepper(task, self.actor, normalization, learning=True)
+        self.stepper.reset(seed=seed_for_rank(seed, ranks.rank))
+        self.storage: RolloutStorage | None = None
+        self.first_step_time: float | None = None
+
+    def collect(self, stage: PipelineStage) -> RolloutStorage | None:
+        """One rollout of ``stage``, with its returns and advantages; ``None`` in a pipeline
+        without a rollout storage, where a round of updates counts as one step."""
+        if self.pipeline.rollout_storage_uuid is None:
+            self.pipeline.record_update_round()
+            return None
+        settings = stage.training_settings
+        storage = self._storage_for(settings)
+        storage.has_expert_actions = bool(expert_needs(self.pipeline, stage))
+        self._act(stage, storage)
+        self._compute_returns(storage, settings)
+        return storage
+
+    def reset_environments(self) -> None:
+        """Start every episode over (the stage's ``advance_scene_rollout_period``)."""
+        self.stepper.reset()
+
+    def _storage_for(self, settings: TrainingSettings) -> RolloutStorage:
+        """The rollout storage, reallocated when a stage's rollouts are longer or shorter than
+        the previous stage's."""
+        num_steps = settings.num_steps
+        assert num_steps is not None  # required of every stage that runs
+        if self.storage is None or self.storage.num_steps != num_steps:
+            self.storage = RolloutStorage(
+                num_steps,
+                self.task.num_envs,
+                observation_space_of(self.task),
+                self.actor.action_shape,
+                self.actor.action_dtype,
+                self.device,
+            )
+        return self.storage
+
+    def _act(self, stage: PipelineStage, storage: RolloutStorage) -> None:
+        """Act ``num_steps`` times in every environment, filling ``storage``."""
+        num_envs = self.task.num_envs
+        steps_per_step = num_envs * self.world_size
+        teacher_forcing = stage.teacher_forcing
+        forced_probability = 0.0
+        forced_count = torch.zeros((), dtype=torch.int64, device=self.device)
+        if self.first_step_time is None:
+            self.first_step_time = time.time()
+        memory, _ = self.actor.memory_for(num_envs)
+        storage.memory = None if memory is None else memory.clone()
+        with torch.no_grad():
+            for step in range(storage.num_steps):
+                probability = 0.0
+                if teacher_forcing is not None:
+                    probability = teacher_forcing(stage.steps_taken_in_stage)
+                    forced_probability += probability
+                move = self.stepper.step(
+                    expert=storage.has_expert_actions, forcing=probability, final_values=True
+                )
+                if move.expert_actions is not None:
+                    storage.expert_actions[step] = move.expert_actions
+                if move.episode_starts is not None:
+                    storage.episode_starts[step] = move.episode_starts
+                if move.forced is not None:
+                    forced_count += move.forced.sum()
+                result = move.result
+                assign_observations(storage.observations, step, move.observations)
+                storage.actions[step] = move.actions
+                storage.log_probs[step] = move.output.distribution.log_prob(move.actions)
+                storage.values[step] = move.output.values
+                storage.rewards[step] = result.rewards
+                storage.terminated[step] = result.terminated
+                storage.truncated[step] = result.truncated
+                assert move.final_values is not None  # asked for
+                storage.final_values[step] = move.final_values
+                self.pipeline.record_rollout_steps(steps_per_step)
+        self.statistics.record_episodes(self.stepper.finished_episodes())
+        if teacher_forcing is not None:
+            scheduled = forced_probability / storage.num_steps
+            sampled = forced_count.item() / (num_envs * storage.num_steps)
+            self.statistics.record(
+                dict(zip(TEACHER_FORCING_METRICS, (scheduled, sampled), strict=True))
+            )
+
+    def _compute_returns(self, storage: RolloutStorage, settings: TrainingSettings) -> None:
+        """Bootstrap the episodes cut short, then the returns and advantages of the rollout,
+        with the stage's discounting."""
+        gamma, use_gae, gae_lambda = settings.gamma, settings.use_gae, settings.gae_lambda
+        assert gamma is not None and use_gae is not None and gae_lambda is not None
+        with torch.no_grad():
+            storage.bootstrap_truncated_episodes(gamma)
+            next_values = self.actor.values(self.stepper.observations)
+            returns = compute_returns(
+                storage.rewards,
+                storage.values,
+                storage.terminated | storage.truncated,
+                next_values,
+                gamma=gamma,
+                use_gae=use_gae,
+                gae_lambda=gae_lambda,
+            )
+            storage.compute_advantages(returns)
+
+    # ----------------------------------------------------------------------------------------
+    # Checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """This process's environments, its episodes in progress, the model's memory of them
+        and the normalisation statistics (whose discounted returns are this process's own)."""
+        stepper = self.stepper
+        return {
+            "task": self.task.state_dict(),
+            "observations": map_observations(Tensor.cpu, stepper.task_observations),
+            "episode_returns": stepper.episode_returns,
+            "episode_lengths": stepper.episode_lengths,
+            "acting": self.actor.state_dict(),
+            "normalization": None
+            if self.normalization is None
+            else self.normalization.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
+        """Restore what :meth:`state_dict` returned, from the checkpoint at ``path``.
+
+        Raises:
+            CheckpointError: The checkpoint's run did not normalise, and this one does.
+        """
+        restore_normalization(self.normalization, state, path)
+        restarted = self.task.load_state_dict(state["task"])
+        if restarted is None:
+            self.stepper.load_state(
+                state["observations"], state["episode_returns"], state["episode_lengths"], seen=True
+            )
+            self.actor.load_state_dict(state["acting"])
+        else:  # the task could only restart its environments: fresh episodes
+            self.stepper.load_state(restarted)
