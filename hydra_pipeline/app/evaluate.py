@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_pipeline.app.device import device_for
 from hydra_pipeline.config import instantiate_node
 from hydra_pipeline.config.normalization import build_normalization
 from hydra_pipeline.config.saved_run import saved_run_config
@@ -210,8 +211,6 @@ def evaluate(cfg: DictConfig) -> float:
     if cfg.seed is not None:
         seed = _checked("", require_seed, "seed", cfg.seed)
     _check_video("video", cfg.video)
-    from hydra_pipeline.app.train import device_for
-
     device = device_for(cfg.device)
 
     import torch
