@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_pipeline.app.device import device_for
+from hydra_pipeline.arguments import require_at_least, require_seed
 from hydra_pipeline.config import instantiate_node
 from hydra_pipeline.config.normalization import build_normalization
 from hydra_pipeline.config.saved_run import saved_run_config
 from hydra_pipeline.errors import CheckpointError, ConfigError, InvalidArgumentError
 from hydra_pipeline.pipeline.early_stopping import metric_goal, metric_name
-from hydra_pipeline.pipeline.validation import require_at_least, require_seed
 
 if TYPE_CHECKING:
     from torch import nn

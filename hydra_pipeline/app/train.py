@@ -32,10 +32,10 @@ from hydra_pipeline.app.rank import (
 from hydra_pipeline.app.run_folder import claimed_run_folder, refuse_existing_results
 from hydra_pipeline.app.run_info import RunInfo
 from hydra_pipeline.app.sweep_report import SEEDS_FILE
+from hydra_pipeline.arguments import require_seed
 from hydra_pipeline.config import check_config
 from hydra_pipeline.config.checks import config_nodes, dotted_key
 from hydra_pipeline.errors import ConfigError, InvalidArgumentError
-from hydra_pipeline.pipeline.validation import require_seed
 
 __all__ = ["train"]
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from hydra_pipeline.arguments import require_at_least
 from hydra_pipeline.engine import distributed
 from hydra_pipeline.engine.acting import Actor, TaskStepper, model_output
 from hydra_pipeline.engine.advantages import compute_returns
@@ -69,11 +70,7 @@ from hydra_pipeline.pipeline import (
     TrainingSettings,
 )
 from hydra_pipeline.pipeline.seeding import seed_for_rank
-from hydra_pipeline.pipeline.validation import (
-    MINIBATCH_SPLITS,
-    require_at_least,
-    setting_source,
-)
+from hydra_pipeline.pipeline.settings import MINIBATCH_SPLITS, setting_source
 from hydra_pipeline.tasks.observations import (
     assign_observations,
     map_observations,
