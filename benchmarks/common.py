@@ -19,7 +19,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root: the working directory of every subprocess."""
@@ -108,6 +111,31 @@ def run_timed(command: Sequence[str], timeout: float = 600.0) -> TimedProcess:
 def python_command(*arguments: str) -> list[str]:
     """``python <arguments>`` with this interpreter (the project's virtual environment)."""
     return [sys.executable, *arguments]
+
+
+def app_config(total_steps: int, seed: int, *overrides: str) -> DictConfig:
+    """The app's config composed with ``overrides`` as a benchmark runs it: its first stage of
+    ``total_steps``, ``seed``, no TensorBoard, no progress bar; resolved.
+
+    Hydra and the package are imported here, not by this module: scripts that time other
+    processes do not pay for them.
+    """
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    import hydra_pipeline.config  # noqa: F401  (registers the schemas the presets extend)
+
+    arguments = [
+        *overrides,
+        f"pipeline.pipeline_stages.0.max_stage_steps={total_steps}",
+        f"seed={seed}",
+        "tensorboard=false",
+        "progress_bar=false",
+    ]
+    with initialize_config_module(config_module="hydra_pipeline.conf", version_base="1.3"):
+        cfg = compose("config", overrides=arguments)
+    OmegaConf.resolve(cfg)
+    return cfg
 
 
 def interleaved(repeats: int, first: Callable[[], A], second: Callable[[], B]) -> list[tuple[A, B]]:
