@@ -177,19 +177,30 @@ def timing_pairs_report(
     return report
 
 
-def per_step_benchmark_main(
-    name: str, doc: str, measure: Callable[[int, int], Report], default_steps: int
+def benchmark_main(
+    name: str,
+    doc: str,
+    measure: Callable[..., Report],
+    *,
+    repeats: int,
+    steps: int,
+    quick_steps: int,
+    seeded: bool = False,
 ) -> None:
-    """The command line of a benchmark of ``--repeats`` pairs of ``--steps`` steps (``--quick``:
-    one pair of 20), printed and saved with :func:`print_report`."""
+    """The command line of a benchmark of ``--repeats`` runs of ``--steps`` steps each
+    (``--quick``: one run of ``quick_steps``), and with ``seeded``, ``--seed``:
+    ``measure(repeats, steps[, seed])`` is printed and saved with :func:`print_report`."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=default_steps)
+    parser.add_argument("--repeats", type=int, default=repeats, help=f"default {repeats}")
+    parser.add_argument("--steps", type=int, default=steps, help=f"per run; default {steps}")
+    if seeded:
+        parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny step counts")
     parser.add_argument("--json", type=Path, help="also save every number to this file")
     args = parser.parse_args()
-    repeats, steps = (1, 20) if args.quick else (args.repeats, args.steps)
-    print_report(name, measure(repeats, steps), args.quick, args.json)
+    sizes = (1, quick_steps) if args.quick else (args.repeats, args.steps)
+    seed = (args.seed,) if seeded else ()
+    print_report(name, measure(*sizes, *seed), args.quick, args.json)
 
 
 def median(values: Sequence[float]) -> float:

@@ -17,7 +17,6 @@ of a process imports ``torch._dynamo`` (about a second), which neither should be
 
 from __future__ import annotations
 
-import argparse
 import math
 import tempfile
 import time
@@ -29,10 +28,10 @@ from common import (
     Report,
     Row,
     app_config,
+    benchmark_main,
     describe_load,
     interleaved,
     median,
-    print_report,
 )
 from omegaconf import DictConfig
 from torch import nn
@@ -353,18 +352,13 @@ def measure(repeats: int, steps: int, seed: int = 0) -> Report:
     return Report(rows, runs)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="repetitions of each (default 5)")
-    parser.add_argument("--steps", type=int, default=STEPS, help="steps per run (~200k)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="one run of one rollout each")
-    parser.add_argument("--json", type=Path, help="also save every number to this file")
-    args = parser.parse_args(argv)
-    repeats, steps = (1, QUICK_STEPS) if args.quick else (args.repeats, args.steps)
-    report = measure(repeats, steps, args.seed)
-    print_report("engine_overhead", report, args.quick, args.json)
-
-
 if __name__ == "__main__":
-    main()
+    benchmark_main(
+        "engine_overhead",
+        __doc__,
+        measure,
+        repeats=5,
+        steps=STEPS,
+        quick_steps=QUICK_STEPS,
+        seeded=True,
+    )

@@ -21,7 +21,6 @@ paired with a ceiling run just before it.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +28,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import Report, Row, app_config, describe_load, interleaved, median, print_report
+from common import (
+    Report,
+    Row,
+    app_config,
+    benchmark_main,
+    describe_load,
+    interleaved,
+    median,
+)
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_pipeline import set_seed
@@ -181,18 +188,13 @@ def measure(repeats: int, steps: int, seed: int = 0) -> Report:
     return Report(rows, runs)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=REPEATS, help="repetitions (default 3)")
-    parser.add_argument("--steps", type=int, default=STEPS, help="training steps per run")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="one short run of each")
-    parser.add_argument("--json", type=Path, help="also save every number to this file")
-    args = parser.parse_args(argv)
-    repeats, steps = (1, QUICK_STEPS) if args.quick else (args.repeats, args.steps)
-    report = measure(repeats, steps, args.seed)
-    print_report("minigrid_throughput", report, args.quick, args.json)
-
-
 if __name__ == "__main__":
-    main()
+    benchmark_main(
+        "minigrid_throughput",
+        __doc__,
+        measure,
+        repeats=REPEATS,
+        steps=STEPS,
+        quick_steps=QUICK_STEPS,
+        seeded=True,
+    )
