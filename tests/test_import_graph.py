@@ -143,6 +143,17 @@ def test_package_imports_flow_one_way() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [("hydra_pipeline.errors", set()), ("hydra_pipeline.arguments", {"hydra_pipeline.errors"})],
+)
+def test_the_ground_floor_stands_alone(module: str, allowed: set[str]) -> None:
+    """The errors and the argument checks every layer uses import nothing else of the
+    package, so any module may import them."""
+    modules = module_files(ROOT, PACKAGES)
+    assert {e.imported for e in imports_of(module, modules[module], modules)} == allowed
+
+
 def test_the_reader_sees_every_import_that_runs() -> None:
     """The package's own imports are found, lazy ones included (or the test above would pass
     on a reader that finds nothing)."""
