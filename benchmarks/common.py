@@ -19,7 +19,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root: the working directory of every subprocess."""
@@ -110,6 +113,31 @@ def python_command(*arguments: str) -> list[str]:
     return [sys.executable, *arguments]
 
 
+def app_config(total_steps: int, seed: int, *overrides: str) -> DictConfig:
+    """The app's config composed with ``overrides`` as a benchmark runs it: its first stage of
+    ``total_steps``, ``seed``, no TensorBoard, no progress bar; resolved.
+
+    Hydra and the package are imported here, not by this module: scripts that time other
+    processes do not pay for them.
+    """
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    import hydra_pipeline.config  # noqa: F401  (registers the schemas the presets extend)
+
+    arguments = [
+        *overrides,
+        f"pipeline.pipeline_stages.0.max_stage_steps={total_steps}",
+        f"seed={seed}",
+        "tensorboard=false",
+        "progress_bar=false",
+    ]
+    with initialize_config_module(config_module="hydra_pipeline.conf", version_base="1.3"):
+        cfg = compose("config", overrides=arguments)
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
 def interleaved(repeats: int, first: Callable[[], A], second: Callable[[], B]) -> list[tuple[A, B]]:
     """Run ``first`` and ``second`` ``repeats`` times each, alternating which goes first
     (ABBA...), and return the ``(first, second)`` result pairs in order."""
@@ -149,19 +177,30 @@ def timing_pairs_report(
     return report
 
 
-def per_step_benchmark_main(
-    name: str, doc: str, measure: Callable[[int, int], Report], default_steps: int
+def benchmark_main(
+    name: str,
+    doc: str,
+    measure: Callable[..., Report],
+    *,
+    repeats: int,
+    steps: int,
+    quick_steps: int,
+    seeded: bool = False,
 ) -> None:
-    """The command line of a benchmark of ``--repeats`` pairs of ``--steps`` steps (``--quick``:
-    one pair of 20), printed and saved with :func:`print_report`."""
+    """The command line of a benchmark of ``--repeats`` runs of ``--steps`` steps each
+    (``--quick``: one run of ``quick_steps``), and with ``seeded``, ``--seed``:
+    ``measure(repeats, steps[, seed])`` is printed and saved with :func:`print_report`."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=default_steps)
+    parser.add_argument("--repeats", type=int, default=repeats, help=f"default {repeats}")
+    parser.add_argument("--steps", type=int, default=steps, help=f"per run; default {steps}")
+    if seeded:
+        parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny step counts")
     parser.add_argument("--json", type=Path, help="also save every number to this file")
     args = parser.parse_args()
-    repeats, steps = (1, 20) if args.quick else (args.repeats, args.steps)
-    print_report(name, measure(repeats, steps), args.quick, args.json)
+    sizes = (1, quick_steps) if args.quick else (args.repeats, args.steps)
+    seed = (args.seed,) if seeded else ()
+    print_report(name, measure(*sizes, *seed), args.quick, args.json)
 
 
 def median(values: Sequence[float]) -> float:

@@ -17,7 +17,6 @@ of a process imports ``torch._dynamo`` (about a second), which neither should be
 
 from __future__ import annotations
 
-import argparse
 import math
 import tempfile
 import time
@@ -28,16 +27,15 @@ import torch
 from common import (
     Report,
     Row,
+    app_config,
+    benchmark_main,
     describe_load,
     interleaved,
     median,
-    print_report,
 )
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
-import hydra_pipeline.config  # noqa: F401  (registers the schemas the presets extend)
 from hydra_pipeline import set_seed
 from hydra_pipeline.config import instantiate_node
 from hydra_pipeline.engine import OnPolicyRunner
@@ -46,6 +44,9 @@ from hydra_pipeline.tasks import CartPoleTask
 
 TARGET_STEPS_PER_SECOND = 45_000
 TARGET_OVERHEAD = 0.10
+STEPS = 200_000
+"""Steps per run (the suite's figure); ``--quick`` runs :data:`QUICK_STEPS` (one rollout)."""
+QUICK_STEPS = 1
 
 
 @dataclass(frozen=True)
@@ -146,17 +147,7 @@ class Measurement:
 
 def compose_config(total_steps: int, seed: int) -> DictConfig:
     """The app's config for ``pipeline=ppo`` with one stage of ``total_steps``, resolved."""
-    overrides = [
-        "pipeline=ppo",
-        f"pipeline.pipeline_stages.0.max_stage_steps={total_steps}",
-        f"seed={seed}",
-        "tensorboard=false",
-        "progress_bar=false",
-    ]
-    with initialize_config_module(config_module="hydra_pipeline.conf", version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    OmegaConf.resolve(cfg)
-    return cfg
+    return app_config(total_steps, seed, "pipeline=ppo")
 
 
 def run_engine(cfg: DictConfig) -> Measurement:
@@ -361,18 +352,13 @@ def measure(repeats: int, steps: int, seed: int = 0) -> Report:
     return Report(rows, runs)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="repetitions of each (default 5)")
-    parser.add_argument("--steps", type=int, default=200_000, help="steps per run (~200k)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="one run of one rollout each")
-    parser.add_argument("--json", type=Path, help="also save every number to this file")
-    args = parser.parse_args(argv)
-    repeats, steps = (1, 1) if args.quick else (args.repeats, args.steps)
-    report = measure(repeats, steps, args.seed)
-    print_report("engine_overhead", report, args.quick, args.json)
-
-
 if __name__ == "__main__":
-    main()
+    benchmark_main(
+        "engine_overhead",
+        __doc__,
+        measure,
+        repeats=5,
+        steps=STEPS,
+        quick_steps=QUICK_STEPS,
+        seeded=True,
+    )

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from common import Report, describe_load, per_step_benchmark_main, timing_pairs_report
+from common import Report, benchmark_main, describe_load, timing_pairs_report
 from torch.multiprocessing.spawn import spawn
 
 from hydra_pipeline.engine.acting import model_output
@@ -107,4 +107,4 @@ def measure(repeats: int, steps: int) -> Report:
 
 
 if __name__ == "__main__":
-    per_step_benchmark_main("gradient_exchange", __doc__, measure, default_steps=500)
+    benchmark_main("gradient_exchange", __doc__, measure, repeats=7, steps=500, quick_steps=20)

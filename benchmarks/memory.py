@@ -22,13 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import Report, Row, describe_load, interleaved, median, print_report
+from common import Report, Row, app_config, describe_load, interleaved, median, print_report
 from engine_overhead import Measurement, run_engine
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
-import hydra_pipeline.config  # noqa: F401  (registers the schemas the presets extend)
 from hydra_pipeline import Builder, LinearDecay, PipelineStage, TrainingPipeline, set_seed
 from hydra_pipeline.config import instantiate_node
 from hydra_pipeline.engine import Imitation, OnPolicyRunner
@@ -38,22 +36,15 @@ from hydra_pipeline.models import MLPActorCritic, RecurrentActorCritic
 from hydra_pipeline.tasks import CartPoleTask
 
 MODELS = ("gru", "mlp")
+STEPS, IMITATION_STEPS = 100_000, 16384
+"""Steps per throughput run and of each imitation run (the suite's figures); ``--quick``: one
+run of :data:`QUICK_STEPS` and imitation runs of :data:`QUICK_IMITATION_STEPS`."""
+QUICK_STEPS, QUICK_IMITATION_STEPS = 4096, 1024
 
 
 def compose_config(model: str, total_steps: int, seed: int) -> DictConfig:
     """The app's config for ``pipeline=ppo`` and ``model``, one stage of ``total_steps``."""
-    overrides = [
-        "pipeline=ppo",
-        f"model={model}",
-        f"pipeline.pipeline_stages.0.max_stage_steps={total_steps}",
-        f"seed={seed}",
-        "tensorboard=false",
-        "progress_bar=false",
-    ]
-    with initialize_config_module(config_module="hydra_pipeline.conf", version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    OmegaConf.resolve(cfg)
-    return cfg
+    return app_config(total_steps, seed, "pipeline=ppo", f"model={model}")
 
 
 def run_acting(cfg: DictConfig, total_steps: int) -> Measurement:
@@ -177,7 +168,9 @@ def partially_observed(seeds: list[int], steps: int) -> Report:
     return Report([row], {"returns": returns})
 
 
-def measure(repeats: int, steps: int, seeds: list[int], imitation_steps: int = 16384) -> Report:
+def measure(
+    repeats: int, steps: int, seeds: list[int], imitation_steps: int = IMITATION_STEPS
+) -> Report:
     """Both parts, with one torch thread: throughput, then the partially observed CartPole."""
     torch.set_num_threads(1)
     print(f"memory: {describe_load()}", flush=True)
@@ -189,14 +182,14 @@ def measure(repeats: int, steps: int, seeds: list[int], imitation_steps: int = 1
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="repetitions of each (default 5)")
-    parser.add_argument("--steps", type=int, default=100_000, help="steps per throughput run")
+    parser.add_argument("--steps", type=int, default=STEPS, help="steps per throughput run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--imitation-steps", type=int, default=16384)
+    parser.add_argument("--imitation-steps", type=int, default=IMITATION_STEPS)
     parser.add_argument("--quick", action="store_true", help="one short run of each")
     parser.add_argument("--json", type=Path, help="also save every number to this file")
     args = parser.parse_args(argv)
     if args.quick:
-        report = measure(1, 4096, args.seeds[:1], imitation_steps=1024)
+        report = measure(1, QUICK_STEPS, args.seeds[:1], QUICK_IMITATION_STEPS)
     else:
         report = measure(args.repeats, args.steps, args.seeds, args.imitation_steps)
     print_report("memory", report, args.quick, args.json)

@@ -21,7 +21,6 @@ paired with a ceiling run just before it.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -29,33 +28,32 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import Report, Row, describe_load, interleaved, median, print_report
-from hydra import compose, initialize_config_module
+from common import (
+    Report,
+    Row,
+    app_config,
+    benchmark_main,
+    describe_load,
+    interleaved,
+    median,
+)
 from omegaconf import DictConfig, OmegaConf
 
-import hydra_pipeline.config  # noqa: F401  (registers the schemas the presets extend)
 from hydra_pipeline import set_seed
 from hydra_pipeline.config import instantiate_node
 from hydra_pipeline.engine import OnPolicyRunner
 from hydra_pipeline.models import model_arguments
 
 EXPERIMENT = "minigrid_tutorial"
+REPEATS, STEPS = 3, 16_384
+"""Repetitions and training steps per run (the suite's figures); ``--quick``: one run of
+:data:`QUICK_STEPS`."""
+QUICK_STEPS = 2048
 
 
 def compose_config(total_steps: int, seed: int) -> DictConfig:
     """The app's config for the tutorial experiment, with one stage of ``total_steps``."""
-    overrides = [
-        f"+experiment={EXPERIMENT}",
-        f"pipeline.pipeline_stages.0.max_stage_steps={total_steps}",
-        "pipeline.save_interval=null",
-        f"seed={seed}",
-        "tensorboard=false",
-        "progress_bar=false",
-    ]
-    with initialize_config_module(config_module="hydra_pipeline.conf", version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    OmegaConf.resolve(cfg)
-    return cfg
+    return app_config(total_steps, seed, f"+experiment={EXPERIMENT}", "pipeline.save_interval=null")
 
 
 def ceiling(cfg: DictConfig, vector_steps: int, seed: int) -> float:
@@ -190,18 +188,13 @@ def measure(repeats: int, steps: int, seed: int = 0) -> Report:
     return Report(rows, runs)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="repetitions (default 3)")
-    parser.add_argument("--steps", type=int, default=16_384, help="training steps per run")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="one short run of each")
-    parser.add_argument("--json", type=Path, help="also save every number to this file")
-    args = parser.parse_args(argv)
-    repeats, steps = (1, 2048) if args.quick else (args.repeats, args.steps)
-    report = measure(repeats, steps, args.seed)
-    print_report("minigrid_throughput", report, args.quick, args.json)
-
-
 if __name__ == "__main__":
-    main()
+    benchmark_main(
+        "minigrid_throughput",
+        __doc__,
+        measure,
+        repeats=REPEATS,
+        steps=STEPS,
+        quick_steps=QUICK_STEPS,
+        seeded=True,
+    )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 
 import torch
-from common import Report, describe_load, interleaved, per_step_benchmark_main, timing_pairs_report
+from common import Report, benchmark_main, describe_load, interleaved, timing_pairs_report
 from torch import nn
 
 from hydra_pipeline.engine.acting import model_output
@@ -84,4 +84,4 @@ def measure(repeats: int, steps: int) -> Report:
 
 
 if __name__ == "__main__":
-    per_step_benchmark_main("optimizer_step", __doc__, measure, default_steps=2000)
+    benchmark_main("optimizer_step", __doc__, measure, repeats=7, steps=2000, quick_steps=20)

@@ -35,18 +35,25 @@ def main(argv: list[str] | None = None) -> None:
         wait_for_quiet(QUIET_LOAD, args.wait_for_quiet)
     print(f"start: {describe_load()}", flush=True)
     reports: dict[str, Report] = {}
+    # Each script's own sizes, as its --quick or default run uses them.
     if args.quick:
-        reports["engine_overhead"] = engine_overhead.measure(repeats=1, steps=1)
+        reports["engine_overhead"] = engine_overhead.measure(1, engine_overhead.QUICK_STEPS)
         reports["time_to_solve"] = time_to_solve.measure(args.seeds[:1], repeats=1)
         reports["startup"] = startup.measure(repeats=1, quick=True)
-        reports["minigrid_throughput"] = minigrid_throughput.measure(repeats=1, steps=2048)
-        reports["memory"] = memory.measure(repeats=1, steps=4096, seeds=args.seeds[:1])
+        reports["minigrid_throughput"] = minigrid_throughput.measure(
+            1, minigrid_throughput.QUICK_STEPS
+        )
+        reports["memory"] = memory.measure(
+            1, memory.QUICK_STEPS, args.seeds[:1], memory.QUICK_IMITATION_STEPS
+        )
     else:
-        reports["engine_overhead"] = engine_overhead.measure(args.repeats, steps=200_000)
+        reports["engine_overhead"] = engine_overhead.measure(args.repeats, engine_overhead.STEPS)
         reports["time_to_solve"] = time_to_solve.measure(args.seeds, args.solve_repeats)
         reports["startup"] = startup.measure(args.repeats)
-        reports["minigrid_throughput"] = minigrid_throughput.measure(repeats=3, steps=16_384)
-        reports["memory"] = memory.measure(args.repeats, steps=100_000, seeds=args.seeds)
+        reports["minigrid_throughput"] = minigrid_throughput.measure(
+            minigrid_throughput.REPEATS, minigrid_throughput.STEPS
+        )
+        reports["memory"] = memory.measure(args.repeats, memory.STEPS, args.seeds)
     print(f"end: {describe_load()}\n")
     if args.quick:
         print(QUICK_NOTE)

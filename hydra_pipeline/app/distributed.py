@@ -1,6 +1,6 @@
 """One run, several processes: how they start, find their run folder, and end.
 
-Three ways to start the processes of a run, all ending in :func:`~hydra_pipeline.app.train.
+Three ways to start the processes of a run, all ending in :func:`~hydra_pipeline.app.rank.
 train_rank` in each of them, with ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
 ``MASTER_PORT`` in its environment (torch.distributed's ``env://`` rendezvous):
 
@@ -40,6 +40,9 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
+from hydra_pipeline.app.device import device_for
+from hydra_pipeline.app.rank import train_rank
+from hydra_pipeline.app.run_info import RunInfo
 from hydra_pipeline.app.signals import (
     RELAYED_SIGNALS,
     hand_on,
@@ -55,7 +58,6 @@ from hydra_pipeline.errors import (
 )
 
 if TYPE_CHECKING:
-    from hydra_pipeline.app.train import RunInfo
     from hydra_pipeline.engine.distributed import Ranks
 
 __all__ = [
@@ -282,8 +284,6 @@ def _start_method(cfg: DictConfig) -> str:
     """On the CPU the processes are forks of this one, which has imported torch and the
     package already (spawned ones would import them again, seconds each); CUDA cannot be
     forked once initialised, so GPU runs spawn fresh interpreters."""
-    from hydra_pipeline.app.train import device_for
-
     return "fork" if device_for(cfg.device) == "cpu" else "spawn"
 
 
@@ -301,7 +301,6 @@ def _backend(cfg: DictConfig) -> str:
 
 def _rank_main(job: _RankJob) -> float:
     """A process of the run: train as its rank; report how it ended if it failed."""
-    from hydra_pipeline.app.train import train_rank
     from hydra_pipeline.engine.distributed import environment_ranks
 
     ranks = environment_ranks()

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_pipeline.app.device import device_for
+from hydra_pipeline.arguments import require_at_least, require_seed
 from hydra_pipeline.config import instantiate_node
 from hydra_pipeline.config.normalization import build_normalization
 from hydra_pipeline.config.saved_run import saved_run_config
 from hydra_pipeline.errors import CheckpointError, ConfigError, InvalidArgumentError
 from hydra_pipeline.pipeline.early_stopping import metric_goal, metric_name
-from hydra_pipeline.pipeline.validation import require_at_least, require_seed
 
 if TYPE_CHECKING:
     from torch import nn
@@ -210,8 +211,6 @@ def evaluate(cfg: DictConfig) -> float:
     if cfg.seed is not None:
         seed = _checked("", require_seed, "seed", cfg.seed)
     _check_video("video", cfg.video)
-    from hydra_pipeline.app.train import device_for
-
     device = device_for(cfg.device)
 
     import torch

@@ -97,33 +97,35 @@ class OffPolicyPipelineComponentConf:
 
 
 @dataclass
-class TrainingSettingsConf:
-    """A ``TrainingSettings``: a stage's or stage component's settings (see its docstring for
-    units and ranges); null falls back to the pipeline's (or, in a component, the stage's).
+class _TrainingSettingFields:
+    """The training settings as fields of a node, after its ``_target_`` (see
+    ``TrainingSettings`` for units and ranges): the pipeline's, and a stage's or stage
+    component's ``training_settings``. A test keeps them equal to ``TRAINING_SETTING_KEYS``.
 
     Attributes:
         num_mini_batch: Minibatches per update epoch (split as minibatch_split says); 0 where
             nothing is learned from the rollout.
-        update_repeats: Update epochs per rollout; in a stage component, also a list with one
-            count per loss.
+        update_repeats: Update epochs per rollout.
         max_grad_norm: Gradients are clipped to this L2 norm.
-        num_steps: Rollout length, in steps per environment (stages only).
-        gamma: Discount factor in [0, 1] (stages only).
-        use_gae: Use generalized advantage estimation (stages only).
-        gae_lambda: GAE lambda in [0, 1] (stages only).
-        advance_scene_rollout_period: Reset all environments every this many rollouts (stages
-            only).
-        save_interval: Checkpoint every this many total steps and at stage ends; <= 0 only at
-            stage ends (stages only).
-        metric_accumulate_interval: Log metrics and check early stopping every this many total
-            steps, and at each stage end (stages only).
-        minibatch_split: ``environments`` (whole environments per minibatch; memory models need
-            it) or ``transitions`` (single transitions shuffled across steps and environments).
+        num_steps: Rollout length, in steps per environment.
+        gamma: Discount factor in [0, 1].
+        use_gae: Use generalized advantage estimation.
+        gae_lambda: GAE lambda in [0, 1].
+        advance_scene_rollout_period: Reset all environments every this many rollouts; null
+            (after falling back) never.
+        save_interval: Checkpoint every this many total steps and at each stage end; <= 0
+            only at stage ends; null (after falling back) never.
+        metric_accumulate_interval: Log metrics and check early stopping every this many
+            total steps, and at each stage end.
+        minibatch_split: How num_mini_batch divides a rollout: ``environments`` (null's meaning:
+            whole environments, at most num_envs minibatches; memory models need it) or
+            ``transitions`` (single transitions shuffled across steps and environments, as
+            Stable-Baselines3 does: num_mini_batch = num_steps * num_envs / batch_size).
     """
 
-    _target_: str = "hydra_pipeline.TrainingSettings"
+    _target_: str = MISSING
     num_mini_batch: Optional[int] = None
-    update_repeats: Any = None
+    update_repeats: Optional[int] = None
     max_grad_norm: Optional[float] = None
     num_steps: Optional[int] = None
     gamma: Optional[float] = None
@@ -133,6 +135,21 @@ class TrainingSettingsConf:
     save_interval: Optional[int] = None
     metric_accumulate_interval: Optional[int] = None
     minibatch_split: Optional[str] = None
+
+
+@dataclass
+class TrainingSettingsConf(_TrainingSettingFields):
+    """A ``TrainingSettings``: a stage's or stage component's settings; null falls back to the
+    pipeline's (or, in a component, the stage's). A component sets only num_mini_batch,
+    update_repeats, max_grad_norm and minibatch_split.
+
+    Attributes:
+        update_repeats: Update epochs per rollout; in a stage component, also a list with one
+            count per loss.
+    """
+
+    _target_: str = "hydra_pipeline.TrainingSettings"
+    update_repeats: Any = None
 
 
 @dataclass
@@ -186,26 +203,14 @@ class PipelineStageConf:
 
 
 @dataclass
-class TrainingPipelineConf:
-    """A ``TrainingPipeline`` (see its docstring for the meaning and units of each field).
+class TrainingPipelineConf(_TrainingSettingFields):
+    """A ``TrainingPipeline`` (see its docstring for the meaning and units of each field); its
+    training settings are its own fields (a null one must be set by each stage that needs it).
 
     Attributes:
         named_losses: Loss name -> loss ``_target_`` node.
         pipeline_stages: The stages, trained in order.
         optimizer_builder: The optimizer (group ``optimizer``).
-        num_mini_batch: Minibatches per update epoch (split as minibatch_split says).
-        update_repeats: Update epochs per rollout.
-        max_grad_norm: Gradients are clipped to this L2 norm.
-        num_steps: Rollout length, in steps per environment.
-        gamma: Discount factor in [0, 1].
-        use_gae: Use generalized advantage estimation.
-        gae_lambda: GAE lambda in [0, 1].
-        advance_scene_rollout_period: Reset all environments every this many rollouts; null
-            never.
-        save_interval: Checkpoint every this many total steps and at each stage end; <= 0
-            only at stage ends; null never.
-        metric_accumulate_interval: Log metrics and check early stopping every this many
-            total steps, and at each stage end.
         should_log: Write metrics to the console and TensorBoard.
         lr_scheduler_builder: The learning-rate scheduler (group ``lr_scheduler``), or null.
         named_storages: Storage name -> storage ``_target_`` node (group ``storage``); empty
@@ -215,30 +220,15 @@ class TrainingPipelineConf:
             the evaluation node (evaluation.interval), which computes no losses.
         test_pipeline_stage: AllenAct's test-time stage; kept, not run: testing is the
             evaluate command (python -m hydra_pipeline.evaluate run=<folder>).
-        minibatch_split: How num_mini_batch divides a rollout: ``environments`` (null's meaning:
-            whole environments, at most num_envs minibatches; memory models need it) or
-            ``transitions`` (single transitions shuffled across steps and environments, as
-            Stable-Baselines3 does: num_mini_batch = num_steps * num_envs / batch_size).
     """
 
     _target_: str = "hydra_pipeline.TrainingPipeline"
     named_losses: Dict[str, Any] = field(default_factory=dict)
     pipeline_stages: List[PipelineStageConf] = MISSING
     optimizer_builder: OptimizerConf = MISSING
-    num_mini_batch: Optional[int] = None
-    update_repeats: Optional[int] = None
-    max_grad_norm: Optional[float] = None
-    num_steps: Optional[int] = None
-    gamma: Optional[float] = None
-    use_gae: Optional[bool] = None
-    gae_lambda: Optional[float] = None
-    advance_scene_rollout_period: Optional[int] = None
-    save_interval: Optional[int] = None
-    metric_accumulate_interval: Optional[int] = None
     should_log: bool = True
     lr_scheduler_builder: Optional[LRSchedulerConf] = None
     named_storages: Dict[str, Any] = field(default_factory=dict)
     rollout_storage_uuid: Optional[str] = None
     valid_pipeline_stage: Optional[PipelineStageConf] = None
     test_pipeline_stage: Optional[PipelineStageConf] = None
-    minibatch_split: Optional[str] = None

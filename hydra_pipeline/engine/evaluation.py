@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hydra_pipeline.arguments import require_at_least, require_seed
 from hydra_pipeline.engine.acting import Actor, TaskStepper
 from hydra_pipeline.engine.checkpoint import capture_rng_state, restore_rng_state
 from hydra_pipeline.engine.distributed import broadcast_object
@@ -39,7 +40,6 @@ from hydra_pipeline.engine.video import (
 )
 from hydra_pipeline.pipeline.early_stopping import MetricGoal, metric_goal, metric_name
 from hydra_pipeline.pipeline.seeding import set_seed
-from hydra_pipeline.pipeline.validation import require_at_least, require_seed
 from hydra_pipeline.tasks.protocol import Task
 
 __all__ = [

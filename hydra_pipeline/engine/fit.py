@@ -22,7 +22,7 @@ from hydra_pipeline.engine.statistics import (
 )
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.pipeline import PipelineStage, StageComponent, TrainingPipeline
-from hydra_pipeline.pipeline.validation import MINIBATCH_SPLITS, setting_source
+from hydra_pipeline.pipeline.settings import MINIBATCH_SPLITS, setting_source
 from hydra_pipeline.tasks.protocol import Task
 
 __all__ = ["check_fit", "expert_needs", "minibatch_split"]

@@ -32,14 +32,10 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from hydra_pipeline.arguments import require_name, require_non_negative, require_positive
 from hydra_pipeline.engine.rollout import Minibatch, normalized
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.protocol import ActorCriticOutput
-from hydra_pipeline.pipeline.validation import (
-    require_name,
-    require_non_negative,
-    require_positive,
-)
 
 __all__ = [
     "A2C",

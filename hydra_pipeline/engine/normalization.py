@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hydra_pipeline.arguments import require_positive, require_unit_interval
 from hydra_pipeline.engine.distributed import merged_moments
-from hydra_pipeline.pipeline.validation import require_positive, require_unit_interval
 
 __all__ = ["Normalization", "RunningMeanStd"]
 

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hydra_pipeline.arguments import require_at_least
 from hydra_pipeline.engine import distributed
 from hydra_pipeline.engine.callbacks import Callback, CallbackList
 from hydra_pipeline.engine.checkpoint import BEST_CHECKPOINT, CHECKPOINT_DIRECTORY, load_weights
@@ -43,7 +44,6 @@ from hydra_pipeline.errors import TrainingInterrupted
 from hydra_pipeline.files import remove_stale_temporaries
 from hydra_pipeline.models.protocol import has_memory
 from hydra_pipeline.pipeline import PipelineStage, TrainingPipeline
-from hydra_pipeline.pipeline.validation import require_at_least
 from hydra_pipeline.tasks.protocol import Task
 
 __all__ = ["OnPolicyRunner"]

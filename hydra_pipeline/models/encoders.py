@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from hydra_pipeline.arguments import require_at_least
 from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.pipeline.validation import require_at_least
 from hydra_pipeline.tasks.observations import (
     Observations,
     ObservationSpace,

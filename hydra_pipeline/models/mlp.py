@@ -8,11 +8,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from hydra_pipeline.arguments import require_at_least, require_positive
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.distributions import ActionDistribution, Categorical, DiagonalGaussian
 from hydra_pipeline.models.encoders import make_encoder
 from hydra_pipeline.models.protocol import ActorCriticOutput
-from hydra_pipeline.pipeline.validation import require_at_least, require_positive
 from hydra_pipeline.tasks.observations import Observations, ObservationSpace
 from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, as_action_space
 

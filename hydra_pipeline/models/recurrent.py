@@ -14,12 +14,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from hydra_pipeline.arguments import require_at_least
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.distributions import ActionDistribution, Categorical, DiagonalGaussian
 from hydra_pipeline.models.encoders import make_encoder
 from hydra_pipeline.models.mlp import ACTIVATIONS, linear_layer, orthogonal_gains, perceptron
 from hydra_pipeline.models.protocol import ActorCriticOutput, reset_memory
-from hydra_pipeline.pipeline.validation import require_at_least
 from hydra_pipeline.tasks.observations import Observations, ObservationSpace
 from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, as_action_space
 

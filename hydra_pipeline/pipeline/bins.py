@@ -6,8 +6,8 @@ GPUs; it is here so that those configs' imports keep working.
 
 from __future__ import annotations
 
+from hydra_pipeline.arguments import require_at_least
 from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.pipeline.validation import require_at_least
 
 __all__ = ["evenly_distribute_count_into_bins"]
 

@@ -15,13 +15,9 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
+from hydra_pipeline.arguments import require_at_least, require_non_negative, require_real
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.pipeline.metrics import ScalarMeanTracker
-from hydra_pipeline.pipeline.validation import (
-    require_at_least,
-    require_non_negative,
-    require_real,
-)
 
 __all__ = [
     "EarlyStoppingCriterion",

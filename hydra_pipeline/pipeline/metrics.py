@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, SupportsFloat
 
+from hydra_pipeline.arguments import require_at_least
 from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.pipeline.validation import require_at_least
 
 __all__ = ["ScalarMeanTracker"]
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 
+from hydra_pipeline.arguments import require_real
 from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.pipeline.validation import require_real
 
 __all__ = ["LinearDecay", "MultiLinearDecay"]
 

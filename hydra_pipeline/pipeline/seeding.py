@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from hydra_pipeline.pipeline.validation import require_seed
+from hydra_pipeline.arguments import require_seed
 
 __all__ = ["seed_for_rank", "set_deterministic_cudnn", "set_seed"]
 

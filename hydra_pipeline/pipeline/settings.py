@@ -5,40 +5,64 @@ AllenAct 0.5 groups the ten settings that once were the pipeline's own arguments
 length, minibatches, discounting, ...) into one object, so that a stage can change some of them
 and keep the others: a setting left ``None`` falls back to the settings it takes its defaults
 from (a stage's from its pipeline's, a stage component's from its stage's).
+
+The settings' names, types and ranges are declared once, in :class:`TrainingSettings`' body;
+:data:`TRAINING_SETTING_KEYS` and everything else that lists the settings derive from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar, overload
 
-from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.pipeline.validation import require_training_setting
-
-__all__ = ["TRAINING_SETTING_KEYS", "TrainingSettings"]
-
-TRAINING_SETTING_KEYS: tuple[str, ...] = (
-    "num_mini_batch",
-    "update_repeats",
-    "max_grad_norm",
-    "num_steps",
-    "gamma",
-    "use_gae",
-    "gae_lambda",
-    "advance_scene_rollout_period",
-    "save_interval",
-    "metric_accumulate_interval",
-    "minibatch_split",
+from hydra_pipeline.arguments import (
+    require_at_least,
+    require_bool,
+    require_int,
+    require_positive,
+    require_unit_interval,
 )
-"""The settings, in the order of :class:`TrainingSettings`' parameters: AllenAct's ten, then
-``minibatch_split``, which AllenAct does not have."""
+from hydra_pipeline.errors import InvalidArgumentError
+
+__all__ = [
+    "MINIBATCH_SPLITS",
+    "TRAINING_SETTING_KEYS",
+    "TrainingSettings",
+    "require_one_update_count",
+    "setting_source",
+    "settings_from_arguments",
+]
+
+MINIBATCH_SPLITS = ("environments", "transitions")
+"""How a rollout is split into minibatches; the first is the default (see
+``TrainingSettings.minibatch_split``)."""
+
+
+def _require_update_repeats(argument: str, value: Any) -> int | list[int]:
+    """Return ``value`` if it is an integer >= 0, or a list of them (one per loss)."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [require_at_least(f"{argument}.{i}", count, 0) for i, count in enumerate(value)]
+    return require_at_least(argument, value, 0)
+
+
+def _require_minibatch_split(argument: str, value: Any) -> str:
+    """Return ``value`` if it is one of :data:`MINIBATCH_SPLITS`."""
+    if value not in MINIBATCH_SPLITS:
+        raise InvalidArgumentError(argument, f"must be one of {list(MINIBATCH_SPLITS)}", value)
+    return str(value)
+
 
 _Value = TypeVar("_Value")
 
 
 class _Setting(Generic[_Value]):
     """One setting of a :class:`TrainingSettings`: reading it gives the value set on the object
-    or, when that is ``None``, the value of its defaults; assigning it validates the value."""
+    or, when that is ``None``, the value of its defaults; assigning it checks the value with
+    ``rule`` (which returns it, normalised, or raises :class:`InvalidArgumentError`)."""
+
+    def __init__(self, rule: Callable[[str, Any], _Value]) -> None:
+        self.rule = rule
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
         self.name = name
@@ -104,17 +128,17 @@ class TrainingSettings:
         InvalidArgumentError: A value is out of range.
     """
 
-    num_mini_batch = _Setting[int]()
-    update_repeats = _Setting[int | list[int]]()
-    max_grad_norm = _Setting[float]()
-    num_steps = _Setting[int]()
-    gamma = _Setting[float]()
-    use_gae = _Setting[bool]()
-    gae_lambda = _Setting[float]()
-    advance_scene_rollout_period = _Setting[int]()
-    save_interval = _Setting[int]()
-    metric_accumulate_interval = _Setting[int]()
-    minibatch_split = _Setting[str]()
+    num_mini_batch = _Setting[int](functools.partial(require_at_least, minimum=0))
+    update_repeats = _Setting[int | list[int]](_require_update_repeats)
+    max_grad_norm = _Setting[float](functools.partial(require_positive, allow_infinite=True))
+    num_steps = _Setting[int](functools.partial(require_at_least, minimum=1))
+    gamma = _Setting[float](require_unit_interval)
+    use_gae = _Setting[bool](require_bool)
+    gae_lambda = _Setting[float](require_unit_interval)
+    advance_scene_rollout_period = _Setting[int](functools.partial(require_at_least, minimum=1))
+    save_interval = _Setting[int](require_int)
+    metric_accumulate_interval = _Setting[int](functools.partial(require_at_least, minimum=1))
+    minibatch_split = _Setting[str](_require_minibatch_split)
 
     def __init__(
         self,
@@ -130,23 +154,11 @@ class TrainingSettings:
         metric_accumulate_interval: int | None = None,
         minibatch_split: str | None = None,
     ) -> None:
+        given = locals()  # the parameters, by name
         self._values: dict[str, Any] = {}
         self._defaults: TrainingSettings | None = None
-        given = {
-            "num_mini_batch": num_mini_batch,
-            "update_repeats": update_repeats,
-            "max_grad_norm": max_grad_norm,
-            "num_steps": num_steps,
-            "gamma": gamma,
-            "use_gae": use_gae,
-            "gae_lambda": gae_lambda,
-            "advance_scene_rollout_period": advance_scene_rollout_period,
-            "save_interval": save_interval,
-            "metric_accumulate_interval": metric_accumulate_interval,
-            "minibatch_split": minibatch_split,
-        }
-        for key, value in given.items():
-            self.set_own(key, value)
+        for key in TRAINING_SETTING_KEYS:
+            self.set_own(key, given[key])
 
     def keys(self) -> tuple[str, ...]:
         """The settings' names, sorted (as AllenAct returns them)."""
@@ -170,7 +182,7 @@ class TrainingSettings:
             raise InvalidArgumentError(
                 key, "is not a training setting", value, f"Settings: {list(TRAINING_SETTING_KEYS)}."
             )
-        self._values[key] = require_training_setting(key, value)
+        self._values[key] = None if value is None else _SETTINGS[key].rule(key, value)
 
     def own_values(self) -> dict[str, Any]:
         """The settings set on this object, without the ones that fall back."""
@@ -216,19 +228,36 @@ class TrainingSettings:
         return f"TrainingSettings({given})"
 
 
+_SETTINGS: dict[str, _Setting[Any]] = {
+    name: setting
+    for name, setting in vars(TrainingSettings).items()
+    if isinstance(setting, _Setting)
+}
+
+TRAINING_SETTING_KEYS: tuple[str, ...] = tuple(_SETTINGS)
+"""The settings, in the order :class:`TrainingSettings` declares them and takes them as
+parameters: AllenAct's ten, then ``minibatch_split``, which AllenAct does not have."""
+
+
 def settings_from_arguments(
     argument: str,
     training_settings: TrainingSettings | None,
-    flat: Mapping[str, Any],
+    arguments: Mapping[str, Any],
 ) -> TrainingSettings:
     """The settings of an object that takes both AllenAct forms: a ``training_settings`` object
     or the settings as its own keyword arguments (AllenAct's backward-compatible form).
+
+    Args:
+        argument: The name of the object's ``training_settings`` parameter, for messages.
+        training_settings: The object form, or ``None``.
+        arguments: The constructor's arguments by name (its ``locals()``): those named after a
+            setting are the keyword form; a setting it lacks, or gives as ``None``, is not set.
 
     Raises:
         InvalidArgumentError: Both forms are given, or ``training_settings`` is not a
             :class:`TrainingSettings`.
     """
-    given = {key: value for key, value in flat.items() if value is not None}
+    given = {key: arguments[key] for key in TRAINING_SETTING_KEYS if arguments.get(key) is not None}
     if training_settings is None:
         return TrainingSettings(**given)
     if not isinstance(training_settings, TrainingSettings):
@@ -241,3 +270,35 @@ def settings_from_arguments(
             "Use one form: put them all in training_settings, or pass them all as keywords.",
         )
     return training_settings
+
+
+def require_one_update_count(argument: str, owner: str, settings: TrainingSettings) -> None:
+    """Check that ``settings`` (a pipeline's or a stage's, named ``owner``) give one
+    ``update_repeats`` for all losses: per-loss lists belong to stage components (AllenAct's
+    rule)."""
+    repeats = settings.own("update_repeats")
+    if isinstance(repeats, list):
+        raise InvalidArgumentError(
+            argument,
+            f"must be an integer in a {owner}",
+            repeats,
+            "Give per-loss counts in the training_settings of a StageComponent.",
+        )
+
+
+def setting_source(argument: str, index: int, settings: TrainingSettings, key: str) -> str:
+    """The argument that gives the component ``index`` of stage ``argument`` its ``key``: its
+    own settings, its stage's, or the pipeline's (or the component's when none does)."""
+    places = [
+        f"{argument}.stage_components.{index}.training_settings.{key}",
+        f"{argument}.training_settings.{key}",
+        key,
+    ]
+    link: TrainingSettings | None = settings
+    for place in places:
+        if link is None:
+            break
+        if link.own(key) is not None:
+            return place
+        link = link.defaults
+    return places[0]

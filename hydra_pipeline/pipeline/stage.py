@@ -7,23 +7,29 @@ import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from hydra_pipeline.arguments import (
+    require_at_least,
+    require_matching_weights,
+    require_name,
+    require_names,
+    require_real,
+)
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.pipeline.early_stopping import EarlyStoppingCriterion
 from hydra_pipeline.pipeline.settings import (
     TRAINING_SETTING_KEYS,
     TrainingSettings,
+    require_one_update_count,
+    setting_source,
     settings_from_arguments,
 )
-from hydra_pipeline.pipeline.validation import (
-    require_at_least,
-    require_matching_weights,
-    require_name,
-    require_names,
-    require_one_update_count,
-    require_real,
-)
 
-__all__ = ["OffPolicyPipelineComponent", "PipelineStage", "StageComponent"]
+__all__ = [
+    "OffPolicyPipelineComponent",
+    "PipelineStage",
+    "StageComponent",
+    "require_runnable_settings",
+]
 
 COMPONENT_SETTING_KEYS = ("num_mini_batch", "update_repeats", "max_grad_norm", "minibatch_split")
 """The training settings a stage component may set; the others belong to its stage."""
@@ -224,23 +230,10 @@ class PipelineStage:
         metric_accumulate_interval: int | None = None,
         minibatch_split: str | None = None,
     ) -> None:
-        # First: assigning a training setting's name to a stage is refused from here on.
+        # First: assigning a training setting's name to a stage is refused from here on. The
+        # parameters (locals(), before any other name is bound) hold the settings' keyword form.
         self.training_settings = settings_from_arguments(
-            "training_settings",
-            training_settings,
-            {
-                "num_mini_batch": num_mini_batch,
-                "update_repeats": update_repeats,
-                "max_grad_norm": max_grad_norm,
-                "num_steps": num_steps,
-                "gamma": gamma,
-                "use_gae": use_gae,
-                "gae_lambda": gae_lambda,
-                "advance_scene_rollout_period": advance_scene_rollout_period,
-                "save_interval": save_interval,
-                "metric_accumulate_interval": metric_accumulate_interval,
-                "minibatch_split": minibatch_split,
-            },
+            "training_settings", training_settings, locals()
         )
         require_one_update_count(
             "training_settings.update_repeats", "stage", self.training_settings
@@ -457,3 +450,63 @@ class PipelineStage:
             f"PipelineStage(loss_names={self.loss_names}, max_stage_steps={self.max_stage_steps}, "
             f"steps_taken_in_stage={self.steps_taken_in_stage}, is_complete={self.is_complete})"
         )
+
+
+_ROLLOUT_SETTINGS = ("num_steps", "gamma", "use_gae", "gae_lambda")
+"""Settings a stage needs when the pipeline collects rollouts."""
+
+
+def require_runnable_settings(
+    argument: str, stage: PipelineStage, has_rollout_storage: bool
+) -> None:
+    """Check that ``stage`` (at ``argument``, e.g. ``pipeline_stages.1``), with every setting
+    resolved against its pipeline's, has what the engine needs to run it: the rollout settings
+    when the pipeline collects rollouts, a metric interval, and, for each component that
+    updates (``update_repeats`` >= 1), at least one minibatch and a gradient clip.
+
+    Errors name where the setting is missing or comes from: the component's or the stage's
+    ``training_settings``, or the pipeline's own key.
+    """
+    settings = stage.training_settings
+    needed = [*(_ROLLOUT_SETTINGS if has_rollout_storage else ()), "metric_accumulate_interval"]
+    for key in needed:
+        if getattr(settings, key) is None:
+            raise InvalidArgumentError(
+                f"{argument}.training_settings.{key}",
+                "is not set, neither for the stage nor for the pipeline",
+                None,
+                f"Set the pipeline's {key}, or this stage's training_settings.{key}.",
+            )
+    for index, component in enumerate(stage.stage_components):
+        where = f"{argument}.stage_components.{index}.training_settings"
+        component_settings = component.training_settings
+        repeats = component_settings.update_repeats
+        if repeats is None:
+            raise InvalidArgumentError(
+                f"{where}.update_repeats",
+                "is not set, neither for the component, its stage nor the pipeline",
+                None,
+                "Set the pipeline's update_repeats, or the stage's or component's.",
+            )
+        updates = max(repeats if isinstance(repeats, list) else [repeats], default=0)
+        if updates == 0 or not component.loss_names:
+            continue
+        for key, minimum in (("num_mini_batch", 1), ("max_grad_norm", None)):
+            value = getattr(component_settings, key)
+            source = setting_source(argument, index, component_settings, key)
+            if value is None:
+                raise InvalidArgumentError(
+                    source,
+                    f"is not set, but stage component {component.uuid!r} updates "
+                    f"(update_repeats={repeats})",
+                    None,
+                    f"Set the pipeline's {key}, or the stage's or component's.",
+                )
+            if minimum is not None and value < minimum:
+                raise InvalidArgumentError(
+                    source,
+                    f"must be >= {minimum} where stage component {component.uuid!r} of "
+                    f"{argument} updates (update_repeats={repeats})",
+                    value,
+                    "0 minibatches suit only stages whose updates come from other storages.",
+                )

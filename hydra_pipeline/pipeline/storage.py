@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from hydra_pipeline.arguments import require_at_least
 from hydra_pipeline.pipeline.builder import Builder
-from hydra_pipeline.pipeline.validation import require_at_least
 
 __all__ = [
     "DEFAULT_ROLLOUT_STORAGE_UUID",

@@ -3,25 +3,36 @@ the run is."""
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+from hydra_pipeline.arguments import (
+    require_at_least,
+    require_non_negative,
+    require_positive,
+    require_real,
+)
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.pipeline.builder import Builder
 from hydra_pipeline.pipeline.metrics import ScalarMeanTracker
-from hydra_pipeline.pipeline.settings import TrainingSettings, settings_from_arguments
-from hydra_pipeline.pipeline.stage import PipelineStage, StageComponent
+from hydra_pipeline.pipeline.settings import (
+    TRAINING_SETTING_KEYS,
+    TrainingSettings,
+    require_one_update_count,
+    settings_from_arguments,
+)
+from hydra_pipeline.pipeline.stage import (
+    PipelineStage,
+    StageComponent,
+    require_runnable_settings,
+)
 from hydra_pipeline.pipeline.storage import (
     DEFAULT_ROLLOUT_STORAGE_UUID,
     DataIteratorStorage,
     RolloutBlockStorage,
     is_rollout_storage,
-)
-from hydra_pipeline.pipeline.validation import (
-    check_builder_arguments,
-    require_one_update_count,
-    require_runnable_settings,
 )
 
 __all__ = ["TrainingPipeline"]
@@ -35,7 +46,7 @@ class _PipelineSetting:
     """``pipeline.<setting>``: the pipeline's own training setting (AllenAct 2020 read them
     from the pipeline; AllenAct 0.5 from ``pipeline.training_settings``)."""
 
-    def __set_name__(self, owner: type[Any], name: str) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
 
     def __get__(self, pipeline: TrainingPipeline | None, owner: type[Any]) -> Any:
@@ -44,6 +55,17 @@ class _PipelineSetting:
         return getattr(pipeline.training_settings, self.name)
 
 
+_Class = TypeVar("_Class", bound=type)
+
+
+def _settings_as_attributes(cls: _Class) -> _Class:
+    """Give ``cls`` an attribute per training setting that reads its ``training_settings``."""
+    for key in TRAINING_SETTING_KEYS:
+        setattr(cls, key, _PipelineSetting(key))
+    return cls
+
+
+@_settings_as_attributes
 class TrainingPipeline:
     """A sequence of :class:`PipelineStage` s trained one after the other, with their settings
     and the storages their losses learn from.
@@ -102,18 +124,6 @@ class TrainingPipeline:
             stages' progress, :meth:`restart_pipeline` keeps it (as AllenAct does).
     """
 
-    num_mini_batch = _PipelineSetting()
-    update_repeats = _PipelineSetting()
-    max_grad_norm = _PipelineSetting()
-    num_steps = _PipelineSetting()
-    gamma = _PipelineSetting()
-    use_gae = _PipelineSetting()
-    gae_lambda = _PipelineSetting()
-    advance_scene_rollout_period = _PipelineSetting()
-    save_interval = _PipelineSetting()
-    metric_accumulate_interval = _PipelineSetting()
-    minibatch_split = _PipelineSetting()
-
     def __init__(
         self,
         named_losses: Mapping[str, Any],
@@ -139,22 +149,10 @@ class TrainingPipeline:
         test_pipeline_stage: PipelineStage | None = None,
         minibatch_split: str | None = None,
     ) -> None:
+        # The parameters (locals(), before any other name is bound) hold the settings'
+        # keyword form.
         self.training_settings = settings_from_arguments(
-            "training_settings",
-            training_settings,
-            {
-                "num_mini_batch": num_mini_batch,
-                "update_repeats": update_repeats,
-                "max_grad_norm": max_grad_norm,
-                "num_steps": num_steps,
-                "gamma": gamma,
-                "use_gae": use_gae,
-                "gae_lambda": gae_lambda,
-                "advance_scene_rollout_period": advance_scene_rollout_period,
-                "save_interval": save_interval,
-                "metric_accumulate_interval": metric_accumulate_interval,
-                "minibatch_split": minibatch_split,
-            },
+            "training_settings", training_settings, locals()
         )
         require_one_update_count("update_repeats", "pipeline", self.training_settings)
         self.named_losses: dict[str, Any] = dict(named_losses)
@@ -162,14 +160,14 @@ class TrainingPipeline:
             raise InvalidArgumentError(
                 "optimizer_builder", "must be a Builder of an optimizer", optimizer_builder
             )
-        check_builder_arguments("optimizer_builder", optimizer_builder, "optimizer")
+        _check_builder_arguments("optimizer_builder", optimizer_builder, "optimizer")
         self.optimizer_builder = optimizer_builder
         self.should_log = bool(should_log)
         if lr_scheduler_builder is not None and not callable(lr_scheduler_builder):
             raise InvalidArgumentError(
                 "lr_scheduler_builder", "must be a Builder of a scheduler", lr_scheduler_builder
             )
-        check_builder_arguments("lr_scheduler_builder", lr_scheduler_builder, "lr_scheduler")
+        _check_builder_arguments("lr_scheduler_builder", lr_scheduler_builder, "lr_scheduler")
         self.lr_scheduler_builder = lr_scheduler_builder
         self.named_storages: dict[str, Any] = dict(named_storages or {}) or {
             DEFAULT_ROLLOUT_STORAGE_UUID: Builder(RolloutBlockStorage)
@@ -610,3 +608,50 @@ def _check_loss_names(argument: str, stage: PipelineStage, named_losses: Mapping
                 names,
                 f"Defined losses: {sorted(named_losses)}.",
             )
+
+
+def _betas(argument: str, value: Any) -> None:
+    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2:
+        raise InvalidArgumentError(argument, "must be a pair of numbers", value)
+    for index, beta in enumerate(value):
+        if not 0.0 <= require_real(f"{argument}.{index}", beta) < 1.0:
+            raise InvalidArgumentError(f"{argument}.{index}", "must be in [0, 1)", beta)
+
+
+_OPTIMIZER_ARGUMENTS: dict[str, Callable[[str, Any], Any]] = {
+    "lr": require_non_negative,
+    "eps": require_non_negative,
+    "weight_decay": require_non_negative,
+    "momentum": require_non_negative,
+    "dampening": require_real,
+    "alpha": require_non_negative,
+    "betas": _betas,
+}
+"""Rules for the keyword arguments torch's optimizers share, by name."""
+
+_LR_SCHEDULER_ARGUMENTS: dict[str, Callable[[str, Any], Any]] = {
+    "step_size": functools.partial(require_at_least, minimum=1),
+    "T_max": functools.partial(require_at_least, minimum=1),
+    "gamma": require_positive,
+    "eta_min": require_non_negative,
+    "last_epoch": functools.partial(require_at_least, minimum=-1),
+}
+"""Rules for the keyword arguments of torch's LR schedulers, by name."""
+
+
+def _check_builder_arguments(argument: str, builder: Any, kind: str) -> None:
+    """Check the arguments an optimizer (``kind="optimizer"``) or LR scheduler
+    (``kind="lr_scheduler"``) builder will pass, by their names, before anything is built.
+
+    torch checks some of them only when the object is built (after the model exists), and
+    others never (a NaN learning rate trains on silently). Arguments of other names are left
+    to the class being built.
+    """
+    rules = _OPTIMIZER_ARGUMENTS if kind == "optimizer" else _LR_SCHEDULER_ARGUMENTS
+    kwargs = getattr(builder, "kwargs", None)
+    if not isinstance(kwargs, Mapping):
+        return
+    for name, value in kwargs.items():
+        rule = rules.get(name)
+        if rule is not None:
+            rule(f"{argument}.{name}", value)

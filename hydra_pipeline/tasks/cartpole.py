@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hydra_pipeline.arguments import require_at_least, require_seed
 from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.pipeline.validation import require_at_least, require_seed
 from hydra_pipeline.tasks.protocol import DiscreteActions, StepResult
 
 __all__ = ["CartPoleTask"]

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hydra_pipeline.arguments import require_at_least, require_seed
 from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.pipeline.validation import require_at_least, require_seed
 from hydra_pipeline.tasks.observations import (
     Observations,
     ObservationSpace,

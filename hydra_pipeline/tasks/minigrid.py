@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hydra_pipeline.arguments import require_at_least
 from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.pipeline.validation import require_at_least
 from hydra_pipeline.tasks.gym import GymTask
 from hydra_pipeline.tasks.observations import Observations, TensorSpace
 from hydra_pipeline.tasks.protocol import StepResult

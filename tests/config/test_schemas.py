@@ -325,3 +325,18 @@ class TestFieldDocs:
         assert fields - set(documented) == set()
         assert set(documented) - fields == set(), "documents fields that do not exist"
         assert all(text.strip() for text in documented.values())
+
+
+class TestTrainingSettingFields:
+    """The schemas' settings fields are TRAINING_SETTING_KEYS, the one list of the settings."""
+
+    def test_settings_node_holds_exactly_the_keys_in_order(self) -> None:
+        fields = [f.name for f in dataclasses.fields(TrainingSettingsConf)]
+        assert fields == ["_target_", *TRAINING_SETTING_KEYS]
+
+    def test_pipeline_node_holds_every_key(self) -> None:
+        """The pipeline's settings are its own keys (its other fields are its other
+        arguments)."""
+        fields = {f.name for f in dataclasses.fields(TrainingPipelineConf)}
+        assert set(TRAINING_SETTING_KEYS) <= fields
+        assert all(getattr(TrainingPipelineConf(), key) is None for key in TRAINING_SETTING_KEYS)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import pickle
 
 import pytest
 
-from hydra_pipeline import InvalidArgumentError, TrainingSettings
+from hydra_pipeline import (
+    Builder,
+    InvalidArgumentError,
+    PipelineStage,
+    TrainingPipeline,
+    TrainingSettings,
+)
 from hydra_pipeline.pipeline.settings import TRAINING_SETTING_KEYS, settings_from_arguments
 
 EVERY_SETTING = {
@@ -159,3 +166,31 @@ def test_copies_keep_values_and_links() -> None:
     for clone in (pickle.loads(pickle.dumps(settings)), copy.deepcopy(settings)):
         assert clone.resolved() == settings.resolved()
         assert clone.defaults is not None and clone.defaults.gamma == 0.9
+
+
+class TestOneListOfSettings:
+    """TRAINING_SETTING_KEYS is the one list of the settings: the constructors that take them
+    one by one (AllenAct's signatures, written out) must agree with it."""
+
+    def test_training_settings_takes_exactly_the_keys_in_order(self) -> None:
+        assert list(inspect.signature(TrainingSettings).parameters) == list(TRAINING_SETTING_KEYS)
+        assert len(TRAINING_SETTING_KEYS) == len(set(TRAINING_SETTING_KEYS)) == 11
+
+    @pytest.mark.parametrize("owner", [PipelineStage, TrainingPipeline])
+    def test_keyword_form_takes_every_key(self, owner: type) -> None:
+        """A stage and a pipeline take each setting as a parameter that defaults to None."""
+        parameters = inspect.signature(owner).parameters
+        missing = [key for key in TRAINING_SETTING_KEYS if key not in parameters]
+        assert missing == []
+        assert all(parameters[key].default is None for key in TRAINING_SETTING_KEYS)
+
+    @pytest.mark.parametrize("key", TRAINING_SETTING_KEYS)
+    def test_every_key_passes_through_the_keyword_form(self, key: str) -> None:
+        """Each keyword reaches the settings object, and pipeline.<key> reads it back."""
+        value = EVERY_SETTING[key]
+        stage = PipelineStage(["loss"], 10, **{key: value})
+        assert stage.training_settings.own_values() == {key: value}
+        skipped = PipelineStage(["loss"], 0)  # a stage that cannot run needs no settings
+        pipeline = TrainingPipeline({"loss": object()}, [skipped], Builder(list), **{key: value})
+        assert pipeline.training_settings.own_values() == {key: value}
+        assert getattr(pipeline, key) == value

@@ -1,4 +1,4 @@
-"""The argument rules of pipeline/validation.py, as the pipeline objects apply them."""
+"""The argument rules (hydra_pipeline/arguments.py), as the pipeline objects apply them."""
 
 from __future__ import annotations
 
