@@ -49,6 +49,7 @@ from hydra_pipeline.app.signals import (
     hand_on,
     polled_stop_requests,
     restore_handlers,
+    training_begins,
 )
 from hydra_pipeline.app.sweep_report import SEEDS_FILE
 from hydra_pipeline.config import check_config, instantiate_node
@@ -61,6 +62,7 @@ from hydra_pipeline.errors import (
     InvalidArgumentError,
     TrainingInterrupted,
 )
+from hydra_pipeline.files import refuse_links
 from hydra_pipeline.pipeline import set_deterministic_cudnn, set_seed
 from hydra_pipeline.pipeline.validation import require_seed
 
@@ -97,7 +99,7 @@ def train(cfg: DictConfig) -> float:
     if not cfg.seeds:
         return _train_run(cfg, info, output_dir)
     objectives, runs = [], []
-    for seed in _checked_seeds(cfg):
+    for seed in _checked_seeds(cfg, info.overrides):
         one = copy.deepcopy(cfg)
         one.seed, one.seeds = seed, []
         runs.append(f"seed_{seed}")
@@ -110,14 +112,21 @@ def train(cfg: DictConfig) -> float:
     return statistics.fmean(finite) if len(finite) == len(objectives) else -math.inf
 
 
-def _checked_seeds(cfg: DictConfig) -> list[int]:
-    """``cfg.seeds`` if each is a valid seed and none repeats."""
+def _checked_seeds(cfg: DictConfig, overrides: list[str]) -> list[int]:
+    """``cfg.seeds`` if each is a valid seed, none repeats, and the command line does not set
+    ``seed`` too (it would be ignored)."""
     try:
         seeds = [require_seed(f"seeds.{i}", seed) for i, seed in enumerate(cfg.seeds)]
     except InvalidArgumentError as error:
         raise ConfigError(error.message_at("")) from None
     if len(set(seeds)) < len(seeds):
         raise ConfigError(f"'seeds' lists a seed more than once (got {seeds}).")
+    if any(override_key(override) == "seed" for override in overrides):
+        raise ConfigError(
+            f"'seed' is set ({cfg.seed}) together with 'seeds' ({seeds}), which trains one run "
+            f"per seed it lists and ignores seed. Give one of them: "
+            f"seeds=[{','.join(map(str, seeds))}] or seed={cfg.seed}."
+        )
     return seeds
 
 
@@ -167,6 +176,8 @@ def _train_run(cfg: DictConfig, info: RunInfo, output_dir: Path) -> float:
         with _garbage_collector_paused():  # startup allocates many long-lived objects
             cfg = _checked_and_resolved(cfg)
             if ranks is None or ranks.is_main:  # a run folder has one owner
+                if cfg.resume is not None:  # a folder that may come from elsewhere
+                    refuse_links(output_dir, "the resumed run")
                 folders = _folders_written(cfg)
                 run.enter_context(claimed_run_folder(output_dir, writes_to=folders))
         if ranks is None and cfg.distributed.nproc_per_node > 1:
@@ -327,12 +338,34 @@ def _check_run_settings(cfg: DictConfig) -> None:
     for key in ("distributed.nproc_per_node", "distributed.timeout_s"):
         if OmegaConf.select(cfg, key) < 1:
             raise ConfigError(f"'{key}' must be >= 1 (got {OmegaConf.select(cfg, key)}).")
+    _check_processes(cfg)
     if cfg.num_threads < 1:
         raise ConfigError(f"'num_threads' must be >= 1 (got {cfg.num_threads}).")
     try:
         require_seed("seed", cfg.seed)
     except InvalidArgumentError as error:
         raise ConfigError(error.message_at("")) from None
+
+
+def _check_processes(cfg: DictConfig) -> None:
+    """Refuse more processes on the CPU than the cores this process may use, unless asked for
+    with ``distributed.oversubscribe``: a typo (1000 for 10) would fork them all."""
+    nproc = int(cfg.distributed.nproc_per_node)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    if nproc <= cores or cfg.distributed.oversubscribe or launched_ranks() is not None:
+        return
+    if cfg.device != "cpu":
+        import torch
+
+        if cfg.device != "auto" or torch.cuda.is_available():
+            return  # one process per GPU, checked when each takes its own
+    raise ConfigError(
+        f"'distributed.nproc_per_node' is {nproc}, more processes than the {cores} CPU cores "
+        "this run may use: they would take turns on the cores. Use at most "
+        f"distributed.nproc_per_node={cores}, or add distributed.oversubscribe=true if you mean "
+        "it."
+    )
 
 
 def _unresolvable_key(cfg: DictConfig) -> str:
@@ -376,7 +409,7 @@ def _checkpoint_to_continue(cfg: DictConfig, output_dir: Path, overrides: list[s
         path = latest_checkpoint(output_dir)
         if path is None:
             return None
-        metadata = load_checkpoint(path)["metadata"]
+        metadata = load_checkpoint(path).get("metadata", {})
         stored = stored_overrides(path, metadata)
         if sorted(stored) != sorted(overrides):
             raise CheckpointError(
@@ -387,7 +420,7 @@ def _checkpoint_to_continue(cfg: DictConfig, output_dir: Path, overrides: list[s
             )
     else:
         path = find_checkpoint(Path(cfg.resume))
-        metadata = load_checkpoint(path)["metadata"]
+        metadata = load_checkpoint(path).get("metadata", {})
     check_same_structure(path, metadata.get("structure"), run_structure(cfg))
     return path
 
@@ -510,6 +543,7 @@ def _stop_requested_by_signals(
             raise KeyboardInterrupt
         ask_to_stop(signal.Signals(number).name)
 
+    training_begins()
     previous = {number: signal.signal(number, handle) for number in STOP_SIGNALS}
     try:
         with contextlib.ExitStack() as requests:
