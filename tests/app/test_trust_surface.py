@@ -361,6 +361,21 @@ def test_what_a_config_file_may_set_under_hydra(app: Cli, tmp_path: Path) -> Non
     assert not (tmp_path / "chosen" / "named.log").exists()  # logging disabled
 
 
+def test_the_command_line_stays_trusted(app: Cli, tmp_path: Path) -> None:
+    """What a file may not set under hydra.*, the command line may."""
+    result = app(*SMALL, "+hydra.job.env_set.HYDRA_PIPELINE_TRUSTED=1", "hydra.run.dir=run")
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_config_file_that_is_an_alias_bomb(app: Cli, tmp_path: Path) -> None:
+    """Hydra's own loading of a config file is bounded too."""
+    lines = ["# @package _global_", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    folder = config_folder(tmp_path, {"experiment/bomb.yaml": "\n".join(lines) + "\n"})
+    result = app("--config-dir", str(folder), *SMALL, "+experiment=bomb")
+    assert_refused(result, None, str(folder / "experiment" / "bomb.yaml"), "expand")
+
+
 @pytest.mark.parametrize(
     ("key", "text"),
     [
@@ -460,7 +475,7 @@ def test_evaluate_into_a_linked_evaluation_folder(run_copy: Path, tmp_path: Path
     elsewhere = outside(tmp_path)
     link(run_copy / "evaluation", elsewhere)
     result = evaluate(tmp_path, f"run={run_copy}", "checkpoint=all", "episodes=1")
-    assert_refused(result, None, "'evaluation'", "symbolic link")
+    assert_refused(result, None, f"'{run_copy / 'evaluation'}'", "symbolic link")
     assert untouched(elsewhere)
 
 
@@ -592,17 +607,21 @@ def test_report_of_a_damaged_job(tmp_path: Path, damage: Callable[[Path], Any], 
 
 
 def test_spreadsheet_formulas_are_escaped(tmp_path: Path) -> None:
-    """Cells from overrides and error messages that a spreadsheet would read as formulas."""
-    sweep = crafted_sweep(tmp_path, jobs=1)
+    """Cells from overrides and error messages that a spreadsheet would read as formulas;
+    numbers stay numbers."""
+    sweep = crafted_sweep(tmp_path)
     status = json.loads((sweep / "0" / "job_status.json").read_text())
     status |= {"overrides": ["=cmd|'/c calc'!A1", "+x=1"], "status": "failed"}
     status |= {"error": "@SUM(1+1)", "objective": None}
     (sweep / "0" / "job_status.json").write_text(json.dumps(status))
+    status = json.loads((sweep / "1" / "job_status.json").read_text()) | {"objective": -1.5}
+    (sweep / "1" / "job_status.json").write_text(json.dumps(status))
     assert report(sweep)[0] == 0
     with open(sweep / "sweep_summary.csv") as table:
-        row = next(csv.DictReader(table))
-    assert row["overrides"] == "'=cmd|'/c calc'!A1 +x=1"
-    assert row["error"] == "'@SUM(1+1)"
+        rows = list(csv.DictReader(table))
+    assert rows[0]["overrides"] == "'=cmd|'/c calc'!A1 +x=1"
+    assert rows[0]["error"] == "'@SUM(1+1)"
+    assert rows[1]["objective"] == "-1.5"
 
 
 def limit_memory() -> None:
@@ -656,7 +675,7 @@ def test_a_checkpoint_with_wrong_fields(
     for result in (evaluate(tmp_path, f"run={run_copy}"), app(f"resume={run_copy}")):
         assert_refused(result, None, str(path), field)
     with pytest.raises(CheckpointError, match=field) as caught:
-        Policy.from_run(run_copy)
+        Policy.from_run(run_copy, "last")
     assert str(path) in str(caught.value)
 
 
@@ -673,7 +692,7 @@ def test_a_saved_config_with_wrong_fields(
     OmegaConf.save(cfg, saved)
     assert_refused(evaluate(tmp_path, f"run={run_copy}"), None, str(saved), f"'{key}")
     with pytest.raises(ConfigError, match=key) as caught:
-        Policy.from_run(run_copy)
+        Policy.from_run(run_copy, "last")
     assert str(saved) in str(caught.value)
 
 
@@ -716,11 +735,12 @@ def test_sigterm_during_startup(tmp_path: Path) -> None:
         [sys.executable, "-m", "hydra_pipeline", *arguments],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    wait_for(lambda: (tmp_path / "run" / ".hydra").is_dir(), process, "the run folder")
+    saved = tmp_path / "run" / ".hydra" / "overrides.yaml"
+    wait_for(lambda: saved.is_file() and "pipeline" in saved.read_text(), process, "the run folder")
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM.value
-    assert "SIGTERM" in stderr and "before training" in stderr
+    assert process.returncode == 128 + signal.SIGTERM.value, stderr
+    assert "SIGTERM" in stderr and "before training" in stderr, stderr
     assert "Traceback" not in stderr
     assert not list((tmp_path / "run").glob("checkpoints/*.pt"))
     resumed = subprocess.run(
