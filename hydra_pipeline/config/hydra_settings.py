@@ -28,8 +28,7 @@ search-path folder; the application's own configs and the command line are trust
 
 :func:`check_loaded_config` applies these rules to a config file from elsewhere before Hydra
 merges it, and :func:`check_added_search_path` to the search path a primary config adds; the
-application has Hydra call both (see :func:`~hydra_pipeline.config.compat.
-check_before_hydra_merges`).
+application has Hydra call both (see ``compat.check_before_hydra_merges``).
 """
 
 from __future__ import annotations

@@ -187,16 +187,15 @@ class AllowList:
             "callbacks, so nothing else may be named there."
         )
 
-    def module(self, key: str, module: str, importer: str = "Gymnasium") -> None:
-        """Refuse a value that would make ``importer`` import ``module`` unless the user
-        allowed it.
+    def module(self, key: str, module: str) -> None:
+        """Refuse a value that would import ``module`` unless the user allowed it.
 
         Raises:
             ConfigError: ``module`` is not under an allowed prefix.
         """
         if not self.allows_prefix(module):
             raise ConfigError(
-                f"'{key}' makes {importer} import module '{module}', which is outside the "
+                f"'{key}' makes Gymnasium import module '{module}', which is outside the "
                 f"allowed import prefixes {list(self.prefixes)}: importing a module runs its "
                 f"code. If you trust it, add allowed_targets='[{module}]' to the command line."
             )
