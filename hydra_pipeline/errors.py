@@ -76,3 +76,7 @@ class TrainingInterrupted(Exception):  # noqa: N818 -- a request honoured, not a
         super().__init__(
             f"Interrupted by {signal_name} at step {total_steps}; checkpoint: {checkpoint}"
         )
+
+    def __reduce__(self) -> tuple[type[TrainingInterrupted], tuple[str, int, Path]]:
+        # Pickled whole (a job run in a process of its own sends it back to its parent).
+        return type(self), (self.signal_name, self.total_steps, self.checkpoint)

@@ -1,8 +1,13 @@
-"""Files several processes share: temporary names for atomic writes, and their clean-up.
+"""Files several processes share, and folders handed over from elsewhere.
 
 A file is written atomically by writing a temporary file next to it, named after the writing
 process, and renaming it into place. A process killed in between leaves the temporary file
 behind; :func:`remove_stale_temporaries` deletes those whose process has ended.
+
+A run or sweep folder from elsewhere (a colleague's results, a downloaded benchmark run) is
+data: what the tools write, delete or rebuild in it must stay inside it. :func:`refuse_links`
+refuses one holding symbolic links, and :func:`inside` a path read from one of its files that
+leads out of it.
 """
 
 from __future__ import annotations
@@ -11,7 +16,15 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["process_is_running", "remove_stale_temporaries", "temporary_path"]
+from hydra_pipeline.errors import RunFolderError
+
+__all__ = [
+    "inside",
+    "process_is_running",
+    "refuse_links",
+    "remove_stale_temporaries",
+    "temporary_path",
+]
 
 _TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")
 
@@ -45,3 +58,39 @@ def process_is_running(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def refuse_links(folder: Path, writer: str) -> None:
+    """Refuse a folder that holds a symbolic link anywhere inside it (the folder itself may
+    be one): ``writer`` writes into the folder, and through a link it would write, append or
+    delete elsewhere.
+
+    Raises:
+        RunFolderError: The first link found, named with its target.
+    """
+    for root, folders, files in os.walk(folder):  # links to folders are listed, not followed
+        for name in sorted(folders + files):
+            path = Path(root) / name
+            if path.is_symlink():
+                raise RunFolderError(
+                    f"'{path}' is a symbolic link (to '{os.readlink(path)}'): {writer} writes "
+                    f"into '{folder}', and through a link it would write outside it. Replace "
+                    "the link by what it points to (for instance, copy the folder with "
+                    "cp -rL), or remove it."
+                )
+
+
+def inside(folder: Path, relative: str, source: Path) -> Path:
+    """``folder / relative``, where ``relative`` was read from the file ``source`` in it, if
+    it stays inside ``folder``.
+
+    Raises:
+        RunFolderError: ``relative`` is absolute or leads out of ``folder``.
+    """
+    path = folder / relative
+    if Path(relative).is_absolute() or not path.resolve().is_relative_to(folder.resolve()):
+        raise RunFolderError(
+            f"'{source}' names '{relative}', which leads out of '{folder}': the tools write "
+            "only inside the folder they are given."
+        )
+    return path

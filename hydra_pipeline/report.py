@@ -4,7 +4,9 @@ each run's ``curves.png``, and the table on the console) from its job folders, f
 after a job was resumed; given a single run's folder, draw its ``curves.png``.
 
 A job marked running is counted as killed only if it ran on this machine and its process has
-ended: a sweep still running elsewhere keeps its running jobs.
+ended: a sweep still running elsewhere keeps its running jobs. A folder from elsewhere is data:
+one holding a symbolic link is refused (the report is written into it), and a job whose files
+cannot be read is left out of the report with a message naming the file.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ __all__ = ["main"]
 
 def main(arguments: Sequence[str] | None = None) -> int:
     """Rebuild the report of each folder given; the exit status (0, or 1 if a folder is not a
-    sweep or a run)."""
+    sweep or a run, holds a symbolic link, or has a file that cannot be read)."""
     from hydra_pipeline.app.callbacks import write_sweep_summary
     from hydra_pipeline.app.sweep_report import JOB_STATUS_FILE, plot_run
     from hydra_pipeline.engine.reporting import METRICS_FILE
+    from hydra_pipeline.errors import RunFolderError
+    from hydra_pipeline.files import refuse_links
 
     parser = argparse.ArgumentParser(
         prog="hydra-pipeline-report", description=(__doc__ or "").split("\n\n")[0]
@@ -31,19 +35,27 @@ def main(arguments: Sequence[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", type=Path, help="sweep or run folders")
     folders = parser.parse_args(arguments).folders
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    status = 0
     for folder in folders:
-        if any(folder.rglob(JOB_STATUS_FILE)):
-            write_sweep_summary(folder, final=True)
-        elif (folder / METRICS_FILE).is_file():
-            plot_run(folder)
-        else:
-            print(
-                f"Error: '{folder}' is neither a sweep folder (its jobs write {JOB_STATUS_FILE}) "
-                f"nor a run folder (with {METRICS_FILE}).",
-                file=sys.stderr,
-            )
-            return 1
-    return 0
+        problems: list[str] = []
+        try:
+            if any(folder.rglob(JOB_STATUS_FILE)):
+                refuse_links(folder, "the report command")
+                problems = write_sweep_summary(folder, final=True)
+            elif (folder / METRICS_FILE).is_file():
+                refuse_links(folder, "the report command")
+                plot_run(folder)
+            else:
+                problems = [
+                    f"'{folder}' is neither a sweep folder (its jobs write {JOB_STATUS_FILE}) "
+                    f"nor a run folder (with {METRICS_FILE})."
+                ]
+        except RunFolderError as error:
+            problems = [str(error)]
+        for problem in problems:
+            print(f"Error: {problem}", file=sys.stderr)
+        status = max(status, int(bool(problems)))
+    return status
 
 
 if __name__ == "__main__":

@@ -39,23 +39,36 @@ from typing import Any, NoReturn
 import hydra
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
 from hydra.types import RunMode
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hydra_pipeline.app.distributed import follow_rank_zero
+from hydra_pipeline.app.isolation import JOBLIB_LAUNCHER, JobKilled, run_apart
 from hydra_pipeline.app.resume import (
     RESUME_RULE,
+    Invocation,
     ResumePlan,
     allowed_on_command_line,
     command_line_overrides,
+    hydra_quote,
     override_key,
+    rerun_command,
     resume_arguments,
     resume_command,
 )
-from hydra_pipeline.config.checks import check_hydra_callbacks
-from hydra_pipeline.config.compat import check_before_hydra_callbacks, main_arguments, version_base
+from hydra_pipeline.app.signals import StoppedOutsideTraining, stopping_outside_training
+from hydra_pipeline.config.checks import check_before_resolving, check_hydra_callbacks
+from hydra_pipeline.config.compat import (
+    bound_yaml_expansion,
+    check_before_hydra_callbacks,
+    check_before_hydra_merges,
+    main_arguments,
+    version_base,
+)
+from hydra_pipeline.config.hydra_settings import check_added_search_path, check_loaded_config
 from hydra_pipeline.config.trust import AllowList, allowing
 from hydra_pipeline.errors import (
     CheckpointError,
@@ -80,14 +93,18 @@ class TrainingError(RuntimeError):
 @dataclass
 class _Session:
     """What one invocation trusts: the prefixes the application's code declares, plus those
-    the command line gives (filled in when the program starts). It travels with the task
-    function into job processes (joblib, Submitit), where no command line is to be read."""
+    the command line gives (filled in when the program starts), and the application's own
+    config folder. It travels with the task function into job processes (joblib, Submitit),
+    where no command line is to be read."""
 
     code_prefixes: tuple[str, ...]
+    config_folder: str | None = None
     trains: bool = True
     command_line_prefixes: list[str] = field(default_factory=list)
     given_arguments: list[str] = field(default_factory=list)
     resume: ResumePlan | None = None
+    invocation: Invocation | None = None
+    main_pid: int = 0
 
     def explained(self, message: str) -> str:
         """``message``, plus how a resumed run's config came about."""
@@ -102,7 +119,9 @@ class _Session:
 
     @property
     def allow_list(self) -> AllowList:
-        return AllowList.of(self.code_prefixes, self.command_line_prefixes)
+        return AllowList.of(
+            self.code_prefixes, self.command_line_prefixes, config_folder=self.config_folder
+        )
 
 
 def pipeline_app(
@@ -123,7 +142,14 @@ def pipeline_app(
     """
 
     def decorate(task_function: TaskFunction) -> Callable[[], None]:
-        session = _Session(tuple(allowed_targets), trains)
+        if not config_path.startswith("pkg://") and not os.path.isabs(config_path):
+            config_path_for_checks = str(Path(inspect.getfile(task_function)).parent / config_path)
+        else:
+            config_path_for_checks = config_path
+        own_folder = None
+        if not config_path_for_checks.startswith("pkg://"):
+            own_folder = os.path.realpath(config_path_for_checks)
+        session = _Session(tuple(allowed_targets), own_folder, trains)
 
         @functools.wraps(task_function)
         def job(cfg: DictConfig) -> Any:
@@ -134,21 +160,19 @@ def pipeline_app(
             gc.enable()
             with allowing(session.allow_list):
                 try:
+                    check_before_resolving(cfg)
+                    if _beside_other_jobs(session):
+                        return _run_apart(task_function, cfg, session)
                     return task_function(cfg)
                 except TrainingInterrupted as interruption:
                     _end_interrupted(interruption, session)
                 except (ConfigError, CheckpointError) as error:
                     _end_with(error, f"Error: {session.explained(str(error))}")
-                except RunFolderError as error:
+                except (RunFolderError, JobKilled) as error:
                     _end_with(error, f"Error: {error}")
                 except Exception as error:
                     failure = _training_failure(error, session)
                     _end_with(failure, f"Error: {failure}", cause=error)
-
-        if not config_path.startswith("pkg://") and not os.path.isabs(config_path):
-            config_path_for_checks = str(Path(inspect.getfile(task_function)).parent / config_path)
-        else:
-            config_path_for_checks = config_path
 
         @functools.wraps(task_function)
         def entry_point() -> None:
@@ -157,7 +181,11 @@ def pipeline_app(
             # off until a task function starts (see job above).
             gc.disable()
             try:
-                _run(session, job, config_path, config_path_for_checks, config_name)
+                with stopping_outside_training():
+                    _run(session, job, config_path, config_path_for_checks, config_name)
+            except StoppedOutsideTraining as stopped:  # no one else listened to the signal
+                print(f"Error: {stopped}", file=sys.stderr)
+                sys.exit(128 + signal.Signals[stopped.signal_name].value)
             finally:
                 gc.enable()
 
@@ -188,11 +216,47 @@ def _end_with(error: Exception, message: str, cause: BaseException | None = None
     sys.exit(1)
 
 
+def _beside_other_jobs(session: _Session) -> bool:
+    """Whether this job runs in a worker process of joblib's pool, beside other jobs."""
+    hydra_config = HydraConfig.get()
+    return (
+        hydra_config.mode is RunMode.MULTIRUN
+        and hydra_config.launcher.get("_target_") == JOBLIB_LAUNCHER
+        and os.getpid() != session.main_pid
+    )
+
+
+def _run_apart(task_function: TaskFunction, cfg: DictConfig, session: _Session) -> Any:
+    """Run the job in a process of its own (see :mod:`hydra_pipeline.app.isolation`)."""
+    from hydra_pipeline.app.callbacks import record_job_status
+    from hydra_pipeline.engine.checkpoint import latest_checkpoint
+
+    hydra_config = HydraConfig.get()
+    job_dir = Path(hydra_config.runtime.output_dir)
+    overrides: list[str] = OmegaConf.to_container(hydra_config.overrides.task)  # type: ignore[assignment]
+
+    def killed(how: str) -> str:
+        allowed = session.command_line_prefixes
+        if latest_checkpoint(job_dir) is not None:
+            again = f"resume it with: {resume_command(job_dir, allowed, session.invocation)}"
+        else:
+            where = f"hydra.run.dir={hydra_quote(str(job_dir))}"
+            again = (
+                f"rerun it with: {rerun_command([*overrides, where], allowed, session.invocation)}"
+            )
+        return (
+            f"the job's process ended by {how} without a result (killed: out of memory?); "
+            f"the other jobs went on. Its folder is {job_dir}; {again}"
+        )
+
+    return run_apart(lambda: task_function(cfg), lambda: record_job_status("running"), killed)
+
+
 def _end_interrupted(interruption: TrainingInterrupted, session: _Session) -> NoReturn:
     """Say where the run stopped and how to resume it, then end with 128 + the signal's
     number (130 for Ctrl-C, 143 for SIGTERM), the whole sweep included."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    command = resume_command(run_dir, session.command_line_prefixes)
+    command = resume_command(run_dir, session.command_line_prefixes, session.invocation)
     message = (
         f"Interrupted by {interruption.signal_name} at step {interruption.total_steps}; "
         f"checkpoint saved. Resume with: {command}"
@@ -222,7 +286,7 @@ def _training_failure(error: Exception, session: _Session) -> TrainingError:
     if checkpoint is None:
         resume = "No checkpoint was written, so the run starts over if run again."
     else:
-        command = resume_command(run_dir, session.command_line_prefixes)
+        command = resume_command(run_dir, session.command_line_prefixes, session.invocation)
         resume = f"Its last checkpoint is {checkpoint.name}; resume with: {command}"
     return TrainingError(
         f"training failed{_rank_of_run()} with {type(error).__name__}: {first}\n"
@@ -280,7 +344,11 @@ def _run(
         sys.argv[1:] = session.resume.arguments
         if session.trains:  # under torchrun, ranks > 0 train in rank 0's run folder
             sys.argv[1:] = follow_rank_zero(sys.argv[1:])
+        session.invocation = Invocation.current()
+        session.main_pid = os.getpid()
         check_before_hydra_callbacks(check_hydra_callbacks)
+        check_before_hydra_merges(check_loaded_config, check_added_search_path)
+        bound_yaml_expansion()
         hydra_main = hydra.main(
             config_path=config_path,
             config_name=config_name,
@@ -334,8 +402,9 @@ def _explain(error: BaseException, overrides: list[str], config_path: str, confi
         extra = _PLUGIN_EXTRAS.get(error.missing_cfg_file or "")
         if extra is not None:
             return _missing_plugin(error, extra)
-        if error.options is not None:
-            return _unknown_option(error)
+        unknown = _unknown_option(error, overrides, config_path)
+        if unknown is not None:
+            return unknown
     if isinstance(error, OSError) and error.filename is not None:
         return (
             f"cannot write '{error.filename}': {error.strerror}. Choose a writable output "
@@ -379,16 +448,44 @@ def _missing_plugin(error: MissingConfigException, extra: str) -> str:
     )
 
 
-def _unknown_option(error: MissingConfigException) -> str:
+def _unknown_option(
+    error: MissingConfigException, overrides: list[str], config_path: str
+) -> str | None:
+    """Name the unknown option of a group and suggest the closest, as the command line would
+    write it (``callbacks=[wandb]`` for a list of options); ``None`` when the group's options
+    are unknown."""
     group, _, option = (error.missing_cfg_file or "").rpartition("/")
-    options = sorted(o for o in error.options or [] if not o.startswith("base_"))
+    if not group:
+        return None
+    listed = error.options  # Hydra lists them for a single choice, not for a list of them
+    if listed is None:
+        with _initialized(config_path):
+            listed = GlobalHydra.instance().config_loader().get_group_options(group)
+    if not listed:
+        return None
+    options = sorted(o for o in listed if not o.startswith("base_"))
     message = (
         f"'{option}' is not an option of config group '{group}'. Options: {', '.join(options)}."
     )
     close = difflib.get_close_matches(option, options, n=1)
     if close:
-        message += f" Did you mean '{group}={close[0]}'?"
+        message += f" Did you mean '{_corrected(group, option, close[0], overrides)}'?"
     return message
+
+
+def _corrected(group: str, wrong: str, right: str, overrides: list[str]) -> str:
+    """The command line's choice of ``group`` with ``wrong`` replaced by ``right``."""
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parsed = parser.parse_override(override)
+        except HydraException:
+            continue
+        value = parsed.value()
+        if parsed.key_or_group == group and isinstance(value, list):
+            chosen = [right if item == wrong else str(item) for item in value]
+            return f"{group}=[{','.join(chosen)}]"
+    return f"{group}={right}"
 
 
 _MERGING = re.compile(r"Error merging override (\S+)")
@@ -432,12 +529,15 @@ def _index_out_of_range(
 
 
 def _compose(config_path: str, config_name: str, overrides: list[str]) -> DictConfig:
+    with _initialized(config_path):
+        return hydra.compose(config_name, overrides=overrides)
+
+
+def _initialized(config_path: str) -> Any:
+    """A context in which Hydra is initialized with the application's config path."""
     GlobalHydra.instance().clear()
     if config_path.startswith("pkg://"):
-        context: Any = hydra.initialize_config_module(
+        return hydra.initialize_config_module(
             config_module=config_path.removeprefix("pkg://"), **version_base()
         )
-    else:
-        context = hydra.initialize_config_dir(config_dir=config_path, **version_base())
-    with context:
-        return hydra.compose(config_name, overrides=overrides)
+    return hydra.initialize_config_dir(config_dir=config_path, **version_base())

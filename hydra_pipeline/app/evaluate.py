@@ -12,10 +12,10 @@ TensorBoard ``test/<metric>`` scalars against the checkpoints' step counts for
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import logging
 import math
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,9 @@ from hydra_pipeline.config import instantiate_node
 from hydra_pipeline.config.normalization import build_normalization
 from hydra_pipeline.config.saved_run import saved_run_config
 from hydra_pipeline.errors import CheckpointError, ConfigError, InvalidArgumentError
+from hydra_pipeline.files import refuse_links
 from hydra_pipeline.pipeline.early_stopping import metric_goal, metric_name
+from hydra_pipeline.pipeline.metrics import EVALUATION_METRICS
 
 if TYPE_CHECKING:
     from torch import nn
@@ -47,6 +49,9 @@ __all__ = [
 
 EVALUATION_DIRECTORY = "evaluation"
 """Where the evaluate command writes its results, relative to the run folder."""
+
+_EVENT_FILES = "events.out.tfevents.*"
+"""TensorBoard's event files, which the evaluate command replaces in its own folder."""
 
 _EVAL = "eval/"
 """The prefix of evaluation metrics in early-stopping criteria and ``objective``: their
@@ -111,8 +116,22 @@ def check_evaluation(cfg: DictConfig) -> None:
     if evaluation.seed is not None:
         _checked("evaluation", require_seed, "seed", evaluation.seed)
     _checked("evaluation", metric_name, evaluation.metric)
+    _check_metric(evaluation.metric)
     _checked("evaluation", metric_goal, evaluation.mode)
     _check_video("evaluation.video", evaluation.video)
+
+
+def _check_metric(metric: str) -> None:
+    """Refuse an ``evaluation.metric`` that misspells one every evaluation reports: the run
+    would keep no best checkpoint. (A task may report other metrics, unknown until it runs:
+    the first evaluation without the metric says so in the log.)"""
+    close = difflib.get_close_matches(metric, EVALUATION_METRICS, n=1, cutoff=0.75)
+    if metric not in EVALUATION_METRICS and close:
+        raise ConfigError(
+            f"'evaluation.metric' is {metric!r}, which no evaluation reports, so the run would "
+            f"keep no best checkpoint. Did you mean '{close[0]}'? Every evaluation reports "
+            f"{', '.join(EVALUATION_METRICS)}; a task may add its own (such as success)."
+        )
 
 
 def training_evaluation(
@@ -194,6 +213,7 @@ def evaluate(cfg: DictConfig) -> float:
         ConfigError: The run folder, its saved config or a setting is unusable.
         CheckpointError: A checkpoint is missing, unreadable, or does not fit the model built
             for the (possibly overridden) task.
+        RunFolderError: The run folder holds a symbolic link (the command writes into it).
     """
     if OmegaConf.is_missing(cfg, "run"):
         raise ConfigError(
@@ -202,6 +222,7 @@ def evaluate(cfg: DictConfig) -> float:
         )
     run_dir = Path(cfg.run)
     run_cfg = saved_run_config(run_dir, OmegaConf.to_container(cfg.task))  # type: ignore[arg-type]
+    refuse_links(run_dir, "the evaluate command")
     from hydra_pipeline.engine.checkpoint import checkpoints_named
 
     checkpoints = checkpoints_named(run_dir, cfg.checkpoint)
@@ -303,10 +324,13 @@ def _task_description(run_cfg: DictConfig) -> str:
 
 def _write_test_scalars(folder: Path, records: list[dict[str, Any]]) -> None:
     """TensorBoard ``test/<metric>`` scalars of every checkpoint, against its step count, in
-    ``<folder>/tensorboard`` (rewritten, so the curve is this evaluation's)."""
+    ``<folder>/tensorboard``: the event files of an earlier evaluation there are replaced, so
+    the curve is this evaluation's, and nothing else is touched."""
     from hydra_pipeline.engine.reporting import TENSORBOARD_DIRECTORY, TensorBoardWriter
 
-    shutil.rmtree(folder / TENSORBOARD_DIRECTORY, ignore_errors=True)
+    for earlier in (folder / TENSORBOARD_DIRECTORY).glob(_EVENT_FILES):
+        if earlier.is_file():
+            earlier.unlink()
     writer = TensorBoardWriter()
     writer.on_run_start(run_dir=folder, total_steps=0, resumed=False)
     try:

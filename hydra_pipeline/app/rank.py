@@ -41,6 +41,7 @@ from hydra_pipeline.app.signals import (
     hand_on,
     polled_stop_requests,
     restore_handlers,
+    training_begins,
 )
 from hydra_pipeline.config import instantiate_node
 from hydra_pipeline.config.normalization import build_normalization
@@ -196,7 +197,7 @@ def checkpoint_to_continue(cfg: DictConfig, output_dir: Path, overrides: list[st
         path = latest_checkpoint(output_dir)
         if path is None:
             return None
-        metadata = load_checkpoint(path)["metadata"]
+        metadata = load_checkpoint(path).get("metadata", {})
         stored = stored_overrides(path, metadata)
         if sorted(stored) != sorted(overrides):
             raise CheckpointError(
@@ -207,7 +208,7 @@ def checkpoint_to_continue(cfg: DictConfig, output_dir: Path, overrides: list[st
             )
     else:
         path = find_checkpoint(Path(cfg.resume))
-        metadata = load_checkpoint(path)["metadata"]
+        metadata = load_checkpoint(path).get("metadata", {})
     check_same_structure(path, metadata.get("structure"), run_structure(cfg))
     return path
 
@@ -294,6 +295,7 @@ def _stop_requested_by_signals(
             raise KeyboardInterrupt
         ask_to_stop(signal.Signals(number).name)
 
+    training_begins()
     previous = {number: signal.signal(number, handle) for number in STOP_SIGNALS}
     try:
         with contextlib.ExitStack() as requests:

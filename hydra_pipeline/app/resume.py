@@ -22,19 +22,24 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_pipeline.config.hydra_settings import sets_hydra
+from hydra_pipeline.config.saved_run import SAVED_CONFIG_FOLDER
 from hydra_pipeline.errors import CheckpointError, ConfigError
+from hydra_pipeline.files import refuse_links
 
 __all__ = [
     "AUTO",
     "RESUME_RULE",
     "RUN_KEYS",
     "TRUST_KEYS",
+    "Invocation",
     "ResumePlan",
     "allowed_on_command_line",
     "check_same_structure",
     "command_line_overrides",
     "hydra_quote",
     "override_key",
+    "rerun_command",
     "resume_arguments",
     "resume_command",
     "run_structure",
@@ -137,6 +142,7 @@ def resume_arguments(arguments: list[str]) -> ResumePlan:
     Raises:
         ConfigError: ``resume=`` is combined with a sweep or with ``restart_from_weights=``.
         CheckpointError: The checkpoint cannot be read, or its stored overrides do not pass.
+        RunFolderError: The run folder holds a symbolic link (the run writes into it).
     """
     value = _raw_resume_value(arguments)
     if value is None or value in ("", "null", AUTO):
@@ -156,21 +162,43 @@ def resume_arguments(arguments: list[str]) -> ResumePlan:
     from hydra_pipeline.engine.checkpoint import (
         CHECKPOINT_DIRECTORY,
         find_checkpoint,
+        latest_checkpoint,
         load_checkpoint,
     )
 
+    if Path(value).is_dir() and latest_checkpoint(Path(value)) is None:
+        raise _nothing_to_resume(Path(value))
     checkpoint = find_checkpoint(Path(value)).resolve()
-    stored = stored_overrides(checkpoint, load_checkpoint(checkpoint)["metadata"])
+    stored = stored_overrides(checkpoint, load_checkpoint(checkpoint).get("metadata", {}))
     given_keys = {override_key(o) for o in overrides}
     merged = [o for o in stored if override_key(o) not in given_keys] + overrides
     folder = checkpoint.parent
     run_dir = folder.parent if folder.name == CHECKPOINT_DIRECTORY else folder
+    refuse_links(run_dir, "the resumed run")
     extra = [f"resume={hydra_quote(str(checkpoint))}"]
     if "hydra.run.dir" not in given_keys:
         extra.append(f"hydra.run.dir={hydra_quote(str(run_dir))}")
     extra.append(f"hydra.output_subdir=.hydra/resume_{time.strftime('%Y%m%d_%H%M%S')}")
     flags = [a for a in arguments if a not in overrides and not re.match(r"^\+?resume=", a)]
     return ResumePlan(flags + merged + extra, checkpoint, tuple(stored))
+
+
+def _nothing_to_resume(run_dir: Path) -> CheckpointError:
+    """The error for a run folder holding no checkpoint: its run ended before its first one
+    (stopped while starting, or failed or killed early), so it can only start again."""
+    saved = run_dir / SAVED_CONFIG_FOLDER / "overrides.yaml"  # Hydra's record of them
+    again = " Start it again with the command that started it."
+    try:
+        overrides = OmegaConf.to_container(OmegaConf.load(saved))
+    except Exception:  # no such file, or not what Hydra writes: no command to offer
+        overrides = None
+    if isinstance(overrides, list) and all(isinstance(o, str) for o in overrides):
+        again = f" Start it again: {rerun_command(overrides)}"
+    return CheckpointError(
+        f"Run folder '{run_dir}' holds no checkpoint: its run ended before writing one "
+        "(stopped while starting, or failed or killed before its first save), so there is "
+        f"nothing to resume.{again}"
+    )
 
 
 def stored_overrides(checkpoint: Path, metadata: Mapping[str, Any]) -> list[str]:
@@ -196,11 +224,11 @@ def stored_overrides(checkpoint: Path, metadata: Mapping[str, Any]) -> list[str]
                 f"Checkpoint '{checkpoint}' stores an override that does not parse: "
                 f"'{override}' ({reason})."
             ) from None
-        key = parsed.get_key_element().lstrip("+~")
+        key = parsed.key_or_group
         problem = ""
         if parsed.is_sweep_override():
             problem = "is a sweep; a checkpoint belongs to one run"
-        elif key == "hydra" or key.startswith(("hydra.", "hydra/")):
+        elif sets_hydra(key, parsed.package):  # the key, the group or the package after @
             problem = "sets Hydra's own settings"
         elif key in TRUST_KEYS:
             problem = "extends the allow-list (only the command line may)"
@@ -281,26 +309,59 @@ def check_same_structure(checkpoint: Path, stored: Any, current: Mapping[str, An
 # Telling the user how to resume
 
 
-def resume_command(run_dir: Path, allowed: Sequence[str] = ()) -> str:
-    """The shell command that continues the run in ``run_dir``, as this process was started
-    (``python -m hydra_pipeline``, ``hydra-pipeline`` or ``python train.py``), with the
-    command line's ``--config-dir``/``--config-name`` and ``allowed_targets`` repeated (they
-    are not stored in checkpoints)."""
-    original = list(getattr(sys, "orig_argv", sys.argv))
+class Invocation(NamedTuple):
+    """How this program was started, for the commands that continue or rerun it (a job in
+    another process, joblib's, has other arguments of its own).
+
+    Attributes:
+        interpreter: The interpreter's arguments (``sys.orig_argv``).
+        program: The program's (``sys.argv``).
+    """
+
+    interpreter: tuple[str, ...]
+    program: tuple[str, ...]
+
+    @classmethod
+    def current(cls) -> Invocation:
+        """This process's."""
+        return cls(tuple(getattr(sys, "orig_argv", sys.argv)), tuple(sys.argv))
+
+
+def resume_command(
+    run_dir: Path, allowed: Sequence[str] = (), invocation: Invocation | None = None
+) -> str:
+    """The shell command that continues the run in ``run_dir``, as this program was started
+    (``python -m hydra_pipeline``, ``hydra-pipeline`` or ``python train.py``; by default by
+    this process), with the command line's ``--config-dir``/``--config-name`` and
+    ``allowed_targets`` repeated (they are not stored in checkpoints)."""
+    return _command(invocation or Invocation.current(), allowed, [f"resume={run_dir}"])
+
+
+def rerun_command(
+    overrides: Sequence[str], allowed: Sequence[str] = (), invocation: Invocation | None = None
+) -> str:
+    """The shell command that runs a job again from its start with its ``overrides`` (those
+    saying how a run starts or what it trusts left out: ``allowed`` gives the latter), as this
+    program was started (see :func:`resume_command`)."""
+    kept = [o for o in overrides if override_key(o) not in (*RUN_KEYS, *TRUST_KEYS)]
+    return _command(invocation or Invocation.current(), allowed, kept)
+
+
+def _command(invocation: Invocation, allowed: Sequence[str], arguments: Sequence[str]) -> str:
+    original = list(invocation.interpreter)
     if "-m" in original[:-1] and original.index("-m") <= 2:
         program = ["python", "-m", original[original.index("-m") + 1]]
     elif original and Path(original[0]).name.startswith("python") and len(original) > 1:
         program = ["python", original[1]]
     else:
-        program = [Path(sys.argv[0]).name]
-    arguments = sys.argv[1:]
+        program = [Path(invocation.program[0]).name]
+    given = invocation.program[1:]
     kept: list[str] = []
-    for index, argument in enumerate(arguments):
+    for index, argument in enumerate(given):
         if argument in ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp"):
-            kept += arguments[index : index + 2]
+            kept += given[index : index + 2]
         elif re.match(r"^(--config-(dir|name|path)|-c[dnp])=", argument):
             kept.append(argument)
     if allowed:
         kept.append(f"allowed_targets=[{','.join(allowed)}]")
-    kept.append(f"resume={run_dir}")
-    return shlex.join(program + kept)
+    return shlex.join(program + kept + list(arguments))

@@ -10,6 +10,11 @@ that arrives while the processes are still starting is not lost.
 
 Once the run has stopped with its checkpoint, :func:`hand_on` lets whoever listened to the
 signal before hear it (Submitit requeues a preempted job from its handler).
+
+Outside training (while the program starts, before any checkpoint, or after training ended)
+there is no safe point to wait for: :func:`stopping_outside_training` turns those signals into
+:class:`StoppedOutsideTraining`, so the program ends with a message saying what happened and
+what to do, rather than silently.
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ from typing import Any
 __all__ = [
     "RELAYED_SIGNALS",
     "STOP_SIGNALS",
+    "StoppedOutsideTraining",
     "hand_on",
     "polled_stop_requests",
     "relayed_stop_requests",
     "restore_handlers",
+    "stopping_outside_training",
+    "training_begins",
 ]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
@@ -46,13 +54,77 @@ POLL_SECONDS = 0.2
 a rollout, which is when a request takes effect."""
 
 
+class StoppedOutsideTraining(BaseException):
+    """A stop signal arrived while the program was not training, so no checkpoint was made
+    for it. A ``BaseException``, like ``KeyboardInterrupt``: nothing may swallow it.
+
+    Attributes:
+        signal_name: ``SIGTERM``, ``SIGUSR1`` or ``SIGUSR2``.
+        after_training: Whether training had begun (and ended) in this program.
+    """
+
+    def __init__(self, signal_name: str, after_training: bool) -> None:
+        self.signal_name = signal_name
+        self.after_training = after_training
+        if after_training:
+            what = (
+                f"Stopped by {signal_name} after training, while the run was finishing: its "
+                "checkpoints are in its folder."
+            )
+        else:
+            what = (
+                f"Stopped by {signal_name} before training began: nothing was trained and no "
+                "checkpoint was written, so there is nothing to resume. Run the same command "
+                "again to start over."
+            )
+        super().__init__(what)
+
+
+_training_began = threading.Event()
+"""Whether this program has begun training (see :func:`training_begins`)."""
+
+
+def training_begins() -> None:
+    """Note that training begins: a stop signal outside training from now on comes after it
+    (see :func:`stopping_outside_training`)."""
+    _training_began.set()
+
+
+@contextlib.contextmanager
+def stopping_outside_training() -> Iterator[None]:
+    """While the block runs (the whole program: training sets handlers of its own), the stop
+    signals other than Ctrl-C that would end the process silently (no handler listens to them)
+    raise :class:`StoppedOutsideTraining`. A signal someone listens to (a job system's handler)
+    is left to them, and off the main thread, where Python sets no handlers, nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _training_began.clear()
+
+    def stop(number: int, frame: FrameType | None) -> None:
+        raise StoppedOutsideTraining(signal.Signals(number).name, _training_began.is_set())
+
+    stop.outside_training = True  # type: ignore[attr-defined]  # never handed on to
+    silent = [n for n in RELAYED_SIGNALS if signal.getsignal(n) is signal.SIG_DFL]
+    previous = {number: signal.signal(number, stop) for number in silent}
+    try:
+        yield
+    finally:
+        restore_handlers(previous)
+
+
 def hand_on(signal_name: str, previous: Mapping[signal.Signals, Any]) -> None:
     """Put back the signal handlers ``previous`` and call the one for ``signal_name``: once
     the run has stopped with a checkpoint, whoever listened to the signal before hears it."""
     restore_handlers(previous)
     number = signal.Signals[signal_name]
     handler = previous.get(number)
-    if callable(handler) and handler is not signal.default_int_handler:
+    if (
+        callable(handler)
+        and handler is not signal.default_int_handler
+        and not getattr(handler, "outside_training", False)  # this program's own, not a listener
+    ):
         handler(number.value, None)
 
 
@@ -72,6 +144,7 @@ def relayed_stop_requests(path: Path) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    training_begins()
 
     def relay(number: int, frame: FrameType | None) -> None:
         if path.exists():

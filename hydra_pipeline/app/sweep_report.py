@@ -34,7 +34,8 @@ from typing import Any
 from hydra_pipeline.app.resume import override_key
 from hydra_pipeline.engine.reporting import METRICS_FILE
 from hydra_pipeline.engine.summary import SUMMARY_FILE
-from hydra_pipeline.files import process_is_running, temporary_path
+from hydra_pipeline.errors import RunFolderError
+from hydra_pipeline.files import inside, process_is_running, temporary_path
 
 __all__ = [
     "GROUPS_FILE",
@@ -42,8 +43,10 @@ __all__ = [
     "SEEDS_FILE",
     "SUMMARY_CSV",
     "Job",
+    "UnreadableFileError",
     "plot_run",
     "read_jobs",
+    "spreadsheet_safe",
     "sweep_figure",
     "write_report",
 ]
@@ -92,62 +95,154 @@ class Job:
         return " ".join(o for o in self.overrides if override_key(o) not in _SEED_KEYS)
 
     def summary(self, run: Path) -> dict[str, Any]:
+        """The run's ``summary.json`` (empty while it has none).
+
+        Raises:
+            UnreadableFileError: It is not a summary hydra_pipeline writes.
+        """
         path = run / SUMMARY_FILE
-        summary: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        summary: dict[str, Any] = _json(path, dict)
+        if not isinstance(summary.get("final_metrics", {}), dict):
+            raise UnreadableFileError(path, "has a 'final_metrics' entry that is not a mapping")
         return summary
 
 
-def read_jobs(sweep_dir: Path, *, sweep_over: bool = False) -> list[Job]:
+class UnreadableFileError(RunFolderError):
+    """A file of a sweep's or run's folder is not as hydra_pipeline writes it (truncated,
+    changed, or from elsewhere).
+
+    Attributes:
+        path: The file.
+    """
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"'{path}' {problem}.")
+        self.path = path
+
+
+def read_jobs(
+    sweep_dir: Path, *, sweep_over: bool = False, problems: list[str] | None = None
+) -> list[Job]:
     """Every job of the sweep that has recorded a status, by job number.
 
     Args:
         sweep_dir: The sweep's folder.
         sweep_over: Whether the sweep has ended, so that a job still marked running was
             killed (while it runs, a job on this machine whose process has ended was too).
+        problems: Where to note, as one message naming the file, each job left out because
+            a file of its cannot be read; ``None``: raise instead.
+
+    Raises:
+        UnreadableFileError: A job's file cannot be read, and ``problems`` is ``None``.
+        RunFolderError: A job's ``seeds.json`` names a run outside the job's folder, and
+            ``problems`` is ``None``.
     """
     jobs = []
     for status_file in sweep_dir.rglob(JOB_STATUS_FILE):
-        record = json.loads(status_file.read_text())
-        job = Job(
-            number=int(record["job"]),
-            folder=status_file.parent,
-            overrides=list(record["overrides"]),
-            status=record["status"],
-            error=record.get("error", ""),
-            objective=record.get("objective"),
-        )
-        ended_here = record.get("host") == socket.gethostname() and not process_is_running(
-            int(record.get("pid", -1))
-        )
-        if job.status == "running" and (sweep_over or ended_here):
-            job.status, job.error = "killed", _KILLED
-        seeds_file = job.folder / SEEDS_FILE
-        if seeds_file.is_file():
-            seeds = json.loads(seeds_file.read_text())
-            job.runs = [job.folder / run for run in seeds["runs"]]
-            job.objectives = [float(value) for value in seeds["objectives"]]
-        else:
-            job.runs = [job.folder]
-            job.objectives = [] if job.objective is None else [float(job.objective)]
-        jobs.append(job)
+        try:
+            jobs.append(_read_job(status_file, sweep_over))
+        except RunFolderError as error:
+            if problems is None:
+                raise
+            problems.append(f"{error} The job is left out of the report.")
     return sorted(jobs, key=lambda job: job.number)
+
+
+def _read_job(status_file: Path, sweep_over: bool) -> Job:
+    """The job whose status is in ``status_file``, once each of its files reads as
+    hydra_pipeline writes it (its summaries and curves included)."""
+    record = _json(status_file, dict)
+    job = Job(
+        number=_field(record, "job", int, status_file),
+        folder=status_file.parent,
+        overrides=_field(record, "overrides", list, status_file),
+        status=_field(record, "status", str, status_file),
+        error=_field(record, "error", str, status_file, ""),
+        objective=_field(record, "objective", float, status_file, None),
+    )
+    if not all(isinstance(override, str) for override in job.overrides):
+        raise UnreadableFileError(status_file, "lists overrides that are not strings")
+    host = record.get("host")
+    pid = record.get("pid")
+    ended_here = (
+        host == socket.gethostname() and isinstance(pid, int) and not process_is_running(pid)
+    )
+    if job.status == "running" and (sweep_over or ended_here):
+        job.status, job.error = "killed", _KILLED
+    seeds_file = job.folder / SEEDS_FILE
+    if seeds_file.is_file():
+        seeds = _json(seeds_file, dict)
+        runs = _field(seeds, "runs", list, seeds_file)
+        objectives = _field(seeds, "objectives", list, seeds_file)
+        if not all(isinstance(run, str) for run in runs) or not all(
+            _is_number(value) for value in objectives
+        ):
+            raise UnreadableFileError(seeds_file, "lists runs or objectives of the wrong type")
+        job.runs = [inside(job.folder, run, seeds_file) for run in runs]
+        job.objectives = [float(value) for value in objectives]
+    else:
+        job.runs = [job.folder]
+        job.objectives = [] if job.objective is None else [float(job.objective)]
+    for run in job.runs:
+        job.summary(run)
+        read_curve(run, "train/reward")
+        read_curve(run, "eval/reward")
+    return job
+
+
+def _json(path: Path, kind: type) -> Any:
+    """The JSON value in ``path``, if it is a ``kind``."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UnreadableFileError(path, f"cannot be read as JSON ({reason})") from None
+    if not isinstance(value, kind):
+        raise UnreadableFileError(path, f"holds a {type(value).__name__}, not a {kind.__name__}")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _field(record: dict[str, Any], name: str, kind: type, path: Path, default: Any = ...) -> Any:
+    """``record[name]`` read from ``path``, if it is a ``kind`` (a number for ``float``;
+    ``None`` allowed when the default is)."""
+    if name not in record:
+        if default is ...:
+            raise UnreadableFileError(path, f"has no '{name}' entry")
+        return default
+    value = record[name]
+    if value is None and default is None:
+        return None
+    if (kind is float and _is_number(value)) or (
+        kind is not float and isinstance(value, kind) and not isinstance(value, bool)
+    ):
+        return value
+    expected = "a number" if kind is float else f"a {kind.__name__}"
+    raise UnreadableFileError(path, f"has '{name}': {value!r}, which is not {expected}")
 
 
 # --------------------------------------------------------------------------------------------
 # Files
 
 
-def write_report(sweep_dir: Path, *, sweep_over: bool = False, final: bool = False) -> list[Job]:
+def write_report(sweep_dir: Path, *, sweep_over: bool = False, final: bool = False) -> list[str]:
     """Rewrite the sweep's files from its job folders; with ``final``, the groups, the
-    pictures and a table on the console too (a sweep's end, or the report command)."""
-    jobs = read_jobs(sweep_dir, sweep_over=sweep_over)
+    pictures and a table on the console too (a sweep's end, or the report command). Return
+    the problems: one message per job left out because a file of its cannot be read."""
+    problems: list[str] = []
+    jobs = read_jobs(sweep_dir, sweep_over=sweep_over, problems=problems)
     _write_csv(sweep_dir / SUMMARY_CSV, _SUMMARY_COLUMNS, [_summary_row(job) for job in jobs])
     if final:
         groups = group_statistics(jobs)
         _write_csv(sweep_dir / GROUPS_FILE, _GROUP_COLUMNS, groups)
         log.info("Sweep %s:\n%s", sweep_dir, groups_table(groups))
         _plot(sweep_dir, jobs)
-    return jobs
+    return problems
 
 
 _SUMMARY_COLUMNS = ("job", "overrides", "total_steps", "reward", "objective", "status", "error")
@@ -176,12 +271,26 @@ def _summary_row(job: Job) -> dict[str, Any]:
     }
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a cell as a formula."""
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """``value`` as a CSV cell a spreadsheet shows as written: text starting like a formula
+    (``=``, ``+``, ``-``, ``@``, a tab or a carriage return) gets a leading ``'``, as OWASP's
+    CSV-injection advice says; numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return f"'{value}"
+    return value
+
+
 def _write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
-    """Write ``rows`` to ``path`` atomically (a reader never sees half a file)."""
+    """Write ``rows`` to ``path`` atomically (a reader never sees half a file), each text
+    cell spreadsheet-safe (overrides, error messages and names come from elsewhere)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns))
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: spreadsheet_safe(value) for key, value in row.items()} for row in rows)
     temporary = temporary_path(path)
     temporary.write_text(buffer.getvalue())
     os.replace(temporary, path)
@@ -297,16 +406,30 @@ def _optional(module: str, purpose: str) -> Any:
 
 
 def read_curve(run: Path, metric: str = "train/reward") -> list[tuple[int, float]]:
-    """``(total steps, value)`` of ``metric`` at each of a run's metric points."""
+    """``(total steps, value)`` of ``metric`` at each of a run's metric points.
+
+    Raises:
+        UnreadableFileError: ``metrics.csv`` is not as hydra_pipeline writes it.
+    """
     path = run / METRICS_FILE
     if not path.is_file():
         return []
-    with open(path, newline="") as file:
-        return [
-            (int(row["total_steps"]), float(row[metric]))
-            for row in csv.DictReader(file)
-            if row.get(metric)
-        ]
+    curve = []
+    try:
+        with open(path, newline="") as file:
+            for line, row in enumerate(csv.DictReader(file), start=2):
+                if row.get(metric):
+                    try:
+                        curve.append((int(row["total_steps"]), float(row[metric])))
+                    except (KeyError, TypeError, ValueError):
+                        raise UnreadableFileError(
+                            path,
+                            f"has a row (line {line}) without a number of total steps or "
+                            f"a number for {metric}",
+                        ) from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise UnreadableFileError(path, f"cannot be read as CSV ({error})") from None
+    return curve
 
 
 def _plot(sweep_dir: Path, jobs: Sequence[Job]) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 import re
 import statistics
 from pathlib import Path
@@ -29,6 +30,7 @@ from hydra_pipeline.app.rank import (
     save_resolved_config,
     train_rank,
 )
+from hydra_pipeline.app.resume import override_key
 from hydra_pipeline.app.run_folder import claimed_run_folder, refuse_existing_results
 from hydra_pipeline.app.run_info import RunInfo
 from hydra_pipeline.app.sweep_report import SEEDS_FILE
@@ -36,6 +38,7 @@ from hydra_pipeline.arguments import require_seed
 from hydra_pipeline.config import check_config
 from hydra_pipeline.config.checks import config_nodes, dotted_key
 from hydra_pipeline.errors import ConfigError, InvalidArgumentError
+from hydra_pipeline.files import refuse_links
 
 __all__ = ["train"]
 
@@ -61,7 +64,7 @@ def train(cfg: DictConfig) -> float:
     if not cfg.seeds:
         return _train_run(cfg, info, output_dir)
     objectives, runs = [], []
-    for seed in _checked_seeds(cfg):
+    for seed in _checked_seeds(cfg, info.overrides):
         one = copy.deepcopy(cfg)
         one.seed, one.seeds = seed, []
         runs.append(f"seed_{seed}")
@@ -74,14 +77,21 @@ def train(cfg: DictConfig) -> float:
     return statistics.fmean(finite) if len(finite) == len(objectives) else -math.inf
 
 
-def _checked_seeds(cfg: DictConfig) -> list[int]:
-    """``cfg.seeds`` if each is a valid seed and none repeats."""
+def _checked_seeds(cfg: DictConfig, overrides: list[str]) -> list[int]:
+    """``cfg.seeds`` if each is a valid seed, none repeats, and the command line does not set
+    ``seed`` too (it would be ignored)."""
     try:
         seeds = [require_seed(f"seeds.{i}", seed) for i, seed in enumerate(cfg.seeds)]
     except InvalidArgumentError as error:
         raise ConfigError(error.message_at("")) from None
     if len(set(seeds)) < len(seeds):
         raise ConfigError(f"'seeds' lists a seed more than once (got {seeds}).")
+    if any(override_key(override) == "seed" for override in overrides):
+        raise ConfigError(
+            f"'seed' is set ({cfg.seed}) together with 'seeds' ({seeds}), which trains one run "
+            f"per seed it lists and ignores seed. Give one of them: "
+            f"seeds=[{','.join(map(str, seeds))}] or seed={cfg.seed}."
+        )
     return seeds
 
 
@@ -94,6 +104,8 @@ def _train_run(cfg: DictConfig, info: RunInfo, output_dir: Path) -> float:
         with garbage_collector_paused():  # startup allocates many long-lived objects
             cfg = _checked_and_resolved(cfg)
             if ranks is None or ranks.is_main:  # a run folder has one owner
+                if cfg.resume is not None:  # a folder that may come from elsewhere
+                    refuse_links(output_dir, "the resumed run")
                 folders = _folders_written(cfg)
                 run.enter_context(claimed_run_folder(output_dir, writes_to=folders))
         if ranks is None and cfg.distributed.nproc_per_node > 1:
@@ -141,12 +153,34 @@ def _check_run_settings(cfg: DictConfig) -> None:
     for key in ("distributed.nproc_per_node", "distributed.timeout_s"):
         if OmegaConf.select(cfg, key) < 1:
             raise ConfigError(f"'{key}' must be >= 1 (got {OmegaConf.select(cfg, key)}).")
+    _check_processes(cfg)
     if cfg.num_threads < 1:
         raise ConfigError(f"'num_threads' must be >= 1 (got {cfg.num_threads}).")
     try:
         require_seed("seed", cfg.seed)
     except InvalidArgumentError as error:
         raise ConfigError(error.message_at("")) from None
+
+
+def _check_processes(cfg: DictConfig) -> None:
+    """Refuse more processes on the CPU than the cores this process may use, unless asked for
+    with ``distributed.oversubscribe``: a typo (1000 for 10) would fork them all."""
+    nproc = int(cfg.distributed.nproc_per_node)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    if nproc <= cores or cfg.distributed.oversubscribe or launched_ranks() is not None:
+        return
+    if cfg.device != "cpu":
+        import torch
+
+        if cfg.device != "auto" or torch.cuda.is_available():
+            return  # one process per GPU, checked when each takes its own
+    raise ConfigError(
+        f"'distributed.nproc_per_node' is {nproc}, more processes than the {cores} CPU cores "
+        "this run may use: they would take turns on the cores. Use at most "
+        f"distributed.nproc_per_node={cores}, or add distributed.oversubscribe=true if you mean "
+        "it."
+    )
 
 
 def _unresolvable_key(cfg: DictConfig) -> str:

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, ListConfig, Node, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hydra_pipeline.config.builder import builder_of
+from hydra_pipeline.config.resolvers import check_side_effects
 from hydra_pipeline.config.root import Config
 from hydra_pipeline.config.store import SCHEMAS, schema_for_target
 from hydra_pipeline.config.task import IMPORTS_MODULE
@@ -39,6 +40,7 @@ from hydra_pipeline.config.trust import AllowList, active_allow_list, buildable_
 from hydra_pipeline.errors import ConfigError
 
 __all__ = [
+    "check_before_resolving",
     "check_config",
     "check_hydra_callbacks",
     "config_nodes",
@@ -75,6 +77,18 @@ def target_nodes(node: Any, key: str = "") -> Iterator[tuple[str, DictConfig]]:
             continue
         if "_target_" in child:
             yield path, child
+
+
+def check_before_resolving(cfg: DictConfig) -> None:
+    """Refuse a resolver with side effects where it does not belong (``new_folder`` outside
+    Hydra's output folders), before anything resolves the config.
+
+    Raises:
+        ConfigError: The first such value, named by its key.
+    """
+    for key, node in config_nodes(cfg):
+        if not isinstance(node, (DictConfig, ListConfig)):
+            check_side_effects(key, node._value())
 
 
 def check_config(cfg: DictConfig, allow_list: AllowList | None = None) -> None:

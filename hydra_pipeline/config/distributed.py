@@ -19,7 +19,10 @@ class DistributedConf:
             launcher) already started as one rank of a run.
         timeout_s: Seconds a rank waits for the others at a collective before the run fails
             with an error (rather than hanging on a rank that stopped answering).
+        oversubscribe: Start more processes on the CPU than this machine has cores (they
+            then take turns on the cores: slower; for trying a distributed setup out).
     """
 
     nproc_per_node: int = 1
     timeout_s: int = 1800
+    oversubscribe: bool = False

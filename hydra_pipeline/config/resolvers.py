@@ -6,8 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from hydra_pipeline.config.compat import register_resolver
+from hydra_pipeline.errors import ConfigError
 
-__all__ = ["register_resolvers"]
+__all__ = ["OUTPUT_FOLDER_KEYS", "check_side_effects", "register_resolvers"]
+
+OUTPUT_FOLDER_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+"""The keys where ``new_folder`` may be used: it creates the folder when it is resolved."""
 
 
 def total_max_stage_steps(stages: Any) -> int:
@@ -25,7 +29,8 @@ def new_folder(path: str) -> str:
     Used as ``hydra.run.dir: ${new_folder:outputs/${now:%Y-%m-%d}/${now:%H-%M-%S}}``, so two
     runs started in the same second get a folder each instead of sharing one. Registered with
     caching: a config (and every job of a sweep, into which Hydra copies the cache) resolves
-    it once.
+    it once. It creates a folder, so it may be used only for Hydra's output folders
+    (:data:`OUTPUT_FOLDER_KEYS`; see :func:`check_side_effects`).
     """
     base = Path(path)
     base.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +42,21 @@ def new_folder(path: str) -> str:
         except FileExistsError:
             attempt += 1
             candidate = base.with_name(f"{base.name}_{attempt}")
+
+
+def check_side_effects(key: str, value: Any) -> None:
+    """Refuse ``new_folder`` in ``value`` (a config value as written, before resolution) at
+    any key but :data:`OUTPUT_FOLDER_KEYS`: resolving it would create a folder, anywhere,
+    before the config is checked. (A resolver cannot see its key and cache its result too.)
+
+    Raises:
+        ConfigError: It is used at another key.
+    """
+    if isinstance(value, str) and "new_folder:" in value and key not in OUTPUT_FOLDER_KEYS:
+        raise ConfigError(
+            f"'{key}' uses new_folder ({value!r}), which creates the folder it names: it may "
+            f"be used only for Hydra's output folders ({', '.join(OUTPUT_FOLDER_KEYS)})."
+        )
 
 
 def register_resolvers() -> None:

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from hydra_pipeline.config.checks import check_config
+from hydra_pipeline.config.checks import check_config, dotted_key
+from hydra_pipeline.config.compat import load_yaml
+from hydra_pipeline.config.root import Config
 from hydra_pipeline.config.trust import AllowList
 from hydra_pipeline.errors import ConfigError
 
@@ -30,6 +33,9 @@ RESOLVED_CONFIG = "resolved_config.yaml"
 
 _REBUILT = ("task", "model", "allowed_targets")
 """The keys of a run's config that are rebuilt from it (and checked)."""
+
+_READ = ("seed", "evaluation", "normalization")
+"""The other keys of a run's config that are read from it (and type-checked)."""
 
 
 def saved_run_config(
@@ -68,13 +74,35 @@ def saved_run_config(
             "config)."
         )
     try:
-        cfg = OmegaConf.load(path)
-    except Exception as error:  # unreadable, or not YAML (a yaml.YAMLError)
+        cfg = load_yaml(path)  # bounded: a file from elsewhere may be an alias bomb
+    except Exception as error:  # unreadable, not YAML, or too large (a yaml.YAMLError)
         reason = (str(error).strip().splitlines() or [""])[0]
         raise ConfigError(f"'{key}': cannot read the saved config '{path}': {reason}") from None
     if not isinstance(cfg, DictConfig) or not isinstance(cfg.get("task"), DictConfig):
-        raise ConfigError(f"'{key}': '{path}' is not a run's config (it has no task node).")
+        found = cfg.get("task") if isinstance(cfg, DictConfig) else cfg
+        raise ConfigError(
+            f"'{key}': '{path}' is not a run's config: its 'task' is {found!r}, not a config node."
+        )
+    _check_types(cfg, path, key)
     if task_overrides:
         cfg.task = OmegaConf.merge(cfg.task, OmegaConf.create(dict(task_overrides)))
     check_config(OmegaConf.masked_copy(cfg, [name for name in _REBUILT if name in cfg]), allow_list)
     return cfg
+
+
+def _check_types(cfg: DictConfig, path: Path, key: str) -> None:
+    """Type-check the values read from the saved config against the run's schema.
+
+    Raises:
+        ConfigError: A value has the wrong type; the message names the file and the key.
+    """
+    schema = OmegaConf.structured(Config)
+    for name in (name for name in (*_REBUILT, *_READ) if name in cfg):
+        try:
+            OmegaConf.merge(schema, OmegaConf.masked_copy(cfg, [name]))
+        except OmegaConfBaseException as error:
+            where = dotted_key(str(error.full_key or name))
+            problem = (error.msg or str(error)).strip().splitlines()[0]
+            raise ConfigError(
+                f"'{key}': the saved config '{path}' has '{where}' of the wrong type ({problem})."
+            ) from None

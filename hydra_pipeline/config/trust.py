@@ -1,13 +1,16 @@
 """The trust gate: the one place that decides what a configuration may import and call.
 
 ``_target_`` runs code, and so do a few other values (an optimizer's ``class_type``, a Hydra
-callback, a Gymnasium id of the form ``module:Env``). The trust model:
+callback, a Gymnasium id of the form ``module:Env``, the classes and factories of Hydra's
+logging configs, a search-path entry naming a module). The trust model:
 
 * **Trusted**: the installed code, and the command line's own ``allowed_targets=[...]``. From
   the installed code come hydra_pipeline's buildable objects (every schema of
   :data:`~hydra_pipeline.config.store.SCHEMAS`), torch's optimizers and learning-rate
-  schedulers, Hydra's plugins and callbacks, and the import prefixes an application declares
-  in Python (``pipeline_app(..., allowed_targets=["my_project"])``).
+  schedulers, Hydra's plugins and callbacks, the standard library's logging handlers,
+  formatters and filters, the import prefixes an application declares in Python
+  (``pipeline_app(..., allowed_targets=["my_project"])``), and the application's own config
+  folder.
 * **Not trusted**: everything a config file or a checkpoint says: presets and experiment files
   from elsewhere, ``--config-dir`` folders, the overrides a checkpoint stores. A config file
   may *use* what is trusted, but its own ``allowed_targets`` cannot extend the list.
@@ -42,6 +45,7 @@ __all__ = [
     "active_allow_list",
     "allowing",
     "buildable_objects",
+    "session_allow_list",
 ]
 
 PACKAGE_PREFIX = "hydra_pipeline."
@@ -49,6 +53,15 @@ PACKAGE_PREFIX = "hydra_pipeline."
 
 _TORCH_OPTIM = "torch.optim."
 _HYDRA_CALLBACKS = "hydra.experimental.callbacks."
+_HYDRA_PLUGINS = ("hydra_plugins.", "hydra._internal.core_plugins.")
+"""Where Hydra's launchers and sweepers live (Hydra builds no plugin from anywhere else)."""
+_INSTALLED_CONFIG_MODULES = ("hydra.", "hydra_plugins.", PACKAGE_PREFIX)
+"""Packages of configs a search path may name without an allow-list: Hydra's, its plugins' and
+hydra_pipeline's (Hydra imports its plugins' modules anyway)."""
+_STANDARD_STREAMS = ("sys.stdout", "sys.stderr")
+"""What a logging config may name with ``ext://`` besides allowed code."""
+_IMPORTING_SCHEMES = ("pkg", "structured")
+"""Search-path schemes whose entry names a module Hydra imports."""
 
 
 @functools.cache
@@ -66,12 +79,16 @@ class AllowList:
     Attributes:
         prefixes: Import prefixes of the user's own code (``"my_project."``): any object
             defined under them may be built from a config.
+        config_folder: The application's own config folder (an absolute path), when it is a
+            folder rather than a package: its files are the application's, not data from
+            elsewhere.
     """
 
     prefixes: tuple[str, ...] = ()
+    config_folder: str | None = None
 
     @classmethod
-    def of(cls, *sources: Sequence[str]) -> AllowList:
+    def of(cls, *sources: Sequence[str], config_folder: str | None = None) -> AllowList:
         """The allow-list of the prefixes in ``sources`` (a bare module name allows its
         contents: ``my_project`` means ``my_project.``)."""
         prefixes = {
@@ -80,7 +97,7 @@ class AllowList:
             for prefix in source
             if prefix
         }
-        return cls(tuple(sorted(prefixes)))
+        return cls(tuple(sorted(prefixes)), config_folder)
 
     def allows_prefix(self, path: str) -> bool:
         """Whether the dotted ``path`` lies under one of the user's prefixes."""
@@ -183,6 +200,74 @@ class AllowList:
                 f"code. If you trust it, add allowed_targets='[{module}]' to the command line."
             )
 
+    def search_path_entry(self, key: str, entry: str) -> None:
+        """Refuse a search-path entry that imports a module (``pkg://`` and ``structured://``
+        entries do) other than Hydra's, its plugins', hydra_pipeline's or allowed code.
+
+        Raises:
+            ConfigError: The entry names any other module.
+        """
+        scheme, separator, location = entry.partition("://")
+        if not separator or scheme not in _IMPORTING_SCHEMES:
+            return  # a folder of files: data
+        module = location.replace("/", ".").strip(".")
+        if f"{module}.".startswith(_INSTALLED_CONFIG_MODULES) or self.allows_prefix(module):
+            return
+        raise ConfigError(
+            f"'{key}' lists '{entry}', which makes Hydra import module '{module}' (outside the "
+            f"allowed import prefixes {list(self.prefixes)}): importing a module runs its code. "
+            f"If you trust it, add allowed_targets='[{module}]' to the command line."
+        )
+
+    def hydra_plugin(self, key: str, path: str) -> None:
+        """Refuse a launcher or sweeper ``_target_`` outside Hydra's plugin packages (checked
+        by name: Hydra itself builds only the plugin classes it found there).
+
+        Raises:
+            ConfigError: ``path`` is not in ``hydra_plugins`` or Hydra's core plugins.
+        """
+        if not path.startswith(_HYDRA_PLUGINS):
+            raise ConfigError(
+                f"'{key}' names '{path}', which is not a Hydra plugin (launchers and sweepers "
+                f"live in {' or '.join(p.rstrip('.') for p in _HYDRA_PLUGINS)}). Choose an "
+                "installed one, e.g. hydra/launcher=joblib."
+            )
+
+    def logging_callable(self, key: str, reference: str) -> None:
+        """Refuse a class, factory or ``ext://`` object a logging config names unless it is
+        one of the standard library's handlers that write to a stream or file, formatters or
+        filters, a standard stream, or allowed code (``logging.config`` imports and calls
+        whatever these name).
+
+        Raises:
+            ConfigError: ``reference`` names anything else.
+        """
+        path = reference.removeprefix("ext://")
+        if reference.startswith("ext://") and path in _STANDARD_STREAMS:
+            return
+        if path.startswith("logging.") and _is_standard_logging_class(_locate(key, path)):
+            return
+        if self.allows_prefix(path):
+            self._user_object(key, path, what="logging class or factory")
+            return
+        streams = " and ".join(f"ext://{stream}" for stream in _STANDARD_STREAMS)
+        module = path.rsplit(".", 1)[0]
+        raise ConfigError(
+            f"'{key}' names '{reference}', which logging.config would import and call. A "
+            "logging config may name the standard library's handlers, formatters and filters, "
+            f"{streams}, or code the command line allows: if you trust it, add "
+            f"allowed_targets='[{module}]' to the command line."
+        )
+
+    def user_object(self, key: str, path: str, what: str = "_target_") -> Any:
+        """The object at ``path``, if ``path`` and the module defining it are under the
+        user's prefixes (see :meth:`target` for hydra_pipeline's own objects).
+
+        Raises:
+            ConfigError: It is outside them (checked before anything is imported).
+        """
+        return self._user_object(key, path, what)
+
     def _user_object(self, key: str, path: str, what: str = "_target_") -> Any:
         """The object at ``path`` if both ``path`` and the module defining the object lie
         under the user's prefixes.
@@ -223,6 +308,17 @@ def _is_buildable(found: Any) -> bool:
         return False
 
 
+def _is_standard_logging_class(found: Any) -> bool:
+    """Whether ``found`` is a handler writing to a stream or a file, a formatter or a filter
+    of the standard library's logging package (not a network handler, nor a queue handler,
+    which builds further objects)."""
+    import logging
+
+    bases = (logging.StreamHandler, logging.NullHandler, logging.Formatter, logging.Filter)
+    home = str(getattr(found, "__module__", ""))
+    return isinstance(found, type) and issubclass(found, bases) and home.split(".")[0] == "logging"
+
+
 def _is_torch_optimizer_or_scheduler(found: Any) -> bool:
     import torch
 
@@ -241,6 +337,12 @@ def active_allow_list() -> AllowList:
     """The allow-list in force: the application's, inside a job; otherwise none beyond the
     package (a plain ``train(cfg)`` call builds only hydra_pipeline's and torch's objects)."""
     return _ACTIVE.get() or AllowList()
+
+
+def session_allow_list() -> AllowList | None:
+    """The allow-list of the application's session in progress, or ``None`` outside one
+    (Hydra's own settings are applied only by a Hydra run, which the application drives)."""
+    return _ACTIVE.get()
 
 
 @contextlib.contextmanager

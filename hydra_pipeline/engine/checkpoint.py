@@ -55,6 +55,26 @@ process's state at the top level. The weights of every format load; only format 
 _READABLE_FORMATS = ("hydra_pipeline/1", "hydra_pipeline/2", "hydra_pipeline/3", _FORMAT)
 _NAME = re.compile(r"^stage_(\d+)__steps_(\d+)\.pt$")
 
+_FIELDS: tuple[tuple[str, tuple[type, ...], bool], ...] = (
+    ("model", (dict,), True),
+    ("total_steps", (int,), True),
+    ("pipeline", (dict,), True),
+    ("pipeline.current_stage_index", (int, type(None)), True),
+    ("pipeline.stages", (list,), True),
+    ("metadata", (dict,), False),
+    ("normalization", (dict, type(None)), False),
+)
+"""What every readable checkpoint holds and what the tools read from it: (field, its types,
+whether it is required)."""
+_RESUMED_FIELDS: tuple[tuple[str, tuple[type, ...], bool], ...] = (
+    ("world_size", (int,), True),
+    ("ranks", (list,), True),
+    ("optimizer", (dict,), True),
+    ("engine", (dict,), True),
+    ("metadata", (dict,), True),
+)
+"""What resuming reads besides (checkpoints of the current format)."""
+
 
 def checkpoint_name(stage_index: int, total_steps: int) -> str:
     """File name of the checkpoint written after ``stage_index``'s rollout at ``total_steps``."""
@@ -79,8 +99,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
     Raises:
-        CheckpointError: The file is missing, unreadable, corrupt or truncated, or not a
-            hydra_pipeline checkpoint. The message names the file and what to do.
+        CheckpointError: The file is missing, unreadable, corrupt or truncated, not a
+            hydra_pipeline checkpoint, or lacks a field the tools read (or holds it with
+            another type). The message names the file, the field and what to do.
     """
     if not path.is_file():
         raise CheckpointError(f"Checkpoint file '{path}' does not exist.")
@@ -106,17 +127,54 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"'{path}' is not a hydra_pipeline checkpoint (expected format {_FORMAT!r})."
         )
+    _check_fields(payload, path, _FIELDS)
     return payload
 
 
-def require_resumable(payload: dict[str, Any], path: Path, *, world_size: int) -> None:
-    """Refuse to resume from a checkpoint of an earlier format (its weights still load), or
-    with another number of processes than wrote it (each process's environments and random
-    generators are in it).
+def _check_fields(
+    payload: dict[str, Any], path: Path, fields: tuple[tuple[str, tuple[type, ...], bool], ...]
+) -> None:
+    """Refuse a checkpoint missing one of ``fields`` or holding it with another type.
 
     Raises:
-        CheckpointError: ``payload`` (read from ``path``) is of an earlier format, or was
-            written by a run of another ``world_size``.
+        CheckpointError: The first such field, named with the file.
+    """
+    for field, types, required in fields:
+        value: Any = payload
+        for part in field.split("."):
+            value = value.get(part, _ABSENT) if isinstance(value, dict) else _ABSENT
+        if value is _ABSENT:
+            if required:
+                raise CheckpointError(
+                    f"Checkpoint '{path}' has no '{field}' entry: hydra_pipeline did not write "
+                    "it (or it was changed since). Use another checkpoint of the run."
+                )
+            continue
+        if not isinstance(value, types) or isinstance(value, bool):
+            expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise CheckpointError(
+                f"Checkpoint '{path}' has '{field}': {_short(value)}, which is not {expected}: "
+                "hydra_pipeline did not write it (or it was changed since). Use another "
+                "checkpoint of the run."
+            )
+
+
+_ABSENT = object()
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def require_resumable(payload: dict[str, Any], path: Path, *, world_size: int) -> None:
+    """Refuse to resume from a checkpoint of an earlier format (its weights still load), one
+    lacking what resuming reads, or with another number of processes than wrote it (each
+    process's environments and random generators are in it).
+
+    Raises:
+        CheckpointError: ``payload`` (read from ``path``) is of an earlier format, lacks what
+            resuming reads, or was written by a run of another ``world_size``.
     """
     if payload["format"] != _FORMAT:
         raise CheckpointError(
@@ -125,6 +183,7 @@ def require_resumable(payload: dict[str, Any], path: Path, *, world_size: int) -
             f"it cannot continue exactly. Start a new run from its weights with "
             f"restart_from_weights={path}, or resume it with the version that wrote it."
         )
+    _check_fields(payload, path, _RESUMED_FIELDS)
     saved = int(payload["world_size"])
     if saved != world_size:
         raise CheckpointError(

@@ -16,6 +16,7 @@ environment's first ones count, so short episodes are not favoured over long one
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from hydra_pipeline.engine.video import (
     write_video,
 )
 from hydra_pipeline.pipeline.early_stopping import MetricGoal, metric_goal, metric_name
+from hydra_pipeline.pipeline.metrics import EVALUATION_METRICS
 from hydra_pipeline.pipeline.seeding import set_seed
 from hydra_pipeline.tasks.protocol import Task
 
@@ -52,8 +54,7 @@ __all__ = [
     "isolated_random_state",
 ]
 
-EVALUATION_METRICS = ("reward", "reward_std", "episode_length")
-"""What every evaluation reports (tasks may add their episode metrics)."""
+log = logging.getLogger("hydra_pipeline")
 
 _EVALUATION_STREAM = 0x5EED_E7A1
 """Mixed with a run's seed into the seed of its evaluations."""
@@ -242,10 +243,22 @@ class BestEvaluation:
         self.mode = metric_goal(mode)
         self.value: float | None = None
         self.total_steps: int | None = None
+        self._missing_told = False
 
     def improved_by(self, metrics: Mapping[str, float], total_steps: int) -> bool:
-        """Whether ``metrics`` beat the best so far (then they are the best)."""
+        """Whether ``metrics`` beat the best so far (then they are the best). An evaluation
+        without the metric does not; the first one says so in the log (a task metric that
+        no episode reported, or a name the task does not report)."""
         value = metrics.get(self.metric)
+        if value is None and not self._missing_told:
+            self._missing_told = True
+            log.warning(
+                "The evaluation at %d steps reports no %r (it reports: %s): it cannot be the "
+                "best, and no best checkpoint is kept until one does (evaluation.metric).",
+                total_steps,
+                self.metric,
+                ", ".join(sorted(metrics)),
+            )
         if value is None or math.isnan(value):
             return False
         better = self.value is None or (

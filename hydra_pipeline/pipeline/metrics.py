@@ -1,4 +1,5 @@
-"""``ScalarMeanTracker``: running weighted means of named scalars between two log points."""
+"""``ScalarMeanTracker``: running weighted means of named scalars between two log points; and
+the metrics every evaluation reports."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Any, SupportsFloat
 from hydra_pipeline.arguments import require_at_least
 from hydra_pipeline.errors import InvalidArgumentError
 
-__all__ = ["ScalarMeanTracker"]
+__all__ = ["EVALUATION_METRICS", "ScalarMeanTracker"]
+
+EVALUATION_METRICS = ("reward", "reward_std", "episode_length")
+"""What every evaluation reports (tasks may add their episode metrics)."""
 
 
 class ScalarMeanTracker:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -119,3 +120,46 @@ def wait_for(
         assert process.poll() is None, f"the process ended before {what}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+_NUMBERS = itertools.count()
+
+
+class Evil(NamedTuple):
+    """A module that records being imported (its code ran) in ``ran``."""
+
+    name: str
+    ran: Path
+
+
+@pytest.fixture
+def evil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Evil:
+    """A fresh importable module in the run's folder, as a config from elsewhere would name
+    one: importing it creates ``ran``. It holds a Hydra callback, a loss, an optimizer, a
+    logging filter factory, handler and stream, and a plain function, so every route would
+    reach code of its."""
+    name = f"untrusted_{next(_NUMBERS)}"
+    ran = tmp_path / f"{name}.ran"
+    (tmp_path / f"{name}.py").write_text(
+        "import logging, pathlib, sys\n"
+        f"pathlib.Path({str(ran)!r}).write_text('imported')\n"
+        "from hydra.experimental.callback import Callback\n"
+        "class Hook(Callback):\n    pass\n"
+        "class Loss:\n    needs_expert_actions = False\n"
+        "def Optim(**kwargs):\n    raise SystemExit('built')\n"
+        "def pwn(*args, **kwargs):\n    return logging.Filter()\n"
+        "class Handler(logging.StreamHandler):\n    pass\n"
+        "stream = sys.stderr\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))  # as `python -m` puts the current folder there
+    return Evil(name, ran)
+
+
+def assert_refused(result: Any, evil: Evil | None, *expected: str) -> None:
+    """Status 1, one message naming what was refused, no traceback, nothing imported."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("Error: "), result.stderr
+    for text in expected:
+        assert text in result.stderr, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert evil is None or not evil.ran.exists(), "the untrusted module was imported"

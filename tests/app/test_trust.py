@@ -9,44 +9,16 @@ allow-list, and checkpoints whose stored overrides try any of these.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 import torch
 
+from tests.app.conftest import Evil, assert_refused
+
 Cli = Any
-
-_NUMBERS = itertools.count()
-
-
-class Evil(NamedTuple):
-    """A module that records being imported (its code ran) in ``ran``."""
-
-    name: str
-    ran: Path
-
-
-@pytest.fixture
-def evil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Evil:
-    """A fresh importable module in the run's folder, as a config from elsewhere would name
-    one: importing it creates ``ran``. It holds a Hydra callback, a loss, an optimizer and a
-    task, so every route would reach code of its."""
-    name = f"untrusted_{next(_NUMBERS)}"
-    ran = tmp_path / f"{name}.ran"
-    (tmp_path / f"{name}.py").write_text(
-        "import pathlib\n"
-        f"pathlib.Path({str(ran)!r}).write_text('imported')\n"
-        "from hydra.experimental.callback import Callback\n"
-        "class Hook(Callback):\n    pass\n"
-        "class Loss:\n    needs_expert_actions = False\n"
-        "def Optim(**kwargs):\n    raise SystemExit('built')\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))  # as `python -m` puts the current folder there
-    return Evil(name, ran)
-
 
 SMALL = [
     "task.num_envs=4",
@@ -55,16 +27,6 @@ SMALL = [
     "pipeline.pipeline_stages.0.max_stage_steps=32",
     "pipeline.pipeline_stages.1.max_stage_steps=32",
 ]
-
-
-def assert_refused(result: Any, evil: Evil, *expected: str) -> None:
-    """Status 1, one message naming what was refused, no traceback, nothing imported."""
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert result.stderr.startswith("Error: "), result.stderr
-    for text in expected:
-        assert text in result.stderr, result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    assert not evil.ran.exists(), "the untrusted module was imported"
 
 
 def write_config(tmp_path: Path, text: str) -> Path:

@@ -28,6 +28,7 @@ from hydra_pipeline.config import (
     instantiate_node,
 )
 from hydra_pipeline.config.checks import check_hydra_callbacks
+from hydra_pipeline.config.hydra_settings import check_file_settings, sets_hydra
 from hydra_pipeline.config.store import target_of
 from hydra_pipeline.config.trust import buildable_objects
 
@@ -369,3 +370,90 @@ class TestHydraCallbacks:
         )
         with pytest.raises(ConfigError, match="still holds an interpolation"):
             check_hydra_callbacks(cfg, AllowList())
+
+
+class TestHydraSettingsFromFiles:
+    """The rules for what a config file from elsewhere sets under hydra.*, on loaded configs
+    (``tests/app/test_trust_surface.py`` tries them through the command line)."""
+
+    @pytest.mark.parametrize(
+        ("key_or_group", "package", "sets"),
+        [
+            ("hydra.run.dir", None, True),
+            ("hydra/launcher", None, True),
+            ("+hydra.callbacks.x", None, True),
+            ("schedule", "hydra.job_logging.handlers.file", True),
+            ("callbacks", "hydra", True),
+            ("callbacks", "_global_.hydra.launcher", True),
+            ("callbacks", "_global_", False),
+            ("pipeline.gamma", None, False),
+            ("hydrant", "hydrant.x", False),
+        ],
+    )
+    def test_what_reaches_hydra(self, key_or_group: str, package: str | None, sets: bool) -> None:
+        assert sets_hydra(key_or_group, package) is sets
+
+    @pytest.mark.parametrize(
+        ("reference", "allowed"),
+        [
+            ("logging.StreamHandler", True),
+            ("logging.handlers.RotatingFileHandler", True),
+            ("logging.Formatter", True),
+            ("ext://sys.stdout", True),
+            ("logging.handlers.SocketHandler", False),  # sends the log elsewhere
+            ("logging.handlers.QueueHandler", False),  # builds further objects
+            ("logging.config.dictConfig", False),
+            ("logging.os.system", False),
+            ("ext://os.system", False),
+            ("colorlog.ColoredFormatter", False),
+        ],
+    )
+    def test_logging_callables(self, reference: str, allowed: bool) -> None:
+        if allowed:
+            AllowList().logging_callable("hydra.job_logging.x.class", reference)
+        else:
+            with pytest.raises(ConfigError, match=r"^'hydra\.job_logging\.x\.class' names"):
+                AllowList().logging_callable("hydra.job_logging.x.class", reference)
+
+    @pytest.mark.parametrize(
+        ("entry", "allowed"),
+        [
+            ("file:///anywhere", True),
+            ("pkg://hydra_pipeline.conf", True),
+            ("pkg://hydra_plugins/hydra_colorlog/conf", True),
+            ("pkg://os", False),
+            ("structured://my_project.configs", False),
+        ],
+    )
+    def test_search_path_entries(self, entry: str, allowed: bool) -> None:
+        if allowed:
+            AllowList().search_path_entry("hydra.searchpath", entry)
+        else:
+            with pytest.raises(ConfigError, match="makes Hydra import module"):
+                AllowList().search_path_entry("hydra.searchpath", entry)
+        AllowList.of(["my_project", "os"]).search_path_entry("hydra.searchpath", entry)
+
+    @pytest.mark.parametrize(
+        ("package", "text", "refused"),
+        [
+            ("", "hydra: {run: {dir: out}, job: {name: x, chdir: true}, verbose: true}", None),
+            ("hydra.launcher", "{n_jobs: 2, pre_dispatch: 2*n_jobs}", None),
+            ("", "hydra: {job: {env_set: {X: '1'}}}", "hydra.job.env_set.X"),
+            ("", "hydra: {job: {name: ../x}}", "hydra.job.name"),
+            ("hydra.launcher", "{ray: {init: {runtime_env: {pip: [x]}}}}", "runtime_env"),
+            ("hydra.launcher", "{x: '${oc.create:{a: 1}}'}", "hydra.launcher.x"),
+            ("hydra.launcher", "{x: {_target_: os.system}}", "hydra.launcher.x"),
+            ("hydra.launcher", "{_target_: os.system}", "hydra.launcher._target_"),
+            ("hydra.job_logging", "{handlers: {f: {filename: /x.log}}}", "filename"),
+            ("", "hydra: {run: {dir: out}, job: {name: '${new_folder:x}'}}", "new_folder"),
+        ],
+    )
+    def test_file_settings(self, package: str, text: str, refused: str | None) -> None:
+        config = OmegaConf.create(text)
+        if refused is None:
+            check_file_settings("f.yaml", package, config, AllowList())
+            return
+        with pytest.raises(ConfigError) as caught:
+            check_file_settings("f.yaml", package, config, AllowList())
+        assert str(caught.value).startswith("Config file 'f.yaml': ")
+        assert refused in str(caught.value)

@@ -28,6 +28,7 @@ def payload() -> dict[str, Any]:
     return {
         "total_steps": 128,
         "model": {"weight": torch.arange(6.0).view(2, 3), "bias": torch.tensor([0.5, -0.5])},
+        "pipeline": {"current_stage_index": 1, "stages": []},
         "engine": {"rollout_count": 4, "latest_metrics": {"reward": 12.5}, "names": ["a", "b"]},
         "lr_scheduler": None,
         "metadata": {"overrides": ["seed=3"]},
@@ -293,7 +294,7 @@ class TestRngState:
         np.random.seed(5)
         torch.manual_seed(6)
         np.random.standard_normal()
-        save_checkpoint({"rng": capture_rng_state()}, tmp_path / "rng.pt")
+        save_checkpoint(payload() | {"rng": capture_rng_state()}, tmp_path / "rng.pt")
         first = draws()
         random.seed(0)
         np.random.seed(0)
