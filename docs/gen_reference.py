@@ -1,0 +1,69 @@
+"""Write the API reference while MkDocs builds the site: one page per module of the package,
+and their navigation (run by the mkdocs-gen-files plugin; see mkdocs.yml).
+
+The pages follow the modules griffe finds in the source tree, so a module added, moved or
+removed shows up in the reference without editing any list here. A package's page documents
+what the package itself defines and links each name it re-exports to the page of the module
+that defines it, so every object is documented once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import griffe
+import mkdocs_gen_files
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("hydra_pipeline", "hydra_plugins.hydra_pipeline_searchpath")
+WITHOUT_PAGE = {"__main__", "conf"}
+"""Modules with no API: ``python -m`` entry points, and the package of YAML presets."""
+
+
+def modules(module: griffe.Module) -> Iterator[griffe.Module]:
+    """``module`` and its submodules, depth first, in name order."""
+    yield module
+    for name, submodule in sorted(module.modules.items()):
+        if name not in WITHOUT_PAGE:
+            yield from modules(submodule)
+
+
+def page_text(module: griffe.Module) -> str:
+    """The Markdown of ``module``'s page: its documentation and, for a package, its
+    re-exported names linked to where they are documented."""
+    if not module.is_init_module:
+        return f"::: {module.path}\n"
+    public = [name for name in module.exports or () if name in module.members]
+    defined = [name for name in public if not module.members[name].is_alias]
+    members = f"[{', '.join(defined)}]" if defined else "false"
+    text = f"::: {module.path}\n    options:\n      members: {members}\n"
+    aliases = [module.members[name] for name in public if module.members[name].is_alias]
+    if aliases:
+        text += "\n## Names it exports\n\n"
+        for alias in aliases:
+            text += f"- [`{alias.name}`][{alias.final_target.path}]\n"
+    return text
+
+
+def write_pages() -> None:
+    """A page ``reference/<module path>.md`` per module (``.../index.md`` for a package, the
+    index of its section), and ``reference/SUMMARY.md`` listing them for mkdocs-literate-nav."""
+    navigation = mkdocs_gen_files.Nav()
+    loader = griffe.GriffeLoader(search_paths=[str(ROOT)])
+    for package in PACKAGES:
+        for module in modules(loader.load(package)):
+            parts = tuple(module.path.split("."))
+            page = (
+                Path(*parts, "index.md")
+                if module.is_init_module
+                else Path(*parts).with_suffix(".md")
+            )
+            navigation[parts] = page.as_posix()
+            with mkdocs_gen_files.open(Path("reference", page), "w") as file:
+                file.write(page_text(module))
+    with mkdocs_gen_files.open("reference/SUMMARY.md", "w") as file:
+        file.writelines(navigation.build_literate_nav())
+
+
+write_pages()
