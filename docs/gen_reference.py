@@ -2,9 +2,10 @@
 and their navigation (run by the mkdocs-gen-files plugin; see mkdocs.yml).
 
 The pages follow the modules griffe finds in the source tree, so a module added, moved or
-removed shows up in the reference without editing any list here. A package's page documents
-what the package itself defines and links each name it re-exports to the page of the module
-that defines it, so every object is documented once.
+removed shows up in the reference without editing any list here. A module's page documents
+what the module itself defines and links each name it re-exports (a package's, AllenAct's
+names in ``experiment_utils``) to the page of the module that defines it, so every object is
+documented once.
 """
 
 from __future__ import annotations
@@ -30,15 +31,19 @@ def modules(module: griffe.Module) -> Iterator[griffe.Module]:
 
 
 def page_text(module: griffe.Module) -> str:
-    """The Markdown of ``module``'s page: its documentation and, for a package, its
-    re-exported names linked to where they are documented."""
-    if not module.is_init_module:
+    """The Markdown of ``module``'s page: its documentation, and each name it re-exports (in
+    ``__all__``, defined elsewhere) linked to where that name is documented."""
+    if module.exports is None:  # no __all__: griffe's own choice of public members
         return f"::: {module.path}\n"
-    public = [name for name in module.exports or () if name in module.members]
-    defined = [name for name in public if not module.members[name].is_alias]
+    defined = [
+        name
+        for name, member in module.members.items()
+        if not member.is_alias and not name.startswith("_") and name not in module.modules
+    ]
     members = f"[{', '.join(defined)}]" if defined else "false"
     text = f"::: {module.path}\n    options:\n      members: {members}\n"
-    aliases = [module.members[name] for name in public if module.members[name].is_alias]
+    exported = [module.members[name] for name in module.exports if name in module.members]
+    aliases = [member for member in exported if member.is_alias]
     if aliases:
         text += "\n## Names it exports\n\n"
         for alias in aliases:
