@@ -15,6 +15,7 @@ from pathlib import Path
 
 import griffe
 import mkdocs_gen_files
+from mkdocs_gen_files.nav import Nav
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("hydra_pipeline", "hydra_plugins.hydra_pipeline_searchpath")
@@ -42,8 +43,9 @@ def page_text(module: griffe.Module) -> str:
     ]
     members = f"[{', '.join(defined)}]" if defined else "false"
     text = f"::: {module.path}\n    options:\n      members: {members}\n"
-    exported = [module.members[name] for name in module.exports if name in module.members]
-    aliases = [member for member in exported if member.is_alias]
+    names = [str(name) for name in module.exports]  # a name, or an expression naming one
+    exported = [module.members[name] for name in names if name in module.members]
+    aliases = [member for member in exported if isinstance(member, griffe.Alias)]
     if aliases:
         text += "\n## Names it exports\n\n"
         for alias in aliases:
@@ -54,10 +56,13 @@ def page_text(module: griffe.Module) -> str:
 def write_pages() -> None:
     """A page ``reference/<module path>.md`` per module (``.../index.md`` for a package, the
     index of its section), and ``reference/SUMMARY.md`` listing them for mkdocs-literate-nav."""
-    navigation = mkdocs_gen_files.Nav()
+    navigation = Nav()  # type: ignore[no-untyped-call]
     loader = griffe.GriffeLoader(search_paths=[str(ROOT)])
     for package in PACKAGES:
-        for module in modules(loader.load(package)):
+        root = loader.load(package)
+        if not isinstance(root, griffe.Module):
+            raise TypeError(f"{package} is not a package that griffe can read")
+        for module in modules(root):
             parts = tuple(module.path.split("."))
             page = (
                 Path(*parts, "index.md")
