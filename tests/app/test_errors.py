@@ -114,12 +114,28 @@ MISTAKES = [
         id="unknown-env-id",
     ),
     pytest.param(
-        ["task=gym"],
+        ["task=gym", "pipeline=imitation_then_ppo"],
         [
             "'pipeline.pipeline_stages.0' uses ['teacher_forcing', "
-            "'imitation_loss'], which need expert actions"
+            "'imitation_loss'], which need expert actions",
+            "Train with PPO alone (pipeline=ppo)",
         ],
         id="imitation-without-expert",
+    ),
+    pytest.param(
+        ["pipeline.gama=0.9"],
+        ["'pipeline.gama' is not a key of 'pipeline'. Did you mean 'pipeline.gamma'?"],
+        id="typo-in-a-typed-node",
+    ),
+    pytest.param(
+        ["evaluation.intervall=5"],
+        ["'evaluation.intervall' is not a key of 'evaluation'", "'evaluation.interval'?"],
+        id="typo-in-evaluation",
+    ),
+    pytest.param(
+        ["sed=3"],
+        ["'sed' is not a top-level key. Did you mean 'seed'?"],
+        id="typo-at-the-top",
     ),
     pytest.param(
         ["pipeline.named_losses.ppo_loss._target_=os.system"],
