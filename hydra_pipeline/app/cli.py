@@ -47,6 +47,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from hydra_pipeline.app.distributed import follow_rank_zero
 from hydra_pipeline.app.isolation import JOBLIB_LAUNCHER, JobKilled, run_apart
+from hydra_pipeline.app.quiet import quiet_chatty_loggers
 from hydra_pipeline.app.resume import (
     RESUME_RULE,
     Invocation,
@@ -346,6 +347,7 @@ def _run(
             sys.argv[1:] = follow_rank_zero(sys.argv[1:])
         session.invocation = Invocation.current()
         session.main_pid = os.getpid()
+        quiet_chatty_loggers()
         check_before_hydra_callbacks(check_hydra_callbacks)
         check_before_hydra_merges(check_loaded_config, check_added_search_path)
         bound_yaml_expansion()

@@ -96,7 +96,9 @@ def train_rank(
             run.callback(task.close)
     with _stop_requested_by_signals(runner, relayed_requests):
         summary = runner.run()
-    return objective_value(summary.to_dict(), cfg.objective)
+    # Only a sweep's optimizer reads the objective: a single run has nothing to warn about.
+    in_sweep = "sweep_dir" in info.job
+    return objective_value(summary.to_dict(), cfg.objective, warn=in_sweep)
 
 
 def _start(
@@ -170,7 +172,14 @@ def _start(
         if checkpoint is not None:
             runner.resume(checkpoint)
         elif cfg.restart_from_weights is not None:
-            runner.load_weights(find_checkpoint(Path(cfg.restart_from_weights)))
+            weights = find_checkpoint(Path(cfg.restart_from_weights))
+            steps = runner.load_weights(weights)
+            log.info(
+                "Starting from the model weights of %s (trained for %d steps); the optimizer, "
+                "the schedules and the stages start afresh.",
+                weights,
+                steps,
+            )
     except CheckpointError as error:
         _close(tasks)
         key = "resume" if checkpoint is not None else "restart_from_weights"

@@ -371,14 +371,17 @@ class OnPolicyRunner:
         """
         self.resumed_from = self.state.resume(path)
 
-    def load_weights(self, path: Path) -> None:
+    def load_weights(self, path: Path) -> int:
         """Start the pipeline over from the model weights of the checkpoint at ``path`` only
         (AllenAct's ``--restart_pipeline``): fresh optimizer, scheduler and pipeline progress.
+
+        Returns:
+            The total steps the checkpoint's run had trained for.
 
         Raises:
             CheckpointError: The checkpoint cannot be read or its weights do not fit the model.
         """
-        load_weights(self.model, path)
+        return int(load_weights(self.model, path)["total_steps"])
 
 
 def _first_reason(reasons: Iterable[str | None]) -> str | None:
