@@ -65,7 +65,7 @@ class OnPolicyRunner:
             :func:`~hydra_pipeline.pipeline.seeding.seed_for_rank`).
         device: Where the model and rollouts live.
         tensorboard: Whether to write TensorBoard event files.
-        progress_bar: A progress bar per stage (``None``: when stderr is a terminal).
+        progress_bar: A progress bar for the run (``None``: when stderr is a terminal).
         checkpoint_metadata: Plain values stored in every checkpoint (the app stores the
             run's overrides there, to resume with them).
         hparams: Hyperparameters recorded with the final metrics for TensorBoard's hparams
@@ -195,6 +195,8 @@ class OnPolicyRunner:
                     loss_names=list(stage.loss_names),
                     max_stage_steps=stage.resolve_max_stage_steps(),
                     stage_steps=stage.steps_taken_in_stage,
+                    total_steps=pipeline.total_steps,
+                    planned_total_steps=self._planned_total_steps(index),
                 )
                 while not stage.is_complete:
                     storage = collector.collect(stage)
@@ -254,6 +256,16 @@ class OnPolicyRunner:
                 builtins.append(TensorBoardWriter(self.hparams))
         return [*builtins, MetricsFile(), *self.callbacks]
 
+    def _planned_total_steps(self, index: int) -> float:
+        """The total step count the run reaches if no stage from ``index`` on stops early:
+        the steps taken, the rest of this stage's limit and the later stages' limits (a
+        later limit that is a callable, evaluated when its stage starts, counts as 0)."""
+        stages = self.pipeline.pipeline_stages
+        stage = stages[index]
+        rest = max(0.0, stage.resolve_max_stage_steps() - stage.steps_taken_in_stage)
+        later = [s.max_stage_steps for s in stages[index + 1 :]]
+        return self.pipeline.total_steps + rest + sum(m for m in later if not callable(m))
+
     def _stage_index(self) -> int:
         index = self.pipeline.current_stage_index
         assert index is not None  # the pipeline's cursor is on the stage it yields
@@ -300,6 +312,7 @@ class OnPolicyRunner:
             metrics=point.metrics,
             counts=point.counts,
             steps_per_second=point.steps_per_second,
+            recent_return=self.statistics.latest_metrics.get("reward"),
         )
         self.pipeline.before_rollout(train_metrics=point.criterion_metrics)
 

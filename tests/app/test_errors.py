@@ -16,6 +16,8 @@ import pytest
 
 Cli = Any
 
+ROOT = Path(__file__).resolve().parents[2]
+
 MISTAKES = [
     pytest.param(
         ["optimizer=adma"],
@@ -317,14 +319,22 @@ def test_config_mistake_gives_one_clear_message(
 
 @pytest.mark.parametrize(
     "overrides",
-    [["pipeline.gamma=1.5"], ["optimizer=adma"], ["pipeline.optimizer_builder.lr=nan"]],
+    [
+        ["pipeline.gamma=1.5"],
+        ["optimizer=adma"],
+        ["pipeline.optimizer_builder.lr=nan"],
+        ["pipeline.gama=0.9"],
+        ["evaluation.intervall=5"],
+    ],
 )
 def test_a_mistake_in_a_real_process(cli: Cli, overrides: list[str]) -> None:
-    """In a process of its own, a mistake gives status 1 and one message on stderr alone."""
+    """In a process of its own, a mistake gives status 1 and one message on stderr alone;
+    a mistyped key gets its did-you-mean at once, not Hydra's advice to add it with '+'."""
     result = cli(*overrides, "hydra.run.dir=run")
     assert result.returncode == 1
     assert result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
     assert "Traceback" not in result.stderr + result.stdout
+    assert "To append to your config" not in result.stderr
 
 
 def test_full_error_shows_the_traceback(cli: Cli) -> None:
@@ -355,14 +365,29 @@ def test_help_lists_groups_options_and_typed_keys(cli: Cli) -> None:
     result = cli("--help")
     assert result.returncode == 0, result.stderr
     text = result.stdout
-    assert "pipeline      imitation_then_ppo, ppo" in text
-    assert "optimizer     adam, adam_cartpole, adamw, rmsprop, sgd" in text
-    assert "lr_scheduler  constant, cosine, linear_decay, step, warmup_linear_decay" in text
-    assert "task          cartpole, gym" in text
+    assert "pipeline      imitation_then_ppo*, ppo, ppo_sb3" in text
+    assert "optimizer     adam, adam_cartpole*, adamw, rmsprop, sgd" in text
+    assert "lr_scheduler  constant, cosine, linear_decay*, step, warmup_linear_decay" in text
+    assert "task          cartpole*, gym" in text
+    assert "callbacks     mlflow, wandb (none in effect)" in text
+    assert "loss          a2c, imitation, ppo, ppo_cartpole" in text
+    assert "in effect: pipeline.named_losses.ppo_loss=ppo_cartpole" in text
+    assert "storage       expert_demonstrations, rollout" in text
+    assert "schedule      linear_decay, multi_linear_decay" in text
+    presets = text.split("+experiment=<name> sets up a whole run:\n")[1].split("\n\n")[0]
+    assert presets.split() == sorted(path.stem for path in (ROOT / "conf" / "experiment").iterdir())
     assert "base_" not in text
     assert "seed: int = 0" in text and "Seeds Python, NumPy, torch" in text
     assert "resume: str or null = null" in text
     assert "pipeline.gamma: float" in text and "Discount factor" in text
+
+
+def test_help_marks_the_options_the_command_line_chose(cli: Cli) -> None:
+    """With task=gym, the help screen shows the pipeline it brings: ppo."""
+    result = cli("task=gym", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "pipeline      imitation_then_ppo, ppo*, ppo_sb3" in result.stdout
+    assert "task          cartpole, gym*" in result.stdout
 
 
 @pytest.mark.parametrize(

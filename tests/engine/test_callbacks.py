@@ -82,6 +82,8 @@ class TestHooks:
             "loss_names": ["ppo"],
             "max_stage_steps": 8,
             "stage_steps": 0,
+            "total_steps": 16,
+            "planned_total_steps": 24,
         }
         assert [c["total_steps"] for c in recorder.of("on_rollout_end")] == [8, 16, 24]
         logs = recorder.of("on_log")
