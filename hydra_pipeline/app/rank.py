@@ -94,7 +94,8 @@ def train_rank(
         runner, tasks = _start(cfg, info, output_dir, ranks)
         for task in tasks:
             run.callback(task.close)
-    with _stop_requested_by_signals(runner, relayed_requests):
+    announce = ranks is None or ranks.is_main  # every rank hears Ctrl-C; one says so
+    with _stop_requested_by_signals(runner, relayed_requests, announce=announce):
         summary = runner.run()
     # Only a sweep's optimizer reads the objective: a single run has nothing to warn about.
     in_sweep = "sweep_dir" in info.job
@@ -277,14 +278,15 @@ def garbage_collector_paused() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _stop_requested_by_signals(
-    runner: OnPolicyRunner, relayed_requests: Path | None = None
+    runner: OnPolicyRunner, relayed_requests: Path | None = None, *, announce: bool = True
 ) -> Iterator[None]:
     """While the block runs, the stop signals (Ctrl-C, SIGTERM, SIGUSR1, SIGUSR2: see
     :data:`~hydra_pipeline.app.signals.STOP_SIGNALS`), and in a process of a run started with
     ``distributed.nproc_per_node`` those relayed to ``relayed_requests``, ask ``runner`` to
     stop at its next safe point, with a checkpoint; a second Ctrl-C stops at once. Once that
     checkpoint is written, the signal is handed on to whoever listened to it before (Submitit
-    requeues a preempted job from its handler)."""
+    requeues a preempted job from its handler). With ``announce``, the stop is logged (the
+    ranks of a distributed run but rank 0 stop without a word)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set in the main thread
         return
@@ -293,6 +295,8 @@ def _stop_requested_by_signals(
         if runner.stop_reason is not None:
             return
         runner.request_stop(name)
+        if not announce:
+            return
         log.warning(
             "%s received: stopping after the current update, with a checkpoint "
             "(Ctrl-C again stops at once, without one).",
