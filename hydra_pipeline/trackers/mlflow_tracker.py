@@ -101,8 +101,8 @@ class MLflowTracker(Callback):
         easy to lose track of."""
         uri = self.client.tracking_uri
         log.info(
-            "MLflow: %s run %s in experiment '%s' at %s (view it with: mlflow ui "
-            "--backend-store-uri %s).",
+            "MLflow: %s run %s in experiment '%s' at %s (to browse it: pip install mlflow, "
+            "then mlflow ui --backend-store-uri %s).",
             doing.lower(),
             self.run_id,
             self.experiment_name,

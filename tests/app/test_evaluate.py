@@ -162,7 +162,7 @@ class TestEvaluateCommand:
     def test_help_lists_the_keys(self, tmp_path: Path) -> None:
         result = evaluate(tmp_path, "--help")
         assert result.returncode == 0
-        assert "checkpoint: str = last" in result.stdout and "task.num_envs=1" in result.stdout
+        assert "checkpoint: str = auto" in result.stdout and "task.num_envs=1" in result.stdout
 
     def test_unusable_checkpoints_and_folders(self, run: Path, tmp_path: Path) -> None:
         """A missing or corrupt checkpoint, and a folder without a saved config, each end
@@ -186,7 +186,7 @@ class TestEvaluateCommand:
         shutil.copytree(run, without_best)
         (without_best / "checkpoints" / "best.pt").unlink()
         with pytest.raises(CheckpointError, match="Use checkpoint=last"):
-            Policy.from_run(without_best)
+            Policy.from_run(without_best, checkpoint="best")
 
     def test_a_task_the_model_does_not_fit(self, tmp_path: Path) -> None:
         """Evaluating a Gymnasium CartPole run on Acrobot (other observations and actions)
