@@ -509,16 +509,12 @@ def _unknown_key(error: ConfigCompositionException) -> str | None:
     parent, _, name = key.rpartition(".")
     keys = [str(k) for k in node if not str(k).startswith("_") and str(k) != "hydra"]
     where = f"a key of '{parent}'" if parent else "a top-level key"
-    close = difflib.get_close_matches(name, keys, n=1)
-    hint = f" Did you mean '{_sibling(parent, close[0])}'?" if close else ""
+    close = [f"{parent}.{key}" if parent else key for key in difflib.get_close_matches(name, keys)]
+    hint = f" Did you mean '{close[0]}'?" if close else ""
     message = f"'{key}' is not {where}.{hint} Its keys: {', '.join(keys)}."
     if "_target_" in node and OmegaConf.get_type(node) is dict:  # no schema lists them all
         message += f" (A parameter of its _target_ that it does not list: +{key}=<value>.)"
     return message
-
-
-def _sibling(parent: str, name: str) -> str:
-    return f"{parent}.{name}" if parent else name
 
 
 _MERGING = re.compile(r"Error merging override (\S+)")
