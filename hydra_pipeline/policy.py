@@ -106,7 +106,7 @@ class Policy:
         Args:
             run_folder: The run's output folder (it holds ``.hydra/`` and ``checkpoints/``).
             checkpoint: ``"auto"`` (``best.pt`` when the run kept one, else the latest;
-                which was loaded is logged and kept in :attr:`checkpoint`), ``"best"``
+                which was loaded is logged and kept in the ``checkpoint`` attribute), ``"best"``
                 (``best.pt``, kept when the run evaluates), ``"last"``, or a checkpoint file
                 (a path, or a file name in the run's ``checkpoints/``).
             device: Where the model runs.

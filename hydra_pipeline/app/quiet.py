@@ -19,8 +19,8 @@ CHATTY_LOGGERS = ("alembic", "matplotlib")
 
 
 def quiet_chatty_loggers() -> None:
-    """Let the :data:`CHATTY_LOGGERS` log warnings and errors only (Hydra's logging setup
-    keeps the level of a logger it does not configure)."""
+    """Let the :data:`~hydra_pipeline.app.quiet.CHATTY_LOGGERS` log warnings and errors only
+    (Hydra's logging setup keeps the level of a logger it does not configure)."""
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
 

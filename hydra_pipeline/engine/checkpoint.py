@@ -323,7 +323,8 @@ def checkpoints_named(run_dir: Path, checkpoint: str) -> list[Path]:
 
 
 def picked_by_default(path: Path) -> str:
-    """What :data:`BEST_OR_LAST` picked at ``path``, and why, for the user to read."""
+    """What :data:`~hydra_pipeline.engine.checkpoint.BEST_OR_LAST` picked at ``path``, and
+    why, for the user to read."""
     if path.name == BEST_CHECKPOINT:
         return f"'{path}', the best evaluation while the run trained"
     return (

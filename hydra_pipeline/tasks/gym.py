@@ -322,8 +322,8 @@ XDG_RUNTIME_DIR, no sound card); rgb_array pictures need neither."""
 
 @contextlib.contextmanager
 def _headless_pictures() -> Iterator[None]:
-    """While the block runs, SDL (pygame) uses :data:`_HEADLESS_SDL` unless the environment
-    variables choose otherwise; afterwards they are as they were."""
+    """While the block runs, SDL (pygame) uses the drivers of ``_HEADLESS_SDL`` unless the
+    environment variables choose otherwise; afterwards they are as they were."""
     added = [name for name in _HEADLESS_SDL if name not in os.environ]
     os.environ.update({name: _HEADLESS_SDL[name] for name in added})
     try:

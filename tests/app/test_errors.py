@@ -382,12 +382,15 @@ def test_help_lists_groups_options_and_typed_keys(cli: Cli) -> None:
     assert "pipeline.gamma: float" in text and "Discount factor" in text
 
 
-def test_help_marks_the_options_the_command_line_chose(cli: Cli) -> None:
-    """With task=gym, the help screen shows the pipeline it brings: ppo."""
-    result = cli("task=gym", "--help")
+@pytest.mark.parametrize("task", ["gym", "minigrid"])
+def test_help_marks_the_options_the_command_line_chose(cli: Cli, task: str) -> None:
+    """A task without an expert brings pipeline=ppo, and the help screen shows it."""
+    result = cli(f"task={task}", "--help")
     assert result.returncode == 0, result.stderr
     assert "pipeline      imitation_then_ppo, ppo*, ppo_sb3" in result.stdout
-    assert "task          cartpole, gym*" in result.stdout
+    assert f"{task}*" in result.stdout
+    chosen = cli(f"task={task}", "pipeline=imitation_then_ppo", "--help")
+    assert "pipeline      imitation_then_ppo*, ppo, ppo_sb3" in chosen.stdout
 
 
 @pytest.mark.parametrize(
