@@ -276,6 +276,7 @@ def test_recording_a_gymnasium_video_needs_no_desktop(cli: Cli, tmp_path: Path) 
             sys.executable,
             "-m",
             "hydra_pipeline",
+            "pipeline=ppo",
             "task=gym",
             "task.num_envs=2",
             "pipeline.num_steps=32",
