@@ -344,10 +344,9 @@ def _render_modes(gymnasium: ModuleType, env_id: str) -> list[str]:
 def _import_gymnasium() -> ModuleType:
     """Gymnasium, or an ImportError that says how to install it."""
     try:
-        import gymnasium
+        return importlib.import_module("gymnasium")  # typed alike whether it is installed or not
     except ImportError as error:
         raise ImportError('GymTask needs Gymnasium: pip install "hydra-pipeline[gym]"') from error
-    return gymnasium
 
 
 def _check_env_id(gymnasium: ModuleType, env_id: Any) -> str:
