@@ -212,12 +212,14 @@ class TestNormalizedRun:
         normalizing = ["normalization.observations=true", "normalization.rewards=true"]
         trained = train(normalized, *SMALL, *EVALUATING, *normalizing)
         assert trained.returncode == 0, trained.stderr
-        result = evaluate(normalized.parent, f"run={normalized}", "episodes=4", "task.num_envs=2")
+        last = ["checkpoint=last", "episodes=4", "task.num_envs=2"]
+        result = evaluate(normalized.parent, f"run={normalized}", *last)
         assert result.returncode == 0, result.stderr
         record = read(normalized / "evaluation" / "stage_01__steps_000000002048.json")
         assert record["reward_mean"] == read(normalized / "summary.json")["eval_metrics"]["reward"]
 
-        arguments = [f"run={normalized}", "episodes=2", "task.num_envs=1", "seed=7"]
+        arguments = [f"run={normalized}", "checkpoint=last", "episodes=2", "task.num_envs=1"]
+        arguments.append("seed=7")
         assert evaluate(normalized.parent, *arguments).returncode == 0
         expected = read(normalized / "evaluation" / "stage_01__steps_000000002048.json")
         policy = Policy.from_run(normalized, checkpoint="last")
