@@ -196,7 +196,7 @@ class OnPolicyRunner:
                     max_stage_steps=stage.resolve_max_stage_steps(),
                     stage_steps=stage.steps_taken_in_stage,
                     total_steps=pipeline.total_steps,
-                    planned_total_steps=self._planned_total_steps(index),
+                    planned_total_steps=pipeline.planned_total_steps(),
                 )
                 while not stage.is_complete:
                     storage = collector.collect(stage)
@@ -255,16 +255,6 @@ class OnPolicyRunner:
             if self.tensorboard:
                 builtins.append(TensorBoardWriter(self.hparams))
         return [*builtins, MetricsFile(), *self.callbacks]
-
-    def _planned_total_steps(self, index: int) -> float:
-        """The total step count the run reaches if no stage from ``index`` on stops early:
-        the steps taken, the rest of this stage's limit and the later stages' limits (a
-        later limit that is a callable, evaluated when its stage starts, counts as 0)."""
-        stages = self.pipeline.pipeline_stages
-        stage = stages[index]
-        rest = max(0.0, stage.resolve_max_stage_steps() - stage.steps_taken_in_stage)
-        later = [s.max_stage_steps for s in stages[index + 1 :]]
-        return self.pipeline.total_steps + rest + sum(m for m in later if not callable(m))
 
     def _stage_index(self) -> int:
         index = self.pipeline.current_stage_index
