@@ -20,6 +20,7 @@ from hydra_pipeline.models.distributions import ActionDistribution, Categorical,
 from hydra_pipeline.models.encoders import make_encoder
 from hydra_pipeline.models.mlp import ACTIVATIONS, linear_layer, orthogonal_gains, perceptron
 from hydra_pipeline.models.protocol import ActorCriticOutput, reset_memory
+from hydra_pipeline.models.scan import gru_layer, lstm_layer
 from hydra_pipeline.tasks.observations import Observations, ObservationSpace
 from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, as_action_space
 
@@ -149,8 +150,53 @@ class RecurrentActorCritic(nn.Module):
         (shapes in :mod:`hydra_pipeline.models.protocol`)."""
         steps, batch = episode_starts.shape
         features = self.encoder(observations).view(steps, batch, -1)
-        # The core runs over each stretch of steps in which no episode starts (one call when
-        # acting, a few per replayed rollout), resetting memory where the next one starts.
+        # Replaying several steps on the CPU, the scan is the faster path; acting (one step)
+        # and on a GPU, the library's kernels are.
+        if steps > 1 and features.device.type == "cpu":
+            outputs, memory = self._scan(features, memory, episode_starts)
+        else:
+            outputs, memory = self._stretches(features, memory, episode_starts)
+        core = outputs.flatten(0, 1)
+        head = self.actor(core)
+        distribution: ActionDistribution
+        if self.log_std is None:
+            distribution = Categorical(head)
+        else:
+            distribution = DiagonalGaussian(head.view(-1, *self.log_std.shape), self.log_std)
+        return ActorCriticOutput(distribution, self.critic(core).squeeze(-1)), memory
+
+    def _scan(
+        self, features: Tensor, memory: Tensor, episode_starts: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The core over the whole sequence in one loop per layer that applies the resets
+        itself (:mod:`hydra_pipeline.models.scan`): the CPU's fast path."""
+        keep = episode_starts.logical_not().unsqueeze(-1).to(features.dtype)
+        layers = self.num_layers
+        states: list[Tensor] = []
+        cells: list[Tensor] = []
+        outputs = features
+        for layer in range(layers):
+            weights = tuple(
+                getattr(self.core, f"{name}_l{layer}")
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            )
+            if self.is_lstm:
+                cell = memory[:, layers + layer]
+                outputs, state, cell = lstm_layer(outputs, memory[:, layer], cell, keep, weights)
+                cells.append(cell)
+            else:
+                outputs, state = gru_layer(outputs, memory[:, layer], keep, weights)
+            states.append(state)
+        # Memory rows: each layer's hidden state, then (LSTM) each layer's cell.
+        return outputs, torch.stack(states + cells, dim=1)
+
+    def _stretches(
+        self, features: Tensor, memory: Tensor, episode_starts: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The core over each stretch of steps in which no episode starts, with the library's
+        fused kernels (one call when acting, a few per replayed rollout), resetting memory
+        where the next one starts."""
+        steps = features.shape[0]
         bounds = [0, steps]
         if steps > 1:
             starting = torch.nonzero(episode_starts[1:].any(dim=1)).flatten() + 1
@@ -160,14 +206,7 @@ class RecurrentActorCritic(nn.Module):
             memory = reset_memory(memory, episode_starts[begin])
             output, memory = self._core(features[begin:end], memory)
             outputs.append(output)
-        core = (torch.cat(outputs) if len(outputs) > 1 else outputs[0]).flatten(0, 1)
-        head = self.actor(core)
-        distribution: ActionDistribution
-        if self.log_std is None:
-            distribution = Categorical(head)
-        else:
-            distribution = DiagonalGaussian(head.view(-1, *self.log_std.shape), self.log_std)
-        return ActorCriticOutput(distribution, self.critic(core).squeeze(-1)), memory
+        return (torch.cat(outputs) if len(outputs) > 1 else outputs[0]), memory
 
     def _core(self, features: Tensor, memory: Tensor) -> tuple[Tensor, Tensor]:
         """The core over ``features`` ``(steps, batch, inputs)`` from ``memory``: its outputs
