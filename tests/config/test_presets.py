@@ -158,8 +158,9 @@ class TestTaskAndModelPresets:
             cfg, "model", observation_shape=task.observation_shape, action_space=task.action_space
         )
         assert type(model) is RecurrentActorCritic
-        assert type(model.core) is (torch.nn.GRU if option == "gru" else torch.nn.LSTM)
-        assert model.core.input_size == 64 and model.core.hidden_size == 64
+        core = model.tower.core
+        assert type(core) is (torch.nn.GRU if option == "gru" else torch.nn.LSTM)
+        assert core.input_size == 64 and core.hidden_size == 64
         output, memory = model(task.reset(), model.initial_memory(64), torch.ones(1, 64).bool())
         assert output.values.shape == (64,) and memory.shape[0] == 64
 

@@ -72,6 +72,9 @@ DEVIATIONS: dict[tuple[type[Any], str], Deviation] = {
     (RecurrentActorCriticConf, "encoder_hidden_sizes"): Deviation(
         [64], "YAML has lists, not tuples; RecurrentActorCritic takes any sequence"
     ),
+    (RecurrentActorCriticConf, "head_hidden_sizes"): Deviation(
+        [], "YAML has lists, not tuples; RecurrentActorCritic takes any sequence"
+    ),
     (RecurrentActorCriticConf, "cnn_channels"): Deviation(
         [16, 32], "YAML has lists, not tuples; RecurrentActorCritic takes any sequence"
     ),

@@ -105,9 +105,10 @@ def test_the_model_scans_as_it_steps_through_stretches(rnn_type: str, num_layers
     starts = torch.rand(steps, batch, generator=torch.Generator().manual_seed(2)) < 0.2
     memory = torch.randn_like(model.initial_memory(batch))
     results = []
-    for path in (model._scan, model._stretches):
+    tower = model.tower
+    for path in (tower._scan, tower._stretches):
         model.zero_grad()
-        features = model.encoder(observations).view(steps, batch, -1)
+        features = tower.encoder(observations).view(steps, batch, -1)
         outputs, final = path(features, memory, starts)
         (outputs.square().sum() + final.sum()).backward()
         gradients = [p.grad.clone() for p in model.parameters() if p.grad is not None]
