@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# Each test runs a benchmark script in a process of its own: slow.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -16,6 +16,7 @@ def modules_after_import(module: str) -> set[str]:
     return set(result.stdout.split())
 
 
+@pytest.mark.slow  # starts an interpreter
 @pytest.mark.parametrize(
     "module", ["hydra_pipeline", "hydra_pipeline.experiment_utils", "hydra_pipeline.pipeline"]
 )
@@ -25,6 +26,7 @@ def test_pipeline_objects_import_without_torch(module: str) -> None:
     assert "hydra" not in loaded and "omegaconf" not in loaded
 
 
+@pytest.mark.slow  # starts an interpreter
 @pytest.mark.parametrize(
     "module", ["hydra_pipeline.engine", "hydra_pipeline.tasks", "hydra_pipeline.models"]
 )

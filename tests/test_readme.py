@@ -1,4 +1,5 @@
-"""Every command in the README runs as written (on tiny step counts)."""
+"""Every command of the README and of the documentation's pages runs as written (on tiny
+step counts), and every Python example that uses a trained run works."""
 
 from __future__ import annotations
 
@@ -14,16 +15,21 @@ import numpy as np
 import pytest
 
 from tests.app.conftest import run_in_process
+from tests.pages import README, code_blocks, name
+from tests.test_docs import BUILD_DOCS
+from tests.test_static import STATIC_CHECKS
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
-COMMANDS = [
-    line.strip()
-    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.DOTALL)
+PAGE_COMMANDS = [
+    (page, line.strip())
+    for page, block in code_blocks("bash")
     for line in block.splitlines()
     if line.strip()
 ]
-PYTHON_EXAMPLES = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+"""Each command of a ``bash`` block, with its page: the README's first, in their order."""
+COMMANDS = [command for _, command in PAGE_COMMANDS]
+README_COMMANDS = [command for page, command in PAGE_COMMANDS if page == README]
+PYTHON_EXAMPLES = [block for _, block in code_blocks("python")]
 EVALUATE = ["python", "-m", "hydra_pipeline.evaluate"]
 
 # Commands CI runs itself: .ci/run must run them exactly as the README writes them.
@@ -32,6 +38,22 @@ RUN_BY_CI = ['pip install -e ".[all]"', "python -m pytest"]
 # Commands that start several processes: tests/app/test_distributed.py runs them (both ways,
 # on tiny budgets, in runs shared between its tests).
 DISTRIBUTED = ("torchrun --nproc-per-node=2 -m hydra_pipeline", "distributed.nproc_per_node=2")
+
+DEVELOPER_TOOLS = ("pytest", "ruff", "mypy", "mkdocs")
+"""Modules of ``python -m <tool>`` commands that check the project itself: the suite runs what
+the pages show of them (:func:`test_developer_command_is_what_the_suite_runs`)."""
+
+
+def is_developer_command(command: str) -> bool:
+    """Whether ``command`` runs one of the project's own checks rather than the package."""
+    return shlex.split(command)[:3] in (["python", "-m", tool] for tool in DEVELOPER_TOOLS)
+
+
+def trains(command: str) -> bool:
+    """Whether checking ``command`` trains (or needs a finished run, which trains): all but
+    the informational ones and those composed only, for want of a cluster."""
+    informational = any(flag in shlex.split(command) for flag in ("--help", "--cfg"))
+    return not informational and "needs a" not in command.partition("  #")[2]
 
 
 def shrink(arguments: list[str]) -> list[str]:
@@ -63,7 +85,7 @@ def shrink(arguments: list[str]) -> list[str]:
 
 
 def run(arguments: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run a README command in ``cwd`` as if from the repository's root (paths of the
+    """Run a documented command in ``cwd`` as if from the repository's root (paths of the
     repository's files are made absolute): ``python -m hydra_pipeline ...`` through the app's
     entry point in this process (the same code, without a new process's second of imports),
     anything else in a process of its own."""
@@ -95,13 +117,13 @@ CLUSTER_LAUNCHERS = {
         r"num_gpus: \d",
     ],
 }
-"""What a README command marked ``# needs a <name> cluster`` composes into, checked in its
-place (its launcher, and settings the README names)."""
+"""What a documented command marked ``# needs a <name> cluster`` composes into, checked in its
+place (its launcher, and settings its page names)."""
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A short finished run that evaluated, for the README's resume and evaluate commands."""
+    """A short finished run that evaluated, for the documented resume and evaluate commands."""
     folder = tmp_path_factory.mktemp("readme") / "run"
     evaluating = ["evaluation.interval=512", "evaluation.episodes=2"]
     arguments = [*shrink([]), *evaluating, f"hydra.run.dir={folder}"]
@@ -111,10 +133,40 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_readme_has_commands() -> None:
-    """The README shows how to install, run, test, sweep and resume."""
-    assert COMMANDS[:3] == ['pip install -e ".[all]"', "python -m hydra_pipeline", *RUN_BY_CI[1:]]
+    """The README shows how to install, run and test; the documentation how to sweep and
+    resume."""
+    assert README_COMMANDS[:3] == [
+        'pip install -e ".[all]"',
+        "python -m hydra_pipeline",
+        *RUN_BY_CI[1:],
+    ]
     assert any(" -m " in command and "seed=0,1,2" in command for command in COMMANDS)
     assert any("resume=" in command for command in COMMANDS)
+
+
+def test_every_page_is_read() -> None:
+    """The commands come from the README and from pages of the site, guides included."""
+    pages = {name(page) for page, _ in PAGE_COMMANDS}
+    assert {"README.md", "docs/concepts/pipeline.md", "docs/guides/evaluation.md"} <= pages
+
+
+@pytest.mark.parametrize(
+    "command",
+    sorted({c for c in COMMANDS if is_developer_command(c) and c not in RUN_BY_CI}),
+)
+def test_developer_command_is_what_the_suite_runs(
+    command: str, pytestconfig: pytest.Config
+) -> None:
+    """A check the pages tell developers to run is one the suite runs too (so it passes), or
+    the quick lane, whose markers the suite declares."""
+    arguments = tuple(shlex.split(command)[2:])
+    if arguments[0] == "pytest":
+        assert arguments[1] == "-m", command
+        declared = [line.split(":")[0] for line in pytestconfig.getini("markers")]
+        words = set(arguments[2].split()) - {"not", "and", "or"}
+        assert words and words <= set(declared), (words, declared)
+    else:
+        assert arguments in {*STATIC_CHECKS, BUILD_DOCS}, command
 
 
 def test_ci_runs_the_readme_install_and_test_commands() -> None:
@@ -128,16 +180,28 @@ def test_ci_runs_the_readme_install_and_test_commands() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [c for c in COMMANDS if c not in RUN_BY_CI and not c.endswith(DISTRIBUTED)],
+    [
+        pytest.param(command, marks=[pytest.mark.slow] if trains(command) else [])
+        for command in dict.fromkeys(COMMANDS)
+        if command not in RUN_BY_CI
+        and not command.endswith(DISTRIBUTED)
+        and not is_developer_command(command)
+    ],
     ids=lambda command: command[:60],
 )
-def test_readme_command_runs(command: str, tmp_path: Path, finished_run: Path) -> None:
-    """The command exits with status 0 and does what the README says it does."""
+def test_readme_command_runs(command: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """The command exits with status 0 and does what its page says it does."""
     words, _, comment = command.partition("  #")
     arguments = shlex.split(words)
+
+    def finished_run() -> Path:
+        """The finished run, made on first use: only the commands that train use it."""
+        run_folder: Path = request.getfixturevalue("finished_run")
+        return run_folder
+
     if arguments[0] == "tensorboard":
         # Inspect the event files instead of serving them.
-        logdir = finished_run / "tensorboard"
+        logdir = finished_run() / "tensorboard"
         result = subprocess.run(
             [
                 str(Path(sys.executable).parent / "tensorboard"),
@@ -154,17 +218,17 @@ def test_readme_command_runs(command: str, tmp_path: Path, finished_run: Path) -
         return
     if arguments[:3] == ["python", "-m", "hydra_pipeline.report"]:
         # The report of the finished run: its learning-curve picture.
-        (finished_run / "curves.png").unlink(missing_ok=True)
-        result = run([*arguments[:3], str(finished_run)], tmp_path)
+        (finished_run() / "curves.png").unlink(missing_ok=True)
+        result = run([*arguments[:3], str(finished_run())], tmp_path)
         assert result.returncode == 0, result.stderr
-        assert (finished_run / "curves.png").read_bytes().startswith(b"\x89PNG")
+        assert (finished_run() / "curves.png").read_bytes().startswith(b"\x89PNG")
         return
     assert arguments[:2] in (["python", "-m"], ["python", "examples/user_project/train.py"])
     if arguments[:3] == EVALUATE:
-        check_evaluate_command(arguments, finished_run, tmp_path)
+        check_evaluate_command(arguments, finished_run(), tmp_path)
         return
     arguments = [
-        f"{a.split('=', 1)[0]}={finished_run}"
+        f"{a.split('=', 1)[0]}={finished_run()}"
         if a.startswith(("resume=", "restart_from_weights="))
         else a
         for a in arguments
@@ -191,7 +255,7 @@ def test_readme_command_runs(command: str, tmp_path: Path, finished_run: Path) -
     if informational:
         assert "pipeline" in result.stdout
     elif any(a.startswith("resume=") for a in arguments):
-        assert (finished_run / "summary.json").is_file()
+        assert (finished_run() / "summary.json").is_file()
     elif multirun:
         assert (tmp_path / "out" / "sweep_summary.csv").is_file()
     else:
@@ -213,8 +277,9 @@ def check_evaluate_command(arguments: list[str], finished_run: Path, tmp_path: P
     assert "total steps" in result.stdout
 
 
+@pytest.mark.slow
 def test_readme_policy_example_runs(finished_run: Path) -> None:
-    """The README's Policy example works as written, on a finished run's folder."""
+    """The documentation's Policy example works as written, on a finished run's folder."""
     [example] = [code for code in PYTHON_EXAMPLES if "Policy.from_run" in code]
     code = re.sub(r'from_run\("[^"]*"', f"from_run({str(finished_run)!r}", example)
     namespace = {"observations": np.zeros((3, 4), dtype=np.float32)}

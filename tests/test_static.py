@@ -6,25 +6,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.slow
 
-def run(*command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True, check=False
+STATIC_CHECKS = [
+    ("ruff", "check", "."),
+    ("ruff", "format", "--check", "."),
+    ("mypy", "--strict", "hydra_pipeline", "hydra_plugins"),
+]
+"""Each check as ``python -m <check>`` runs it from the repository's root."""
+
+
+@pytest.mark.parametrize("check", STATIC_CHECKS, ids=" ".join)
+def test_static_check_is_clean(check: tuple[str, ...]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", *check], cwd=ROOT, capture_output=True, text=True, check=False
     )
-
-
-def test_ruff_is_clean() -> None:
-    result = run("ruff", "check", ".")
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_ruff_format_is_clean() -> None:
-    result = run("ruff", "format", "--check", ".")
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_mypy_strict_is_clean() -> None:
-    result = run("mypy", "--strict", "hydra_pipeline", "hydra_plugins")
     assert result.returncode == 0, result.stdout + result.stderr

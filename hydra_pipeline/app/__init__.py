@@ -1,10 +1,11 @@
 """The ``hydra-pipeline`` application: ``python -m hydra_pipeline [overrides]``, and the
 evaluate command: ``python -m hydra_pipeline.evaluate run=<run folder> [overrides]``.
 
-:func:`main` and :func:`evaluate_main` are the console scripts; :func:`train` and
-:func:`evaluate` the task functions any Hydra app can call; :func:`pipeline_app` the decorator
-user projects use in place of ``hydra.main``. Importing this
-package does not import torch, so ``--help``, ``--cfg`` and ``--info`` stay fast.
+:func:`main` and :func:`evaluate_main` are the console scripts;
+:func:`~hydra_pipeline.app.train.train` and :func:`~hydra_pipeline.app.evaluate.evaluate` the
+task functions any Hydra app can call; :func:`pipeline_app` the decorator user projects use in
+place of ``hydra.main``. Importing this package does not import torch, so ``--help``, ``--cfg``
+and ``--info`` stay fast.
 """
 
 from omegaconf import DictConfig

@@ -90,12 +90,16 @@ class OnPolicyRunner:
             object to ``evaluator``, which uses them as they are); ``None``: none.
 
     Attributes:
-        collector: Collects the rollouts (a :class:`.RolloutCollector`).
-        learner: Learns from them (a :class:`.Learner`).
-        statistics: What training measured (a :class:`.TrainingStatistics`).
-        evaluation: The run's evaluations (an :class:`.EvaluationSchedule`; ``None`` without
+        collector: Collects the rollouts
+            (:class:`~hydra_pipeline.engine.collector.RolloutCollector`).
+        learner: Learns from them (:class:`~hydra_pipeline.engine.learner.Learner`).
+        statistics: What training measured
+            (:class:`~hydra_pipeline.engine.statistics.TrainingStatistics`).
+        evaluation: The run's evaluations
+            (:class:`~hydra_pipeline.engine.evaluation.EvaluationSchedule`; ``None`` without
             ``evaluator``).
-        state: What its checkpoints hold, and resuming from one (a :class:`.RunState`).
+        state: What its checkpoints hold, and resuming from one
+            (:class:`~hydra_pipeline.engine.run_state.RunState`).
 
     Raises:
         InvalidArgumentError: The pipeline does not fit the task, the model or the engine
@@ -351,7 +355,7 @@ class OnPolicyRunner:
 
     def save_checkpoint(self, stage_index: int, *, on_schedule: bool = True) -> Path:
         """Write a checkpoint of the current state into the run's ``checkpoints/`` folder
-        (see :meth:`RunState.save <hydra_pipeline.engine.run_state.RunState.save>`)."""
+        (see :meth:`~hydra_pipeline.engine.run_state.RunState.save`)."""
         path = self.state.save(stage_index, on_schedule=on_schedule)
         self.events.on_checkpoint(
             total_steps=self.pipeline.total_steps, stage_index=stage_index, path=path

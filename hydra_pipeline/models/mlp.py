@@ -25,6 +25,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
     "silu": nn.SiLU,
 }
+"""The hidden layers' activation functions, by the name a model config's ``activation`` gives."""
 
 
 def linear_layer(inputs: int, outputs: int, gain: float | None) -> nn.Linear:

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 __all__ = ["Builder", "ToBuildType", "recursive_update"]
 
 ToBuildType = TypeVar("ToBuildType")
+"""The type of what a :class:`Builder` builds (AllenAct's name for it)."""
 
 
 def recursive_update(

@@ -38,11 +38,11 @@ RESET_BOUND = 0.05
 VELOCITY_ENTRIES = (1, 3)
 """Where the velocities are in an observation ``(x, x_dot, theta, theta_dot)``."""
 
-# Feedback gains of the expert on (x, x_dot, theta, theta_dot): it pushes right exactly when
-# their dot product with the state is positive. Chosen by a grid search; from 50,000 random
-# reset states and a 7^4 grid over the reset box, no 500-step episode terminates, |x| stays
-# below 0.2 and |theta| below its initial value.
 EXPERT_GAINS = (1.0, 2.0, 10.0, 3.0)
+"""Feedback gains of the expert on (x, x_dot, theta, theta_dot): it pushes right exactly when
+their dot product with the state is positive. Chosen by a grid search; from 50,000 random
+reset states and a 7^4 grid over the reset box, no 500-step episode terminates, |x| stays
+below 0.2 and |theta| below its initial value."""
 
 # Pictures: the track spans the width, and the cart (40 x 24 cm), the pole (8 cm thick) and
 # their colours are Gymnasium's CartPole drawing, at a smaller scale.

@@ -20,9 +20,10 @@ truncated episodes from it). ``terminated`` means the episode reached a terminal
 MDP (no future reward); ``truncated`` means it was cut short from outside, e.g. by a time limit.
 
 Episode metrics: a task may report per-episode results besides the return and the length (a
-``success`` flag, say) in :attr:`StepResult.episode_metrics`: metric name -> ``float32`` tensor
-of shape ``(num_envs,)``, read at the environments whose episode ended in that step (``NaN``
-where the task has no value for an ended episode; other entries are ignored). The engine
+``success`` flag, say) in the ``episode_metrics`` of :class:`StepResult`: metric name ->
+``float32`` tensor of shape ``(num_envs,)``, read at the environments whose episode ended in
+that step (``NaN`` where the task has no value for an ended episode; other entries are
+ignored). The engine
 averages each over the episodes that report it and logs it next to ``reward`` (``eval/success``
 in evaluations).
 
@@ -75,6 +76,7 @@ class ContinuousActions:
 
 
 ActionSpace = DiscreteActions | ContinuousActions
+"""What a task's actions are: numbered choices or bounded real vectors."""
 
 
 def as_action_space(value: Any) -> ActionSpace:

@@ -1,10 +1,11 @@
-"""The README's "From AllenAct" table is literally true: each row's config column, composed on
-the default config, builds what its AllenAct column builds with ``hydra_pipeline.experiment_utils``.
+"""The "From AllenAct" table of the documentation is literally true: each row's config column,
+composed on the default config, builds what its AllenAct column builds with
+``hydra_pipeline.experiment_utils``.
 
-The rows are read from the README itself: the first code span of each cell, with the table's
-placeholders (``N``, ``M``, ``K``, ``LR``) given values. Rows that are not objects (command-line
-flags, methods of an experiment config) are listed in ``NOT_OBJECTS``; a row in neither list
-fails, so the table cannot drift from this test.
+The rows are read from the page itself (``docs/guides/allenact.md``): the first code span of
+each cell, with the table's placeholders (``N``, ``M``, ``K``, ``LR``) given values. Rows that
+are not objects (command-line flags, methods of an experiment config) are listed in
+``NOT_OBJECTS``; a row in neither list fails, so the table cannot drift from this test.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from hydra_pipeline import TrainingPipeline, experiment_utils
 from hydra_pipeline.engine.losses import A2C, PPO, A2CConfig, PPOConfig
 from hydra_pipeline.tasks import CartPoleTask, ExpertDemonstrations
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+PAGE = (Path(__file__).resolve().parents[2] / "docs" / "guides" / "allenact.md").read_text()
 VALUES = {"N": 12_345, "M": 67_890, "K": 2, "LR": 0.00042}
 NAMESPACE: dict[str, Any] = {
     **{name: getattr(experiment_utils, name) for name in experiment_utils.__all__},
@@ -42,9 +43,8 @@ STEPS = [0, 1, 500, 6_000, 12_345, 40_000, 80_235, 10**6]
 
 def table_rows() -> list[tuple[str, str]]:
     """The cells of the "From AllenAct" table (their first code spans), row by row."""
-    section = README.split("## From AllenAct", 1)[1].split("\n## ", 1)[0]
     rows = []
-    for line in section.splitlines():
+    for line in PAGE.splitlines():
         match = re.fullmatch(r"\| (.*) \| (.*) \|", line)
         if match and not line.startswith(("| AllenAct", "|---")):
             rows.append((first_code(match.group(1)), first_code(match.group(2))))

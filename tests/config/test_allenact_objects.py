@@ -4,7 +4,6 @@ LR schedule, schedules selected into null fields, and the new loss arguments."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from hydra_pipeline.config import (
     schema_for_target,
 )
 from hydra_pipeline.tasks import ExpertDemonstrations
+from tests.pages import code_blocks
 
 Build = Callable[..., Any]
 MULTI = (
@@ -225,16 +225,11 @@ def test_validation_and_test_stages_compose(compose: Any, prepare: Any) -> None:
     assert pipeline.valid_pipeline_stage.training_settings.num_steps == 128
 
 
-def test_the_readme_experiment_with_components_builds(
+def test_the_documented_experiment_with_components_builds(
     compose: Any, prepare: Any, tmp_path: Path
 ) -> None:
-    """The README's experiment file with a demonstration storage composes and builds."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    (example,) = [
-        block
-        for block in re.findall(r"```yaml\n(.*?)```", readme, flags=re.DOTALL)
-        if "stage_components:" in block
-    ]
+    """The documentation's experiment file with a demonstration storage composes and builds."""
+    (example,) = [block for _, block in code_blocks("yaml") if "stage_components:" in block]
     (tmp_path / "experiment").mkdir()
     (tmp_path / "experiment" / "demos.yaml").write_text(example)
     cfg = prepare(compose(f"hydra.searchpath=[file://{tmp_path}]", "+experiment=demos"))

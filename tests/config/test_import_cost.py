@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+# Each test starts an interpreter: slow (left out of the quick lane).
+pytestmark = pytest.mark.slow
+
 PROBE = (
     "import sys, hydra_pipeline.config; "
     "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"

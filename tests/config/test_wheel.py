@@ -23,6 +23,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# Builds and installs a wheel, in processes of its own: slow.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 NOT_SHIPPED = shutil.ignore_patterns(
     ".git",

@@ -7,12 +7,16 @@ import os
 import socket
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.multiprocessing.spawn import spawn
 
 from hydra_pipeline.engine import distributed
+
+# Starts processes (torch.multiprocessing), which tests/conftest.py cannot see: slow.
+pytestmark = pytest.mark.slow
 
 WORLD_SIZE = 2
 LARGE = distributed._GATHER_LIMIT // WORLD_SIZE + 1

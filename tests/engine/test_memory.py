@@ -350,6 +350,7 @@ def test_resume_with_memory_is_exact(tmp_path: Path, rnn_type: str) -> None:
     assert summary.final_metrics == expected.final_metrics
 
 
+@pytest.mark.slow  # a learning run: two models trained for 16,384 steps each
 def test_memory_balances_a_partially_observed_cartpole(tmp_path: Path) -> None:
     """Seeing only the cart's position and the pole's angle, a GRU policy learns to balance
     (by imitation of the expert, handing control over by teacher forcing), and an MLP of the

@@ -148,7 +148,9 @@ class TestActions:
 
 
 class TestAutoreset:
-    @pytest.mark.parametrize("vectorization_mode", ["sync", "async"])
+    @pytest.mark.parametrize(
+        "vectorization_mode", ["sync", pytest.param("async", marks=pytest.mark.slow)]
+    )
     def test_termination_reports_final_observations(self, vectorization_mode: str) -> None:
         """A toppled pole's last observation is in final_observations; a new episode starts."""
         task = GymTask("CartPole-v1", num_envs=4, vectorization_mode=vectorization_mode)
@@ -324,6 +326,7 @@ class TestImports:
         with pytest.raises(ImportError, match=r'pip install "hydra-pipeline\[gym\]"'):
             GymTask("CartPole-v1")
 
+    @pytest.mark.slow  # starts an interpreter
     def test_importing_the_tasks_does_not_import_gymnasium(self) -> None:
         """hydra_pipeline.tasks and GymTask import without loading Gymnasium."""
         code = (
