@@ -163,31 +163,38 @@ class _LSTMLayer(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor, Tensor]:
         steps, batch, _ = inputs.shape
         hidden = state.shape[1]
-        projected = torch.addmm(bias_ih, inputs.reshape(steps * batch, -1), weight_ih.t())
+        bias = bias_ih + bias_hh  # both add to every step's pre-activations
+        projected = torch.addmm(bias, inputs.reshape(steps * batch, -1), weight_ih.t())
         projected = projected.view(steps, batch, 4 * hidden)
         recurrent = weight_hh.t()
         outputs = inputs.new_empty(steps, batch, hidden)
-        previous_cells = inputs.new_empty(steps, batch, hidden)  # after each step's reset
-        previous = inputs.new_empty(steps, batch, hidden)
         activations = inputs.new_empty(steps, batch, 4 * hidden)  # i, f, g, o
         cells = inputs.new_empty(steps, batch, hidden)
-        for step in range(steps):
-            kept = torch.mul(state, keep[step], out=previous[step])
-            kept_cell = torch.mul(cell, keep[step], out=previous_cells[step])
-            gates = torch.addmm(projected[step], kept, recurrent, out=activations[step])
-            gates.add_(bias_hh)
+        first, first_cell = state, cell
+        for x, gates, out, new_cell, kept, resets in zip(
+            projected.unbind(0),
+            activations.unbind(0),
+            outputs.unbind(0),
+            cells.unbind(0),
+            keep.unbind(0),
+            _resetting_steps(keep),
+            strict=True,
+        ):
+            if resets:
+                state, cell = state * kept, cell * kept
+            torch.addmm(x, state, recurrent, out=gates)
             gates[:, : 2 * hidden].sigmoid_()
             gates[:, 2 * hidden : 3 * hidden].tanh_()
             gates[:, 3 * hidden :].sigmoid_()
             cell = torch.addcmul(
-                kept_cell * gates[:, hidden : 2 * hidden],
+                cell * gates[:, hidden : 2 * hidden],
                 gates[:, :hidden],
                 gates[:, 2 * hidden : 3 * hidden],
-                out=cells[step],
+                out=new_cell,
             )
-            state = torch.mul(gates[:, 3 * hidden :], cell.tanh(), out=outputs[step])
+            state = torch.mul(gates[:, 3 * hidden :], cell.tanh(), out=out)
         ctx.save_for_backward(
-            inputs, keep, weight_ih, weight_hh, previous, previous_cells, activations, cells
+            inputs, first, first_cell, keep, weight_ih, weight_hh, outputs, activations, cells
         )
         return outputs, state.clone(), cell.clone()
 
@@ -198,10 +205,12 @@ class _LSTMLayer(torch.autograd.Function):
         grad_state: Tensor | None,
         grad_cell: Tensor | None,
     ) -> tuple[Tensor | None, ...]:
-        inputs, keep, weight_ih, weight_hh, previous, previous_cells, activations, cells = (
+        inputs, first, first_cell, keep, weight_ih, weight_hh, outputs, activations, cells = (
             ctx.saved_tensors
         )
-        steps, batch, hidden = previous.shape
+        steps, batch, hidden = outputs.shape
+        previous = _previous_states(first, outputs, keep)
+        previous_cells = _previous_states(first_cell, cells, keep)
         in_gate, forget, candidate, out_gate = activations.view(steps, batch, 4, hidden).unbind(2)
         tanh_cells = cells.tanh()
         # Per unit of the step's output-state gradient: the output gate's pre-activation and
@@ -216,18 +225,31 @@ class _LSTMLayer(torch.autograd.Function):
             ),
             dim=2,
         )
+        if grad_outputs is None:
+            grad_outputs = inputs.new_zeros(steps, batch, hidden)
         grad_gates = inputs.new_empty(steps, batch, 4, hidden)
         grad = grad_state if grad_state is not None else inputs.new_zeros(batch, hidden)
         grad_c = grad_cell if grad_cell is not None else inputs.new_zeros(batch, hidden)
-        for step in reversed(range(steps)):
-            if grad_outputs is not None:
-                grad = grad + grad_outputs[step]
-            grad_c = torch.addcmul(grad_c, grad, to_cell[step])
-            gates = grad_gates[step]
-            torch.mul(grad_c.unsqueeze(1), cell_factors[step], out=gates[:, :3])
-            torch.mul(grad, to_out_gate[step], out=gates[:, 3])
-            grad = (gates.view(batch, 4 * hidden) @ weight_hh).mul_(keep[step])
-            grad_c = (grad_c * forget[step]).mul_(keep[step])
+        for out_grad, gates, factor, out_factor, cell_factor, kept_forget, kept, resets in zip(
+            grad_outputs.unbind(0)[::-1],
+            grad_gates.unbind(0)[::-1],
+            cell_factors.unbind(0)[::-1],
+            to_out_gate.unbind(0)[::-1],
+            to_cell.unbind(0)[::-1],
+            forget.unbind(0)[::-1],
+            keep.unbind(0)[::-1],
+            _resetting_steps(keep)[::-1],
+            strict=True,
+        ):
+            grad = grad + out_grad
+            grad_c = torch.addcmul(grad_c, grad, cell_factor)
+            torch.mul(grad_c.unsqueeze(1), factor, out=gates[:, :3])
+            torch.mul(grad, out_factor, out=gates[:, 3])
+            grad = gates.view(batch, 4 * hidden) @ weight_hh
+            grad_c = grad_c * kept_forget
+            if resets:
+                grad.mul_(kept)
+                grad_c.mul_(kept)
         flat = grad_gates.view(steps * batch, 4 * hidden)
         bias = flat.sum(0)
         return (
