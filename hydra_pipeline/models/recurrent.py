@@ -58,6 +58,7 @@ class RecurrentTower(nn.Module):
     """An observation encoder (an MLP after :func:`observation_encoder`) and a recurrent
     core: the part of a recurrent model that remembers. Its memory of ``batch`` sequences is
     ``(batch, rows, hidden_size)``: each layer's hidden state, then (LSTM) each layer's cell.
+    :func:`run_towers` runs it.
 
     Args:
         reader: The observation encoder, and the size of its features.
@@ -99,60 +100,13 @@ class RecurrentTower(nn.Module):
     def memory_rows(self) -> int:
         return 2 * self.num_layers if self.is_lstm else self.num_layers
 
-    def forward(
-        self, observations: Observations, memory: Tensor, episode_starts: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """The core's outputs ``(steps * batch, hidden_size)`` and the memory after them."""
-        steps, batch = episode_starts.shape
-        features = self.encoder(observations).view(steps, batch, -1)
-        if self._scans(episode_starts, features.device):
-            outputs, memory = self._scan(features, memory, episode_starts)
-        else:
-            outputs, memory = self._stretches(features, memory, episode_starts)
-        return outputs.flatten(0, 1), memory
-
-    def _scans(self, episode_starts: Tensor, device: torch.device) -> bool:
-        """Whether the scan is the faster path: replaying several steps on the CPU, except
-        for an LSTM whose sequence has few stretches without an episode start (the library's
-        LSTM runs on oneDNN's fused kernel there, its GRU does not). Acting (one step) and a
-        GPU take the library's kernels."""
-        steps = episode_starts.shape[0]
-        if steps == 1 or device.type != "cpu":
-            return False
-        if not self.is_lstm:
-            return True
-        stretches = 1 + int(episode_starts[1:].any(dim=1).sum())
-        return stretches > steps // _LSTM_STRETCHES_PER_STEP
-
-    def _scan(
+    def stretches(
         self, features: Tensor, memory: Tensor, episode_starts: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """The core over the whole sequence in one loop per layer that applies the resets
-        itself (:mod:`hydra_pipeline.models.scan`)."""
-        keep = episode_starts.logical_not().unsqueeze(-1).to(features.dtype)
-        layers = self.num_layers
-        states: list[Tensor] = []
-        cells: list[Tensor] = []
-        outputs = features
-        for layer in range(layers):
-            weights = tuple(
-                getattr(self.core, f"{name}_l{layer}")
-                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-            )
-            if self.is_lstm:
-                cell = memory[:, layers + layer]
-                outputs, state, cell = lstm_layer(outputs, memory[:, layer], cell, keep, weights)
-                cells.append(cell)
-            else:
-                outputs, state = gru_layer(outputs, memory[:, layer], keep, weights)
-            states.append(state)
-        return outputs, torch.stack(states + cells, dim=1)
-
-    def _stretches(
-        self, features: Tensor, memory: Tensor, episode_starts: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """The core over each stretch of steps in which no episode starts, with the library's
-        fused kernels (one call when acting), resetting memory where the next one starts."""
+        """The core over ``features`` ``(steps, batch, inputs)``, each stretch of steps in
+        which no episode starts with one call of the library's fused kernels (one call when
+        acting), resetting memory where the next stretch starts: the outputs and the memory
+        after them."""
         steps = features.shape[0]
         bounds = [0, steps]
         if steps > 1:
@@ -298,22 +252,89 @@ class RecurrentActorCritic(nn.Module):
     ) -> tuple[ActorCriticOutput, Tensor]:
         """The outputs of ``steps`` steps of ``batch`` sequences and the memory after them
         (shapes in :mod:`hydra_pipeline.models.protocol`)."""
-        rows = self.tower.memory_rows
-        core, actor_memory = self.tower(observations, memory[:, :rows], episode_starts)
-        if self.critic_tower is None:
-            critic_core, memory = core, actor_memory
-        else:
-            critic_core, critic_memory = self.critic_tower(
-                observations, memory[:, rows:], episode_starts
-            )
-            memory = torch.cat((actor_memory, critic_memory), dim=1)
-        head = self.actor(core)
+        towers = [self.tower] if self.critic_tower is None else [self.tower, self.critic_tower]
+        cores, memory = run_towers(towers, observations, memory, episode_starts)
+        head = self.actor(cores[0])
         distribution: ActionDistribution
         if self.log_std is None:
             distribution = Categorical(head)
         else:
             distribution = DiagonalGaussian(head.view(-1, *self.log_std.shape), self.log_std)
-        return ActorCriticOutput(distribution, self.critic(critic_core).squeeze(-1)), memory
+        return ActorCriticOutput(distribution, self.critic(cores[-1]).squeeze(-1)), memory
+
+
+def run_towers(
+    towers: Sequence[RecurrentTower],
+    observations: Observations,
+    memory: Tensor,
+    episode_starts: Tensor,
+) -> tuple[list[Tensor], Tensor]:
+    """Run towers of the same shape over the same observations: each one's core outputs
+    ``(steps * batch, hidden_size)``, and their memory after them (the towers' rows one after
+    the other, as ``memory`` holds them).
+
+    Replaying several steps on the CPU, the towers' cores run together through the scan
+    layers (:mod:`hydra_pipeline.models.scan`), except for LSTMs whose sequences have few
+    stretches without an episode start (the library's LSTM runs on oneDNN's fused kernel
+    there, its GRU does not); acting (one step) and a GPU take the library's kernels.
+    """
+    steps, batch = episode_starts.shape
+    rows = towers[0].memory_rows
+    memories = [memory[:, index * rows : (index + 1) * rows] for index in range(len(towers))]
+    features = [tower.encoder(observations).view(steps, batch, -1) for tower in towers]
+    if _scans(towers[0], episode_starts, features[0].device):
+        stacked = (torch.stack(features), torch.stack(memories))
+        outputs, memory = _scan(towers, *stacked, episode_starts)
+        return list(outputs.flatten(1, 2).unbind(0)), memory
+    results = [
+        tower.stretches(tower_features, tower_memory, episode_starts)
+        for tower, tower_features, tower_memory in zip(towers, features, memories, strict=True)
+    ]
+    return [output.flatten(0, 1) for output, _ in results], torch.cat(
+        [tower_memory for _, tower_memory in results], dim=1
+    )
+
+
+def _scans(tower: RecurrentTower, episode_starts: Tensor, device: torch.device) -> bool:
+    """Whether the scan is the faster path (see :func:`run_towers`)."""
+    steps = episode_starts.shape[0]
+    if steps == 1 or device.type != "cpu":
+        return False
+    if not tower.is_lstm:
+        return True
+    stretches = 1 + int(episode_starts[1:].any(dim=1).sum())
+    return stretches > steps // _LSTM_STRETCHES_PER_STEP
+
+
+_LAYER_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def _scan(
+    towers: Sequence[RecurrentTower], features: Tensor, memories: Tensor, episode_starts: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The towers' cores over the whole sequences, layer after layer, each layer of every
+    tower in one scan: ``features`` ``(towers, steps, batch, inputs)`` and ``memories``
+    ``(towers, batch, rows, hidden)`` in; the outputs ``(towers, steps, batch, hidden)`` and
+    the memory ``(batch, towers * rows, hidden)`` out."""
+    keep = episode_starts.logical_not().unsqueeze(-1).to(features.dtype)
+    layers, is_lstm = towers[0].num_layers, towers[0].is_lstm
+    states: list[Tensor] = []
+    cells: list[Tensor] = []
+    outputs = features
+    for layer in range(layers):
+        weights = tuple(
+            torch.stack([getattr(tower.core, f"{name}_l{layer}") for tower in towers])
+            for name in _LAYER_WEIGHTS
+        )
+        if is_lstm:
+            cell = memories[:, :, layers + layer]
+            outputs, state, cell = lstm_layer(outputs, memories[:, :, layer], cell, keep, weights)
+            cells.append(cell)
+        else:
+            outputs, state = gru_layer(outputs, memories[:, :, layer], keep, weights)
+        states.append(state)
+    memory = torch.stack(states + cells, dim=2)  # (towers, batch, rows, hidden)
+    return outputs, memory.transpose(0, 1).flatten(1, 2)
 
 
 def _device(module: nn.Module) -> torch.device:
