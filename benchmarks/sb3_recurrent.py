@@ -1,13 +1,14 @@
-"""sb3-contrib's RecurrentPPO with rl-baselines3-zoo's tuned ``ppo_lstm`` hyperparameters on a
+"""sb3-contrib's RecurrentPPO with rl-baselines3-zoo's tuned ``ppo_lstm`` settings on a
 velocity-free environment: train for a budget, then evaluate the final policy deterministically
 on fresh episodes.
 
 The baseline of ``recurrent_zoo.py``, which starts this script in a process of its own. The
-hyperparameters are those of the zoo's ``hyperparams/ppo_lstm.yml`` (zoo 2.x) with
-sb3-contrib's ``MlpLstmPolicy`` defaults; the velocity-free environments remove the entries the
-zoo's ``NoVel`` variants hide (the same ones as this project's ``task.hide_observations``),
-with Gymnasium's ``TransformObservation``; torch runs on one thread (as the app does by
-default).
+settings are those of the zoo's published models (CartPoleNoVel-v1: the configuration stored
+with ``sb3/ppo_lstm-CartPoleNoVel-v1``, which also normalises observations; PendulumNoVel-v1:
+``hyperparams/ppo_lstm.yml``, zoo 2.x, with sb3-contrib's ``MlpLstmPolicy`` defaults); the
+velocity-free environments remove the entries the zoo's ``NoVel`` variants hide (the same ones
+as this project's ``task.hide_observations``), with Gymnasium's ``TransformObservation``; torch
+runs on one thread (as the app does by default).
 
     python benchmarks/sb3_recurrent.py --env CartPole-v1 --steps 100000 --seed 0 --result r.json
 """
@@ -27,6 +28,7 @@ import torch
 from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecNormalize
 
 HIDDEN = {"CartPole-v1": [1, 3], "Pendulum-v1": [2]}
 """The entries the zoo's velocity-free variants hide, by environment."""
@@ -48,6 +50,14 @@ ZOO: dict[str, dict[str, Any]] = {
         "ent_coef": 0.0,
         "learning_rate": linear(0.001),
         "clip_range": linear(0.2),
+        "normalize": {"norm_obs": True, "norm_reward": False},
+        "policy_kwargs": {
+            "ortho_init": False,
+            "activation_fn": torch.nn.ReLU,
+            "lstm_hidden_size": 64,
+            "enable_critic_lstm": True,
+            "net_arch": {"pi": [64], "vf": [64]},
+        },
     },
     "Pendulum-v1": {
         "n_envs": 4,
@@ -62,7 +72,7 @@ ZOO: dict[str, dict[str, Any]] = {
         "sde_sample_freq": 4,
     },
 }
-"""The zoo's ``ppo_lstm`` entries for ``CartPoleNoVel-v1`` and ``PendulumNoVel-v1``."""
+"""The zoo's ``ppo_lstm`` settings for ``CartPoleNoVel-v1`` and ``PendulumNoVel-v1``."""
 
 
 def without_velocities(env: gymnasium.Env[Any, Any]) -> gymnasium.Env[Any, Any]:
@@ -79,8 +89,10 @@ def train_and_evaluate(env_id: str, steps: int, seed: int, episodes: int) -> dic
     """Train RecurrentPPO with the zoo's settings for ``steps``, then evaluate it."""
     torch.set_num_threads(1)
     settings = dict(ZOO[env_id])
-    n_envs = settings.pop("n_envs")
+    n_envs, normalize = settings.pop("n_envs"), settings.pop("normalize", None)
     env = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=without_velocities)
+    if normalize is not None:
+        env = VecNormalize(env, gamma=settings["gamma"], **normalize)
     model = RecurrentPPO("MlpLstmPolicy", env, seed=seed, verbose=0, **settings)
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
@@ -88,6 +100,9 @@ def train_and_evaluate(env_id: str, steps: int, seed: int, episodes: int) -> dic
     evaluation = make_vec_env(
         env_id, n_envs=1, seed=seed + 10_000, wrapper_class=without_velocities
     )
+    if isinstance(env, VecNormalize):  # the training statistics, frozen
+        evaluation = VecNormalize(evaluation, training=False, norm_reward=False)
+        evaluation.obs_rms = env.obs_rms
     returns, _ = evaluate_policy(
         model, evaluation, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True
     )

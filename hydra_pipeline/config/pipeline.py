@@ -122,8 +122,9 @@ class _TrainingSettingFields:
             ``transitions`` (single transitions shuffled across steps and environments, as
             Stable-Baselines3 does: num_mini_batch = num_steps * num_envs / batch_size).
         sequence_length: Steps per sequence a model with memory learns from (truncated
-            backpropagation through time; must divide num_steps); null: whole rollouts. Set
-            by a stage, not a component; memoryless models ignore it.
+            backpropagation through time; must divide num_steps when shorter); null or at
+            least num_steps: whole rollouts. Set by a stage, not a component; memoryless
+            models ignore it.
     """
 
     _target_: str = MISSING

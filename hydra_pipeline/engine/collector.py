@@ -21,7 +21,7 @@ from hydra_pipeline.engine import distributed
 from hydra_pipeline.engine.acting import Actor, TaskStepper
 from hydra_pipeline.engine.advantages import compute_returns
 from hydra_pipeline.engine.checkpoint import restore_normalization
-from hydra_pipeline.engine.fit import expert_needs
+from hydra_pipeline.engine.fit import expert_needs, sequence_steps
 from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.engine.rollout import RolloutStorage
 from hydra_pipeline.engine.statistics import TEACHER_FORCING_METRICS, TrainingStatistics
@@ -107,7 +107,7 @@ class RolloutCollector:
         memory, their sequences) are longer or shorter than the previous stage's."""
         num_steps = settings.num_steps
         assert num_steps is not None  # required of every stage that runs
-        length = (settings.sequence_length if self.actor.has_memory else None) or num_steps
+        length = sequence_steps(settings) if self.actor.has_memory else num_steps
         storage = self.storage
         if storage is None or (storage.num_steps, storage.sequence_length) != (num_steps, length):
             self.storage = storage = RolloutStorage(

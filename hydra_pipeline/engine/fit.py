@@ -30,7 +30,7 @@ from hydra_pipeline.pipeline import (
 from hydra_pipeline.pipeline.settings import MINIBATCH_SPLITS, setting_source
 from hydra_pipeline.tasks.protocol import Task
 
-__all__ = ["check_fit", "expert_needs", "minibatch_split"]
+__all__ = ["check_fit", "expert_needs", "minibatch_split", "sequence_steps"]
 
 
 def check_fit(pipeline: TrainingPipeline, task: Task, *, evaluating: bool, memory: bool) -> None:
@@ -131,18 +131,23 @@ def _check_minibatches(
         )
 
 
-def _sequences_per_rollout(where: str, number: int, settings: TrainingSettings) -> int:
-    """How many sequences of ``sequence_length`` steps a model with memory cuts each
-    environment's rollout into."""
-    num_steps, length = settings.num_steps, settings.sequence_length
+def sequence_steps(settings: TrainingSettings) -> int:
+    """The steps of each sequence a model with memory replays: ``sequence_length``, or the
+    whole rollout when that is unset or at least as long."""
+    num_steps = settings.num_steps
     assert num_steps is not None  # required of every stage with a rollout
-    if length is None:
-        return 1
+    return min(settings.sequence_length or num_steps, num_steps)
+
+
+def _sequences_per_rollout(where: str, number: int, settings: TrainingSettings) -> int:
+    """How many sequences a model with memory cuts each environment's rollout into."""
+    num_steps, length = settings.num_steps, sequence_steps(settings)
+    assert num_steps is not None  # required of every stage with a rollout
     if num_steps % length:
         raise InvalidArgumentError(
             setting_source(where, number, settings, "sequence_length"),
-            f"must divide the rollout's num_steps ({num_steps}): a model with memory learns "
-            "from sequences of that many steps",
+            f"must divide the rollout's num_steps ({num_steps}) when shorter: a model with "
+            "memory learns from sequences of that many steps",
             length,
             "Choose a divisor of num_steps, or null for whole rollouts.",
         )

@@ -124,8 +124,9 @@ class TrainingSettings:
             (Stable-Baselines3's and CleanRL's way: ``num_mini_batch = num_steps * num_envs /
             batch_size``). Not one of AllenAct's settings.
         sequence_length: Steps of each sequence a model with memory learns from: the
-            rollout's steps are cut into sequences of this many (it must divide
-            ``num_steps``), each replayed from the memory the rollout had at its first step
+            rollout's steps are cut into sequences of this many (it must divide ``num_steps``
+            when shorter; longer means whole rollouts), each replayed from the memory the
+            rollout had at its first step
             (truncated backpropagation through time), and minibatches split the sequences of
             all environments (``num_mini_batch <= num_envs * num_steps / sequence_length``).
             ``None``: whole rollouts. Shorter sequences make updates faster (fewer sequential

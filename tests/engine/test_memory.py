@@ -262,7 +262,8 @@ class TestUpdates:
         task = CartPoleTask(2)
         training = pipeline([PipelineStage(["ppo"], 32)], sequence_length=3)
         with pytest.raises(
-            InvalidArgumentError, match=r"'sequence_length' must divide the rollout's num_steps"
+            InvalidArgumentError,
+            match=r"'sequence_length' must divide the rollout's num_steps \(8\) when shorter",
         ):
             runner(tmp_path, training, task, recurrent(task))
 
