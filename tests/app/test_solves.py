@@ -26,5 +26,5 @@ def test_default_pipeline_solves_cartpole(cli: Cli, tmp_path: Path, seed: int) -
     with open(tmp_path / "run" / "metrics.csv", newline="") as file:
         points = [row for row in csv.DictReader(file) if row["mode"] == "train"]
     assert float(points[-1]["train/reward"]) >= 475
-    assert summary["final_counts"]["reward"] == summary["return_window"] == 100
+    assert summary["final_counts"]["reward"] <= summary["return_window"] == 100
     assert 200 < summary["final_metrics"]["reward"] <= 500
