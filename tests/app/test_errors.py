@@ -7,12 +7,15 @@ fixture); a few tests check the same in a real process.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from hydra_pipeline.app.help import GROUPS, PLACED_GROUPS, PRESETS
 
 Cli = Any
 
@@ -380,6 +383,31 @@ def test_help_lists_groups_options_and_typed_keys(cli: Cli) -> None:
     assert "seed: int = 0" in text and "Seeds Python, NumPy, torch" in text
     assert "resume: str or null = null" in text
     assert "pipeline.gamma: float" in text and "Discount factor" in text
+
+
+def _table_options(markdown: str) -> dict[str, list[str]]:
+    """The options of each group in a page's group table (``| `group` | options | ... |``)."""
+    table = {}
+    for row in re.findall(r"^\| `(\w+)` \| (.*?) \|", markdown, flags=re.MULTILINE):
+        table[row[0]] = sorted(re.findall(r"`(\w+)`", row[1]))
+    return table
+
+
+def test_the_docs_group_table_lists_what_help_lists(cli: Cli) -> None:
+    """The config tree page's table has every group of the help screen with the same options
+    (a preset or option added without a row's update fails here)."""
+    result = cli("--help")
+    assert result.returncode == 0, result.stderr
+    listed = {}
+    for line in result.stdout.splitlines():
+        group, _, options = line.strip().partition(" ")
+        if group in {*GROUPS, *PLACED_GROUPS}:
+            listed[group] = sorted(o.strip(" *") for o in options.split(" (")[0].split(","))
+    presets = result.stdout.split("+experiment=<name> sets up a whole run:\n")[1]
+    listed[PRESETS] = sorted(presets.split("\n\n")[0].split())
+    table = _table_options((ROOT / "docs" / "concepts" / "config-tree.md").read_text())
+    assert table["pipeline"] == ["imitation_then_ppo", "ppo", "ppo_sb3"]
+    assert table == listed
 
 
 @pytest.mark.parametrize("task", ["gym", "minigrid"])
