@@ -129,6 +129,7 @@ class RolloutCollector:
             self.first_step_time = time.time()
         memory, _ = self.actor.memory_for(num_envs)
         storage.memory = None if memory is None else memory.clone()
+        self.actor.restart_exploration()  # gSDE: new exploration matrices for each rollout
         with torch.no_grad():
             for step in range(storage.num_steps):
                 probability = 0.0
