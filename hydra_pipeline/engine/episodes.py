@@ -106,6 +106,11 @@ class RecentEpisodes:
         self.returns = torch.cat([self.returns, returns.to(torch.float64)])[-self.window :]
         self.lengths = torch.cat([self.lengths, lengths.to(torch.float64)])[-self.window :]
 
+    def clear(self) -> None:
+        """Forget every episode kept."""
+        self.returns = self.returns[:0]
+        self.lengths = self.lengths[:0]
+
     @property
     def count(self) -> int:
         """Episodes kept (fewer than ``window`` until that many have ended)."""

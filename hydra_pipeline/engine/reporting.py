@@ -187,7 +187,7 @@ def _number(value: float | None, spec: str = ".2f") -> str:
 
 def _episodes(count: int | None, stage: int) -> str:
     """What a training return averages, in words."""
-    return f"mean of the last {count} episodes, in stage {stage}"
+    return f"mean of the last {count} episodes of stage {stage}"
 
 
 def _decided_on(early_stop: Mapping[str, Any] | None) -> str:
@@ -201,7 +201,7 @@ def _decided_on(early_stop: Mapping[str, Any] | None) -> str:
         return ""
     if metric in ("reward", "episode_length"):
         count = early_stop["counts"][metric]
-        return f" at {metric} {value:.2f} (mean of the last {count} episodes)"
+        return f" at {metric} {value:.2f} (mean of the stage's last {count} episodes)"
     return f" at {metric} {value:.4g}"
 
 

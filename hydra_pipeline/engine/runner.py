@@ -77,8 +77,8 @@ class OnPolicyRunner:
         job: Where the run stands in a sweep (see ``Callback.on_run_start``), for the
             callbacks.
         return_window: The training return (``reward``: logged, watched by early-stopping
-            criteria, and ``summary.json``'s) is the mean over this many of the last finished
-            episodes (>= 1).
+            criteria, and ``summary.json``'s) is the mean over this many of the last episodes
+            that ended in the current stage (>= 1).
         evaluator: Evaluates the policy during training on a task of its own (see
             :mod:`hydra_pipeline.engine.evaluation`); ``None``: no evaluation.
         evaluation_interval: Evaluate at the first rollout end at or after each multiple of
@@ -191,6 +191,8 @@ class OnPolicyRunner:
             )
             for stage in pipeline:
                 index = self._stage_index()
+                if stage.steps_taken_in_stage == 0:  # not when resuming part-way
+                    self.statistics.start_stage()
                 events.on_stage_start(
                     stage_index=index,
                     stage_count=len(pipeline.pipeline_stages),

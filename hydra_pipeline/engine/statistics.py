@@ -4,13 +4,15 @@ decide.
 Between two metric points the collector and the learner add what they measure (episode
 returns and lengths, task metrics, teacher forcing, loss terms, the learning rate) to this
 rank's *interval*; an evaluation adds its metrics to the *evaluations* since the last point,
-which are kept apart (every rank holds the same ones). The last ``return_window`` finished
-episodes are kept too (of every rank, in a distributed run).
+which are kept apart (every rank holds the same ones). The last ``return_window`` episodes
+that ended in the current stage are kept too (of every rank, in a distributed run): a
+stage's return is that of its own policy, not of the previous stage's (or of the expert
+that teacher forcing let act).
 
 At a metric point, :meth:`TrainingStatistics.close_interval` merges the interval over the
 ranks and tells one story with it: ``reward`` and ``episode_length`` are the means over the
-last ``return_window`` episodes (as Stable-Baselines3 logs them), the other metrics the
-interval's means. The logs
+stage's last ``return_window`` episodes (Stable-Baselines3 logs the last 100 too), the other
+metrics the interval's means. The logs
 show those values, the stage's early-stopping criterion decides on them (with the
 evaluations' metrics as ``eval/<metric>``), and the run's summary reports the last of them
 (with the values each early stop was decided on). A threshold criterion that stopped a stage
@@ -66,7 +68,7 @@ class MetricPoint(NamedTuple):
 
     Attributes:
         metrics: The training metrics over every rank, for the logs: ``reward`` and
-            ``episode_length`` over the last ``return_window`` finished episodes, the others
+            ``episode_length`` over the stage's last ``return_window`` episodes, the others
             (losses, learning rate, task metrics, ...) the interval's means.
         counts: The number of samples behind each of ``metrics`` (episodes, for those two).
         steps_per_second: Agent steps per wall-clock second since the previous point.
@@ -82,12 +84,12 @@ class MetricPoint(NamedTuple):
 
 class TrainingStatistics:
     """The metrics of the interval in progress, the evaluations since the last metric point,
-    the last ``return_window`` finished episodes, and what the latest metric point reported.
+    the stage's last ``return_window`` episodes, and what the latest metric point reported.
 
     Args:
         return_window: The training return (``reward``: logged, watched by early-stopping
-            criteria, and ``summary.json``'s) is the mean over this many of the last finished
-            episodes (of every rank).
+            criteria, and ``summary.json``'s) is the mean over this many of the last episodes
+            that ended in the current stage (of every rank).
 
     Attributes:
         latest_metrics: What the latest metric point reported (see :class:`MetricPoint`).
@@ -108,6 +110,10 @@ class TrainingStatistics:
         self.steps_at_last_log = 0
         self.stops: dict[int, dict[str, Any]] = {}
         self._clock = (time.perf_counter(), 0)
+
+    def start_stage(self) -> None:
+        """A stage begins: its return will be that of the episodes that end in it."""
+        self.recent_episodes.clear()
 
     def start_clock(self, total_steps: int) -> None:
         """Measure the speed of the first interval from now and ``total_steps``."""
@@ -184,7 +190,7 @@ class TrainingStatistics:
         }
 
     def _recent_episode_sums(self) -> dict[str, Any]:
-        """The summed returns and lengths of the last ``return_window`` episodes (of
+        """The summed returns and lengths of the stage's last ``return_window`` episodes (of
         each rank, in a distributed run) and their number, as a ``ScalarMeanTracker``
         state."""
         kept = distributed.merge_objects(self.recent_episodes.state_dict(), _joined_episodes)

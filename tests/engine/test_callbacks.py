@@ -165,7 +165,7 @@ class TestMetricsFile:
         assert list(rows[0])[:6] == [
             "mode", "total_steps", "stage", "stage_steps", "episodes", "steps_per_second"
         ]  # fmt: skip
-        # The last episodes (all so far): 2 of 3 steps in each 8 steps of 2 environments.
+        # The stage's episodes so far: 2 of 3 steps in each 8 steps of 2 environments.
         assert rows[1]["episodes"] == "4" and float(rows[1]["train/reward"]) == 3.0
         assert rows[0]["loss/ppo/clip_fraction"] and rows[2]["loss/ppo/clip_fraction"] == ""
         assert rows[2]["loss/a2c/value"] and rows[0]["loss/a2c/value"] == ""

@@ -577,8 +577,8 @@ class TestEarlyStopping:
     def test_criterion_sees_the_return_window_and_the_losses_since_previous_call(
         self, tmp_path: Path
     ) -> None:
-        """At each metric point the criterion sees the return and length of the last
-        return_window finished episodes (what the logs and the summary report) and the means of the
+        """At each metric point the criterion sees the return and length of the stage's last
+        return_window episodes (what the logs and the summary report) and the means of the
         loss terms computed since the previous point."""
         window = 6
         num_steps, num_envs, rollouts_per_point = 8, 4, 2
