@@ -43,6 +43,7 @@ from hydra_pipeline.app.signals import (
     restore_handlers,
     training_begins,
 )
+from hydra_pipeline.app.sweep_report import draw_run_curves
 from hydra_pipeline.config import instantiate_node
 from hydra_pipeline.config.normalization import build_normalization
 from hydra_pipeline.config.saved_run import RESOLVED_CONFIG
@@ -96,6 +97,8 @@ def train_rank(
             run.callback(task.close)
     with _stop_requested_by_signals(runner, relayed_requests):
         summary = runner.run()
+    if ranks is None or ranks.is_main:
+        draw_run_curves(output_dir)
     return objective_value(summary.to_dict(), cfg.objective)
 
 
