@@ -120,7 +120,7 @@ class Actor:
             observations: ``(batch, *observation_shape)`` float32, or a batch of the task's
                 ``observation_space`` (see :mod:`hydra_pipeline.tasks.observations`).
             deterministic: Take each distribution's mode instead of a sample (drawn with
-                torch's global generator; through :attr:`exploration` for gSDE).
+                torch's global generator; through ``exploration`` for gSDE).
         """
         memory, starts = self.memory_for(num_observations(observations))
         output, memory = model_output(

@@ -101,8 +101,8 @@ class ExplorationMatrices:
 class StateDependentGaussian(DiagonalGaussian):
     """gSDE's action distribution: a diagonal Gaussian around ``mean`` whose variance comes
     from the features and the matrices' standard deviations, and samples drawn through
-    exploration matrices (:meth:`sample_with`; :meth:`sample` draws fresh noise, as if each
-    row had a new matrix).
+    exploration matrices (:meth:`sample_with`; ``sample`` draws fresh noise, as if each row
+    had a new matrix).
 
     Args:
         mean: ``(batch, *action_shape)``.
