@@ -546,6 +546,49 @@ class TestStageSteps:
 
 
 class TestEarlyStopping:
+    def test_the_stop_is_recorded_with_the_numbers_it_was_decided_on(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A stage stopped by a threshold on reward records the step count, the metric and the
+        values it decided on: the return over the stage's last episodes, the same number the
+        stage's last metric point logged (and, for the last stage, summary.json's final
+        return), which reached the threshold; the console says so."""
+        pipeline = make_pipeline(
+            [
+                PipelineStage(
+                    ["ppo"], 800, early_stopping_criterion=ThresholdEarlyStopping("reward", 9.0)
+                ),
+                PipelineStage(
+                    ["ppo"], 800, early_stopping_criterion=ThresholdEarlyStopping("reward", 9.0)
+                ),
+            ],
+            metric_accumulate_interval=8,
+        )
+        logs = TrainingLogs()
+        with caplog.at_level("INFO", logger="hydra_pipeline"):
+            runner = make_runner(
+                tmp_path, pipeline, max_episode_steps=10, callbacks=[logs], return_window=3
+            )
+            summary = runner.run()
+        for stage in summary.stages:
+            stop = stage.early_stop
+            assert stage.early_stopped and stop is not None and stop["metric"] == "reward"
+            assert stop["metrics"]["reward"] >= 9.0 and stop["counts"]["reward"] <= 3
+        first, last = summary.stages[0].early_stop, summary.stages[1].early_stop
+        assert first is not None and last is not None
+        assert first["metrics"] in logs.points and logs.points[-1] == last["metrics"]
+        assert summary.final_metrics == last["metrics"]
+        assert summary.final_counts == last["counts"]
+        assert read_summary(tmp_path)["stages"][1]["early_stop"] == last
+        reward, count = last["metrics"]["reward"], last["counts"]["reward"]
+        assert (
+            f"Stage 2 done after {summary.stages[1].steps} steps: early stopping criterion met "
+            f"at reward {reward:.2f} (mean of the stage's last {count} episodes)"
+        ) in caplog.text
+        assert f"final mean episode return {reward:.2f} (mean of the last {count} episodes" in (
+            caplog.text
+        )
+
     def test_threshold_on_reward_ends_stage(self, tmp_path: Path) -> None:
         """ThresholdEarlyStopping on reward ends the stage at the first metric point with a
         finished episode; the next stage then runs."""
