@@ -12,11 +12,11 @@ that teacher forcing let act).
 At a metric point, :meth:`TrainingStatistics.close_interval` merges the interval over the
 ranks and tells one story with it: ``reward`` and ``episode_length`` are the means over the
 stage's last ``return_window`` episodes (Stable-Baselines3 logs the last 100 too), the other
-metrics the interval's means. The logs
-show those values, the stage's early-stopping criterion decides on them (with the
-evaluations' metrics as ``eval/<metric>``), and the run's summary reports the last of them
-(with the values each early stop was decided on). A threshold criterion that stopped a stage
-at a return of 475 thus never goes with a final return below 475 for that stage.
+metrics the interval's means. The logs show those values, the stage's early-stopping
+criterion decides on them (with the evaluations' metrics as ``eval/<metric>``), and the run's
+summary reports the last of them (with the values each early stop was decided on). A
+threshold criterion that stopped a stage at a return of 475 thus never goes with a final
+return below 475 for that stage.
 
 This module is also the home of the metric names the engine records, so the fit checks know
 what a stage logs.
