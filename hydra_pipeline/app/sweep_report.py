@@ -571,25 +571,53 @@ def draw_run_curves(run: Path) -> None:
 
 
 def plot_run(run: Path, pyplot: Any = None) -> None:
-    """``curves.png`` in a run's folder: its training return at each metric point and its
-    evaluations' mean return, against total steps."""
+    """``curves.png`` in a run's folder: its training return at each metric point, drawn
+    stage by stage (each stage's return is that of its own episodes), with dotted lines where
+    a stage ends, and its evaluations' mean return, against total steps."""
     pyplot = pyplot or _pyplot()
     if pyplot is None:
         return
     figure, axes = pyplot.subplots(figsize=(7, 4))
     drawn = []
-    for metric, evaluated in (("train/reward", False), ("eval/reward", True)):
-        curve = read_curve(run, metric)
-        if curve:
-            steps, values = zip(*curve, strict=True)
-            label = _return_label(evaluated, [run])
-            axes.plot(steps, values, label=label, marker="." if evaluated else None)
-            drawn.append("evaluation" if evaluated else "training")
-    axes.set_title(f"Run {run.name}: {' and '.join(drawn) or 'no'} return")
+    ends = _stage_ends(run)
+    training = read_curve(run, "train/reward")
+    if training:
+        label = _return_label(False, [run])
+        color = None
+        for start, end in zip([-1, *ends], [*ends, math.inf], strict=True):
+            part = [(step, value) for step, value in training if start < step <= end]
+            if part:
+                (line,) = axes.plot(*zip(*part, strict=True), label=label, color=color)
+                label, color = "_", line.get_color()  # one legend entry, one colour
+        drawn.append("training")
+    evaluations = read_curve(run, "eval/reward")
+    if evaluations:
+        label = _return_label(True, [run])
+        axes.plot(*zip(*evaluations, strict=True), label=label, marker=".")
+        drawn.append("evaluation")
+    for end in ends:
+        axes.axvline(end, color="grey", linestyle=":", linewidth=1)
+    title = f"Run {run.name}: {' and '.join(drawn) or 'no'} return"
+    axes.set_title(title + (" (dotted: stage ends)" if ends else ""))
     axes.set_xlabel("total steps")
     axes.set_ylabel("episode return")
     if axes.get_lines():
-        axes.legend(fontsize="small")
+        # Below the axes, where it hides no curve.
+        axes.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15))
     figure.tight_layout()
-    figure.savefig(run / RUN_CURVES_FILE, dpi=100)
+    figure.savefig(run / RUN_CURVES_FILE, dpi=100, bbox_inches="tight")
     pyplot.close(figure)
+
+
+def _stage_ends(run: Path) -> list[int]:
+    """The total step counts at which the run's stages but the last ended (its last training
+    metric point of each stage, from ``metrics.csv``)."""
+    path = run / METRICS_FILE
+    if not path.is_file():
+        return []
+    last: dict[str, int] = {}
+    with open(path, newline="") as file:
+        for row in csv.DictReader(file):
+            if row.get("mode") == "train" and (row.get("total_steps") or "").isdigit():
+                last[row.get("stage") or ""] = int(row["total_steps"])
+    return sorted(last.values())[:-1]

@@ -263,3 +263,18 @@ def test_statistics_without_variation_or_values() -> None:
     assert (same["ci_low"], same["ci_high"], same["std"]) == (2.0, 2.0, 0.0)
     partial = _statistics([1.0, 3.0, -math.inf])
     assert partial["seeds"] == 3 and partial["mean"] == 2.0
+
+
+def test_a_runs_curves_stage_by_stage(tmp_path: Path) -> None:
+    """A run's curves.png draws each stage's training return apart (a stage's return is that
+    of its own episodes) and marks where stages end."""
+    from hydra_pipeline.app.sweep_report import _stage_ends, plot_run
+
+    (tmp_path / "metrics.csv").write_text(
+        "mode,total_steps,stage,episodes,train/reward,eval/reward\n"
+        "train,10,0,2,5.0,\ntrain,20,0,4,7.0,\neval,20,0,10,,9.0\n"
+        "train,30,1,1,2.0,\ntrain,40,1,3,4.0,\n"
+    )
+    assert _stage_ends(tmp_path) == [20]
+    plot_run(tmp_path, pyplot)
+    assert (tmp_path / "curves.png").read_bytes().startswith(PNG)
