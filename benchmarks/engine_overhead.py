@@ -150,27 +150,31 @@ def compose_config(total_steps: int, seed: int) -> DictConfig:
     return app_config(total_steps, seed, "pipeline=ppo")
 
 
-def run_engine(cfg: DictConfig) -> Measurement:
-    """Train with ``OnPolicyRunner`` as ``train()`` builds it, minus Hydra's run folder."""
-    start = time.perf_counter()
+def engine_runner(cfg: DictConfig, output_dir: Path) -> OnPolicyRunner:
+    """An ``OnPolicyRunner`` built as ``train()`` builds it, minus Hydra's run folder."""
     set_seed(cfg.seed)
     pipeline = instantiate_node(cfg, "pipeline")
     task = instantiate_node(cfg, "task")
     model = instantiate_node(
         cfg, "model", observation_shape=task.observation_shape, action_space=task.action_space
     )
+    return OnPolicyRunner(
+        pipeline,
+        task,
+        model,
+        output_dir=output_dir,
+        seed=cfg.seed,
+        device="cpu",
+        tensorboard=cfg.tensorboard,
+        progress_bar=cfg.progress_bar,
+    )
+
+
+def run_engine(cfg: DictConfig) -> Measurement:
+    """Train with ``OnPolicyRunner`` as ``train()`` builds it, minus Hydra's run folder."""
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="engine_overhead_") as folder:
-        runner = OnPolicyRunner(
-            pipeline,
-            task,
-            model,
-            output_dir=Path(folder),
-            seed=cfg.seed,
-            device="cpu",
-            tensorboard=cfg.tensorboard,
-            progress_bar=cfg.progress_bar,
-        )
-        summary = runner.run()
+        summary = engine_runner(cfg, Path(folder)).run()
         seconds = time.perf_counter() - start
     return Measurement(
         summary.total_steps, seconds, summary.final_metrics.get("episode_length", math.nan)

@@ -63,6 +63,9 @@ def shrink(arguments: list[str]) -> list[str]:
     small = {f"pipeline.pipeline_stages.{i}.max_stage_steps": "512" for i in range(stages)}
     small |= {
         "pipeline.num_steps": "16",
+        # Few enough for the shortened rollouts of any preset (a recurrent one splits its
+        # sequences, num_envs of them at 16 steps).
+        "pipeline.num_mini_batch": "2",
         "pipeline.metric_accumulate_interval": "256",
         "hydra.sweeper.n_trials": "2",
     }
@@ -126,7 +129,10 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short finished run that evaluated, for the documented resume and evaluate commands."""
     folder = tmp_path_factory.mktemp("readme") / "run"
     evaluating = ["evaluation.interval=512", "evaluation.episodes=2"]
-    arguments = [*shrink([]), *evaluating, f"hydra.run.dir={folder}"]
+    # Episodes must end within the short run (a good policy balances for longer): the
+    # documented TensorBoard and report commands read their returns.
+    ending = ["task.max_episode_steps=40"]
+    arguments = [*shrink([]), *evaluating, *ending, f"hydra.run.dir={folder}"]
     result = run(["python", "-m", "hydra_pipeline", *arguments], folder.parent)
     assert result.returncode == 0, result.stderr
     return folder

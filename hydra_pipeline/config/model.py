@@ -91,6 +91,10 @@ class RecurrentActorCriticConf:
             observations.
         embedding_dim: Size of the embeddings of integer observations (a direction) and of
             tokens (a mission).
+        separate_critic: Give the critic an encoder and a core of its own (Stable-Baselines3
+            contrib's default), so value learning does not reshape the policy's memory.
+        head_hidden_sizes: Hidden layers of the actor's and of the critic's own MLP after the
+            core (empty: linear heads).
     """
 
     _target_: str = "hydra_pipeline.models.RecurrentActorCritic"
@@ -106,3 +110,5 @@ class RecurrentActorCriticConf:
     critic_gain: float = 1.0
     cnn_channels: List[int] = field(default_factory=lambda: [16, 32])
     embedding_dim: int = 16
+    separate_critic: bool = False
+    head_hidden_sizes: List[int] = field(default_factory=list)

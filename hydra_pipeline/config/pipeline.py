@@ -121,6 +121,10 @@ class _TrainingSettingFields:
             whole environments, at most num_envs minibatches; memory models need it) or
             ``transitions`` (single transitions shuffled across steps and environments, as
             Stable-Baselines3 does: num_mini_batch = num_steps * num_envs / batch_size).
+        sequence_length: Steps per sequence a model with memory learns from (truncated
+            backpropagation through time; must divide num_steps when shorter); null or at
+            least num_steps: whole rollouts. Set by a stage, not a component; memoryless
+            models ignore it.
     """
 
     _target_: str = MISSING
@@ -135,6 +139,7 @@ class _TrainingSettingFields:
     save_interval: Optional[int] = None
     metric_accumulate_interval: Optional[int] = None
     minibatch_split: Optional[str] = None
+    sequence_length: Optional[int] = None
 
 
 @dataclass

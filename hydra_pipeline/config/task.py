@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from omegaconf import MISSING
 
@@ -23,13 +23,16 @@ class CartPoleTaskConf:
         num_envs: Environments stepped at once.
         max_episode_steps: Episodes are truncated after this many steps.
         hide_velocities: Observe the cart's position and the pole's angle only (a partially
-            observed CartPole, for models with memory).
+            observed CartPole, for models with memory): hide_observations=[1,3].
+        hide_observations: Indices of the entries of (x, x_dot, theta, theta_dot) the policy
+            does not see.
     """
 
     _target_: str = "hydra_pipeline.tasks.CartPoleTask"
     num_envs: int = 64
     max_episode_steps: int = 500
     hide_velocities: bool = False
+    hide_observations: List[int] = field(default_factory=list)
 
 
 @dataclass
@@ -45,6 +48,9 @@ class GymTaskConf:
         expert: A ``_target_`` node for a callable mapping observations to expert actions,
             or null.
         env_kwargs: Keyword arguments for ``gymnasium.make``.
+        hide_observations: Indices of the entries of a float32 observation vector the policy
+            does not see (removed): the zoo's velocity-free variants hide CartPole-v1's [1,3],
+            Pendulum-v1's [2], MountainCarContinuous-v0's [1] and LunarLander-v3's [2,3,5].
     """
 
     _target_: str = "hydra_pipeline.tasks.GymTask"
@@ -53,6 +59,7 @@ class GymTaskConf:
     vectorization_mode: str = "sync"
     expert: Any = None
     env_kwargs: Dict[str, Any] = field(default_factory=dict)
+    hide_observations: List[int] = field(default_factory=list)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from hydra_pipeline.engine import distributed
 from hydra_pipeline.engine.acting import Actor, TaskStepper
 from hydra_pipeline.engine.advantages import compute_returns
 from hydra_pipeline.engine.checkpoint import restore_normalization
-from hydra_pipeline.engine.fit import expert_needs
+from hydra_pipeline.engine.fit import expert_needs, sequence_steps
 from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.engine.rollout import RolloutStorage
 from hydra_pipeline.engine.statistics import TEACHER_FORCING_METRICS, TrainingStatistics
@@ -103,20 +103,23 @@ class RolloutCollector:
         self.stepper.reset()
 
     def _storage_for(self, settings: TrainingSettings) -> RolloutStorage:
-        """The rollout storage, reallocated when a stage's rollouts are longer or shorter than
-        the previous stage's."""
+        """The rollout storage, reallocated when a stage's rollouts (or, for a model with
+        memory, their sequences) are longer or shorter than the previous stage's."""
         num_steps = settings.num_steps
         assert num_steps is not None  # required of every stage that runs
-        if self.storage is None or self.storage.num_steps != num_steps:
-            self.storage = RolloutStorage(
+        length = sequence_steps(settings) if self.actor.has_memory else num_steps
+        storage = self.storage
+        if storage is None or (storage.num_steps, storage.sequence_length) != (num_steps, length):
+            self.storage = storage = RolloutStorage(
                 num_steps,
                 self.task.num_envs,
                 observation_space_of(self.task),
                 self.actor.action_shape,
                 self.actor.action_dtype,
                 self.device,
+                sequence_length=length,
             )
-        return self.storage
+        return storage
 
     def _act(self, stage: PipelineStage, storage: RolloutStorage) -> None:
         """Act ``num_steps`` times in every environment, filling ``storage``."""
@@ -127,11 +130,12 @@ class RolloutCollector:
         forced_count = torch.zeros((), dtype=torch.int64, device=self.device)
         if self.first_step_time is None:
             self.first_step_time = time.time()
-        memory, _ = self.actor.memory_for(num_envs)
-        storage.memory = None if memory is None else memory.clone()
         self.actor.restart_exploration()  # gSDE: new exploration matrices for each rollout
+        length = storage.sequence_length
         with torch.no_grad():
             for step in range(storage.num_steps):
+                if step % length == 0:  # the memory the sequence starting here starts from
+                    self._keep_memory(storage, step // length)
                 probability = 0.0
                 if teacher_forcing is not None:
                     probability = teacher_forcing(stage.steps_taken_in_stage)
@@ -163,6 +167,17 @@ class RolloutCollector:
             self.statistics.record(
                 dict(zip(TEACHER_FORCING_METRICS, (scheduled, sampled), strict=True))
             )
+
+    def _keep_memory(self, storage: RolloutStorage, sequence: int) -> None:
+        """Store the model's memory before the first step of each environment's
+        ``sequence``-th sequence (nothing for a memoryless model)."""
+        memory, _ = self.actor.memory_for(self.task.num_envs)
+        if memory is None:
+            return
+        if storage.memory is None:
+            sequences = storage.num_steps // storage.sequence_length
+            storage.memory = memory.new_empty((sequences, *memory.shape))
+        storage.memory[sequence] = memory
 
     def _compute_returns(self, storage: RolloutStorage, settings: TrainingSettings) -> None:
         """Bootstrap the episodes cut short, then the returns and advantages of the rollout,

@@ -21,11 +21,16 @@ from hydra_pipeline.engine.statistics import (
     loss_metric_prefix,
 )
 from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.pipeline import PipelineStage, StageComponent, TrainingPipeline
+from hydra_pipeline.pipeline import (
+    PipelineStage,
+    StageComponent,
+    TrainingPipeline,
+    TrainingSettings,
+)
 from hydra_pipeline.pipeline.settings import MINIBATCH_SPLITS, setting_source
 from hydra_pipeline.tasks.protocol import Task
 
-__all__ = ["check_fit", "expert_needs", "minibatch_split"]
+__all__ = ["check_fit", "expert_needs", "minibatch_split", "sequence_steps"]
 
 
 def check_fit(pipeline: TrainingPipeline, task: Task, *, evaluating: bool, memory: bool) -> None:
@@ -97,7 +102,14 @@ def _check_minibatches(
             split,
             "Set minibatch_split=environments, or use a model without memory.",
         )
-    if split == "environments":
+    if split == "environments" and memory:
+        limit = task.num_envs * _sequences_per_rollout(where, number, settings)
+        why = (
+            f"the sequences in a rollout (num_envs * num_steps / sequence_length = {limit}), "
+            "because minibatches split them",
+            "Lower it, or cut rollouts into shorter sequences (sequence_length).",
+        )
+    elif split == "environments":
         limit = task.num_envs
         why = (
             f"the task's num_envs ({limit}), because minibatches split the environments",
@@ -117,6 +129,29 @@ def _check_minibatches(
             num_mini_batch,
             why[1],
         )
+
+
+def sequence_steps(settings: TrainingSettings) -> int:
+    """The steps of each sequence a model with memory replays: ``sequence_length``, or the
+    whole rollout when that is unset or at least as long."""
+    num_steps = settings.num_steps
+    assert num_steps is not None  # required of every stage with a rollout
+    return min(settings.sequence_length or num_steps, num_steps)
+
+
+def _sequences_per_rollout(where: str, number: int, settings: TrainingSettings) -> int:
+    """How many sequences a model with memory cuts each environment's rollout into."""
+    num_steps, length = settings.num_steps, sequence_steps(settings)
+    assert num_steps is not None  # required of every stage with a rollout
+    if num_steps % length:
+        raise InvalidArgumentError(
+            setting_source(where, number, settings, "sequence_length"),
+            f"must divide the rollout's num_steps ({num_steps}) when shorter: a model with "
+            "memory learns from sequences of that many steps",
+            length,
+            "Choose a divisor of num_steps, or null for whole rollouts.",
+        )
+    return num_steps // length
 
 
 def _check_data_source(

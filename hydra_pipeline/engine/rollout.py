@@ -28,9 +28,9 @@ class Minibatch(NamedTuple):
     demonstration batches carry only ``observations`` and ``expert_actions``. Losses read what
     they need through :meth:`require`.
 
-    For a model with memory, a minibatch holds whole sequences: ``memory`` ``(envs, ...)`` is
-    their memory at the rollout's start, ``episode_starts`` ``(steps, envs)`` where episodes
-    start, and the other fields are ``(steps * envs, ...)``, step-major (see
+    For a model with memory, a minibatch holds whole sequences: ``memory`` ``(sequences,
+    ...)`` is the memory each starts from, ``episode_starts`` ``(steps, sequences)`` where
+    episodes start, and the other fields are ``(steps * sequences, ...)``, step-major (see
     :mod:`hydra_pipeline.models.protocol`).
     """
 
@@ -64,9 +64,11 @@ class RolloutStorage:
     Row ``t`` holds the observation the policy acted on at step ``t``, the action, its log
     probability and value estimate, and what the task returned for it. ``final_values`` keeps
     the value of the last observation of episodes cut short at step ``t``, to bootstrap them.
-    For a model with memory, ``memory`` is the memory the rollout started from (``None``
-    otherwise) and ``episode_starts`` where the policy started episodes, so updates replay
-    each environment's steps as the rollout took them.
+    For a model with memory, the rollout is cut into sequences of ``sequence_length`` steps
+    of each environment: ``memory`` ``(num_steps / sequence_length, num_envs, ...)`` holds the
+    memory each sequence started from (``None`` for a memoryless model) and
+    ``episode_starts`` where the policy started episodes, so updates replay each sequence as
+    the rollout took it.
     Observations keep the element types of their space: images stay ``uint8`` (a quarter of
     the memory of ``float32`` copies), and ``Dict`` observations are a dict of such tensors.
     ``rewards`` are the task's (scaled, when normalising) until
@@ -82,12 +84,14 @@ class RolloutStorage:
         action_shape: Sequence[int],
         action_dtype: torch.dtype,
         device: torch.device,
+        sequence_length: int | None = None,
     ) -> None:
         def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
             return torch.zeros((num_steps, num_envs, *shape), dtype=dtype, device=device)
 
         self.num_steps = num_steps
         self.num_envs = num_envs
+        self.sequence_length = sequence_length or num_steps
         self.observations = zeros_for(
             as_observation_space(observation_space), (num_steps, num_envs), device
         )
@@ -137,21 +141,25 @@ class RolloutStorage:
         Args:
             num_mini_batch: How many minibatches.
             with_expert_actions: Whether the minibatches carry the expert's actions.
-            split: ``"environments"`` groups whole environments (all steps of each);
+            split: ``"environments"`` groups whole environments (all steps of each; for a
+                model with memory, its sequences of ``sequence_length`` steps);
                 ``"transitions"`` shuffles single transitions across environments and steps
                 (see ``TrainingSettings.minibatch_split``).
 
         A model with memory learns from whole sequences: its rollouts are split by
         environments (the engine's fit checks refuse anything else before training).
         """
-        by_environment = split == "environments"
         memory = self.memory
-        count = self.num_envs if by_environment else self.num_steps * self.num_envs
+        take: Callable[[Tensor, Tensor], Tensor]
+        if split != "environments":
+            count, take = self.num_steps * self.num_envs, _take_transitions
+        elif memory is None:
+            count, take = self.num_envs, _take_environments
+        else:  # sequence u is environment u % num_envs's (u // num_envs)-th
+            count, take = memory.shape[0] * self.num_envs, self._take_sequences
+            memory = memory.flatten(0, 1)
         groups = torch.tensor_split(
             torch.randperm(count, device=self.rewards.device), num_mini_batch
-        )
-        take: Callable[[Tensor, Tensor], Tensor] = (
-            _take_environments if by_environment else _take_transitions
         )
         for indices in groups:
             yield Minibatch(
@@ -167,8 +175,22 @@ class RolloutStorage:
                 normalized_advantages=take(self.normalized_advantages, indices),
                 expert_actions=take(self.expert_actions, indices) if with_expert_actions else None,
                 memory=None if memory is None else memory[indices],
-                episode_starts=None if memory is None else self.episode_starts[:, indices],
+                episode_starts=None
+                if memory is None
+                else self._sequences(self.episode_starts)[:, indices],
             )
+
+    def _sequences(self, tensor: Tensor) -> Tensor:
+        """``tensor`` ``(num_steps, num_envs, ...)`` as ``(sequence_length, sequences, ...)``:
+        the rollout cut into sequences, sequence ``u`` being environment ``u % num_envs``'s
+        ``(u // num_envs)``-th."""
+        length = self.sequence_length
+        cut = tensor.view(self.num_steps // length, length, *tensor.shape[1:]).transpose(0, 1)
+        return cut.flatten(1, 2)
+
+    def _take_sequences(self, tensor: Tensor, sequences: Tensor) -> Tensor:
+        """Every step of the ``sequences``, flattened to ``(steps * len(sequences), ...)``."""
+        return self._sequences(tensor)[:, sequences].flatten(0, 1)
 
 
 def normalized(advantages: Tensor) -> Tensor:

@@ -123,6 +123,16 @@ class TrainingSettings:
             ``"transitions"`` shuffles single transitions across environments and steps
             (Stable-Baselines3's and CleanRL's way: ``num_mini_batch = num_steps * num_envs /
             batch_size``). Not one of AllenAct's settings.
+        sequence_length: Steps of each sequence a model with memory learns from: the
+            rollout's steps are cut into sequences of this many (it must divide ``num_steps``
+            when shorter; longer means whole rollouts), each replayed from the memory the
+            rollout had at its first step
+            (truncated backpropagation through time), and minibatches split the sequences of
+            all environments (``num_mini_batch <= num_envs * num_steps / sequence_length``).
+            ``None``: whole rollouts. Shorter sequences make updates faster (fewer sequential
+            steps, more sequences side by side) and gradients shorter-sighted. A stage's
+            setting (components take their stage's); memoryless models ignore it. Not one of
+            AllenAct's settings.
 
     Raises:
         InvalidArgumentError: A value is out of range.
@@ -139,6 +149,7 @@ class TrainingSettings:
     save_interval = _Setting[int](require_int)
     metric_accumulate_interval = _Setting[int](functools.partial(require_at_least, minimum=1))
     minibatch_split = _Setting[str](_require_minibatch_split)
+    sequence_length = _Setting[int](functools.partial(require_at_least, minimum=1))
 
     def __init__(
         self,
@@ -153,6 +164,7 @@ class TrainingSettings:
         save_interval: int | None = None,
         metric_accumulate_interval: int | None = None,
         minibatch_split: str | None = None,
+        sequence_length: int | None = None,
     ) -> None:
         given = locals()  # the parameters, by name
         self._values: dict[str, Any] = {}

@@ -198,6 +198,7 @@ class PipelineStage:
         save_interval: As above.
         metric_accumulate_interval: As above.
         minibatch_split: As above (not one of AllenAct's arguments).
+        sequence_length: As above (not one of AllenAct's arguments).
 
     Attributes:
         steps_taken_in_stage: Agent steps taken so far in this stage.
@@ -229,6 +230,7 @@ class PipelineStage:
         save_interval: int | None = None,
         metric_accumulate_interval: int | None = None,
         minibatch_split: str | None = None,
+        sequence_length: int | None = None,
     ) -> None:
         # First: assigning a training setting's name to a stage is refused from here on. The
         # parameters (locals(), before any other name is bound) hold the settings' keyword form.

@@ -118,6 +118,7 @@ class TrainingPipeline:
             evaluate command on a run's checkpoints.
         minibatch_split: The pipeline's ``minibatch_split`` setting (see
             :class:`TrainingSettings`; not one of AllenAct's arguments).
+        sequence_length: The pipeline's ``sequence_length`` setting (likewise).
 
     Attributes:
         rollout_count: Rollouts (rounds of updates) run so far, over all stages; unlike the
@@ -148,6 +149,7 @@ class TrainingPipeline:
         valid_pipeline_stage: PipelineStage | None = None,
         test_pipeline_stage: PipelineStage | None = None,
         minibatch_split: str | None = None,
+        sequence_length: int | None = None,
     ) -> None:
         # The parameters (locals(), before any other name is bound) hold the settings'
         # keyword form.

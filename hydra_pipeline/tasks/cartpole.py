@@ -10,7 +10,7 @@ results compare with those of any ``CartPole-v1`` agent.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ from torch import Tensor
 
 from hydra_pipeline.arguments import require_at_least, require_seed
 from hydra_pipeline.errors import InvalidArgumentError
+from hydra_pipeline.tasks.observations import visible_entries
 from hydra_pipeline.tasks.protocol import DiscreteActions, StepResult
 
 __all__ = ["CartPoleTask"]
@@ -34,6 +35,8 @@ SECONDS_PER_STEP = 0.02
 ANGLE_LIMIT = 12 * 2 * math.pi / 360
 POSITION_LIMIT = 2.4
 RESET_BOUND = 0.05
+VELOCITY_ENTRIES = (1, 3)
+"""Where the velocities are in an observation ``(x, x_dot, theta, theta_dot)``."""
 
 EXPERT_GAINS = (1.0, 2.0, 10.0, 3.0)
 """Feedback gains of the expert on (x, x_dot, theta, theta_dot): it pushes right exactly when
@@ -54,9 +57,11 @@ class CartPoleTask:
     """``num_envs`` CartPoles stepped together, with Gymnasium's ``CartPole-v1`` dynamics.
 
     Each environment's state is ``(x, x_dot, theta, theta_dot)`` in ``float64``, as in
-    Gymnasium; observations are the same four values in ``float32``, or only the position and
-    the angle ``(x, theta)`` with ``hide_velocities`` (a partially observed CartPole: a policy
-    must remember earlier observations to tell where the cart and the pole are heading).
+    Gymnasium; observations are the same four values in ``float32``, without the entries
+    ``hide_observations`` lists: ``hide_velocities`` hides both velocities, leaving the
+    position and the angle ``(x, theta)`` (a partially observed CartPole, the zoo's
+    ``CartPoleNoVel``: a policy must remember earlier observations to tell where the cart and
+    the pole are heading).
     Action 0 pushes the cart left, 1 right. Every step earns reward 1; an episode terminates
     when ``|theta|`` exceeds 12 degrees or ``|x|`` exceeds 2.4, and is truncated after
     ``max_episode_steps`` steps.
@@ -72,19 +77,28 @@ class CartPoleTask:
     Args:
         num_envs: Number of environments stepped at once.
         max_episode_steps: Steps after which an episode is truncated.
-        hide_velocities: Observe ``(x, theta)`` only (the expert still sees the whole state).
+        hide_velocities: Hide the velocities (entries 1 and 3): observe ``(x, theta)`` only.
+        hide_observations: Indices of the state entries the policy does not see (the expert
+            still sees the whole state).
     """
 
     has_expert = True
     render_fps = round(1 / SECONDS_PER_STEP)
 
     def __init__(
-        self, num_envs: int = 64, max_episode_steps: int = 500, hide_velocities: bool = False
+        self,
+        num_envs: int = 64,
+        max_episode_steps: int = 500,
+        hide_velocities: bool = False,
+        hide_observations: Sequence[int] = (),
     ) -> None:
         self.num_envs = require_at_least("num_envs", num_envs, 1)
         self.max_episode_steps = require_at_least("max_episode_steps", max_episode_steps, 1)
         self.hide_velocities = bool(hide_velocities)
-        self.observation_shape = (2,) if self.hide_velocities else (4,)
+        visible_entries(4, hide_observations, "hide_observations")  # checked as given
+        hidden = sorted({*hide_observations, *(VELOCITY_ENTRIES if hide_velocities else ())})
+        self._visible = visible_entries(4, hidden, "hide_observations")
+        self.observation_shape = (4 if self._visible is None else len(self._visible),)
         self.action_space = DiscreteActions(2)
 
         # Constants as 0-dim tensors: an operation with a Python number costs more than one
@@ -194,7 +208,8 @@ class CartPoleTask:
 
     def _observations(self) -> Tensor:
         """What the environments show of their states, in ``float32``."""
-        return (self._positions if self.hide_velocities else self._state).float()
+        shown = self._state if self._visible is None else self._state[:, self._visible]
+        return shown.float()
 
     def expert_actions(self) -> Tensor:
         """The linear-feedback expert's action for every environment: 1 (right) or 0 (left)."""

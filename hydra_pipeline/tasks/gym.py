@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -23,6 +23,7 @@ from hydra_pipeline.tasks.observations import (
     TensorSpace,
     assign_observations,
     map_observations,
+    visible_entries,
 )
 from hydra_pipeline.tasks.protocol import (
     ActionSpace,
@@ -75,9 +76,15 @@ class GymTask:
         num_envs: Number of environments stepped at once.
         vectorization_mode: ``"sync"`` steps them one after another in this process;
             ``"async"`` steps each in a subprocess.
-        expert: Maps the current observations (``float32``, ``(num_envs, *observation_shape)``)
-            to expert actions; ``None`` means the task has no expert.
+        expert: Maps the current observations (``float32``, ``(num_envs, *observation_shape)``,
+            every entry, hidden ones included) to expert actions; ``None`` means the task has
+            no expert.
         env_kwargs: Keyword arguments for the environment's constructor.
+        hide_observations: Indices of the entries of a ``float32`` observation vector the
+            policy does not see: a partially observed variant of the environment, as the zoo
+            defines its velocity-free ones (``CartPole-v1``: ``[1, 3]``; ``Pendulum-v1``:
+            ``[2]``; ``MountainCarContinuous-v0``: ``[1]``; ``LunarLander-v3``:
+            ``[2, 3, 5]``). The entries are removed, not zeroed.
 
     Raises:
         ImportError: Gymnasium is not installed.
@@ -92,6 +99,7 @@ class GymTask:
         vectorization_mode: str = "sync",
         expert: Callable[[Observations], Tensor] | None = None,
         env_kwargs: Mapping[str, Any] | None = None,
+        hide_observations: Sequence[int] = (),
     ) -> None:
         gymnasium = _import_gymnasium()
         self.num_envs = require_at_least("num_envs", num_envs, 1)
@@ -115,6 +123,7 @@ class GymTask:
         self.render_fps = int(self._envs.metadata.get("render_fps") or _DEFAULT_FPS)
         try:
             self._describe_observations(gymnasium, self._envs.single_observation_space)
+            self._visible = self._visible_entries(hide_observations)
             self.action_space = _describe_action_space(
                 gymnasium, self._envs.single_action_space, env_id
             )
@@ -142,7 +151,7 @@ class GymTask:
             self._steps_taken = 0
         observations, _ = self._envs.reset(seed=seed)
         self._observations = self._convert(observations)
-        return self._observations
+        return self._shown(self._observations)
 
     def step(self, actions: Tensor) -> StepResult:
         """Apply one action per environment; those whose episode ends restart at once.
@@ -170,11 +179,11 @@ class GymTask:
             ended_observations = self._convert_each([infos["final_obs"][index] for index in ended])
             assign_observations(final_observations, torch.from_numpy(ended), ended_observations)
         return StepResult(
-            observations=self._observations,
+            observations=self._shown(self._observations),
             rewards=torch.tensor(rewards, dtype=torch.float32),
             terminated=torch.tensor(terminated, dtype=torch.bool),
             truncated=torch.tensor(truncated, dtype=torch.bool),
-            final_observations=final_observations,
+            final_observations=self._shown(final_observations),
             episode_metrics=_episode_metrics(infos.get("final_info", {}), self.num_envs),
         )
 
@@ -228,7 +237,7 @@ class GymTask:
             entropy = np.random.SeedSequence([self._seed, self._steps_taken])
             observations, _ = self._envs.reset(seed=int(entropy.generate_state(1)[0]))
         self._observations = self._convert(observations)
-        return self._observations
+        return self._shown(self._observations)
 
     def close(self) -> None:
         """Close the environments (and the subprocesses of ``"async"`` mode)."""
@@ -247,15 +256,40 @@ class GymTask:
             return
         part = _describe_part(gymnasium, space, self.env_id, None)
         self.observation_shape = part.shape
+        self._environment_shape = part.shape  # before hiding entries
         if part.dtype != "float32":
             self.observation_space = part
+
+    def _visible_entries(self, hidden: Sequence[int]) -> Tensor | None:
+        """The entries of the observation vector the policy sees (``None``: all), and the
+        task's ``observation_shape`` set to them."""
+        if not hidden:
+            return None
+        if self.observation_space is not None:
+            raise InvalidArgumentError(
+                "hide_observations",
+                "applies to float32 observation vectors only, and this environment's "
+                f"observations are {self.observation_space}",
+                list(hidden),
+            )
+        visible = visible_entries(self.observation_shape[0], hidden, "hide_observations")
+        if visible is not None:
+            self.observation_shape = (len(visible),)
+        return visible
+
+    def _shown(self, observations: Observations) -> Observations:
+        """``observations`` without the hidden entries."""
+        if self._visible is None:
+            return observations
+        assert isinstance(observations, Tensor)  # float32 vectors, see _visible_entries
+        return observations[:, self._visible]
 
     def _convert(self, observations: Any) -> Observations:
         """A batch of observations as the environments give them (an array, or a dict of
         arrays), as tensors of the task's observation space."""
         space = self.observation_space
         if space is None:
-            return _as_tensor(observations, TensorSpace(self.observation_shape))
+            return _as_tensor(observations, TensorSpace(self._environment_shape))
         if isinstance(space, TensorSpace):
             return _as_tensor(observations, space)
         return {key: _as_tensor(observations[key], part) for key, part in space.items()}

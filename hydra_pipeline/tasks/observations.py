@@ -35,6 +35,7 @@ __all__ = [
     "map_observations",
     "num_observations",
     "observation_space_of",
+    "visible_entries",
     "zeros_for",
 ]
 
@@ -183,3 +184,32 @@ def concatenate_observations(batches: Sequence[Observations]) -> Observations:
         key: torch.cat([batch[key] for batch in batches if isinstance(batch, dict)])
         for key in first
     }
+
+
+def visible_entries(size: int, hidden: Sequence[int], argument: str) -> Tensor | None:
+    """The indices of the entries of a ``float32`` observation vector of ``size`` entries that
+    a policy sees when those at ``hidden`` are hidden (a partially observed task, such as the
+    zoo's velocity-free ``CartPoleNoVel``); ``None`` when nothing is hidden.
+
+    Raises:
+        InvalidArgumentError: An index (named by ``argument``) is not an entry of the vector,
+            or is given twice, or every entry would be hidden.
+    """
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+        raise InvalidArgumentError(argument, "must be a list of entry indices", hidden)
+    indices = list(hidden)
+    for position, index in enumerate(indices):
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
+            raise InvalidArgumentError(
+                f"{argument}.{position}",
+                f"must be the index of an entry of the {size}-entry observation (0 to {size - 1})",
+                index,
+            )
+    if len(set(indices)) < len(indices):
+        raise InvalidArgumentError(argument, "lists an entry more than once", indices)
+    if not indices:
+        return None
+    visible = [index for index in range(size) if index not in indices]
+    if not visible:
+        raise InvalidArgumentError(argument, "hides every entry of the observation", indices)
+    return torch.tensor(visible)

@@ -12,7 +12,14 @@ import pytest
 
 from tests.app.conftest import ROOT, App
 
-PRESETS = sorted(path.stem for path in (ROOT / "conf" / "experiment").glob("ppo_*.yaml"))
+PRESETS = sorted(
+    path.stem
+    for path in (ROOT / "conf" / "experiment").glob("ppo_*.yaml")
+    if not path.stem.startswith("ppo_lstm_")
+)
+RECURRENT_PRESETS = sorted(
+    path.stem for path in (ROOT / "conf" / "experiment").glob("ppo_lstm_*.yaml")
+)
 
 SHORT = [
     "task.num_envs=2",
@@ -24,6 +31,16 @@ SHORT = [
     "tensorboard=false",
 ]
 """Two rollouts of 2 x 16 transitions, each in 4 minibatches of single transitions."""
+
+SHORT_RECURRENT = [
+    *SHORT[:2],
+    "pipeline.sequence_length=8",
+    "pipeline.num_mini_batch=2",
+    "model.hidden_size=16",
+    *SHORT[3:],
+]
+"""Two rollouts of 2 x 16 transitions, each cut into 4 sequences of 8 steps, in 2 minibatches,
+through a smaller model."""
 
 
 def test_every_environment_of_the_benchmark_has_a_preset() -> None:
@@ -48,3 +65,22 @@ def test_the_preset_composes_starts_and_learns(app: App, tmp_path: Path, preset:
     metrics = summary["final_metrics"]
     assert metrics["ppo_loss/approx_kl"] > 0
     assert math.isfinite(metrics["explained_variance"])
+
+
+def test_the_zoos_velocity_free_benchmarks_have_presets() -> None:
+    assert RECURRENT_PRESETS == ["ppo_lstm_cartpole_novel", "ppo_lstm_pendulum_novel"]
+
+
+@pytest.mark.parametrize("preset", RECURRENT_PRESETS)
+def test_the_recurrent_preset_composes_starts_and_learns(
+    app: App, tmp_path: Path, preset: str
+) -> None:
+    """Each velocity-free preset trains a recurrent policy through the app on observations
+    without their velocities."""
+    result = app(f"+experiment={preset}", *SHORT_RECURRENT, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["total_steps"] == 64
+    assert summary["final_metrics"]["ppo_loss/approx_kl"] > 0
+    resolved = (tmp_path / "run" / ".hydra" / "resolved_config.yaml").read_text()
+    assert "hide_observations:" in resolved and "separate_critic: true" in resolved

@@ -159,7 +159,7 @@ class TestValueRanges:
             (
                 "pipeline.num_mini_batch=0",
                 "'pipeline.num_mini_batch' must be >= 1 where stage component 'onpolicy' of "
-                "pipeline_stages.0 updates (update_repeats=4) (got 0). 0 minibatches suit only "
+                "pipeline_stages.0 updates (update_repeats=8) (got 0). 0 minibatches suit only "
                 "stages whose updates come from other storages.",
             ),
             ("pipeline.num_mini_batch=-1", "'pipeline.num_mini_batch' must be >= 0 (got -1)."),

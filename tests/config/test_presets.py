@@ -158,8 +158,9 @@ class TestTaskAndModelPresets:
             cfg, "model", observation_shape=task.observation_shape, action_space=task.action_space
         )
         assert type(model) is RecurrentActorCritic
-        assert type(model.core) is (torch.nn.GRU if option == "gru" else torch.nn.LSTM)
-        assert model.core.input_size == 64 and model.core.hidden_size == 64
+        core = model.tower.core
+        assert type(core) is (torch.nn.GRU if option == "gru" else torch.nn.LSTM)
+        assert core.input_size == 64 and core.hidden_size == 64
         output, memory = model(task.reset(), model.initial_memory(64), torch.ones(1, 64).bool())
         assert output.values.shape == (64,) and memory.shape[0] == 64
 
@@ -183,11 +184,19 @@ class TestImitationThenPPO:
         ppo = pipeline.named_losses["ppo_loss"]
         assert (ppo.clip_param, ppo.value_loss_coef, ppo.entropy_coef) == (0.2, 0.5, 0.0)
 
-    def test_stages_have_no_settings_of_their_own(self, pipeline: TrainingPipeline) -> None:
-        """Both stages run with the pipeline's settings."""
-        for stage in pipeline.pipeline_stages:
-            assert stage.training_settings.own_values() == {}
-            assert stage.training_settings.resolved() == pipeline.training_settings.resolved()
+    def test_imitation_takes_more_passes_over_its_rollouts(
+        self, pipeline: TrainingPipeline
+    ) -> None:
+        """Stage 0 runs 8 update epochs per rollout (a recurrent policy needs the gradient
+        steps to imitate the expert in the stage's 32,768 steps); every other setting of both
+        stages is the pipeline's."""
+        imitation, ppo = pipeline.pipeline_stages
+        assert imitation.training_settings.own_values() == {"update_repeats": 8}
+        assert pipeline.update_repeats == 4
+        assert ppo.training_settings.own_values() == {}
+        expected = {**pipeline.training_settings.resolved(), "update_repeats": 8}
+        assert imitation.training_settings.resolved() == expected
+        assert ppo.training_settings.resolved() == pipeline.training_settings.resolved()
 
     def test_stage_0_imitates_with_decaying_teacher_forcing(
         self, pipeline: TrainingPipeline

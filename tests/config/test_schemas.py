@@ -36,7 +36,7 @@ from hydra_pipeline.config.pipeline import (
     TrainingPipelineConf,
     TrainingSettingsConf,
 )
-from hydra_pipeline.config.task import GymTaskConf, MiniGridTaskConf
+from hydra_pipeline.config.task import CartPoleTaskConf, GymTaskConf, MiniGridTaskConf
 from hydra_pipeline.pipeline.settings import TRAINING_SETTING_KEYS
 
 CONFIG_KEYS = {"_target_", "_convert_", "class_type"}
@@ -72,11 +72,20 @@ DEVIATIONS: dict[tuple[type[Any], str], Deviation] = {
     (RecurrentActorCriticConf, "encoder_hidden_sizes"): Deviation(
         [64], "YAML has lists, not tuples; RecurrentActorCritic takes any sequence"
     ),
+    (RecurrentActorCriticConf, "head_hidden_sizes"): Deviation(
+        [], "YAML has lists, not tuples; RecurrentActorCritic takes any sequence"
+    ),
     (RecurrentActorCriticConf, "cnn_channels"): Deviation(
         [16, 32], "YAML has lists, not tuples; RecurrentActorCritic takes any sequence"
     ),
     (ThresholdEarlyStoppingConf, "threshold"): Deviation(
         MISSING, "a config must choose its threshold; the constructor's 0.0 is never meant"
+    ),
+    (CartPoleTaskConf, "hide_observations"): Deviation(
+        [], "YAML has lists, not tuples; CartPoleTask takes any sequence"
+    ),
+    (GymTaskConf, "hide_observations"): Deviation(
+        [], "YAML has lists, not tuples; GymTask takes any sequence"
     ),
     (GymTaskConf, "env_kwargs"): Deviation(
         {}, "a dict node lets +task.env_kwargs.<key>=... add keys; GymTask reads None as {}"

@@ -234,6 +234,50 @@ class TestUpdates:
         memory = spy.first[64][0].memory
         assert memory is not None and bool(memory.any())
 
+    def test_sequences_replay_from_the_memory_they_started_with(self, tmp_path: Path) -> None:
+        """With ``sequence_length``, each environment's rollout is cut into sequences that the
+        update replays from the memory the rollout had at their first step: the first
+        minibatch's log-probs and values equal the rollout's, the sequences mix environments
+        and parts of the rollout, and the memory of later parts is not the fresh one."""
+        spy = ReplaySpy()
+        task = CartPoleTask(4, max_episode_steps=3)
+        training = pipeline(
+            [PipelineStage(["ppo"], 64)],
+            named_losses={"ppo": spy},
+            sequence_length=2,
+            num_mini_batch=4,
+        )
+        runner(tmp_path, training, task, recurrent(task)).run()
+        for batch, output in spy.first.values():
+            assert batch.memory is not None and batch.episode_starts is not None
+            # 4 environments x 4 sequences of 2 steps, in 4 minibatches: 4 sequences each.
+            assert batch.episode_starts.shape == (2, 4) and batch.memory.shape[0] == 4
+            assert batch.actions is not None and batch.old_log_probs is not None
+            log_probs = output.distribution.log_prob(batch.actions)
+            torch.testing.assert_close(log_probs, batch.old_log_probs)
+            torch.testing.assert_close(output.values, batch.old_values)
+        assert any(bool(batch.memory.any()) for batch, _ in spy.first.values())
+
+    def test_a_sequence_length_must_divide_the_rollout(self, tmp_path: Path) -> None:
+        task = CartPoleTask(2)
+        training = pipeline([PipelineStage(["ppo"], 32)], sequence_length=3)
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'sequence_length' must divide the rollout's num_steps \(8\) when shorter",
+        ):
+            runner(tmp_path, training, task, recurrent(task))
+
+    def test_minibatches_split_the_sequences(self, tmp_path: Path) -> None:
+        """A model with memory may have as many minibatches as sequences, and no more."""
+        task = CartPoleTask(2)
+        allowed = pipeline([PipelineStage(["ppo"], 16)], sequence_length=4, num_mini_batch=4)
+        runner(tmp_path / "a", allowed, task, recurrent(task)).run()
+        refused = pipeline([PipelineStage(["ppo"], 16)], sequence_length=4, num_mini_batch=5)
+        with pytest.raises(
+            InvalidArgumentError, match=r"'num_mini_batch' must be <= the sequences in a rollout"
+        ):
+            runner(tmp_path / "b", refused, task, recurrent(task))
+
     def test_gradients_flow_through_the_sequence(self) -> None:
         """The replay backpropagates through time: the loss at the last step of a sequence
         reaches the first step's observation."""

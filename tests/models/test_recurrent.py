@@ -55,6 +55,36 @@ class TestShapes:
         assert has_memory(model())
         assert not has_memory(MLPActorCritic((3,), DiscreteActions(2)))
 
+    @pytest.mark.parametrize(("rnn_type", "rows"), [("gru", 2), ("lstm", 4)])
+    def test_a_separate_critic_remembers_on_its_own(self, rnn_type: str, rows: int) -> None:
+        """With separate_critic the memory holds both cores' rows, and the value loss's
+        gradient reaches the critic's core only: the policy's memory is the actor's."""
+        net = model(rnn_type, separate_critic=True, head_hidden_sizes=(4,))
+        memory = net.initial_memory(3)
+        assert memory.shape == (3, rows, 8)
+        starts = torch.zeros(2, 3, dtype=torch.bool)
+        output, after = net(torch.randn(6, 3), memory, starts)
+        assert after.shape == memory.shape
+        output.values.sum().backward()
+        assert net.critic_tower is not None
+        assert all(p.grad is None or not p.grad.any() for p in net.tower.parameters())
+        assert all(p.grad is not None for p in net.critic_tower.parameters())
+
+    def test_weights_of_the_earlier_layout_load(self) -> None:
+        """A checkpoint of the model before its towers (encoder.*, core.*, linear heads)
+        loads into today's model."""
+        net = model()
+        earlier = {}
+        for name, value in net.state_dict().items():
+            name = name.removeprefix("tower.")
+            for head in ("actor", "critic"):
+                name = name.replace(f"{head}.0.", f"{head}.")
+            earlier[name] = value.clone() + 1
+        fresh = model()
+        fresh.load_state_dict(earlier)
+        for name, value in fresh.state_dict().items():
+            torch.testing.assert_close(value, net.state_dict()[name] + 1)
+
     def test_bad_arguments(self) -> None:
         with pytest.raises(InvalidArgumentError, match="'rnn_type' must be one of"):
             model("rnn")
@@ -123,5 +153,5 @@ class TestConfig:
             cfg, observation_shape=(4,), action_space=DiscreteActions(2)
         )
         assert isinstance(built, RecurrentActorCritic)
-        assert isinstance(built.core, torch.nn.GRU if rnn_type == "gru" else torch.nn.LSTM)
-        assert built.core.hidden_size == 16
+        assert isinstance(built.tower.core, torch.nn.GRU if rnn_type == "gru" else torch.nn.LSTM)
+        assert built.tower.core.hidden_size == 16

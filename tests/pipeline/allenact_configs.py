@@ -943,7 +943,7 @@ def describe_component(component: Any) -> dict[str, Any]:
     }
 
 
-OUR_OWN_SETTINGS = ("minibatch_split",)
+OUR_OWN_SETTINGS = ("minibatch_split", "sequence_length")
 """Training settings hydra_pipeline adds to AllenAct's (absent from the recordings)."""
 
 

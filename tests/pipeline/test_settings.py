@@ -29,6 +29,7 @@ EVERY_SETTING = {
     "save_interval": 1000,
     "metric_accumulate_interval": 100,
     "minibatch_split": "transitions",
+    "sequence_length": 8,
 }
 
 
@@ -174,7 +175,7 @@ class TestOneListOfSettings:
 
     def test_training_settings_takes_exactly_the_keys_in_order(self) -> None:
         assert list(inspect.signature(TrainingSettings).parameters) == list(TRAINING_SETTING_KEYS)
-        assert len(TRAINING_SETTING_KEYS) == len(set(TRAINING_SETTING_KEYS)) == 11
+        assert len(TRAINING_SETTING_KEYS) == len(set(TRAINING_SETTING_KEYS)) == 12
 
     @pytest.mark.parametrize("owner", [PipelineStage, TrainingPipeline])
     def test_keyword_form_takes_every_key(self, owner: type) -> None:

@@ -152,6 +152,29 @@ class TestEpisodes:
             assert torch.equal(shown.final_observations, seen.final_observations[:, [0, 2]])
             assert not bool(shown.terminated.any())
 
+    def test_hide_velocities_is_hiding_entries_1_and_3(self) -> None:
+        """The general option hides any entries; hide_velocities is the case of both
+        velocities, and the two agree."""
+        shorthand = CartPoleTask(num_envs=4, hide_velocities=True)
+        general = CartPoleTask(num_envs=4, hide_observations=[3, 1])
+        angle_only = CartPoleTask(num_envs=4, hide_observations=[0, 1, 3])
+        assert general.observation_shape == (2,) and angle_only.observation_shape == (1,)
+        assert torch.equal(shorthand.reset(seed=5), general.reset(seed=5))
+        full = CartPoleTask(num_envs=4).reset(seed=5)
+        assert torch.equal(angle_only.reset(seed=5), full[:, [2]])
+
+    @pytest.mark.parametrize(
+        ("hidden", "message"),
+        [
+            ([4], r"'hide_observations.0' must be the index of an entry of the 4-entry"),
+            ([1, 1], r"'hide_observations' lists an entry more than once"),
+            ([0, 1, 2, 3], r"'hide_observations' hides every entry"),
+        ],
+    )
+    def test_hidden_entries_are_checked(self, hidden: list[int], message: str) -> None:
+        with pytest.raises(InvalidArgumentError, match=message):
+            CartPoleTask(num_envs=1, hide_observations=hidden)
+
     def test_spaces_shapes_and_dtypes_follow_the_protocol(self) -> None:
         """The task is a Task, with float32 observations and bool flags of batch shape."""
         task = CartPoleTask(num_envs=5)

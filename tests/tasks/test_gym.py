@@ -178,6 +178,45 @@ class TestAutoreset:
         torch.testing.assert_close(cos**2 + sin**2, torch.ones(3))
 
 
+class TestHiddenEntries:
+    def test_pendulum_without_its_angular_velocity(self) -> None:
+        """hide_observations removes entries from fresh and final observations alike (the
+        zoo's PendulumNoVel), on the same trajectories as the fully observed task."""
+        full = GymTask("Pendulum-v1", num_envs=2)
+        hidden = GymTask("Pendulum-v1", num_envs=2, hide_observations=[2])
+        assert hidden.observation_shape == (2,)
+        assert torch.equal(hidden.reset(seed=4), full.reset(seed=4)[:, :2])
+        for _ in range(200):  # through the truncation at step 200
+            actions = torch.ones(2, 1)
+            seen, shown = full.step(actions), hidden.step(actions)
+            assert torch.equal(shown.observations, seen.observations[:, :2])
+            assert torch.equal(shown.final_observations, seen.final_observations[:, :2])
+        assert bool(shown.truncated.all())
+        full.close()
+        hidden.close()
+
+    def test_the_expert_still_sees_every_entry(self) -> None:
+        seen: list[torch.Tensor] = []
+
+        def expert(observations: torch.Tensor) -> torch.Tensor:
+            seen.append(observations)
+            return (observations[:, 3] > 0).long()
+
+        task = GymTask("CartPole-v1", num_envs=2, expert=expert, hide_observations=[1, 3])
+        observations = task.reset(seed=0)
+        task.expert_actions()
+        assert observations.shape == (2, 2) and seen[-1].shape == (2, 4)
+        assert torch.equal(seen[-1][:, [0, 2]], observations)
+        task.close()
+
+    def test_an_index_beyond_the_observation_is_refused(self) -> None:
+        with pytest.raises(
+            InvalidArgumentError,
+            match=r"'hide_observations.0' must be the index of an entry of the 3-entry",
+        ):
+            GymTask("Pendulum-v1", num_envs=1, hide_observations=[3])
+
+
 class TestExpert:
     def test_expert_sees_the_current_observations(self) -> None:
         """expert_actions() applies the callable to the observations of the last step."""
