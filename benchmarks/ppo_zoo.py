@@ -23,21 +23,27 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, describe_load, load_average, python_command, run_timed
+from common import (
+    commit,
+    describe_load,
+    load_average,
+    machine,
+    python_command,
+    replace_table,
+    run_timed,
+    table_markers,
+)
 
 from hydra_pipeline.seed_statistics import summarize_seeds
 
-BEGIN_MARKER = "<!-- ppo_zoo.py table: begin -->"
-END_MARKER = "<!-- ppo_zoo.py table: end -->"
+BEGIN_MARKER, END_MARKER = table_markers("ppo_zoo.py")
 """What surrounds the table in a documentation page that ``--docs`` rewrites."""
 
 
@@ -125,43 +131,6 @@ def run_sb3(
 # Where and what was measured
 
 
-def commit() -> str:
-    """The checkout's commit (short), with ``+uncommitted`` when files differ from it."""
-
-    def git(*arguments: str) -> str:
-        return subprocess.run(
-            ["git", *arguments], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-
-    head = git("rev-parse", "--short=10", "HEAD")
-    return head + ("+uncommitted" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
-def machine() -> str:
-    """The machine and the software versions, in one line."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
-        if names:
-            cpu = names[0].split(":", 1)[1].strip()
-    versions = python_command(
-        "-c",
-        "import stable_baselines3, torch; print(torch.__version__, stable_baselines3.__version__)",
-    )
-    torch_version, sb3_version = run_timed(versions).stdout.split()[-2:]
-    return (
-        f"{platform.system()} {platform.machine()}, {_cpu_count()} CPUs ({cpu}), Python "
-        f"{platform.python_version()}, torch {torch_version}, Stable-Baselines3 {sb3_version}"
-    )
-
-
-def _cpu_count() -> int:
-    import os
-
-    return os.cpu_count() or 1
-
-
 def run_record(seed: int, outcome: dict[str, Any]) -> dict[str, Any]:
     """A run's entry in the JSON file: its outcome, and where and when it ran."""
     return {
@@ -183,6 +152,11 @@ def _seed_list(seeds: list[int]) -> str:
     if len(ordered) > 2 and ordered == list(range(ordered[0], ordered[-1] + 1)):
         return f"{ordered[0]}-{ordered[-1]}"
     return ", ".join(map(str, ordered))
+
+
+def _steps(count: int) -> str:
+    """``300k``, ``1M``: a budget in words."""
+    return f"{count // 1_000_000}M" if count % 1_000_000 == 0 else f"{count // 1000}k"
 
 
 def _spread(values: list[float]) -> str:
@@ -244,11 +218,11 @@ def markdown_table(data: dict[str, Any]) -> str:
         sb3_time = statistics.fmean(run["train_seconds"] for run in sides["sb3"])
         budget = budgets[name]
         zoo = f"{environment.published:g}" + (
-            "" if budget == environment.zoo_steps else f" at {environment.zoo_steps // 1000}k"
+            "" if budget == environment.zoo_steps else f" at {_steps(environment.zoo_steps)}"
         )
         worst = min(ours, key=lambda seed: ours[seed])
         rows.append(
-            f"| {environment.env_id} ({budget // 1000}k) | {_seed_list(seeds)} "
+            f"| {environment.env_id} ({_steps(budget)}) | {_seed_list(seeds)} "
             f"| {_spread(list(ours.values()))} | {_iqm(list(ours.values()))} "
             f"| {ours[worst]:.1f} (seed {worst}) | {_spread(sb3)} | {_iqm(sb3)} | {zoo} "
             f"| {ours_time:.0f} / {sb3_time:.0f} ({ours_time / sb3_time:.2f}) "
@@ -275,19 +249,6 @@ def markdown_table(data: dict[str, Any]) -> str:
 
 def _all_seeds(results: dict[str, Any]) -> list[int]:
     return sorted({run["seed"] for sides in results.values() for run in sides["ours"]})
-
-
-def replace_table(page: Path, table: str) -> None:
-    """Put ``table`` between the ``ppo_zoo.py`` markers of ``page``.
-
-    Raises:
-        SystemExit: The page lacks the markers.
-    """
-    text = page.read_text()
-    start, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
-    if start < 0 or end < start:
-        raise SystemExit(f"{page} has no {BEGIN_MARKER} ... {END_MARKER} block to replace.")
-    page.write_text(text[:start] + table + text[end + len(END_MARKER) :])
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,7 +319,7 @@ def main() -> None:
     if arguments.table:
         arguments.table.write_text(table + "\n")
     if arguments.docs:
-        replace_table(arguments.docs, table)
+        replace_table(arguments.docs, "ppo_zoo.py", table)
 
 
 if __name__ == "__main__":
