@@ -21,7 +21,6 @@ replaces the table in a documentation page (between its ``ppo_zoo.py`` markers) 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import statistics
 import sys
@@ -30,21 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import (
-    commit,
-    describe_load,
-    load_average,
-    machine,
-    python_command,
-    replace_table,
-    run_timed,
-    table_markers,
-)
-
-from hydra_pipeline.seed_statistics import summarize_seeds
-
-BEGIN_MARKER, END_MARKER = table_markers("ppo_zoo.py")
-"""What surrounds the table in a documentation page that ``--docs`` rewrites."""
+from common import describe_load, machine, python_command, replace_table, run_timed
+from seed_table import SeedRow, documentation_block, provenance, run_record, seed_table
 
 
 @dataclass(frozen=True)
@@ -128,46 +114,12 @@ def run_sb3(
 
 
 # --------------------------------------------------------------------------------------------
-# Where and what was measured
-
-
-def run_record(seed: int, outcome: dict[str, Any]) -> dict[str, Any]:
-    """A run's entry in the JSON file: its outcome, and where and when it ran."""
-    return {
-        "seed": seed,
-        **outcome,
-        "commit": commit(),
-        "date": datetime.date.today().isoformat(),
-        "load_average": round(load_average()[0], 2),
-    }
-
-
-# --------------------------------------------------------------------------------------------
 # The table
-
-
-def _seed_list(seeds: list[int]) -> str:
-    """``0-4`` for consecutive seeds, else ``0, 2, 5``."""
-    ordered = sorted(seeds)
-    if len(ordered) > 2 and ordered == list(range(ordered[0], ordered[-1] + 1)):
-        return f"{ordered[0]}-{ordered[-1]}"
-    return ", ".join(map(str, ordered))
 
 
 def _steps(count: int) -> str:
     """``300k``, ``1M``: a budget in words."""
     return f"{count // 1_000_000}M" if count % 1_000_000 == 0 else f"{count // 1000}k"
-
-
-def _spread(values: list[float]) -> str:
-    summary = summarize_seeds(values)
-    return f"{summary.mean:.1f}" + ("" if summary.std is None else f" ± {summary.std:.1f}")
-
-
-def _iqm(values: list[float]) -> str:
-    summary = summarize_seeds(values)
-    low, high = summary.iqm_interval
-    return f"{summary.iqm:.1f} [{low:.1f}, {high:.1f}]"
 
 
 def _goal(environment: Environment, ours: dict[int, float], sb3: list[float]) -> str:
@@ -191,64 +143,57 @@ def _goal(environment: Environment, ours: dict[int, float], sb3: list[float]) ->
     return "; ".join(verdicts)
 
 
-def markdown_table(data: dict[str, Any]) -> str:
-    """The Markdown table of the runs in ``data`` (what ``--json`` holds), with a paragraph
-    saying how, where and when they were measured, between the documentation markers."""
-    budgets, results = data["budgets"], data["results"]
-    header = [
-        "| env (budget) | seeds | ours | ours IQM [95% CI] | ours, worst seed | SB3 "
-        "| SB3 IQM [95% CI] | zoo published | train s, ours / SB3 | goal |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    rows, commits, dates, loads, seeds_run = [], set(), set(), [], set()
-    for name in ENVIRONMENTS:
-        sides = results.get(name)
-        if not sides or not sides["ours"] or not sides["sb3"]:
-            continue
-        environment = ENVIRONMENTS[name]
-        runs = sides["ours"] + sides["sb3"]
-        commits |= {run["commit"] for run in runs}
-        dates |= {run["date"] for run in runs}
-        loads += [run["load_average"] for run in runs]
-        ours = {run["seed"]: statistics.fmean(run["returns"]) for run in sides["ours"]}
-        sb3 = [statistics.fmean(run["returns"]) for run in sides["sb3"]]
-        seeds = sorted(ours)
-        seeds_run.add(_seed_list(seeds))
-        ours_time = statistics.fmean(run["train_seconds"] for run in sides["ours"])
-        sb3_time = statistics.fmean(run["train_seconds"] for run in sides["sb3"])
-        budget = budgets[name]
-        zoo = f"{environment.published:g}" + (
-            "" if budget == environment.zoo_steps else f" at {_steps(environment.zoo_steps)}"
-        )
-        worst = min(ours, key=lambda seed: ours[seed])
-        rows.append(
-            f"| {environment.env_id} ({_steps(budget)}) | {_seed_list(seeds)} "
-            f"| {_spread(list(ours.values()))} | {_iqm(list(ours.values()))} "
-            f"| {ours[worst]:.1f} (seed {worst}) | {_spread(sb3)} | {_iqm(sb3)} | {zoo} "
-            f"| {ours_time:.0f} / {sb3_time:.0f} ({ours_time / sb3_time:.2f}) "
-            f"| {_goal(environment, ours, sb3)} |"
-        )
-    if not rows:
-        return f"{BEGIN_MARKER}\nNo runs measured yet.\n{END_MARKER}"
-    period = " to ".join(sorted(dates)[:: max(1, len(dates) - 1)])
-    episodes = data.get("episodes", 10)
-    seeds_argument = " ".join(map(str, _all_seeds(results)))
-    about = (
-        f"Measured by `python benchmarks/ppo_zoo.py --seeds {seeds_argument}` (one row: add "
-        f"`--envs <name>`, names {', '.join(ENVIRONMENTS)}) at commit "
-        f"{', '.join(f'`{c}`' for c in sorted(commits))} on {period}; {data['machine']}; load "
-        f"average {min(loads):.1f} to {max(loads):.1f} when runs started (other work shared the "
-        "machine: wall times compare within a row only). Each seed's final policy is evaluated "
-        f"deterministically on {episodes} fresh episodes; over seeds, the mean ± standard "
-        "deviation and the interquartile mean (IQM) with its 95% percentile-bootstrap interval. "
-        "The goal: a mean return at least the lower of the zoo's figure and SB3's at the same "
-        "budget."
+NOTES = ("zoo published", "train s, ours / SB3", "goal")
+"""The table's columns after the sides' (see :func:`table_row`)."""
+
+
+def table_row(name: str, budget: int, sides: dict[str, list[dict[str, Any]]]) -> SeedRow:
+    """The row of environment ``name``: each side's mean evaluation return per seed, the
+    zoo's figure, both sides' mean training wall time and the goal's verdict."""
+    environment = ENVIRONMENTS[name]
+    ours = {run["seed"]: statistics.fmean(run["returns"]) for run in sides["ours"]}
+    sb3 = {run["seed"]: statistics.fmean(run["returns"]) for run in sides["sb3"]}
+    ours_time = statistics.fmean(run["train_seconds"] for run in sides["ours"])
+    sb3_time = statistics.fmean(run["train_seconds"] for run in sides["sb3"])
+    zoo = f"{environment.published:g}" + (
+        "" if budget == environment.zoo_steps else f" at {_steps(environment.zoo_steps)}"
     )
-    return "\n".join([BEGIN_MARKER, about, "", *header, *rows, END_MARKER])
+    return SeedRow(
+        f"{environment.env_id} ({_steps(budget)})",
+        {"ours": ours, "SB3": sb3},
+        (
+            zoo,
+            f"{ours_time:.0f} / {sb3_time:.0f} ({ours_time / sb3_time:.2f})",
+            _goal(environment, ours, list(sb3.values())),
+        ),
+    )
 
 
-def _all_seeds(results: dict[str, Any]) -> list[int]:
-    return sorted({run["seed"] for sides in results.values() for run in sides["ours"]})
+def markdown_table(data: dict[str, Any]) -> str:
+    """The table of the runs in ``data`` (what ``--json`` holds; environments with runs of
+    both sides), after a paragraph saying how, where and when they were measured, between
+    the documentation markers."""
+    measured = {
+        name: data["results"][name]
+        for name in ENVIRONMENTS
+        if name in data["results"] and all(data["results"][name].values())
+    }
+    if not measured:
+        return documentation_block("ppo_zoo.py", "No runs measured yet.")
+    rows = [table_row(name, data["budgets"][name], sides) for name, sides in measured.items()]
+    records = [run for sides in measured.values() for runs in sides.values() for run in runs]
+    seeds = sorted({run["seed"] for run in records})
+    about = (
+        f"Measured by `python benchmarks/ppo_zoo.py --envs {' '.join(measured)} --seeds "
+        f"{' '.join(map(str, seeds))}` {provenance(records, data['machine'])} (other work shared "
+        "the machine: wall times compare within a row only, and only roughly). Each seed's final "
+        f"policy is evaluated deterministically on {data.get('episodes', 10)} fresh episodes; "
+        "over seeds, the mean ± standard deviation, the interquartile mean (IQM) with its 95% "
+        "percentile-bootstrap interval and the worst seed. The goal: a mean return at least the "
+        "lower of the zoo's figure and SB3's at the same budget."
+    )
+    table = seed_table(rows, sides=("ours", "SB3"), notes=NOTES)
+    return documentation_block("ppo_zoo.py", f"{about}\n\n{table}")
 
 
 # --------------------------------------------------------------------------------------------
