@@ -500,7 +500,9 @@ def sweep_figure(jobs: Sequence[Job], pyplot: Any) -> Any:
             seeds = f"{len(with_values)} of {len(curves)} seeds"
         band = curve_band(aligned.values)
         mean = aligned.values.mean(axis=0) if band is None else band[0]
-        (line,) = axes.plot(aligned.steps, mean, label=f"{labels[configuration]} ({seeds})")
+        (line,) = axes.plot(
+            aligned.steps, mean, label=f"{labels[configuration]} ({seeds})", marker="."
+        )
         if band is not None:
             axes.fill_between(aligned.steps, band[1], band[2], alpha=0.2, color=line.get_color())
     title = (
@@ -587,7 +589,8 @@ def plot_run(run: Path, pyplot: Any = None) -> None:
         for start, end in zip([-1, *ends], [*ends, math.inf], strict=True):
             part = [(step, value) for step, value in training if start < step <= end]
             if part:
-                (line,) = axes.plot(*zip(*part, strict=True), label=label, color=color)
+                # Marked points: a stage with one metric point is a dot, not nothing.
+                (line,) = axes.plot(*zip(*part, strict=True), label=label, color=color, marker=".")
                 label, color = "_", line.get_color()  # one legend entry, one colour
         drawn.append("training")
     evaluations = read_curve(run, "eval/reward")

@@ -278,3 +278,33 @@ def test_a_runs_curves_stage_by_stage(tmp_path: Path) -> None:
     assert _stage_ends(tmp_path) == [20]
     plot_run(tmp_path, pyplot)
     assert (tmp_path / "curves.png").read_bytes().startswith(PNG)
+
+
+def test_a_stage_with_one_metric_point_is_drawn(tmp_path: Path) -> None:
+    """A stage whose return has one metric point (the default run can stop at its first) is
+    a marked point, not a line of one point that draws nothing."""
+    from hydra_pipeline.app.sweep_report import plot_run
+
+    (tmp_path / "metrics.csv").write_text(
+        "mode,total_steps,stage,episodes,train/reward\n"
+        "train,16,0,0,\ntrain,32,0,64,500.0\ntrain,48,1,0,\ntrain,64,1,64,500.0\n"
+    )
+    figures = []
+
+    class KeepFigure:
+        """pyplot, but closing keeps the figure for the test."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(pyplot, name)
+
+        def close(self, figure: Any) -> None:
+            figures.append(figure)
+
+    plot_run(tmp_path, KeepFigure())
+    (figure,) = figures
+    curves = [line for line in figure.axes[0].get_lines() if line.get_marker() == "."]
+    assert [(list(line.get_xdata()), list(line.get_ydata())) for line in curves] == [
+        ([32], [500.0]),
+        ([64], [500.0]),
+    ]
+    pyplot.close(figure)
