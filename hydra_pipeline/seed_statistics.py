@@ -95,7 +95,10 @@ def bootstrap_interval(
     estimates = _statistic(statistic)(resampled)
     tail = 50 * (1 - confidence)
     low, high = np.percentile(estimates, [tail, 100 - tail])
-    return float(low), float(high)
+    # A resample's mean can round an ulp past the data (the mean of 650/7 three times is
+    # below it): the interval is held to the data's range, as documented.
+    lowest, highest = data.min(), data.max()
+    return float(np.clip(low, lowest, highest)), float(np.clip(high, lowest, highest))
 
 
 def _statistic(name: str) -> Callable[[Floats], Floats]:
@@ -210,5 +213,8 @@ def curve_band(values: Floats, *, seed: int = 0) -> tuple[Floats, Floats, Floats
     np.add.at(weights, (np.arange(_BAND_RESAMPLES)[:, None], picks), 1.0 / runs)
     estimates = weights @ values  # (resamples, points)
     low, high = np.percentile(estimates, [2.5, 97.5], axis=0)
-    mean = np.asarray(values.mean(axis=0), dtype=np.float64)
+    # Held to the runs' range at each step (a mean can round an ulp past it).
+    lowest, highest = values.min(axis=0), values.max(axis=0)
+    mean = np.clip(values.mean(axis=0), lowest, highest)
+    low, high = np.clip(low, lowest, highest), np.clip(high, lowest, highest)
     return mean, np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)

@@ -74,6 +74,15 @@ class TestBootstrapInterval:
         assert bootstrap_interval([2.0, 2.0, 2.0]) == (2.0, 2.0)
         assert bootstrap_interval([5.0]) == (5.0, 5.0)
 
+    @pytest.mark.parametrize("statistic", ["mean", "iqm"])
+    def test_rounding_never_leaves_the_range(self, statistic: str) -> None:
+        """The mean of 650/7 three times rounds below 650/7; the interval stays on it."""
+        value = 650 / 7
+        assert float(np.mean([value] * 3)) < value
+        assert bootstrap_interval([value] * 3, statistic) == (value, value)
+        low, high = bootstrap_interval([117.8, 120.5, value], statistic)
+        assert value <= low <= high <= 120.5
+
     def test_the_same_values_give_the_same_interval(self) -> None:
         values = [1.0, 5.0, 2.0, 9.0]
         assert bootstrap_interval(values, "iqm") == bootstrap_interval(values, "iqm")
@@ -136,6 +145,12 @@ class TestCurves:
         assert high[2] <= 500.0
         t_high = stats.t.interval(0.95, 2, loc=values[:, 2].mean(), scale=stats.sem(values[:, 2]))
         assert t_high[1] > 500.0
+
+    def test_rounding_never_leaves_the_runs(self) -> None:
+        value = 650 / 7
+        band = curve_band(np.full((3, 2), value))
+        assert band is not None
+        assert [part.tolist() for part in band] == [[value, value]] * 3
 
     def test_no_band_for_one_run(self) -> None:
         assert curve_band(np.array([[1.0, 2.0]])) is None
