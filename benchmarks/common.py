@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -201,6 +202,58 @@ def benchmark_main(
     sizes = (1, quick_steps) if args.quick else (args.repeats, args.steps)
     seed = (args.seed,) if seeded else ()
     print_report(name, measure(*sizes, *seed), args.quick, args.json)
+
+
+def commit() -> str:
+    """The checkout's commit (short), with ``+uncommitted`` when tracked files differ from it:
+    what a benchmark's figures were measured on."""
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(
+            ["git", *arguments], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    head = git("rev-parse", "--short=10", "HEAD")
+    return head + ("+uncommitted" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def machine() -> str:
+    """The machine and the versions of Python, torch and Stable-Baselines3, in one line."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        if names:
+            cpu = names[0].split(":", 1)[1].strip()
+    versions = python_command(
+        "-c",
+        "import stable_baselines3, torch; print(torch.__version__, stable_baselines3.__version__)",
+    )
+    torch_version, sb3_version = run_timed(versions).stdout.split()[-2:]
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}), Python "
+        f"{platform.python_version()}, torch {torch_version}, Stable-Baselines3 {sb3_version}"
+    )
+
+
+def table_markers(script: str) -> tuple[str, str]:
+    """The comments that surround ``script``'s table in a documentation page."""
+    return f"<!-- {script} table: begin -->", f"<!-- {script} table: end -->"
+
+
+def replace_table(page: Path, script: str, table: str) -> None:
+    """Put ``table`` (which starts and ends with ``script``'s markers) in place of the block
+    between those markers in ``page``.
+
+    Raises:
+        SystemExit: The page lacks the markers.
+    """
+    begin, end = table_markers(script)
+    text = page.read_text()
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise SystemExit(f"{page} has no {begin} ... {end} block to replace.")
+    page.write_text(text[:start] + table + text[stop + len(end) :])
 
 
 def median(values: Sequence[float]) -> float:

@@ -5,8 +5,9 @@ until the mean episode return reaches 475); the baseline is ``sb3_cartpole.py --
 (SB3's PPO with rl-baselines3-zoo's tuned CartPole-v1 hyperparameters on Gymnasium's
 ``CartPole-v1``, stopped once the last 20 episodes average >= 475). Each is a process of its
 own, timed from just before ``subprocess.Popen`` to its exit, so both pay their imports. A run
-counts only if it really solved: the app's ``summary.json`` must say stage 1 stopped early
-with a final reward >= 475; SB3's result must say solved.
+counts only if it really solved: the app's ``summary.json`` must say its PPO stage stopped
+early on a mean return >= 475 of the stage's last (up to 100) episodes, the run's final
+return; SB3's result must say solved.
 
 For each seed (and each repetition) the two run back to back, alternating which goes first;
 the ratio is the median over those pairs of app time / SB3 time.
@@ -74,7 +75,8 @@ def run_app(seed: int) -> Solve:
             raise RuntimeError(f"the app failed (seed {seed}):\n{process.stdout[-3000:]}")
         summary = json.loads((Path(folder) / "summary.json").read_text())
     reward = float(summary["final_metrics"].get("reward", float("nan")))
-    solved = bool(summary["stages"][1]["early_stopped"]) and reward >= SOLVED_RETURN
+    stop = summary["stages"][1]["early_stop"]
+    solved = stop is not None and stop["metrics"]["reward"] == reward >= SOLVED_RETURN
     return Solve(process.wall_seconds, solved, int(summary["total_steps"]), reward)
 
 

@@ -162,7 +162,9 @@ class Policy:
             observations: ``(batch, *observation_shape)``, a NumPy array or a torch tensor
                 (for a ``Dict`` observation space, a mapping of its keys to them).
             deterministic: Take each action distribution's mode (the policy's best guess)
-                rather than a sample (drawn with torch's global generator).
+                rather than a sample (drawn with torch's global generator; a model exploring
+                with gSDE keeps one exploration matrix per batch entry between calls, drawn
+                anew every ``sde_sample_freq`` calls and after a full :meth:`reset`).
 
         Returns:
             One action per observation, of the same kind as ``observations`` (a torch tensor

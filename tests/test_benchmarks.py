@@ -49,3 +49,29 @@ def test_engine_overhead_quick_run_prints_a_ratio() -> None:
 def test_per_step_benchmark_quick_run_prints_a_ratio(script: str, row: str) -> None:
     output = quick_run(script)
     assert re.search(rf"{re.escape(row)} .* \d+\.\d{{3}} ", output), output
+
+
+def test_the_docs_ppo_table_is_the_scripts_output() -> None:
+    """docs/benchmarks.md holds, between its markers, exactly what ppo_zoo.py prints for the
+    runs saved in benchmarks/results/ppo_zoo.json: the table was pasted, not edited."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "ppo_zoo.py"),
+            "--json",
+            str(ROOT / "benchmarks" / "results" / "ppo_zoo.json"),
+            "--table-only",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    begin, end = "<!-- ppo_zoo.py table: begin -->", "<!-- ppo_zoo.py table: end -->"
+    printed = result.stdout[result.stdout.index(begin) : result.stdout.index(end) + len(end)]
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert page[page.index(begin) : page.index(end) + len(end)] == printed
+    assert "| Pendulum-v1 (100k) | 0-4 |" in printed
+    assert "| MountainCarContinuous-v0 (20k) | 0-4 |" in printed

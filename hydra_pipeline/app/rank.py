@@ -43,6 +43,7 @@ from hydra_pipeline.app.signals import (
     restore_handlers,
     training_begins,
 )
+from hydra_pipeline.app.sweep_report import draw_run_curves
 from hydra_pipeline.config import instantiate_node
 from hydra_pipeline.config.normalization import build_normalization
 from hydra_pipeline.config.saved_run import RESOLVED_CONFIG
@@ -97,6 +98,8 @@ def train_rank(
     announce = ranks is None or ranks.is_main  # every rank hears Ctrl-C; one says so
     with _stop_requested_by_signals(runner, relayed_requests, announce=announce):
         summary = runner.run()
+    if ranks is None or ranks.is_main:
+        draw_run_curves(output_dir)
     # Only a sweep's optimizer reads the objective: a single run has nothing to warn about.
     in_sweep = "sweep_dir" in info.job
     return objective_value(summary.to_dict(), cfg.objective, warn=in_sweep)

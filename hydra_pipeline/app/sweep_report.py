@@ -4,21 +4,22 @@ pictures.
 * ``sweep_summary.csv``: one row per job (its status, objective, final steps and reward);
 * ``sweep_groups.csv``: one row per configuration (a job's overrides without ``seed`` or
   ``seeds``): how many seeds, the mean, standard deviation, interquartile mean and 95%
-  bootstrap confidence interval of their final objective, and the jobs behind it;
-* ``sweep_curves.png``: each configuration's learning curve (mean and 95% band over seeds,
-  against total steps), and ``curves.png`` in each run's folder.
+  percentile-bootstrap interval of the mean of their final objectives, and the jobs behind it
+  (see :mod:`hydra_pipeline.seed_statistics`);
+* ``sweep_curves.png``: each configuration's learning curve (the mean over seeds on the steps
+  where every seed has a value, in a 95% bootstrap band, against total steps), and
+  ``curves.png`` in each run's folder (which each run also draws when it ends).
 
 A run's objective is what the app returned for it (by default the last evaluation's mean
 return, or the final mean training return of a run that does not evaluate; see ``train``); a
-job run with ``seeds=[...]`` counts as one sample per seed. The statistics use SciPy and the
-pictures Matplotlib (``pip install "hydra-pipeline[analysis]"``); without them the files hold
-what can be computed without (counts, means, standard deviations) and a warning names the
-extra.
+job run with ``seeds=[...]`` counts as one sample per seed. The pictures need Matplotlib
+(``pip install "hydra-pipeline[analysis]"``); without it a warning names the extra.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import logging
@@ -36,14 +37,17 @@ from hydra_pipeline.engine.reporting import METRICS_FILE
 from hydra_pipeline.engine.summary import SUMMARY_FILE
 from hydra_pipeline.errors import RunFolderError
 from hydra_pipeline.files import inside, process_is_running, temporary_path
+from hydra_pipeline.seed_statistics import align_curves, curve_band, summarize_seeds
 
 __all__ = [
     "GROUPS_FILE",
     "JOB_STATUS_FILE",
+    "MOST_CURVES",
     "SEEDS_FILE",
     "SUMMARY_CSV",
     "Job",
     "UnreadableFileError",
+    "draw_run_curves",
     "plot_run",
     "read_jobs",
     "spreadsheet_safe",
@@ -330,41 +334,55 @@ def group_statistics(jobs: Sequence[Job]) -> list[dict[str, Any]]:
 
 
 def _statistics(values: Sequence[float]) -> dict[str, Any]:
-    """Count, mean, sample standard deviation, interquartile mean and 95% bootstrap
-    confidence interval of the mean (empty where they are undefined or SciPy is missing)."""
+    """Count, mean, sample standard deviation, interquartile mean and 95% percentile-bootstrap
+    interval of the mean (see :mod:`hydra_pipeline.seed_statistics`; empty where they are
+    undefined). A run without a value (-inf) counts as a seed, not in the figures."""
     finite = [value for value in values if math.isfinite(value)]
     row: dict[str, Any] = {"seeds": len(values), "mean": "", "std": "", "iqm": ""}
     row |= {"ci_low": "", "ci_high": ""}
     if not finite:
         return row
-    row["mean"] = statistics.fmean(finite)
-    if len(finite) > 1:
-        row["std"] = statistics.stdev(finite)
-    stats = _optional("scipy.stats", "interquartile means and confidence intervals")
-    if stats is None:
-        return row
-    import numpy as np
-
-    data = np.asarray(finite)
-    row["iqm"] = float(stats.trim_mean(data, 0.25))
-    if len(finite) > 1 and float(data.std()) > 0:
-        interval = stats.bootstrap(
-            (data,), np.mean, confidence_level=0.95, method="percentile", random_state=0
-        ).confidence_interval
-        row["ci_low"], row["ci_high"] = float(interval.low), float(interval.high)
-    elif len(finite) > 1:  # every seed gave the same value
-        row["ci_low"] = row["ci_high"] = row["mean"]
+    summary = summarize_seeds(finite)
+    row |= {"mean": summary.mean, "iqm": summary.iqm}
+    if summary.std is not None:
+        row["std"] = summary.std
+        row["ci_low"], row["ci_high"] = summary.mean_interval
     return row
 
 
 def short_labels(configurations: Sequence[str]) -> dict[str, str]:
-    """Each configuration by the overrides that differ between them (the swept ones)."""
+    """Each configuration by the overrides that differ between them (the swept ones), each
+    named by its key's last part where that is unambiguous (``lr=...`` for
+    ``pipeline.optimizer_builder.lr=...``) and with numbers to 3 significant digits."""
     overrides = [configuration.split() for configuration in configurations]
     common = set.intersection(*map(set, overrides)) if overrides else set()
+    swept = {override_key(o) for parts in overrides for o in parts if o not in common}
+    last_parts = [key.rpartition(".")[2] for key in swept]
+    short = {
+        key: key.rpartition(".")[2] if last_parts.count(key.rpartition(".")[2]) == 1 else key
+        for key in swept
+    }
+
+    def label(override: str) -> str:
+        return f"{short[override_key(override)]}={_rounded(override.partition('=')[2])}"
+
     return {
-        configuration: " ".join(o for o in parts if o not in common) or "(as configured)"
+        configuration: " ".join(label(o) for o in parts if o not in common) or "(as configured)"
         for configuration, parts in zip(configurations, overrides, strict=True)
     }
+
+
+def _rounded(value: str) -> str:
+    """A number that is not an integer to 3 significant digits; anything else as it is."""
+    try:
+        int(value)
+        return value
+    except ValueError:
+        pass
+    try:
+        return f"{float(value):.3g}"
+    except ValueError:
+        return value
 
 
 def groups_table(groups: Sequence[dict[str, Any]]) -> str:
@@ -453,77 +471,169 @@ def _plot(sweep_dir: Path, jobs: Sequence[Job]) -> None:
         for run in job.runs:
             plot_run(run, pyplot)
     figure = sweep_figure(jobs, pyplot)
-    figure.savefig(sweep_dir / CURVES_FILE, dpi=100)
+    figure.savefig(sweep_dir / CURVES_FILE, dpi=100, bbox_inches="tight")
     pyplot.close(figure)
 
 
-def sweep_figure(jobs: Sequence[Job], pyplot: Any) -> Any:
-    """A figure with one learning curve per configuration of the completed jobs: the mean
-    return over its seeds at each total step count, in a 95% band (Student's t interval of the
-    mean; none without SciPy). The return is the evaluations' where every run of the
-    configuration evaluated, else training's."""
-    import numpy as np
+MOST_CURVES = 10
+"""The most configurations a sweep's figure draws (the best by their objectives' mean)."""
 
-    stats = _optional("scipy.stats", "confidence bands")
-    groups: dict[str, list[Path]] = {}
+
+def sweep_figure(jobs: Sequence[Job], pyplot: Any) -> Any:
+    """A figure with the learning curve of each configuration of the completed jobs (the
+    :data:`MOST_CURVES` best by the mean of their objectives, best first in the legend): the
+    mean return over its seeds, aligned on the steps where every seed has a value, in a 95%
+    percentile-bootstrap band (which stays within the seeds' values; none for one seed). The
+    return is the evaluations' when every run of the sweep evaluated, else training's; the
+    title and the axes say which."""
+    groups: dict[str, list[Job]] = {}
     for job in jobs:
         if job.status == "completed":
-            groups.setdefault(job.configuration, []).extend(job.runs)
-    figure, axes = pyplot.subplots(figsize=(8, 5))
+            groups.setdefault(job.configuration, []).append(job)
+    runs = {
+        configuration: [run for job in members for run in job.runs]
+        for configuration, members in groups.items()
+    }
+    evaluated = bool(runs) and all(
+        read_curve(run, "eval/reward") for members in runs.values() for run in members
+    )
+    metric = "eval/reward" if evaluated else "train/reward"
+    ranked = sorted(groups, key=lambda configuration: -_mean_objective(groups[configuration]))
+    shown = ranked[:MOST_CURVES]
     labels = short_labels(list(groups))
-    for configuration, runs in groups.items():
-        curves = [read_curve(run, "eval/reward") for run in runs]
-        metric = "eval" if all(curves) else "train"
-        if metric == "train":
-            curves = [read_curve(run) for run in runs]
-        by_step: dict[int, list[float]] = {}
-        for curve in curves:
-            for step, value in curve:
-                by_step.setdefault(step, []).append(value)
-        steps = sorted(by_step)
-        if not steps:
+    figure, axes = pyplot.subplots(figsize=(8, 5))
+    for configuration in shown:
+        curves = [read_curve(run, metric) for run in runs[configuration]]
+        with_values = [curve for curve in curves if curve]
+        aligned = align_curves(with_values)
+        if not aligned.steps.size:
             continue
-        samples = [np.asarray(by_step[step]) for step in steps]
-        means = [float(values.mean()) for values in samples]
-        line = axes.plot(
-            steps, means, label=f"{labels[configuration]} ({len(runs)} seeds, {metric})"
+        seeds = f"{len(with_values)} seed{'s' if len(with_values) != 1 else ''}"
+        if len(with_values) < len(curves):
+            seeds = f"{len(with_values)} of {len(curves)} seeds"
+        band = curve_band(aligned.values)
+        mean = aligned.values.mean(axis=0) if band is None else band[0]
+        (line,) = axes.plot(
+            aligned.steps, mean, label=f"{labels[configuration]} ({seeds})", marker="."
         )
-        if stats is not None:
-            bands = [_band(stats, values) for values in samples]
-            axes.fill_between(
-                steps, *zip(*bands, strict=True), alpha=0.2, color=line[0].get_color()
-            )
+        if band is not None:
+            axes.fill_between(aligned.steps, band[1], band[2], alpha=0.2, color=line.get_color())
+    title = (
+        f"{'Evaluation' if evaluated else 'Training'} return: mean over seeds, 95% bootstrap band"
+    )
+    if len(shown) < len(groups):
+        title += f"\n(the {len(shown)} best of {len(groups)} configurations)"
+    axes.set_title(title)
     axes.set_xlabel("total steps")
-    axes.set_ylabel("mean episode return")
+    axes.set_ylabel(_return_label(evaluated, [run for members in runs.values() for run in members]))
     if axes.get_lines():
-        axes.legend(fontsize="small")
+        axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     figure.tight_layout()
     return figure
 
 
-def _band(stats: Any, values: Any) -> tuple[float, float]:
-    """The 95% t interval of the mean of ``values`` (a point where it is undefined)."""
-    if len(values) < 2 or float(values.std()) == 0:
-        return float(values.mean()), float(values.mean())
-    low, high = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
-    return float(low), float(high)
+def _mean_objective(members: Sequence[Job]) -> float:
+    """The mean of the finite objectives of a configuration's jobs (-inf without any)."""
+    finite = [value for job in members for value in job.objectives if math.isfinite(value)]
+    return statistics.fmean(finite) if finite else -math.inf
+
+
+def _return_label(evaluated: bool, runs: Sequence[Path]) -> str:
+    """What the y-axis shows: the evaluations' mean return, or the training return with the
+    episodes it averages (as the runs' summaries say)."""
+    if evaluated:
+        counts = {count for run in runs for count in _evaluation_episodes(run)}
+        of = f" of {counts.pop()} episodes" if len(counts) == 1 else ""
+        return f"evaluation return (mean{of})"
+    windows = {_summary_value(run, "return_window") for run in runs} - {None}
+    window = f" ≤{windows.pop()}" if len(windows) == 1 else ""
+    return f"training return (mean of the stage's last{window} episodes)"
+
+
+def _evaluation_episodes(run: Path) -> set[int]:
+    """The numbers of episodes behind a run's evaluations (``metrics.csv``'s ``episodes``
+    column of its evaluation rows)."""
+    path = run / METRICS_FILE
+    if not path.is_file():
+        return set()
+    with open(path, newline="") as file:
+        return {
+            int(row["episodes"])
+            for row in csv.DictReader(file)
+            if row.get("mode") == "eval" and (row.get("episodes") or "").isdigit()
+        }
+
+
+def _summary_value(run: Path, key: str) -> Any:
+    path = run / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    return _json(path, dict).get(key)
+
+
+def draw_run_curves(run: Path) -> None:
+    """``curves.png`` in a run's folder at the end of the run, when Matplotlib is installed
+    (quietly nothing when it is not: the ``analysis`` extra is optional). A picture that
+    cannot be drawn is a warning: the run's results are written already."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return
+    try:
+        plot_run(run)
+    except Exception as error:  # whatever Matplotlib raises, the trained run stands
+        log.warning(
+            "%s could not be drawn (%s: %s).", run / RUN_CURVES_FILE, type(error).__name__, error
+        )
 
 
 def plot_run(run: Path, pyplot: Any = None) -> None:
-    """``curves.png`` in a run's folder: its training (and evaluation) return."""
+    """``curves.png`` in a run's folder: its training return at each metric point, drawn
+    stage by stage (each stage's return is that of its own episodes), with dotted lines where
+    a stage ends, and its evaluations' mean return, against total steps."""
     pyplot = pyplot or _pyplot()
     if pyplot is None:
         return
-    figure, axes = pyplot.subplots(figsize=(6, 4))
-    for metric in ("train/reward", "eval/reward"):
-        curve = read_curve(run, metric)
-        if curve:
-            steps, values = zip(*curve, strict=True)
-            axes.plot(steps, values, label=metric)
+    figure, axes = pyplot.subplots(figsize=(7, 4))
+    drawn = []
+    ends = _stage_ends(run)
+    training = read_curve(run, "train/reward")
+    if training:
+        label = _return_label(False, [run])
+        color = None
+        for start, end in zip([-1, *ends], [*ends, math.inf], strict=True):
+            part = [(step, value) for step, value in training if start < step <= end]
+            if part:
+                # Marked points: a stage with one metric point is a dot, not nothing.
+                (line,) = axes.plot(*zip(*part, strict=True), label=label, color=color, marker=".")
+                label, color = "_", line.get_color()  # one legend entry, one colour
+        drawn.append("training")
+    evaluations = read_curve(run, "eval/reward")
+    if evaluations:
+        label = _return_label(True, [run])
+        axes.plot(*zip(*evaluations, strict=True), label=label, marker=".")
+        drawn.append("evaluation")
+    for end in ends:
+        axes.axvline(end, color="grey", linestyle=":", linewidth=1)
+    title = f"Run {run.name}: {' and '.join(drawn) or 'no'} return"
+    axes.set_title(title + (" (dotted: stage ends)" if ends else ""))
     axes.set_xlabel("total steps")
-    axes.set_ylabel("mean episode return")
+    axes.set_ylabel("episode return")
     if axes.get_lines():
-        axes.legend(fontsize="small")
+        # Below the axes, where it hides no curve.
+        axes.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15))
     figure.tight_layout()
-    figure.savefig(run / RUN_CURVES_FILE, dpi=100)
+    figure.savefig(run / RUN_CURVES_FILE, dpi=100, bbox_inches="tight")
     pyplot.close(figure)
+
+
+def _stage_ends(run: Path) -> list[int]:
+    """The total step counts at which the run's stages but the last ended (its last training
+    metric point of each stage, from ``metrics.csv``)."""
+    path = run / METRICS_FILE
+    if not path.is_file():
+        return []
+    last: dict[str, int] = {}
+    with open(path, newline="") as file:
+        for row in csv.DictReader(file):
+            if row.get("mode") == "train" and (row.get("total_steps") or "").isdigit():
+                last[row.get("stage") or ""] = int(row["total_steps"])
+    return sorted(last.values())[:-1]

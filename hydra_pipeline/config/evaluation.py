@@ -22,8 +22,10 @@ class EvaluationConf:
     """How a run evaluates its policy while it trains (the ``evaluation`` node).
 
     Attributes:
-        interval: Total steps between evaluations; null turns evaluation off. A run that
-            evaluates also evaluates once more after its last stage.
+        interval: Evaluate at the first rollout end at or after each multiple of this many
+            total steps (so runs with other rollout sizes evaluate at comparable points); null
+            turns evaluation off. A run that evaluates also evaluates once more after its last
+            stage.
         episodes: Episodes per evaluation, spread over the evaluation's environments.
         num_envs: Environments of the evaluation's own copy of the task (null: the task's
             num_envs).

@@ -22,7 +22,8 @@ class MLPActorCriticConf:
         hidden_sizes: Width of each hidden layer (of the actor and the critic, unless they
             have their own sizes).
         activation: ``tanh``, ``relu``, ``elu``, ``gelu`` or ``silu``.
-        initial_log_std: Initial log standard deviation of continuous actions.
+        initial_log_std: Initial log standard deviation of continuous actions (with use_sde,
+            of the exploration matrices' entries: SB3's log_std_init).
         actor_hidden_sizes: The actor's own hidden layers (null: hidden_sizes).
         critic_hidden_sizes: The critic's own hidden layers (null: hidden_sizes).
         shared_hidden_sizes: Hidden layers shared by actor and critic, before their own.
@@ -35,6 +36,16 @@ class MLPActorCriticConf:
             observations.
         embedding_dim: Size of the embeddings of integer observations (a direction) and of
             tokens (a mission).
+        use_sde: Explore continuous actions with generalized state-dependent exploration
+            (gSDE) instead of independent Gaussian noise per step (SB3's use_sde).
+        sde_sample_freq: With use_sde, draw new exploration matrices every this many steps of
+            a rollout (-1: once per rollout).
+        full_std: With use_sde, one standard deviation per feature and action entry (false:
+            one per feature).
+        use_expln: With use_sde, standard deviations through expln (slow growth above 0)
+            instead of exp.
+        learn_features: With use_sde, let the losses' gradients reach the actor's features
+            through the action variance (false, as SB3's PPO).
     """
 
     _target_: str = "hydra_pipeline.models.MLPActorCritic"
@@ -50,6 +61,11 @@ class MLPActorCriticConf:
     critic_gain: float = 1.0
     cnn_channels: List[int] = field(default_factory=lambda: [16, 32])
     embedding_dim: int = 16
+    use_sde: bool = False
+    sde_sample_freq: int = -1
+    full_std: bool = True
+    use_expln: bool = False
+    learn_features: bool = False
 
 
 @dataclass

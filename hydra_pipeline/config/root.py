@@ -40,8 +40,9 @@ class Config:
             command line may set it.
         callbacks: Run callbacks by name, called during training (trackers: callbacks=[wandb]
             or callbacks=[wandb,mlflow]; your own: +callbacks.mine={_target_:my_project.Hook}).
-        return_window: Finished episodes the final training return averages over (the last
-            100, as Stable-Baselines3 reports).
+        return_window: The training return (reward: logged, watched by early-stopping
+            criteria, and the summary's) is the mean of this many of the last episodes that
+            ended in the current stage (100, as Stable-Baselines3 reports).
         evaluation: Evaluation of the policy during training on a separate copy of the task
             (evaluation.interval=N turns it on).
         distributed: Training one run with several processes (distributed.nproc_per_node=2;

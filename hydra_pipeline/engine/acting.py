@@ -12,14 +12,17 @@ the task's own; only a learning stepper (training rollouts) updates its statisti
 
 A model with memory (a recurrent policy, see :mod:`hydra_pipeline.models.protocol`) keeps its
 memory in the :class:`Actor`, which tells the model where episodes start (after
-:meth:`Actor.reset`) so that it forgets what came before. :func:`model_output` is the one call
-of a model, with or without memory, for acting and for the updates that replay a rollout.
+:meth:`Actor.reset`) so that it forgets what came before. A model exploring with gSDE (see
+:mod:`hydra_pipeline.models.gsde`) keeps its exploration matrices there too: each actor
+(training's, an evaluation's, a policy's) explores with its own. :func:`model_output` is the
+one call of a model, with or without memory, for acting and for the updates that replay a
+rollout.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +30,7 @@ from torch import Tensor, nn
 from hydra_pipeline.engine.episodes import FinishedEpisodes, finished_episodes
 from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.errors import InvalidArgumentError
+from hydra_pipeline.models.gsde import ExplorationMatrices, StateDependentGaussian
 from hydra_pipeline.models.protocol import ActorCriticOutput, has_memory, initial_memory
 from hydra_pipeline.tasks.observations import (
     Observations,
@@ -84,6 +88,8 @@ class Actor:
             (``None`` for a memoryless model, or before the first act).
         episode_starts: ``(batch,)`` ``bool``: where the next act starts an episode.
         acted_starts: The ``episode_starts`` the latest act used.
+        exploration: The exploration matrices of a model exploring with gSDE, drawn anew
+            after :meth:`restart_exploration` (and when due).
     """
 
     def __init__(self, model: nn.Module, action_space: ActionSpace, device: torch.device) -> None:
@@ -93,6 +99,7 @@ class Actor:
         self.memory: Tensor | None = None
         self.episode_starts: Tensor | None = None
         self.acted_starts: Tensor | None = None
+        self.exploration = ExplorationMatrices()
         if isinstance(action_space, DiscreteActions):
             self.action_shape: tuple[int, ...] = ()
             self.action_dtype = torch.int64
@@ -113,7 +120,7 @@ class Actor:
             observations: ``(batch, *observation_shape)`` float32, or a batch of the task's
                 ``observation_space`` (see :mod:`hydra_pipeline.tasks.observations`).
             deterministic: Take each distribution's mode instead of a sample (drawn with
-                torch's global generator).
+                torch's global generator; through ``exploration`` for gSDE).
         """
         memory, starts = self.memory_for(num_observations(observations))
         output, memory = model_output(
@@ -124,7 +131,12 @@ class Actor:
             self.acted_starts = starts
             self.episode_starts = torch.zeros_like(starts)
         distribution = output.distribution
-        actions = distribution.mode() if deterministic else distribution.sample()
+        if deterministic:
+            actions = distribution.mode()
+        elif isinstance(distribution, StateDependentGaussian):
+            actions = distribution.sample_with(self.exploration)
+        else:
+            actions = distribution.sample()
         return actions, output
 
     def on_device(self, observations: Observations) -> Observations:
@@ -183,10 +195,17 @@ class Actor:
             actions = torch.max(torch.min(actions, self._bounds[1]), self._bounds[0])
         return actions
 
+    def restart_exploration(self) -> None:
+        """Draw new exploration matrices at the next :meth:`act` (gSDE: at the start of each
+        rollout, or of each evaluation)."""
+        self.exploration.restart()
+
     def reset(self, episode_starts: Tensor | None = None) -> None:
         """Start new episodes where ``episode_starts`` ``(batch,)`` is True (everywhere, for
-        any batch size, when ``None``): the model forgets what it remembers of them at the
-        next :meth:`act`. Nothing to do for a memoryless model."""
+        any batch size, when ``None``, with new exploration matrices): the model forgets what
+        it remembers of them at the next :meth:`act`."""
+        if episode_starts is None:
+            self.restart_exploration()
         if not self.has_memory:
             return
         if episode_starts is None:
@@ -194,16 +213,18 @@ class Actor:
         elif self.episode_starts is not None:
             self.episode_starts |= episode_starts.to(self.device, torch.bool)
 
-    def state_dict(self) -> dict[str, Tensor | None]:
-        """The memory and where episodes start (``None`` for a memoryless model), copied."""
+    def state_dict(self) -> dict[str, Any]:
+        """The memory and where episodes start (``None`` for a memoryless model), and the
+        exploration matrices (``None`` before any), copied."""
         return {
             "memory": None if self.memory is None else self.memory.cpu().clone(),
             "episode_starts": (
                 None if self.episode_starts is None else self.episode_starts.cpu().clone()
             ),
+            "exploration": self.exploration.state_dict(),
         }
 
-    def load_state_dict(self, state: Mapping[str, Tensor | None]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned.
 
         Raises:
@@ -223,6 +244,7 @@ class Actor:
                 )
         self.memory = None if memory is None else memory.to(self.device)
         self.episode_starts = None if starts is None else starts.to(self.device)
+        self.exploration.load_state_dict(state["exploration"], self.device)
 
 
 class Transition(NamedTuple):

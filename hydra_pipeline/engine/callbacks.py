@@ -115,9 +115,17 @@ class Callback:
         """A checkpoint was written to ``path``."""
 
     def on_stage_end(
-        self, *, stage_index: int, total_steps: int, stage_steps: int, early_stopped: bool
+        self,
+        *,
+        stage_index: int,
+        total_steps: int,
+        stage_steps: int,
+        early_stopped: bool,
+        early_stop: Mapping[str, Any] | None = None,
     ) -> None:
-        """A stage is complete (``early_stopped``: its criterion ended it)."""
+        """A stage is complete (``early_stopped``: its criterion ended it, deciding on the
+        metrics in ``early_stop``: see ``StageSummary.early_stop`` in
+        :mod:`hydra_pipeline.engine.summary`)."""
 
     def on_run_end(self, *, total_steps: int, summary: Mapping[str, Any], run_dir: Path) -> None:
         """Every stage is complete; ``summary`` is what ``summary.json`` holds."""

@@ -48,13 +48,21 @@ BEST_CHECKPOINT = "best.pt"
 """The checkpoint of a run's best evaluation, in its checkpoint folder (not a resume point of
 its own: resuming takes the latest scheduled checkpoint)."""
 
-_FORMAT = "hydra_pipeline/4"
-"""Format 4 keeps the evaluation metrics waiting for the next metric point apart from the
-training metrics (``engine.evaluations``); format 3 stored each process's own state
-(environments, episodes, the model's memory, random generators) per rank, under ``ranks``;
-format 2 added the acting state (a model's memory) and format 1 had none, both with one
-process's state at the top level. The weights of every format load; only format 4 resumes."""
-_READABLE_FORMATS = ("hydra_pipeline/1", "hydra_pipeline/2", "hydra_pipeline/3", _FORMAT)
+_FORMAT = "hydra_pipeline/5"
+"""Format 5 adds the exploration matrices of a model exploring with gSDE (``acting`` of each
+rank) and the metrics each stage's early stop was decided on (``engine.stops``); format 4
+kept the evaluation metrics waiting for the next metric point apart from the training metrics
+(``engine.evaluations``); format 3 stored each process's own state (environments, episodes,
+the model's memory, random generators) per rank, under ``ranks``; format 2 added the acting
+state (a model's memory) and format 1 had none, both with one process's state at the top
+level. The weights of every format load; only format 5 resumes."""
+_READABLE_FORMATS = (
+    "hydra_pipeline/1",
+    "hydra_pipeline/2",
+    "hydra_pipeline/3",
+    "hydra_pipeline/4",
+    _FORMAT,
+)
 _NAME = re.compile(r"^stage_(\d+)__steps_(\d+)\.pt$")
 
 _FIELDS: tuple[tuple[str, tuple[type, ...], bool], ...] = (

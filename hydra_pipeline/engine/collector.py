@@ -130,6 +130,7 @@ class RolloutCollector:
         forced_count = torch.zeros((), dtype=torch.int64, device=self.device)
         if self.first_step_time is None:
             self.first_step_time = time.time()
+        self.actor.restart_exploration()  # gSDE: new exploration matrices for each rollout
         length = storage.sequence_length
         with torch.no_grad():
             for step in range(storage.num_steps):

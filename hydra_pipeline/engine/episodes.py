@@ -88,8 +88,9 @@ def finished_episodes(
 
 
 class RecentEpisodes:
-    """The returns and lengths of the last ``window`` finished episodes, for a final training
-    return that says what it averages (Stable-Baselines3 reports over the last 100).
+    """The returns and lengths of the last ``window`` finished episodes: the training return
+    the logs, the early-stopping criteria and the summary all mean (Stable-Baselines3 also
+    reports the mean over the last 100).
 
     Args:
         window: How many of the latest episodes to keep (>= 1).
@@ -105,17 +106,27 @@ class RecentEpisodes:
         self.returns = torch.cat([self.returns, returns.to(torch.float64)])[-self.window :]
         self.lengths = torch.cat([self.lengths, lengths.to(torch.float64)])[-self.window :]
 
+    def clear(self) -> None:
+        """Forget every episode kept."""
+        self.returns = self.returns[:0]
+        self.lengths = self.lengths[:0]
+
     @property
     def count(self) -> int:
         """Episodes kept (fewer than ``window`` until that many have ended)."""
         return int(self.returns.numel())
 
+    def sums(self) -> dict[str, float]:
+        """The sum of the returns (``reward``) and of the lengths (``episode_length``) of the
+        episodes kept (empty if none)."""
+        if not self.count:
+            return {}
+        return {"reward": float(self.returns.sum()), "episode_length": float(self.lengths.sum())}
+
     def means(self) -> dict[str, float]:
         """Mean ``reward`` (return) and ``episode_length`` of the episodes kept (empty if
         none)."""
-        if not self.count:
-            return {}
-        return {"reward": float(self.returns.mean()), "episode_length": float(self.lengths.mean())}
+        return {name: total / self.count for name, total in self.sums().items()}
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"returns": self.returns.clone(), "lengths": self.lengths.clone()}

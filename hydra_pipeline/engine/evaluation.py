@@ -293,8 +293,9 @@ class EvaluationSchedule:
     Args:
         evaluator: Evaluates the policy on a task of its own (rank 0 of a distributed run
             evaluates; the other ranks receive its result).
-        interval: Total steps between evaluations (>= 1). The run also evaluates after its last
-            stage, unless it just did.
+        interval: Evaluate at the first rollout end at or after each multiple of this many
+            total steps (>= 1), so that runs with other rollout sizes evaluate at comparable
+            points. The run also evaluates after its last stage, unless it just did.
         best: Which evaluation is the best so far (by default the highest ``reward``).
 
     Attributes:
@@ -312,10 +313,12 @@ class EvaluationSchedule:
         self.latest: dict[str, float] = {}
 
     def due(self, total_steps: int, *, final: bool = False) -> bool:
-        """Whether to evaluate at ``total_steps``: ``interval`` steps after the previous
-        evaluation, or at the end of training (unless just evaluated)."""
-        since = total_steps - self.steps_at_last_evaluation
-        return since > 0 if final else since >= self.interval
+        """Whether to evaluate at ``total_steps``: when a multiple of ``interval`` has been
+        reached since the previous evaluation, or at the end of training (unless just
+        evaluated)."""
+        if final:
+            return total_steps > self.steps_at_last_evaluation
+        return total_steps // self.interval > self.steps_at_last_evaluation // self.interval
 
     def evaluate(
         self, total_steps: int, *, is_main: bool

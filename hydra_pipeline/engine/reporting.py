@@ -161,11 +161,20 @@ class ConsoleReporter(Callback):
             )
 
     def on_stage_end(
-        self, *, stage_index: int, total_steps: int, stage_steps: int, early_stopped: bool, **_: Any
+        self,
+        *,
+        stage_index: int,
+        total_steps: int,
+        stage_steps: int,
+        early_stopped: bool,
+        early_stop: Mapping[str, Any] | None = None,
+        **_: Any,
     ) -> None:
         if self._bar is not None:  # what the stage did not use is not left to do
             self._set_total(total_steps + self._after_stage)
-        reason = "early stopping criterion met" if early_stopped else "step limit reached"
+        reason = "step limit reached"
+        if early_stopped:
+            reason = "early stopping criterion met" + _decided_on(early_stop)
         log.info("Stage %d done after %d steps: %s", stage_index + 1, stage_steps, reason)
 
     def on_run_end(
@@ -174,12 +183,17 @@ class ConsoleReporter(Callback):
         self._close_bar()
         final = summary.get("final_metrics", {})
         episodes = summary.get("final_counts", {}).get("reward")
+        stage = len(summary.get("stages", []))
+        evaluation = summary.get("eval_metrics", {})
         log.info(
-            "Done after %d steps: final mean episode return %s. Summary: %s",
+            "Done after %d steps: final mean episode return %s%s. Summary: %s",
             total_steps,
             "- (no episode ended)"
             if final.get("reward") is None
-            else f"{final['reward']:.2f}" + (f" over {episodes} episodes" if episodes else ""),
+            else f"{final['reward']:.2f} ({_episodes(episodes, stage)})",
+            ""
+            if evaluation.get("reward") is None
+            else f"; final evaluation return {evaluation['reward']:.2f}",
             run_dir / "summary.json",
         )
 
@@ -202,6 +216,26 @@ def _whole(steps: float) -> int | None:
 
 def _number(value: float | None, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _episodes(count: int | None, stage: int) -> str:
+    """What a training return averages, in words."""
+    return f"mean of the last {count} episodes of stage {stage}"
+
+
+def _decided_on(early_stop: Mapping[str, Any] | None) -> str:
+    """`` at <metric> <value> (<what it averages>)``: what a criterion decided on, in words
+    (the return when it watches no metric by name)."""
+    if not early_stop:
+        return ""
+    metric = early_stop.get("metric") or "reward"
+    value = early_stop["metrics"].get(metric)
+    if value is None:
+        return ""
+    if metric in ("reward", "episode_length"):
+        count = early_stop["counts"][metric]
+        return f" at {metric} {value:.2f} (mean of the stage's last {count} episodes)"
+    return f" at {metric} {value:.4g}"
 
 
 class TensorBoardWriter(Callback):

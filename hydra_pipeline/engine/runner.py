@@ -76,13 +76,15 @@ class OnPolicyRunner:
         run_config: The run's resolved config as plain values, handed to the callbacks.
         job: Where the run stands in a sweep (see ``Callback.on_run_start``), for the
             callbacks.
-        return_window: The final training return (``summary.json``'s ``reward``) is the mean
-            over this many of the last finished episodes (>= 1).
+        return_window: The training return (``reward``: logged, watched by early-stopping
+            criteria, and ``summary.json``'s) is the mean over this many of the last episodes
+            that ended in the current stage (>= 1).
         evaluator: Evaluates the policy during training on a task of its own (see
             :mod:`hydra_pipeline.engine.evaluation`); ``None``: no evaluation.
-        evaluation_interval: Total steps between evaluations (>= 1; with ``evaluator``). The
-            run also evaluates once more after its last stage, and reports each evaluation's
-            metrics as ``eval/<metric>``, which early-stopping criteria may watch.
+        evaluation_interval: Evaluate at the first rollout end at or after each multiple of
+            this many total steps (>= 1; with ``evaluator``). The run also evaluates once more
+            after its last stage, and reports each evaluation's metrics as ``eval/<metric>``,
+            which early-stopping criteria may watch.
         best: Which evaluation's checkpoint ``checkpoints/best.pt`` keeps (by default the
             highest ``reward``).
         normalization: Normalises the observations the model sees and scales the rewards it
@@ -189,6 +191,8 @@ class OnPolicyRunner:
             )
             for stage in pipeline:
                 index = self._stage_index()
+                if stage.steps_taken_in_stage == 0:  # not when resuming part-way
+                    self.statistics.start_stage()
                 events.on_stage_start(
                     stage_index=index,
                     stage_count=len(pipeline.pipeline_stages),
@@ -229,6 +233,7 @@ class OnPolicyRunner:
                     total_steps=pipeline.total_steps,
                     stage_steps=stage.steps_taken_in_stage,
                     early_stopped=stage.early_stopping_criterion_met,
+                    early_stop=self.statistics.stops.get(index),
                 )
             if self.evaluation is not None and self.evaluation.due(
                 pipeline.total_steps, final=True
@@ -284,8 +289,8 @@ class OnPolicyRunner:
             self.events.on_checkpoint(total_steps=total_steps, stage_index=index, path=path)
 
     def _log_and_decide(self, index: int, stage: PipelineStage) -> None:
-        """At a metric point: log the interval's metrics, and let the stage's early-stopping
-        criterion decide whether the stage ends."""
+        """At a metric point: log the training metrics, let the stage's early-stopping
+        criterion decide on them whether the stage ends, and remember what it decided on."""
         total_steps = self.pipeline.total_steps
         if not self.pipeline.should_accumulate_metrics(
             steps_since_last_log=total_steps - self.statistics.steps_at_last_log,
@@ -305,6 +310,8 @@ class OnPolicyRunner:
             recent_return=self.statistics.latest_metrics.get("reward"),
         )
         self.pipeline.before_rollout(train_metrics=point.criterion_metrics)
+        if stage.early_stopping_criterion_met:
+            self.statistics.record_stop(index, total_steps, stage.early_stopping_criterion, point)
 
     def request_stop(self, reason: str) -> None:
         """Ask the run to stop at the next safe point: once the current rollout's update (and
@@ -345,6 +352,7 @@ class OnPolicyRunner:
                     loss_names=list(stage.loss_names),
                     steps=stage.steps_taken_in_stage,
                     early_stopped=stage.early_stopping_criterion_met,
+                    early_stop=self.statistics.stops.get(index),
                 )
                 for index, stage in enumerate(self.pipeline.pipeline_stages)
             ],

@@ -4,11 +4,19 @@ decide.
 Between two metric points the collector and the learner add what they measure (episode
 returns and lengths, task metrics, teacher forcing, loss terms, the learning rate) to this
 rank's *interval*; an evaluation adds its metrics to the *evaluations* since the last point,
-which are kept apart (every rank holds the same ones). At a metric point,
-:meth:`TrainingStatistics.close_interval` merges the interval over the ranks, remembers the
-mean return of the last ``return_window`` episodes (what the run's summary reports) and hands
-out the interval's means for the logs and, with the evaluations, the metrics the stage's
-early-stopping criterion decides on.
+which are kept apart (every rank holds the same ones). The last ``return_window`` episodes
+that ended in the current stage are kept too (of every rank, in a distributed run): a
+stage's return is that of its own policy, not of the previous stage's (or of the expert
+that teacher forcing let act).
+
+At a metric point, :meth:`TrainingStatistics.close_interval` merges the interval over the
+ranks and tells one story with it: ``reward`` and ``episode_length`` are the means over the
+stage's last ``return_window`` episodes (Stable-Baselines3 logs the last 100 too), the other
+metrics the interval's means. The logs show those values, the stage's early-stopping
+criterion decides on them (with the evaluations' metrics as ``eval/<metric>``), and the run's
+summary reports the last of them (with the values each early stop was decided on). A
+threshold criterion that stopped a stage at a return of 475 thus never goes with a final
+return below 475 for that stage.
 
 This module is also the home of the metric names the engine records, so the fit checks know
 what a stage logs.
@@ -59,12 +67,13 @@ class MetricPoint(NamedTuple):
     """What a metric point hands out.
 
     Attributes:
-        metrics: The interval's means over every rank (losses, learning rate, the episodes
-            that ended in the interval, ...), for the logs.
-        counts: The number of samples behind each of ``metrics``.
+        metrics: The training metrics over every rank, for the logs: ``reward`` and
+            ``episode_length`` over the stage's last ``return_window`` episodes, the others
+            (losses, learning rate, task metrics, ...) the interval's means.
+        counts: The number of samples behind each of ``metrics`` (episodes, for those two).
         steps_per_second: Agent steps per wall-clock second since the previous point.
-        criterion_metrics: The interval's metrics and the evaluations' (as ``eval/<metric>``),
-            for the stage's early-stopping criterion.
+        criterion_metrics: ``metrics`` and the evaluations' (as ``eval/<metric>``), for the
+            stage's early-stopping criterion.
     """
 
     metrics: dict[str, float]
@@ -75,17 +84,21 @@ class MetricPoint(NamedTuple):
 
 class TrainingStatistics:
     """The metrics of the interval in progress, the evaluations since the last metric point,
-    the last ``return_window`` episodes, and what the latest metric point reported.
+    the stage's last ``return_window`` episodes, and what the latest metric point reported.
 
     Args:
-        return_window: The final training return (``summary.json``'s ``reward``) is the mean
-            over this many of the last finished episodes (of every rank).
+        return_window: The training return (``reward``: logged, watched by early-stopping
+            criteria, and ``summary.json``'s) is the mean over this many of the last episodes
+            that ended in the current stage (of every rank).
 
     Attributes:
-        latest_metrics: What the latest metric point reported: the interval's means, with
-            ``reward`` and ``episode_length`` over the last ``return_window`` episodes.
-        latest_counts: The number of samples (episodes, for those two) behind each.
+        latest_metrics: What the latest metric point reported (see :class:`MetricPoint`).
+        latest_counts: The number of samples (episodes, for the return and length) behind
+            each.
         steps_at_last_log: The total step count of the latest metric point.
+        stops: For each stage an early-stopping criterion ended (by index): ``total_steps``,
+            the ``metric`` the criterion watches (``None`` when it names none), and the
+            ``metrics`` and ``counts`` it decided on.
     """
 
     def __init__(self, return_window: int) -> None:
@@ -95,7 +108,12 @@ class TrainingStatistics:
         self.latest_metrics: dict[str, float] = {}
         self.latest_counts: dict[str, int] = {}
         self.steps_at_last_log = 0
+        self.stops: dict[int, dict[str, Any]] = {}
         self._clock = (time.perf_counter(), 0)
+
+    def start_stage(self) -> None:
+        """A stage begins: its return will be that of the episodes that end in it."""
+        self.recent_episodes.clear()
 
     def start_clock(self, total_steps: int) -> None:
         """Measure the speed of the first interval from now and ``total_steps``."""
@@ -135,14 +153,18 @@ class TrainingStatistics:
         """End the interval at ``total_steps``: merge every rank's interval (on every rank,
         so all criteria decide alike), update the latest metrics and start a new interval."""
         merged = distributed.merge_objects(self.interval.state_dict(), _merged_trackers)
-        self.interval.load_state_dict(merged)
-        metrics, counts = self.interval.means(), self.interval.counts()
-        episodes, episode_count = self._recent_episode_means()
-        self.latest_metrics = {**metrics, **episodes}
-        self.latest_counts = {**counts, **dict.fromkeys(episodes, episode_count)}
+        interval = {
+            part: {key: value for key, value in merged[part].items() if key not in EPISODE_METRICS}
+            for part in ("sums", "counts")
+        }
+        training = ScalarMeanTracker()
+        training.load_state_dict(_merged_trackers([interval, self._recent_episode_sums()]))
+        # The logs, the criterion and the summary read these very numbers.
+        metrics, counts = training.means(), training.counts()
+        self.latest_metrics, self.latest_counts = metrics, counts
         criterion_metrics = ScalarMeanTracker()
         criterion_metrics.load_state_dict(
-            _merged_trackers([self.interval.state_dict(), self.evaluations.state_dict()])
+            _merged_trackers([training.state_dict(), self.evaluations.state_dict()])
         )
         now = time.perf_counter()
         last_time, last_steps = self._clock
@@ -151,26 +173,44 @@ class TrainingStatistics:
         self.interval.reset()
         self.evaluations.reset()
         self.steps_at_last_log = total_steps
-        return MetricPoint(metrics, counts, speed, criterion_metrics)
+        return MetricPoint(dict(metrics), dict(counts), speed, criterion_metrics)
 
-    def _recent_episode_means(self) -> tuple[dict[str, float], int]:
-        """The mean return and length of the last ``return_window`` finished episodes (of
-        each rank, in a distributed run), and how many episodes that is."""
+    def record_stop(
+        self, stage_index: int, total_steps: int, criterion: object, point: MetricPoint
+    ) -> None:
+        """Remember that the stage's ``criterion`` ended it at ``total_steps``, deciding on
+        the metric ``point``'s ``criterion_metrics``."""
+        metric = getattr(criterion, "metric", None)  # what the built-in criteria watch
+        decided_on = point.criterion_metrics
+        self.stops[stage_index] = {
+            "total_steps": total_steps,
+            "metric": metric if isinstance(metric, str) else None,
+            "metrics": decided_on.means(),
+            "counts": decided_on.counts(),
+        }
+
+    def _recent_episode_sums(self) -> dict[str, Any]:
+        """The summed returns and lengths of the stage's last ``return_window`` episodes (of
+        each rank, in a distributed run) and their number, as a ``ScalarMeanTracker``
+        state."""
         kept = distributed.merge_objects(self.recent_episodes.state_dict(), _joined_episodes)
         union = RecentEpisodes(max(1, kept["returns"].numel()))
         union.load_state_dict(kept)
-        return union.means(), union.count
+        sums = union.sums()
+        return {"sums": sums, "counts": dict.fromkeys(sums, union.count)}
 
     # ----------------------------------------------------------------------------------------
     # Checkpoints
 
     def state_dict(self) -> dict[str, Any]:
-        """What every rank shares: the latest metric point and the evaluations since."""
+        """What every rank shares: the latest metric point, the evaluations since, and the
+        early stops."""
         return {
             "steps_at_last_log": self.steps_at_last_log,
             "latest_metrics": dict(self.latest_metrics),
             "latest_counts": dict(self.latest_counts),
             "evaluations": self.evaluations.state_dict(),
+            "stops": {index: dict(stop) for index, stop in self.stops.items()},
         }
 
     def rank_state_dict(self) -> dict[str, Any]:
@@ -186,6 +226,7 @@ class TrainingStatistics:
         self.latest_metrics = dict(shared["latest_metrics"])
         self.latest_counts = {key: int(n) for key, n in shared["latest_counts"].items()}
         self.evaluations.load_state_dict(shared["evaluations"])
+        self.stops = {int(index): dict(stop) for index, stop in shared["stops"].items()}
         self.interval.load_state_dict(own["interval_metrics"])
         self.recent_episodes.load_state_dict(own["recent_episodes"])
 

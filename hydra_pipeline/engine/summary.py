@@ -15,12 +15,25 @@ SUMMARY_FILE = "summary.json"
 
 @dataclass
 class StageSummary:
-    """How one stage went."""
+    """How one stage went.
+
+    Attributes:
+        index: The stage's index.
+        loss_names: Its losses.
+        steps: Agent steps taken in it.
+        early_stopped: Whether its early-stopping criterion ended it.
+        early_stop: What that criterion decided on (``None`` unless ``early_stopped``):
+            ``total_steps``, the ``metric`` it watches (``None`` when it names none), and the
+            ``metrics`` and ``counts`` it saw, ``reward`` being the mean of the last
+            ``counts["reward"]`` episodes that ended in the stage (see
+            ``RunSummary.return_window``).
+    """
 
     index: int
     loss_names: list[str]
     steps: int
     early_stopped: bool
+    early_stop: dict[str, Any] | None = None
 
 
 @dataclass
@@ -32,13 +45,16 @@ class RunSummary:
         total_steps: Agent steps taken over all stages.
         stages: One entry per stage.
         final_metrics: The latest value of every training metric: ``reward`` and
-            ``episode_length`` are the means over the last ``return_window`` finished
-            episodes (fewer if fewer ended), the others their means over the last metric
-            interval. Results only, no timings, so two runs with the same seed write identical
-            ``final_metrics``.
+            ``episode_length`` are the means over the last ``return_window`` episodes that
+            ended in the last stage (fewer if fewer ended; none if none did), the others
+            their means over the
+            last metric interval; the values the last metric point logged, and an
+            early-stopping criterion of the last stage decided on. Results only, no timings,
+            so two runs with the same seed write identical ``final_metrics``.
         final_counts: For each final metric, the number of samples behind its mean (for
             ``reward``, the number of episodes).
-        return_window: The most finished episodes behind the final ``reward``.
+        return_window: The most episodes behind the training ``reward`` (the last that
+            ended in the stage).
         speed: Timings of this process: ``steps_per_second`` over the run, ``wall_seconds``,
             and the Unix times of the first environment step (``first_step_time``) and of the
             first gradient update (``first_update_time``).

@@ -12,6 +12,7 @@ from hydra_pipeline.arguments import require_at_least, require_positive
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.distributions import ActionDistribution, Categorical, DiagonalGaussian
 from hydra_pipeline.models.encoders import make_encoder
+from hydra_pipeline.models.gsde import StateDependentNoise
 from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.tasks.observations import Observations, ObservationSpace
 from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, as_action_space
@@ -79,8 +80,9 @@ class MLPActorCritic(nn.Module):
     embedded, and ``Dict`` observations get one encoder per key.
 
     The actor's head gives the logits of a categorical distribution for discrete actions, or
-    the mean of a diagonal Gaussian (with a learned, state-independent log standard
-    deviation) for continuous ones.
+    the mean of a diagonal Gaussian for continuous ones: with a learned, state-independent log
+    standard deviation, or, with ``use_sde``, explored by generalized state-dependent
+    exploration (see :mod:`hydra_pipeline.models.gsde`) from the actor's last hidden layer.
 
     Args:
         observation_shape: Shape of one observation (flattened before the first layer).
@@ -89,7 +91,8 @@ class MLPActorCritic(nn.Module):
         hidden_sizes: Width of each hidden layer of the actor and of the critic (unless they
             have their own sizes).
         activation: One of ``tanh``, ``relu``, ``elu``, ``gelu``, ``silu``.
-        initial_log_std: Initial log standard deviation of continuous actions.
+        initial_log_std: Initial log standard deviation of continuous actions (with
+            ``use_sde``, of the exploration matrices' entries: SB3's ``log_std_init``).
         actor_hidden_sizes: The actor's own hidden layers (``None``: ``hidden_sizes``).
         critic_hidden_sizes: The critic's own hidden layers (``None``: ``hidden_sizes``).
         shared_hidden_sizes: Hidden layers shared by actor and critic, before their own
@@ -105,6 +108,19 @@ class MLPActorCritic(nn.Module):
             ``None``: ``float32`` observations of ``observation_shape``.
         cnn_channels: Output channels of each convolution of image encoders.
         embedding_dim: Size of the embeddings of integer observations and tokens.
+        use_sde: Explore continuous actions with gSDE instead of independent Gaussian noise.
+        sde_sample_freq: With ``use_sde``, draw new exploration matrices every this many
+            steps of a rollout (``-1``: once per rollout).
+        full_std: With ``use_sde``, one standard deviation per feature and action entry
+            (``False``: per feature).
+        use_expln: With ``use_sde``, standard deviations through ``expln`` instead of
+            ``exp``.
+        learn_features: With ``use_sde``, let the losses' gradients reach the actor's
+            features through the action variance.
+
+    Raises:
+        InvalidArgumentError: An argument is out of range, or ``use_sde`` is asked of
+            discrete actions.
     """
 
     def __init__(
@@ -124,6 +140,11 @@ class MLPActorCritic(nn.Module):
         observation_space: ObservationSpace | None = None,
         cnn_channels: Sequence[int] = (16, 32),
         embedding_dim: int = 16,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        full_std: bool = True,
+        use_expln: bool = False,
+        learn_features: bool = False,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -154,11 +175,22 @@ class MLPActorCritic(nn.Module):
         )
         inputs = self.encoder.output_size
         self.log_std: nn.Parameter | None = None
+        self.noise: StateDependentNoise | None = None
         if isinstance(action_space, DiscreteActions):
+            if use_sde:
+                raise InvalidArgumentError(
+                    "use_sde",
+                    "applies to continuous actions, and the task's are discrete",
+                    use_sde,
+                    "Set use_sde=false.",
+                )
             outputs = action_space.n
+            self.action_shape: tuple[int, ...] = ()
         else:
             outputs = math.prod(action_space.shape)
-            self.log_std = nn.Parameter(torch.full(action_space.shape, float(initial_log_std)))
+            self.action_shape = tuple(action_space.shape)
+            if not use_sde:
+                self.log_std = nn.Parameter(torch.full(action_space.shape, float(initial_log_std)))
         layer_type = ACTIVATIONS[activation]
         self.trunk: nn.Sequential | None = None
         if shared_hidden_sizes:
@@ -170,16 +202,34 @@ class MLPActorCritic(nn.Module):
         self.critic = perceptron(
             inputs, sizes["critic_hidden_sizes"], 1, layer_type, (hidden, critic)
         )
+        if use_sde:
+            actor_sizes = sizes["actor_hidden_sizes"]
+            self.noise = StateDependentNoise(
+                actor_sizes[-1] if actor_sizes else inputs,
+                self.action_shape,
+                initial_log_std,
+                sample_freq=sde_sample_freq,
+                full_std=full_std,
+                use_expln=use_expln,
+                learn_features=learn_features,
+            )
 
     def forward(self, observations: Observations) -> ActorCriticOutput:
         flat = self.encoder(observations)
         if self.trunk is not None:
             flat = self.trunk(flat)
-        head = self.actor(flat)
         distribution: ActionDistribution
-        if self.log_std is None:
-            distribution = Categorical(head)
+        if self.noise is not None:
+            # gSDE's noise is a function of the actor's last hidden layer.
+            *hidden_layers, head_layer = self.actor
+            features = flat
+            for layer in hidden_layers:
+                features = layer(features)
+            mean = head_layer(features).view(-1, *self.action_shape)
+            distribution = self.noise.distribution(mean, features)
+        elif self.log_std is None:
+            distribution = Categorical(self.actor(flat))
         else:
-            mean = head.view(-1, *self.log_std.shape)
+            mean = self.actor(flat).view(-1, *self.log_std.shape)
             distribution = DiagonalGaussian(mean, self.log_std)
         return ActorCriticOutput(distribution, self.critic(flat).squeeze(-1))

@@ -2,9 +2,17 @@
 
 The engine calls the current stage's criterion at every metric point (every
 ``metric_accumulate_interval`` total steps and at the end of a rollout that completes a stage)
-with the metrics accumulated since the previous call. A criterion may keep state between calls;
-that state is saved in checkpoints through :meth:`EarlyStoppingCriterion.state_dict`, so a
-resumed run stops exactly where the uninterrupted run would have.
+with the metrics it logs there: ``reward`` and ``episode_length`` are the means over the
+last ``return_window`` episodes that ended in the stage (100 by default: the return
+``summary.json`` reports, so a stage stopped at a return of 475 reports at least that), the
+other training metrics (losses, task metrics such as ``success``) their means since the
+previous call, and the evaluations' metrics since then as ``eval/<metric>``. Called through
+the library API
+(:meth:`~hydra_pipeline.pipeline.training_pipeline.TrainingPipeline.before_rollout`), a
+criterion sees whatever tracker its caller passes, as in AllenAct. A criterion may keep state
+between calls; that state is saved in checkpoints through
+:meth:`EarlyStoppingCriterion.state_dict`, so a resumed run stops exactly where the
+uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -47,7 +55,9 @@ class EarlyStoppingCriterion(abc.ABC):
             stage_steps: Agent steps taken in the current stage.
             total_steps: Agent steps taken in all stages, the current one included.
             training_metrics: Means of the training metrics (``reward``, ``episode_length``,
-                loss terms, ...) accumulated since the previous call.
+                loss terms, ...): from the engine, the return and length over the stage's
+                last episodes and the others since the previous call (see the module
+                docstring).
         """
 
     def state_dict(self) -> dict[str, Any]:
@@ -96,8 +106,9 @@ def metric_name(value: Any) -> str:
 class ThresholdEarlyStopping(EarlyStoppingCriterion):
     """Stops once ``metric`` has reached ``threshold`` at ``consecutive`` metric points in a row.
 
-    A metric point where ``metric`` was not recorded (say, no episode finished in the interval)
-    neither counts nor breaks the run of successes.
+    A metric point where ``metric`` was not recorded (say, no episode has ended in the stage
+    yet, or no evaluation since the previous point for an ``eval/`` metric) neither counts
+    nor breaks the run of successes.
 
     Args:
         metric: Name of the training metric to watch, e.g. ``"reward"`` (mean episode return).

@@ -22,7 +22,8 @@ def read_json(path: Path) -> Any:
 def test_default_run_trains_and_writes_its_outputs(
     cli: Cli, small: list[str], tmp_path: Path
 ) -> None:
-    """A short default run prints its stages and result and fills the run folder."""
+    """A short default run prints its stages and result and fills the run folder, its
+    learning curve (curves.png, with the analysis extra installed) included."""
     result = cli(*small, "hydra.run.dir=run")
     assert result.returncode == 0, result.stderr
     log = result.stdout + result.stderr
@@ -43,6 +44,7 @@ def test_default_run_trains_and_writes_its_outputs(
         "stage_00__steps_000000001024.pt",
         "stage_01__steps_000000002048.pt",
     ]
+    assert (run / "curves.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     resolved = yaml.safe_load((run / ".hydra" / "resolved_config.yaml").read_text())
     assert resolved["pipeline"]["lr_scheduler_builder"]["lr_lambda"]["steps"] == 2048
     choices = yaml.safe_load((run / ".hydra" / "choices.yaml").read_text())

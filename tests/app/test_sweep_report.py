@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hydra_pipeline.app.sweep_report import read_jobs, sweep_figure
+from hydra_pipeline.app.sweep_report import Job, read_jobs, short_labels, sweep_figure
 from hydra_pipeline.report import main as report
+from hydra_pipeline.seed_statistics import bootstrap_interval
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as pyplot
@@ -58,7 +59,8 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_groups_match_the_runs_own_files(sweep: Path) -> None:
     """One row per configuration; its statistics are those of the final returns the runs'
-    summary.json files hold (mean, sample std, interquartile mean, 95% bootstrap interval)."""
+    summary.json files hold (mean, sample std, interquartile mean, 95% percentile-bootstrap
+    interval of the mean, within the seeds' range)."""
     groups = rows(sweep / "sweep_groups.csv")
     assert [g["configuration"].split()[-1] for g in groups] == [
         "pipeline.gamma=0.9",
@@ -72,69 +74,142 @@ def test_groups_match_the_runs_own_files(sweep: Path) -> None:
                 for job in jobs
             ]
         )
-        interval = stats.bootstrap(
-            (finals,), np.mean, confidence_level=0.95, method="percentile", random_state=0
-        ).confidence_interval
         assert float(group["mean"]) == pytest.approx(finals.mean())
         assert float(group["std"]) == pytest.approx(finals.std(ddof=1))
         assert float(group["iqm"]) == pytest.approx(stats.trim_mean(finals, 0.25))
-        assert float(group["ci_low"]) == pytest.approx(interval.low)
-        assert float(group["ci_high"]) == pytest.approx(interval.high)
-        assert float(group["ci_low"]) <= float(group["mean"]) <= float(group["ci_high"])
+        low, high = bootstrap_interval(list(finals))
+        assert (float(group["ci_low"]), float(group["ci_high"])) == pytest.approx((low, high))
+        assert finals.min() <= low <= float(group["mean"]) <= high <= finals.max()
     summary = rows(sweep / "sweep_summary.csv")
     assert [row["objective"] for row in summary] == [row["reward"] for row in summary]
 
 
 def test_pictures_one_curve_per_configuration(sweep: Path) -> None:
     """sweep_curves.png and each run's curves.png are PNG images; the sweep's figure holds
-    one curve per configuration, the mean of its seeds' training returns."""
+    one curve per configuration, best first: the mean of its seeds' training returns on the
+    steps where every seed has one, in a band within the seeds' values; the title and axes
+    say what is drawn."""
     assert (sweep / "sweep_curves.png").read_bytes().startswith(PNG)
     assert all((sweep / str(job) / "curves.png").read_bytes().startswith(PNG) for job in range(6))
-    assert pyplot.imread(sweep / "sweep_curves.png").shape[:2] == (500, 800)
     figure = sweep_figure(read_jobs(sweep), pyplot)
     (axes,) = figure.axes
-    lines = axes.get_lines()
-    assert [line.get_label() for line in lines] == [
-        "pipeline.gamma=0.9 (3 seeds, train)",
-        "pipeline.gamma=0.99 (3 seeds, train)",
-    ]
-    by_step: dict[int, list[float]] = {}  # seeds with no finished episode yet have no value
+    assert axes.get_title() == "Training return: mean over seeds, 95% bootstrap band"
+    assert axes.get_xlabel() == "total steps"
+    assert axes.get_ylabel() == "training return (mean of the stage's last ≤100 episodes)"
+    groups = rows(sweep / "sweep_groups.csv")
+    best_first = sorted(groups, key=lambda group: -float(group["mean"]))
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    labels = [group["configuration"].split()[-1].replace("pipeline.", "") for group in best_first]
+    assert list(lines) == [f"{label} (3 seeds)" for label in labels]
+    line, band = lines["gamma=0.9 (3 seeds)"], axes.collections[labels.index("gamma=0.9")]
+    # A seed has no value where no episode has ended in the stage yet (the start of each
+    # stage): the curves are compared from the last first value to the first last one,
+    # each seed interpolated where it has none.
+    seeds = []
     for job in range(3):
-        for row in rows(sweep / str(job) / "metrics.csv"):
-            if row["train/reward"]:
-                by_step.setdefault(int(row["total_steps"]), []).append(float(row["train/reward"]))
-    assert list(lines[0].get_xdata()) == sorted(by_step)
-    assert np.allclose(lines[0].get_ydata(), [np.mean(by_step[s]) for s in sorted(by_step)])
+        points = [r for r in rows(sweep / str(job) / "metrics.csv") if r["train/reward"]]
+        seeds.append([(int(r["total_steps"]), float(r["train/reward"])) for r in points])
+    start, end = max(seed[0][0] for seed in seeds), min(seed[-1][0] for seed in seeds)
+    steps = sorted({step for seed in seeds for step, _ in seed if start <= step <= end})
+    values = np.array([np.interp(steps, *zip(*seed, strict=True)) for seed in seeds])
+    assert any(len(seed) < len(steps) for seed in seeds) or start > 128  # the case arises
+    assert list(line.get_xdata()) == steps
+    assert np.allclose(line.get_ydata(), values.mean(axis=0))
+    lowest, highest = (
+        dict(zip(steps, values.min(axis=0), strict=True)),
+        dict(zip(steps, values.max(axis=0), strict=True)),
+    )
+    for x, y in band.get_paths()[0].vertices:
+        if int(x) in lowest:
+            assert lowest[int(x)] - 1e-9 <= y <= highest[int(x)] + 1e-9
+    figure.canvas.draw()
+    legend = axes.get_legend()
+    assert legend.get_window_extent().x0 >= axes.get_window_extent().x1  # beside, not over
     pyplot.close(figure)
+
+
+def made_up_jobs(folder: Path, curves: dict[str, str], objectives: dict[str, float]) -> list[Job]:
+    """Completed jobs of configurations ``x=<first letter>`` and seeds ``<second letter>``,
+    each with the metrics.csv body and the objective given under its name."""
+    header = "mode,total_steps,train/reward,eval/reward\n"
+    jobs = []
+    for number, (name, body) in enumerate(curves.items()):
+        (folder / name).mkdir()
+        (folder / name / "metrics.csv").write_text(header + body)
+        job = Job(number, folder / name, [f"x={name[0]}", f"seed={name[1]}"], "completed")
+        job.runs, job.objectives = [job.folder], [objectives[name]]
+        jobs.append(job)
+    return jobs
 
 
 def test_evaluated_runs_are_pictured_by_their_evaluations(tmp_path: Path) -> None:
-    """A configuration whose runs all evaluated is drawn from their eval/reward points (the
-    mean over seeds at each step); one whose runs did not, from their training returns."""
-    from hydra_pipeline.app.sweep_report import Job
-
-    header = "mode,total_steps,train/reward,eval/reward\n"
-    curves = {
-        "a0": "train,10,1.0,\neval,20,,5.0\neval,40,,7.0\n",
-        "a1": "train,10,3.0,\neval,20,,9.0\neval,40,,11.0\n",
-        "b0": "train,10,2.0,\ntrain,20,4.0,\n",
-    }
-    for name, body in curves.items():
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "metrics.csv").write_text(header + body)
-    jobs = [
-        Job(number, tmp_path / name, [f"x={name[0]}", f"seed={name[1]}"], "completed")
-        for number, name in enumerate(curves)
-    ]
-    for job in jobs:
-        job.runs = [job.folder]
+    """When every run evaluated, the curves are the evaluations' mean returns, aligned on the
+    steps where every seed has one: seed a0 has no evaluation at 30, so its value there is
+    interpolated (6.0), and a1's point at 50 is past a0's last, so it is left out."""
+    jobs = made_up_jobs(
+        tmp_path,
+        {
+            "a0": "train,10,1.0,\neval,20,,5.0\neval,40,,7.0\n",
+            "a1": "train,10,3.0,\neval,20,,9.0\neval,30,,10.0\neval,40,,11.0\neval,50,,12.0\n",
+            "b0": "train,10,2.0,\neval,20,,4.0\n",
+        },
+        {"a0": 7.0, "a1": 11.0, "b0": 4.0},
+    )
     figure = sweep_figure(jobs, pyplot)
-    evaluated, trained = figure.axes[0].get_lines()
-    assert evaluated.get_label() == "x=a (2 seeds, eval)" and trained.get_label().endswith("train)")
-    assert list(evaluated.get_xdata()) == [20, 40]
-    assert list(evaluated.get_ydata()) == [7.0, 9.0]
-    assert list(trained.get_ydata()) == [2.0, 4.0]
+    axes = figure.axes[0]
+    assert axes.get_title().startswith("Evaluation return")
+    evaluated, single = axes.get_lines()
+    assert evaluated.get_label() == "x=a (2 seeds)" and single.get_label() == "x=b (1 seed)"
+    assert list(evaluated.get_xdata()) == [20, 30, 40]
+    assert list(evaluated.get_ydata()) == [7.0, 8.0, 9.0]
+    assert len(axes.collections) == 1  # one seed: no band
     pyplot.close(figure)
+
+
+def test_training_returns_unless_every_run_evaluated(tmp_path: Path) -> None:
+    jobs = made_up_jobs(
+        tmp_path,
+        {"a0": "train,10,1.0,\neval,20,,5.0\n", "b0": "train,10,2.0,\ntrain,20,4.0,\n"},
+        {"a0": 5.0, "b0": 4.0},
+    )
+    figure = sweep_figure(jobs, pyplot)
+    assert figure.axes[0].get_title().startswith("Training return")
+    assert [list(line.get_ydata()) for line in figure.axes[0].get_lines()] == [[1.0], [2.0, 4.0]]
+    pyplot.close(figure)
+
+
+def test_many_configurations_draw_the_best_with_short_labels(tmp_path: Path) -> None:
+    """An Optuna-like sweep of 12 learning rates: the 10 best are drawn, best first, each
+    labelled by the last part of its key and 3 significant digits; the title says so."""
+    rates = [0.0020554062603827007 * (index + 1) for index in range(12)]
+    curves, objectives = {}, {}
+    for index in range(12):
+        name = f"{chr(ord('a') + index)}0"
+        curves[name] = f"train,10,{index}.0,\ntrain,20,{index + 1}.0,\n"
+        objectives[name] = float(index)
+    jobs = made_up_jobs(tmp_path, curves, objectives)
+    for job, rate in zip(jobs, rates, strict=True):
+        job.overrides = [f"pipeline.optimizer_builder.lr={rate!r}", "seed=0"]
+    figure = sweep_figure(jobs, pyplot)
+    axes = figure.axes[0]
+    assert axes.get_title().endswith("\n(the 10 best of 12 configurations)")
+    labels = [line.get_label() for line in axes.get_lines()]
+    assert labels[0] == "lr=0.0247 (1 seed)" and labels[-1] == "lr=0.00617 (1 seed)"
+    assert len(labels) == 10
+    pyplot.close(figure)
+
+
+def test_short_labels() -> None:
+    """Only the overrides that differ; keys by their last part unless two share it."""
+    labels = short_labels(
+        [
+            "a.lr=0.0020554062603827007 b.lr=1 task=x",
+            "a.lr=0.5 b.lr=2 task=x",
+        ]
+    )
+    assert list(labels.values()) == ["a.lr=0.00206 b.lr=1", "a.lr=0.5 b.lr=2"]
+    assert short_labels(["x.gamma=0.9", "x.gamma=0.99"])["x.gamma=0.99"] == "gamma=0.99"
+    assert short_labels(["seed=1"]) == {"seed=1": "(as configured)"}
 
 
 def test_the_report_command_rebuilds_the_files(sweep: Path, tmp_path: Path, capsys: Any) -> None:
@@ -188,3 +263,48 @@ def test_statistics_without_variation_or_values() -> None:
     assert (same["ci_low"], same["ci_high"], same["std"]) == (2.0, 2.0, 0.0)
     partial = _statistics([1.0, 3.0, -math.inf])
     assert partial["seeds"] == 3 and partial["mean"] == 2.0
+
+
+def test_a_runs_curves_stage_by_stage(tmp_path: Path) -> None:
+    """A run's curves.png draws each stage's training return apart (a stage's return is that
+    of its own episodes) and marks where stages end."""
+    from hydra_pipeline.app.sweep_report import _stage_ends, plot_run
+
+    (tmp_path / "metrics.csv").write_text(
+        "mode,total_steps,stage,episodes,train/reward,eval/reward\n"
+        "train,10,0,2,5.0,\ntrain,20,0,4,7.0,\neval,20,0,10,,9.0\n"
+        "train,30,1,1,2.0,\ntrain,40,1,3,4.0,\n"
+    )
+    assert _stage_ends(tmp_path) == [20]
+    plot_run(tmp_path, pyplot)
+    assert (tmp_path / "curves.png").read_bytes().startswith(PNG)
+
+
+def test_a_stage_with_one_metric_point_is_drawn(tmp_path: Path) -> None:
+    """A stage whose return has one metric point (the default run can stop at its first) is
+    a marked point, not a line of one point that draws nothing."""
+    from hydra_pipeline.app.sweep_report import plot_run
+
+    (tmp_path / "metrics.csv").write_text(
+        "mode,total_steps,stage,episodes,train/reward\n"
+        "train,16,0,0,\ntrain,32,0,64,500.0\ntrain,48,1,0,\ntrain,64,1,64,500.0\n"
+    )
+    figures = []
+
+    class KeepFigure:
+        """pyplot, but closing keeps the figure for the test."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(pyplot, name)
+
+        def close(self, figure: Any) -> None:
+            figures.append(figure)
+
+    plot_run(tmp_path, KeepFigure())
+    (figure,) = figures
+    curves = [line for line in figure.axes[0].get_lines() if line.get_marker() == "."]
+    assert [(list(line.get_xdata()), list(line.get_ydata())) for line in curves] == [
+        ([32], [500.0]),
+        ([64], [500.0]),
+    ]
+    pyplot.close(figure)

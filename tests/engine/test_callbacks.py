@@ -96,7 +96,8 @@ class TestHooks:
         # The return the final summary reports: its last-episodes window.
         assert logs[-1]["recent_return"] == summary.to_dict()["final_metrics"]["reward"]
         assert logs[1]["metrics"]["reward"] == 3.0
-        assert logs[1]["counts"]["reward"] == 2  # two 3-step episodes in 8 steps of 2 envs
+        # The stage's episodes so far: two 3-step episodes per 8 steps of 2 environments.
+        assert logs[1]["counts"]["reward"] == 4
         assert logs[1]["steps_per_second"] > 0
         checkpoints = recorder.of("on_checkpoint")
         assert [(c["total_steps"], c["stage_index"]) for c in checkpoints] == [(16, 0), (24, 1)]
@@ -106,6 +107,7 @@ class TestHooks:
             "total_steps": 16,
             "stage_steps": 16,
             "early_stopped": False,
+            "early_stop": None,
         }
         (end,) = recorder.of("on_run_end")
         assert end["summary"] == summary.to_dict() and end["run_dir"] == tmp_path
@@ -168,7 +170,8 @@ class TestMetricsFile:
         assert list(rows[0])[:6] == [
             "mode", "total_steps", "stage", "stage_steps", "episodes", "steps_per_second"
         ]  # fmt: skip
-        assert rows[1]["episodes"] == "2" and float(rows[1]["train/reward"]) == 3.0
+        # The stage's episodes so far: 2 of 3 steps in each 8 steps of 2 environments.
+        assert rows[1]["episodes"] == "4" and float(rows[1]["train/reward"]) == 3.0
         assert rows[0]["loss/ppo/clip_fraction"] and rows[2]["loss/ppo/clip_fraction"] == ""
         assert rows[2]["loss/a2c/value"] and rows[0]["loss/a2c/value"] == ""
 

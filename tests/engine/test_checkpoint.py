@@ -58,7 +58,7 @@ class TestRoundTrip:
         save_checkpoint(payload(), path)
         loaded = load_checkpoint(path)
         assert_same(loaded, payload())
-        assert loaded["format"] == "hydra_pipeline/4"
+        assert loaded["format"] == "hydra_pipeline/5"
 
     def test_no_temporary_file_left(self, tmp_path: Path) -> None:
         """After a save the folder holds the checkpoint alone."""
@@ -199,7 +199,7 @@ class TestLoadErrors:
         with pytest.raises(
             CheckpointError,
             match=r"'.*foreign\.pt' is not a hydra_pipeline checkpoint \(expected format "
-            r"'hydra_pipeline/4'\)",
+            r"'hydra_pipeline/5'\)",
         ):
             load_checkpoint(path)
 

@@ -188,26 +188,45 @@ class TestDuringTraining:
         assert summary.eval_metrics and summary.best is not None
         assert set(summary.eval_metrics) == {"reward", "reward_std", "episode_length"}
 
+    @pytest.mark.parametrize(
+        ("num_steps", "max_steps", "expected"),
+        [(4, 64, [24, 40, 64]), (5, 60, [20, 40, 60]), (8, 64, [32, 48, 64])],
+    )
+    def test_evaluations_fall_on_multiples_of_the_interval(
+        self, tmp_path: Path, num_steps: int, max_steps: int, expected: list[int]
+    ) -> None:
+        """An interval of 20 evaluates at the first rollout end (2 environments: every
+        2 * num_steps steps) at or after 20, 40 and 60, not 20 steps after the previous
+        evaluation, so runs with other rollout sizes evaluate at comparable points; the end of
+        the run, just evaluated, is not evaluated twice."""
+        stage = PipelineStage(["ppo"], max_steps)
+        pipeline = make_pipeline([stage], num_steps=num_steps, metric_accumulate_interval=64)
+        evaluating(tmp_path, pipeline, 20).run()
+        rows = (tmp_path / "metrics.csv").read_text().splitlines()
+        steps = [int(row.split(",")[1]) for row in rows if row.startswith("eval,")]
+        assert steps == expected
+
     def test_eval_metrics_best_checkpoint_and_tags(self, tmp_path: Path) -> None:
         """Every interval and at the end: eval/ scalars and videos, metrics.csv rows, summary
         entries and best.pt at the best evaluation's step."""
         pipeline = make_pipeline([PipelineStage(["ppo"], 48)], metric_accumulate_interval=16)
         videos = tmp_path / "videos"
         summary = evaluating(tmp_path, pipeline, 20, tensorboard=True, video_folder=videos).run()
-        events = EventAccumulator(str(tmp_path / "tensorboard"))
+        events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
         events.Reload()
         steps = [event.step for event in events.Scalars("eval/reward")]
-        assert steps == [24, 48]  # rollouts of 8 steps: the first after 20, then the end
+        # Rollouts of 8 steps: the first rollout end at or after 20 and 40, then the end.
+        assert steps == [24, 40, 48]
         assert {"eval/reward_std", "eval/episode_length"} <= set(events.Tags()["scalars"])
         gifs = events.Images("eval/video")
-        assert [gif.step for gif in gifs] == [24, 24, 48, 48]  # two episodes of environment 0
+        # Two episodes of environment 0 per evaluation.
+        assert [gif.step for gif in gifs] == [24, 24, 40, 40, 48, 48]
         assert gifs[0].encoded_image_string.startswith(b"GIF89a")
-        assert sorted(path.name for path in videos.iterdir())[:2] == [
-            "steps_000000000024-1.mp4",
-            "steps_000000000024-2.mp4",
+        assert sorted(path.name for path in videos.iterdir()) == [
+            f"steps_{step:012d}-{episode}.mp4" for step in steps for episode in (1, 2)
         ]
         rows = (tmp_path / "metrics.csv").read_text().splitlines()
-        assert sum(row.startswith("eval,") for row in rows) == 2
+        assert sum(row.startswith("eval,") for row in rows) == 3
         recorded = read_summary(tmp_path)
         assert recorded["eval_metrics"] == summary.eval_metrics
         assert recorded["best"]["metric"] == "reward" and recorded["best"]["total_steps"] in steps

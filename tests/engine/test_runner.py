@@ -241,6 +241,17 @@ class RecordingCriterion(EarlyStoppingCriterion):
         return False
 
 
+class TrainingLogs(Callback):
+    """Remembers the training metrics of every metric point."""
+
+    def __init__(self) -> None:
+        self.points: list[dict[str, float]] = []
+
+    def on_log(self, *, mode: str, metrics: Mapping[str, float], **_: Any) -> None:
+        if mode == "train":
+            self.points.append(dict(metrics))
+
+
 class NumberedBatches:
     """An off-policy data source: each call is an iterator over two small batches whose
     observations are filled with ``10 * build + index``."""
@@ -535,6 +546,49 @@ class TestStageSteps:
 
 
 class TestEarlyStopping:
+    def test_the_stop_is_recorded_with_the_numbers_it_was_decided_on(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A stage stopped by a threshold on reward records the step count, the metric and the
+        values it decided on: the return over the stage's last episodes, the same number the
+        stage's last metric point logged (and, for the last stage, summary.json's final
+        return), which reached the threshold; the console says so."""
+        pipeline = make_pipeline(
+            [
+                PipelineStage(
+                    ["ppo"], 800, early_stopping_criterion=ThresholdEarlyStopping("reward", 9.0)
+                ),
+                PipelineStage(
+                    ["ppo"], 800, early_stopping_criterion=ThresholdEarlyStopping("reward", 9.0)
+                ),
+            ],
+            metric_accumulate_interval=8,
+        )
+        logs = TrainingLogs()
+        with caplog.at_level("INFO", logger="hydra_pipeline"):
+            runner = make_runner(
+                tmp_path, pipeline, max_episode_steps=10, callbacks=[logs], return_window=3
+            )
+            summary = runner.run()
+        for stage in summary.stages:
+            stop = stage.early_stop
+            assert stage.early_stopped and stop is not None and stop["metric"] == "reward"
+            assert stop["metrics"]["reward"] >= 9.0 and stop["counts"]["reward"] <= 3
+        first, last = summary.stages[0].early_stop, summary.stages[1].early_stop
+        assert first is not None and last is not None
+        assert first["metrics"] in logs.points and logs.points[-1] == last["metrics"]
+        assert summary.final_metrics == last["metrics"]
+        assert summary.final_counts == last["counts"]
+        assert read_summary(tmp_path)["stages"][1]["early_stop"] == last
+        reward, count = last["metrics"]["reward"], last["counts"]["reward"]
+        assert (
+            f"Stage 2 done after {summary.stages[1].steps} steps: early stopping criterion met "
+            f"at reward {reward:.2f} (mean of the stage's last {count} episodes)"
+        ) in caplog.text
+        assert f"final mean episode return {reward:.2f} (mean of the last {count} episodes" in (
+            caplog.text
+        )
+
     def test_threshold_on_reward_ends_stage(self, tmp_path: Path) -> None:
         """ThresholdEarlyStopping on reward ends the stage at the first metric point with a
         finished episode; the next stage then runs."""
@@ -563,9 +617,13 @@ class TestEarlyStopping:
         summary = make_runner(tmp_path, pipeline, max_episode_steps=5).run()
         assert summary.stages[0].early_stopped is False and summary.stages[0].steps == 32
 
-    def test_criterion_receives_metrics_since_previous_call(self, tmp_path: Path) -> None:
-        """At each metric point the criterion sees the means of exactly the episodes that ended
-        and the loss terms computed since the previous point."""
+    def test_criterion_sees_the_return_window_and_the_losses_since_previous_call(
+        self, tmp_path: Path
+    ) -> None:
+        """At each metric point the criterion sees the return and length of the stage's last
+        return_window episodes (what the logs and the summary report) and the means of the
+        loss terms computed since the previous point."""
+        window = 6
         num_steps, num_envs, rollouts_per_point = 8, 4, 2
         per_rollout = num_steps * num_envs
         criterion = RecordingCriterion()
@@ -577,7 +635,11 @@ class TestEarlyStopping:
             metric_accumulate_interval=rollouts_per_point * per_rollout,
         )
         task = SpyCartPole(num_envs, max_episode_steps=12, random_rewards=True)
-        make_runner(tmp_path, pipeline, task=task).run()
+        logged = TrainingLogs()
+        runner = make_runner(
+            tmp_path, pipeline, task=task, return_window=window, callbacks=[logged]
+        )
+        runner.run()
 
         # Reference: walk the task's steps, one environment at a time.
         steps_per_point = num_steps * rollouts_per_point
@@ -595,11 +657,13 @@ class TestEarlyStopping:
         # Four metric points; at the last the stage has reached its limit and ends anyway, so
         # the criterion is not consulted.
         assert len(criterion.calls) == 3
+        logs = logged.points
         for point, call in enumerate(criterion.calls):
-            episodes = ended[point]
-            assert episodes, "every interval should see episodes end"
+            assert ended[point], "every interval should see episodes end"
+            episodes = [episode for interval in ended[: point + 1] for episode in interval]
+            episodes = episodes[-window:]
             assert call["stage_steps"] == call["total_steps"] == (point + 1) * 2 * per_rollout
-            assert call["counts"]["reward"] == len(episodes)
+            assert call["counts"]["reward"] == len(episodes) == min(window, len(episodes))
             assert call["means"]["reward"] == pytest.approx(
                 sum(r for r, _ in episodes) / len(episodes)
             )
@@ -609,6 +673,9 @@ class TestEarlyStopping:
             # Loss terms: every sample of both rollouts, twice (update_repeats=2).
             assert call["counts"]["ppo/action"] == 2 * rollouts_per_point * per_rollout
             assert call["counts"]["lr"] == rollouts_per_point
+            # The logs show the very numbers the criterion decided on.
+            assert logs[point] == call["means"]
+        assert len(ended[0]) + len(ended[1]) > window  # the window did drop episodes
 
 
 class TestOffPolicy:
@@ -977,8 +1044,20 @@ class TestSummary:
         assert data["total_steps"] == 24
         assert data["status"] == "completed"
         assert data["stages"] == [
-            {"index": 0, "loss_names": ["ppo"], "steps": 16, "early_stopped": False},
-            {"index": 1, "loss_names": ["a2c", "ppo"], "steps": 8, "early_stopped": False},
+            {
+                "index": 0,
+                "loss_names": ["ppo"],
+                "steps": 16,
+                "early_stopped": False,
+                "early_stop": None,
+            },
+            {
+                "index": 1,
+                "loss_names": ["a2c", "ppo"],
+                "steps": 8,
+                "early_stopped": False,
+                "early_stop": None,
+            },
         ]
         metrics = data["final_metrics"]
         assert metrics["reward"] == 5.0 and metrics["episode_length"] == 5.0
