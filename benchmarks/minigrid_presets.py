@@ -150,7 +150,7 @@ def describe(record: Record) -> str:
 
 
 def table(results: dict[str, list[dict[str, Any]]]) -> str:
-    """The markdown table: one line per run, then whether each preset meets its goal."""
+    """The markdown table: one line per run, with whether its preset meets its goal."""
     lines = [
         "| preset | seed | steps | train s | deterministic: return / length / success "
         "| sampled: return / length / success | goal |",
