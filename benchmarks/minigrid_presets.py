@@ -64,8 +64,13 @@ class Preset:
     quick: tuple[str, ...]
 
 
-QUICK_COMMON = ("task.num_envs=2", "pipeline.num_steps=8", "pipeline.save_interval=null")
-"""Every smoke run: rollouts of 2 x 8 steps."""
+QUICK_COMMON = (
+    "task.num_envs=2",
+    "pipeline.num_steps=8",
+    "pipeline.num_mini_batch=2",
+    "pipeline.save_interval=0",
+)
+"""Every smoke run: rollouts of 2 x 8 steps in 2 minibatches, a checkpoint at each stage end."""
 
 PRESETS = {
     "doorkey": Preset(
@@ -73,7 +78,7 @@ PRESETS = {
         (0, 1, 2),
         "mean return >= 0.96 (zoo)",
         lambda records: statistics.fmean(record["reward_mean"] for record in records) >= 0.96,
-        ("pipeline.pipeline_stages.0.max_stage_steps=32", "pipeline.num_mini_batch=2"),
+        ("pipeline.pipeline_stages.0.max_stage_steps=32",),
     ),
     "tutorial": Preset(
         "minigrid_tutorial",
