@@ -9,6 +9,7 @@ left as they were.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,8 +24,10 @@ from hydra_pipeline.config.saved_run import saved_run_config
 from hydra_pipeline.config.trust import AllowList, allowing
 from hydra_pipeline.engine.acting import Actor
 from hydra_pipeline.engine.checkpoint import (
+    BEST_OR_LAST,
     checkpoints_named,
     load_weights,
+    picked_by_default,
     restore_normalization,
 )
 from hydra_pipeline.engine.evaluation import isolated_random_state
@@ -41,6 +44,8 @@ from hydra_pipeline.tasks.observations import (
 from hydra_pipeline.tasks.protocol import ActionSpace, as_action_space
 
 __all__ = ["Policy"]
+
+log = logging.getLogger("hydra_pipeline")
 
 Batch = TypeVar("Batch", np.ndarray, Tensor)
 
@@ -91,7 +96,7 @@ class Policy:
     def from_run(
         cls,
         run_folder: str | Path,
-        checkpoint: str = "best",
+        checkpoint: str = BEST_OR_LAST,
         *,
         device: str | torch.device = "cpu",
         allowed_targets: Sequence[str] = (),
@@ -100,8 +105,10 @@ class Policy:
 
         Args:
             run_folder: The run's output folder (it holds ``.hydra/`` and ``checkpoints/``).
-            checkpoint: ``"best"`` (``best.pt``, kept when the run evaluates), ``"last"``, or
-                a checkpoint file (a path, or a file name in the run's ``checkpoints/``).
+            checkpoint: ``"auto"`` (``best.pt`` when the run kept one, else the latest;
+                which was loaded is logged and kept in the ``checkpoint`` attribute), ``"best"``
+                (``best.pt``, kept when the run evaluates), ``"last"``, or a checkpoint file
+                (a path, or a file name in the run's ``checkpoints/``).
             device: Where the model runs.
             allowed_targets: Import prefixes of your own code that the run's config builds
                 (its task or model), as given to the run with ``allowed_targets=[...]``.
@@ -113,7 +120,7 @@ class Policy:
         """
         if checkpoint == "all":
             raise InvalidArgumentError(
-                "checkpoint", "must name one checkpoint: best, last or a file", checkpoint
+                "checkpoint", "must name one checkpoint: auto, best, last or a file", checkpoint
             )
         run = Path(run_folder)
         allow_list = AllowList.of(allowed_targets)
@@ -139,7 +146,14 @@ class Policy:
             observation_space=observation_space,
         )
         policy.checkpoint, policy.total_steps = path, int(payload["total_steps"])
+        if checkpoint == BEST_OR_LAST:
+            log.info("Policy.from_run loaded %s.", picked_by_default(path))
         return policy
+
+    def __repr__(self) -> str:
+        source = "" if self.checkpoint is None else f", checkpoint='{self.checkpoint}'"
+        steps = "" if self.total_steps is None else f", total_steps={self.total_steps}"
+        return f"Policy({type(self.model).__name__}{source}{steps}, device={self.device})"
 
     def act(self, observations: Batch | Mapping[str, Batch], deterministic: bool = True) -> Batch:
         """The actions for a batch of observations, as the task takes them.

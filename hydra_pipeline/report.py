@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def main(arguments: Sequence[str] | None = None) -> int:
     """Rebuild the report of each folder given; the exit status (0, or 1 if a folder is not a
     sweep or a run, holds a symbolic link, or has a file that cannot be read)."""
     from hydra_pipeline.app.callbacks import write_sweep_summary
+    from hydra_pipeline.app.quiet import quiet_chatty_loggers
     from hydra_pipeline.app.sweep_report import JOB_STATUS_FILE, plot_run
     from hydra_pipeline.engine.reporting import METRICS_FILE
     from hydra_pipeline.errors import RunFolderError
@@ -35,9 +37,11 @@ def main(arguments: Sequence[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", type=Path, help="sweep or run folders")
     folders = parser.parse_args(arguments).folders
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quiet_chatty_loggers()
     status = 0
     for folder in folders:
         problems: list[str] = []
+        started = time.time()
         try:
             if any(folder.rglob(JOB_STATUS_FILE)):
                 refuse_links(folder, "the report command")
@@ -52,10 +56,39 @@ def main(arguments: Sequence[str] | None = None) -> int:
                 ]
         except RunFolderError as error:
             problems = [str(error)]
+        written = _written_since(folder, started)
+        if written:
+            print(f"Wrote:\n{written}")
         for problem in problems:
             print(f"Error: {problem}", file=sys.stderr)
         status = max(status, int(bool(problems)))
     return status
+
+
+def _written_since(folder: Path, started: float) -> str:
+    """The report's files that were written in ``folder`` since ``started`` (the run's
+    pictures counted, not listed, when there are more than a few), one per line."""
+    from hydra_pipeline.app.sweep_report import (
+        CURVES_FILE,
+        GROUPS_FILE,
+        RUN_CURVES_FILE,
+        SUMMARY_CSV,
+    )
+
+    def fresh(path: Path) -> bool:
+        return path.is_file() and path.stat().st_mtime >= started - 1
+
+    lines = [
+        f"  {path}"
+        for path in (folder / name for name in (SUMMARY_CSV, GROUPS_FILE, CURVES_FILE))
+        if fresh(path)
+    ]
+    pictures = sorted(path for path in folder.rglob(RUN_CURVES_FILE) if fresh(path))
+    if len(pictures) > 3:
+        lines.append(f"  {RUN_CURVES_FILE} of {len(pictures)} runs under {folder}")
+    else:
+        lines += [f"  {path}" for path in pictures]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from hydra_pipeline.app.isolation import JobKilled
+from hydra_pipeline.app.quiet import plain_optuna_logs
 from hydra_pipeline.app.sweep_report import JOB_STATUS_FILE, SUMMARY_CSV, write_report
 from hydra_pipeline.errors import TrainingInterrupted
 from hydra_pipeline.files import remove_stale_temporaries
@@ -48,6 +49,8 @@ class SweepSummary(Callback):
         # summary is then rewritten when this process exits.
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()  # the working folder may change
         atexit.register(_write_and_warn, sweep_dir, sweep_over=True)
+        if "optuna" in str(config.hydra.sweeper.get("_target_", "")):
+            plain_optuna_logs()
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:

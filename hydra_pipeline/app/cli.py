@@ -43,10 +43,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
 from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from hydra_pipeline.app.distributed import follow_rank_zero
 from hydra_pipeline.app.isolation import JOBLIB_LAUNCHER, JobKilled, run_apart
+from hydra_pipeline.app.quiet import quiet_chatty_loggers
 from hydra_pipeline.app.resume import (
     RESUME_RULE,
     Invocation,
@@ -60,7 +61,7 @@ from hydra_pipeline.app.resume import (
     resume_command,
 )
 from hydra_pipeline.app.signals import StoppedOutsideTraining, stopping_outside_training
-from hydra_pipeline.config.checks import check_before_resolving, check_hydra_callbacks
+from hydra_pipeline.config.checks import check_before_resolving, check_hydra_callbacks, dotted_key
 from hydra_pipeline.config.compat import (
     bound_yaml_expansion,
     check_before_hydra_callbacks,
@@ -346,6 +347,7 @@ def _run(
             sys.argv[1:] = follow_rank_zero(sys.argv[1:])
         session.invocation = Invocation.current()
         session.main_pid = os.getpid()
+        quiet_chatty_loggers()
         check_before_hydra_callbacks(check_hydra_callbacks)
         check_before_hydra_merges(check_loaded_config, check_added_search_path)
         bound_yaml_expansion()
@@ -422,6 +424,9 @@ def _explain(error: BaseException, overrides: list[str], config_path: str, confi
         out_of_range = _index_out_of_range(error, overrides, config_path, config_name)
         if out_of_range:
             return out_of_range
+        unknown_key = _unknown_key(error)
+        if unknown_key:
+            return unknown_key
     message = str(error).strip() or type(error).__name__
     cause = error.__cause__
     if isinstance(error, HydraException) and isinstance(cause, OmegaConfBaseException):
@@ -486,6 +491,30 @@ def _corrected(group: str, wrong: str, right: str, overrides: list[str]) -> str:
             chosen = [right if item == wrong else str(item) for item in value]
             return f"{group}=[{','.join(chosen)}]"
     return f"{group}={right}"
+
+
+def _unknown_key(error: ConfigCompositionException) -> str | None:
+    """Name a key the override sets that its node does not have, with the closest key it
+    does have, instead of Hydra's advice to add it with ``+`` (which most often is a typo's
+    fix only once the checks refuse the added key)."""
+    cause = error.__cause__
+    if not isinstance(cause, (ConfigKeyError, ConfigAttributeError)) or not str(error).startswith(
+        "Could not override"
+    ):
+        return None
+    node = cause.parent_node
+    if not isinstance(node, DictConfig) or cause.full_key is None:
+        return None
+    key = dotted_key(str(cause.full_key))
+    parent, _, name = key.rpartition(".")
+    keys = [str(k) for k in node if not str(k).startswith("_") and str(k) != "hydra"]
+    where = f"a key of '{parent}'" if parent else "a top-level key"
+    close = [f"{parent}.{key}" if parent else key for key in difflib.get_close_matches(name, keys)]
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    message = f"'{key}' is not {where}.{hint} Its keys: {', '.join(keys)}."
+    if "_target_" in node and OmegaConf.get_type(node) is dict:  # no schema lists them all
+        message += f" (A parameter of its _target_ that it does not list: +{key}=<value>.)"
+    return message
 
 
 _MERGING = re.compile(r"Error merging override (\S+)")

@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from omegaconf import DictConfig
 
@@ -128,10 +128,13 @@ def follow_rank_zero(arguments: list[str]) -> list[str]:
     if _environment_world_size() <= 1:
         return arguments
     if "-m" in arguments or "--multirun" in arguments:
-        raise ConfigError(
-            "A sweep (-m) cannot run under torchrun, which starts the processes of one run. "
-            "Sweep distributed runs with distributed.nproc_per_node=N instead: python -m "
-            "hydra_pipeline -m distributed.nproc_per_node=N <sweep>."
+        _refuse(
+            ConfigError(
+                "A sweep (-m) cannot run under torchrun, which starts the processes of one "
+                "run. Sweep distributed runs with distributed.nproc_per_node=N instead: "
+                "python -m hydra_pipeline -m distributed.nproc_per_node=N <sweep>. (torchrun's "
+                "report of the processes that ended follows.)"
+            )
         )
     from hydra_pipeline.engine import distributed
 
@@ -144,6 +147,22 @@ def follow_rank_zero(arguments: list[str]) -> list[str]:
     kept = [a for a in arguments if not a.startswith(("hydra.run.dir=", "hydra.output_subdir="))]
     quoted = run_dir.replace("\\", "\\\\").replace("'", "\\'")
     return [*kept, f"hydra.run.dir='{quoted}'", "hydra.output_subdir=null"]
+
+
+_QUIET_RANK_SECONDS = 5.0
+"""How long the other ranks wait, when every rank refuses the command line, before ending
+without a word: rank 0 says why and ends first, and torchrun then stops them."""
+
+
+def _refuse(refusal: ConfigError) -> NoReturn:
+    """End every rank torchrun started on a command line they all refuse: rank 0 with
+    ``refusal`` (torchrun's own report of the failed processes follows it), the others without
+    a word, each would print the same message."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        raise refusal
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # torchrun's stop ends it quietly
+    time.sleep(_QUIET_RANK_SECONDS)
+    raise SystemExit(1)
 
 
 def _under_submitit() -> bool:
@@ -296,7 +315,12 @@ def _preload() -> None:
 
 
 def _backend(cfg: DictConfig) -> str:
-    return "NCCL" if str(cfg.device).startswith("cuda") else "gloo, or NCCL on GPUs"
+    """The backend the run's processes will use, for the start line."""
+    import torch
+
+    from hydra_pipeline.engine.distributed import backend_for
+
+    return backend_for(torch.device(device_for(cfg.device)))
 
 
 def _rank_main(job: _RankJob) -> float:

@@ -180,16 +180,20 @@ def training_evaluation(
     return {"evaluator": evaluator, "evaluation_interval": evaluation.interval, "best": best}
 
 
-def objective_value(summary: Mapping[str, Any], objective: str | None) -> float:
+def objective_value(
+    summary: Mapping[str, Any], objective: str | None, *, warn: bool = True
+) -> float:
     """The value a run returns to an optimizing sweeper: ``objective`` (by default
     ``eval/reward`` when the run evaluated, else ``reward``) read from the run's summary
-    (-inf, so the run ranks last, when it has no value)."""
+    (-inf, so the run ranks last, when it has no value, with a warning if ``warn``)."""
     evaluated = bool(summary.get("eval_metrics"))
     name = objective or (f"{_EVAL}reward" if evaluated else "reward")
     source = "eval_metrics" if name.startswith(_EVAL) else "final_metrics"
     metrics = summary.get(source, {})
     value = metrics.get(name.removeprefix(_EVAL))
     if value is None:
+        if not warn:
+            return -math.inf
         known = ", ".join(sorted(metrics)) or "none"
         log.warning(
             "The objective %r has no value (the run's %s: %s): the objective is -inf.",
@@ -223,9 +227,15 @@ def evaluate(cfg: DictConfig) -> float:
     run_dir = Path(cfg.run)
     run_cfg = saved_run_config(run_dir, OmegaConf.to_container(cfg.task))  # type: ignore[arg-type]
     refuse_links(run_dir, "the evaluate command")
-    from hydra_pipeline.engine.checkpoint import checkpoints_named
+    from hydra_pipeline.engine.checkpoint import (
+        BEST_OR_LAST,
+        checkpoints_named,
+        picked_by_default,
+    )
 
     checkpoints = checkpoints_named(run_dir, cfg.checkpoint)
+    if cfg.checkpoint == BEST_OR_LAST:
+        log.info("Evaluating %s.", picked_by_default(checkpoints[0]))
     _checked("", require_at_least, "episodes", cfg.episodes, 1)
     _checked("", require_at_least, "num_threads", cfg.num_threads, 1)
     seed = evaluation_seed_of(run_cfg)
@@ -264,13 +274,15 @@ def evaluate(cfg: DictConfig) -> float:
         task.close()
     folder = run_dir / EVALUATION_DIRECTORY
     folder.mkdir(exist_ok=True)
+    written = []
     for record in records:
-        (folder / f"{Path(record['checkpoint']).stem}.json").write_text(
-            json.dumps(record, indent=2) + "\n"
-        )
+        written.append(folder / f"{Path(record['checkpoint']).stem}.json")
+        written[-1].write_text(json.dumps(record, indent=2) + "\n")
     if cfg.checkpoint == "all":
-        _write_test_scalars(folder, records)
+        written.append(_write_test_scalars(folder, records))
+    written += [run_dir / video for record in records for video in record["videos"]]
     print(_table(records))
+    print("Wrote:\n" + "\n".join(f"  {path}" for path in written))
     return float(records[-1]["reward_mean"])
 
 
@@ -322,10 +334,10 @@ def _task_description(run_cfg: DictConfig) -> str:
     return ", ".join(str(key) + f"={value!r}" for key, value in task.items())
 
 
-def _write_test_scalars(folder: Path, records: list[dict[str, Any]]) -> None:
+def _write_test_scalars(folder: Path, records: list[dict[str, Any]]) -> Path:
     """TensorBoard ``test/<metric>`` scalars of every checkpoint, against its step count, in
-    ``<folder>/tensorboard``: the event files of an earlier evaluation there are replaced, so
-    the curve is this evaluation's, and nothing else is touched."""
+    ``<folder>/tensorboard`` (returned): the event files of an earlier evaluation there are
+    replaced, so the curve is this evaluation's, and nothing else is touched."""
     from hydra_pipeline.engine.reporting import TENSORBOARD_DIRECTORY, TensorBoardWriter
 
     for earlier in (folder / TENSORBOARD_DIRECTORY).glob(_EVENT_FILES):
@@ -351,6 +363,7 @@ def _write_test_scalars(folder: Path, records: list[dict[str, Any]]) -> None:
             )
     finally:
         writer.close()
+    return folder / TENSORBOARD_DIRECTORY
 
 
 def _table(records: list[dict[str, Any]]) -> str:

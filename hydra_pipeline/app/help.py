@@ -14,16 +14,36 @@ import typing
 from typing import Any
 
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, OmegaConf
 
 from hydra_pipeline.config import Config, EvaluateConfig, TrainingPipelineConf
 from hydra_pipeline.config.compat import register_resolver
 from hydra_pipeline.config.docs import field_docs
 
-__all__ = ["GROUPS", "evaluate_help_text", "help_text", "register_help_resolver"]
+__all__ = [
+    "GROUPS",
+    "PLACED_GROUPS",
+    "PRESETS",
+    "evaluate_help_text",
+    "help_text",
+    "register_help_resolver",
+]
 
 GROUPS = ("pipeline", "optimizer", "lr_scheduler", "task", "model", "callbacks")
-"""The config groups the help screen lists, in this order."""
+"""The config groups that choose a part of the config (``group=option``), in the help
+screen's order."""
+
+PLACED_GROUPS = {
+    "loss": "+loss@pipeline.named_losses.aux=a2c",
+    "storage": "+storage@pipeline.named_storages.demos=expert_demonstrations",
+    "schedule": "+schedule@pipeline.named_losses.ppo_loss.clip_decay=linear_decay",
+}
+"""The config groups whose options are placed under a key the command line names, each with
+an example."""
+
+PRESETS = "experiment"
+"""The group of whole presets (``+experiment=<name>``)."""
 
 
 def _type_name(annotation: Any) -> str:
@@ -66,10 +86,41 @@ def _options(group: str) -> list[str]:
     return sorted(o for o in loader.get_group_options(group) if not o.startswith("base_"))
 
 
+def _choices() -> dict[str, str]:
+    """The option of each group in the composed config (``group@package`` -> option): the
+    defaults, as the command line changed them."""
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {str(key): str(value) for key, value in choices.items() if value is not None}
+
+
+def _group_lines(choices: dict[str, str]) -> list[str]:
+    lines = ["Config groups (group=option; * marks the one in effect, the default unless given):"]
+    for group in GROUPS:
+        chosen = choices.get(group)
+        options = [f"{o}*" if o == chosen else o for o in _options(group)]
+        none = "" if chosen else " (none in effect)"
+        lines.append(f"  {group:<13} {', '.join(options)}{none}")
+    lines += ["", "Config groups placed under a key (+group@key=option):"]
+    for group, example in PLACED_GROUPS.items():
+        lines.append(f"  {group:<13} {', '.join(_options(group))}")
+        placed = [
+            f"{key.partition('@')[2]}={option}"
+            for key, option in choices.items()
+            if key.startswith(f"{group}@")
+        ]
+        if placed:
+            lines.append(f"      in effect: {', '.join(placed)}")
+        lines.append(f"      add one: {example}")
+    lines += ["", f"Presets ({PRESETS}): +{PRESETS}=<name> sets up a whole run:"]
+    lines += [f"  {name}" for name in _options(PRESETS)]
+    return lines
+
+
 def help_text() -> str:
     """The body of the help screen."""
-    lines = ["Config groups (choose with group=option):"]
-    lines += [f"  {group:<13} {', '.join(_options(group))}" for group in GROUPS]
+    lines = _group_lines(_choices())
     lines += ["", "Main keys (key=value):"]
     lines += _keys(Config, "", skip=set(GROUPS))
     lines += ["", "Pipeline keys (pipeline.key=value; see --cfg job for the whole tree):"]

@@ -94,9 +94,12 @@ def train_rank(
         runner, tasks = _start(cfg, info, output_dir, ranks)
         for task in tasks:
             run.callback(task.close)
-    with _stop_requested_by_signals(runner, relayed_requests):
+    announce = ranks is None or ranks.is_main  # every rank hears Ctrl-C; one says so
+    with _stop_requested_by_signals(runner, relayed_requests, announce=announce):
         summary = runner.run()
-    return objective_value(summary.to_dict(), cfg.objective)
+    # Only a sweep's optimizer reads the objective: a single run has nothing to warn about.
+    in_sweep = "sweep_dir" in info.job
+    return objective_value(summary.to_dict(), cfg.objective, warn=in_sweep)
 
 
 def _start(
@@ -170,7 +173,14 @@ def _start(
         if checkpoint is not None:
             runner.resume(checkpoint)
         elif cfg.restart_from_weights is not None:
-            runner.load_weights(find_checkpoint(Path(cfg.restart_from_weights)))
+            weights = find_checkpoint(Path(cfg.restart_from_weights))
+            steps = runner.load_weights(weights)
+            log.info(
+                "Starting from the model weights of %s (trained for %d steps); the optimizer, "
+                "the schedules and the stages start afresh.",
+                weights,
+                steps,
+            )
     except CheckpointError as error:
         _close(tasks)
         key = "resume" if checkpoint is not None else "restart_from_weights"
@@ -268,14 +278,15 @@ def garbage_collector_paused() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _stop_requested_by_signals(
-    runner: OnPolicyRunner, relayed_requests: Path | None = None
+    runner: OnPolicyRunner, relayed_requests: Path | None = None, *, announce: bool = True
 ) -> Iterator[None]:
     """While the block runs, the stop signals (Ctrl-C, SIGTERM, SIGUSR1, SIGUSR2: see
     :data:`~hydra_pipeline.app.signals.STOP_SIGNALS`), and in a process of a run started with
     ``distributed.nproc_per_node`` those relayed to ``relayed_requests``, ask ``runner`` to
     stop at its next safe point, with a checkpoint; a second Ctrl-C stops at once. Once that
     checkpoint is written, the signal is handed on to whoever listened to it before (Submitit
-    requeues a preempted job from its handler)."""
+    requeues a preempted job from its handler). With ``announce``, the stop is logged (the
+    ranks of a distributed run but rank 0 stop without a word)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set in the main thread
         return
@@ -284,6 +295,8 @@ def _stop_requested_by_signals(
         if runner.stop_reason is not None:
             return
         runner.request_stop(name)
+        if not announce:
+            return
         log.warning(
             "%s received: stopping after the current update, with a checkpoint "
             "(Ctrl-C again stops at once, without one).",

@@ -259,16 +259,29 @@ _GROUP_COLUMNS = (
 
 
 def _summary_row(job: Job) -> dict[str, Any]:
-    summary = job.summary(job.folder)
+    """The job's row: its run's steps and final return, or with ``seeds=[...]`` their means
+    over the seeds' runs that have them."""
+    summaries = [job.summary(run) for run in job.runs]
     return {
         "job": job.number,
         "overrides": " ".join(job.overrides),
-        "total_steps": summary.get("total_steps", ""),
-        "reward": summary.get("final_metrics", {}).get("reward", ""),
+        "total_steps": _mean_of([summary.get("total_steps") for summary in summaries]),
+        "reward": _mean_of(
+            [summary.get("final_metrics", {}).get("reward") for summary in summaries]
+        ),
         "objective": "" if job.objective is None else job.objective,
         "status": job.status,
         "error": job.error,
     }
+
+
+def _mean_of(values: Sequence[Any]) -> Any:
+    """The runs' value when they agree (a single run's), else the mean of their numbers, or
+    ``""`` when none has one."""
+    numbers = [value for value in values if _is_number(value)]
+    if not numbers:
+        return ""
+    return numbers[0] if len(set(numbers)) == 1 else statistics.fmean(numbers)
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

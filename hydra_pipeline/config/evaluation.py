@@ -54,9 +54,10 @@ class EvaluateConfig:
     Attributes:
         run: The run folder to evaluate: one with .hydra/resolved_config.yaml and
             checkpoints/.
-        checkpoint: last (the latest), best (checkpoints/best.pt), all (every checkpoint, with
-            TensorBoard test/ scalars), or a checkpoint file (a path, or a file name in the
-            run's checkpoints/).
+        checkpoint: auto (checkpoints/best.pt when the run evaluated while it trained, else
+            the latest), last (the latest), best (checkpoints/best.pt), all (every checkpoint,
+            with TensorBoard test/ scalars), or a checkpoint file (a path, or a file name in
+            the run's checkpoints/).
         episodes: Episodes per checkpoint, spread over the task's environments.
         deterministic: Act with each action distribution's mode instead of a sample.
         seed: Seeds the episodes; null takes the run's evaluation seed, so the episodes are
@@ -72,7 +73,7 @@ class EvaluateConfig:
     """
 
     run: str = MISSING
-    checkpoint: str = "last"
+    checkpoint: str = "auto"
     episodes: int = 10
     deterministic: bool = True
     seed: Optional[int] = None

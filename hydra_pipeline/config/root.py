@@ -34,7 +34,8 @@ class Config:
         restart_from_weights: A run folder or checkpoint file whose model weights start a
             fresh run of the pipeline (AllenAct's restart_pipeline).
         tensorboard: Write TensorBoard event files to the run folder.
-        progress_bar: A progress bar per stage; null shows one only on a terminal.
+        progress_bar: A progress bar for the run (time left, stage, speed, return); null
+            shows it only on a terminal.
         allowed_targets: Extra import prefixes that _target_ may name (my_project); only the
             command line may set it.
         callbacks: Run callbacks by name, called during training (trackers: callbacks=[wandb]

@@ -66,6 +66,14 @@ def saved_run_config(
             "run (it holds checkpoints/ and .hydra/)."
         )
     path = run / SAVED_CONFIG_FOLDER / RESOLVED_CONFIG
+    inner_runs = [] if path.is_file() else _runs_inside(run)
+    if inner_runs:
+        names = [folder.name for folder in inner_runs]
+        raise ConfigError(
+            f"'{key}': '{run}' holds runs rather than being one (a job with seeds=[...] "
+            f"trains each seed in a folder of its own; a sweep, each job): {', '.join(names)}. "
+            f"Give one of them, e.g. {key}={inner_runs[0]}."
+        )
     if not path.is_file():
         raise ConfigError(
             f"'{key}': run folder '{run}' holds no saved config ({SAVED_CONFIG_FOLDER}/"
@@ -88,6 +96,16 @@ def saved_run_config(
         cfg.task = OmegaConf.merge(cfg.task, OmegaConf.create(dict(task_overrides)))
     check_config(OmegaConf.masked_copy(cfg, [name for name in _REBUILT if name in cfg]), allow_list)
     return cfg
+
+
+def _runs_inside(folder: Path) -> list[Path]:
+    """The run folders directly inside ``folder`` (those holding a saved config), by name."""
+    inside = [
+        child
+        for child in folder.iterdir()
+        if not child.is_symlink() and (child / SAVED_CONFIG_FOLDER / RESOLVED_CONFIG).is_file()
+    ]
+    return sorted(inside, key=lambda child: (len(child.name), child.name))
 
 
 def _check_types(cfg: DictConfig, path: Path, key: str) -> None:

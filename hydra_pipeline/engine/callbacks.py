@@ -62,8 +62,21 @@ class Callback:
         loss_names: Sequence[str],
         max_stage_steps: int,
         stage_steps: int,
+        total_steps: int,
+        planned_total_steps: float,
     ) -> None:
-        """A stage begins (``stage_steps`` > 0 when it resumes part-way)."""
+        """A stage begins (``stage_steps`` > 0 when it resumes part-way).
+
+        Args:
+            stage_index: The stage's index (from 0).
+            stage_count: The pipeline's number of stages.
+            loss_names: The stage's losses.
+            max_stage_steps: The stage's step limit.
+            stage_steps: Steps the stage has taken already.
+            total_steps: Steps the run has taken already.
+            planned_total_steps: The total step count the run reaches if no stage stops
+                early (a progress bar's total; it shrinks when one does).
+        """
 
     def on_rollout_end(self, *, total_steps: int, stage_index: int, stage_steps: int) -> None:
         """A rollout and its updates are done."""
@@ -78,6 +91,7 @@ class Callback:
         metrics: Mapping[str, float],
         counts: Mapping[str, int],
         steps_per_second: float | None = None,
+        recent_return: float | None = None,
     ) -> None:
         """A metric point.
 
@@ -88,6 +102,9 @@ class Callback:
             counts: Metric name -> the number of samples behind its mean (for ``reward``,
                 the number of finished episodes).
             steps_per_second: Training speed since the previous training point.
+            recent_return: The mean return of the run's last ``return_window`` finished
+                episodes (what the run's summary reports at its end); ``None`` before the
+                first episode ends, and for evaluations.
         """
 
     def on_video(self, *, mode: str, total_steps: int, path: Path) -> None:

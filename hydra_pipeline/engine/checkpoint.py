@@ -24,6 +24,7 @@ from hydra_pipeline.files import temporary_path
 
 __all__ = [
     "BEST_CHECKPOINT",
+    "BEST_OR_LAST",
     "CHECKPOINT_DIRECTORY",
     "capture_rng_state",
     "checkpoint_name",
@@ -32,6 +33,7 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "load_weights",
+    "picked_by_default",
     "require_resumable",
     "restore_normalization",
     "restore_rng_state",
@@ -272,15 +274,25 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
     return [path for _, path in sorted(candidates)]
 
 
+BEST_OR_LAST = "auto"
+"""The checkpoint name that picks ``best.pt`` when the run kept one (it evaluated while it
+trained), else the latest: what the evaluate command and ``Policy.from_run`` load by
+default."""
+
+
 def checkpoints_named(run_dir: Path, checkpoint: str) -> list[Path]:
-    """The checkpoint files of a run that ``checkpoint`` names: ``"last"`` (the latest),
-    ``"best"`` (``best.pt``), ``"all"`` (every scheduled one, fewest steps first), or a file
-    (a path, or a file name in the run's checkpoint folder).
+    """The checkpoint files of a run that ``checkpoint`` names: ``"auto"`` (``best.pt`` if the
+    run kept one, else the latest), ``"last"`` (the latest), ``"best"`` (``best.pt``),
+    ``"all"`` (every scheduled one, fewest steps first), or a file (a path, or a file name in
+    the run's checkpoint folder).
 
     Raises:
         CheckpointError: There is no such checkpoint; the message says why and what to use.
     """
     folder = run_dir / CHECKPOINT_DIRECTORY
+    if checkpoint == BEST_OR_LAST:
+        best = folder / BEST_CHECKPOINT
+        return [best] if best.is_file() else checkpoints_named(run_dir, "last")
     if checkpoint == "best":
         best = folder / BEST_CHECKPOINT
         if not best.is_file():
@@ -305,9 +317,20 @@ def checkpoints_named(run_dir: Path, checkpoint: str) -> list[Path]:
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint={checkpoint}: no such checkpoint file (nor '{folder / checkpoint}'). "
-            "Give last, best, all, or a checkpoint file."
+            f"Give {BEST_OR_LAST}, last, best, all, or a checkpoint file."
         )
     return [path]
+
+
+def picked_by_default(path: Path) -> str:
+    """What :data:`~hydra_pipeline.engine.checkpoint.BEST_OR_LAST` picked at ``path``, and
+    why, for the user to read."""
+    if path.name == BEST_CHECKPOINT:
+        return f"'{path}', the best evaluation while the run trained"
+    return (
+        f"'{path}', the latest checkpoint (the run kept no {BEST_CHECKPOINT}: it did not evaluate "
+        "while it trained)"
+    )
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -37,6 +37,7 @@ from torch.distributed.rendezvous import rendezvous
 __all__ = [
     "Ranks",
     "average_gradients",
+    "backend_for",
     "broadcast_module",
     "broadcast_object",
     "check_same_weights",
@@ -112,6 +113,12 @@ def rendezvous_store(ranks: Ranks, timeout_s: float | None = None) -> Store:
     return _STORE
 
 
+def backend_for(device: torch.device) -> str:
+    """The process group's backend for ranks that train on ``device``: NCCL on GPUs, gloo on
+    the CPU."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
 def init_process_group(ranks: Ranks, device: torch.device, *, timeout_s: float) -> None:
     """Join the process group of ``ranks``: NCCL on GPUs, gloo on the CPU.
 
@@ -122,7 +129,7 @@ def init_process_group(ranks: Ranks, device: torch.device, *, timeout_s: float) 
     """
     if dist.is_initialized():
         return
-    backend = "nccl" if device.type == "cuda" else "gloo"
+    backend = backend_for(device)
     timeout = datetime.timedelta(seconds=timeout_s)
     dist.init_process_group(
         backend,

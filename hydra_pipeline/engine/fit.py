@@ -58,8 +58,8 @@ def check_fit(pipeline: TrainingPipeline, task: Task, *, evaluating: bool, memor
                 where,
                 f"uses {needing}, which need expert actions, but the task has no expert",
                 stage.loss_names,
-                "Use a task with an expert (e.g. task=cartpole, or set task.expert) or remove "
-                "them from the stage.",
+                "Train with PPO alone (pipeline=ppo), use a task with an expert (task=cartpole, "
+                "a BabyAI level, or task.expert), or remove them from the stage.",
             )
 
 

@@ -14,6 +14,7 @@ import contextlib
 import csv
 import io
 import logging
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -52,17 +53,23 @@ def metric_tag(metric: str, mode: str = "train") -> str:
 
 
 class ConsoleReporter(Callback):
-    """Announces stages and shows progress: a progress bar per stage, or a log line per
-    metric point.
+    """Announces stages and shows progress: one progress bar for the whole run (the stage in
+    its description, the time left, the speed and the mean return of the last episodes, as
+    the final line reports it), or a log line per metric point.
+
+    The bar's total is the step count the run reaches if no stage stops early; it shrinks to
+    the steps really taken when a stage's early-stopping criterion ends it, and grows when a
+    stage's last rollout takes it past its limit, so the bar never runs past its total.
 
     Args:
-        progress_bar: A progress bar per stage (``None``: only when stderr is a terminal).
+        progress_bar: A progress bar (``None``: only when stderr is a terminal).
     """
 
     def __init__(self, progress_bar: bool | None = None) -> None:
         self.progress_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
         self._bar: tqdm[Any] | None = None
         self._redirect: contextlib.ExitStack | None = None
+        self._after_stage = 0.0  # the later stages' step limits
 
     def on_stage_start(
         self,
@@ -72,6 +79,8 @@ class ConsoleReporter(Callback):
         loss_names: Sequence[str],
         max_stage_steps: int,
         stage_steps: int,
+        total_steps: int = 0,
+        planned_total_steps: float = math.inf,
         **_: Any,
     ) -> None:
         log.info(
@@ -82,21 +91,36 @@ class ConsoleReporter(Callback):
             max_stage_steps,
             f" (resuming at {stage_steps})" if stage_steps else "",
         )
-        if self.progress_bar:
+        if not self.progress_bar:
+            return
+        self._after_stage = planned_total_steps - total_steps
+        self._after_stage -= max(0, max_stage_steps - stage_steps)
+        description = f"stage {stage_index + 1}/{stage_count}"
+        if self._bar is None:
             self._redirect = contextlib.ExitStack()
             self._redirect.enter_context(logging_redirect_tqdm([log]))
             self._bar = tqdm(
-                total=max_stage_steps,
-                initial=stage_steps,
-                desc=f"stage {stage_index + 1}/{stage_count}",
+                desc=description,
+                total=_whole(planned_total_steps),
+                initial=total_steps,
                 unit="step",
                 unit_scale=True,
                 dynamic_ncols=True,
             )
+        else:
+            self._bar.set_description(description, refresh=False)
+            self._set_total(planned_total_steps)
 
-    def on_rollout_end(self, *, stage_steps: int, **_: Any) -> None:
+    def on_rollout_end(self, *, total_steps: int, **_: Any) -> None:
         if self._bar is not None:
-            self._bar.update(stage_steps - self._bar.n)
+            self._bar.update(total_steps - self._bar.n)
+            if self._bar.total is not None and self._bar.total < total_steps + self._after_stage:
+                self._set_total(total_steps + self._after_stage)
+
+    def _set_total(self, total: float) -> None:
+        assert self._bar is not None
+        self._bar.total = _whole(total)
+        self._bar.refresh()
 
     def on_log(
         self,
@@ -107,6 +131,7 @@ class ConsoleReporter(Callback):
         stage_steps: int,
         metrics: Mapping[str, float],
         steps_per_second: float | None = None,
+        recent_return: float | None = None,
         **_: Any,
     ) -> None:
         reward = metrics.get("reward")
@@ -120,8 +145,8 @@ class ConsoleReporter(Callback):
             )
         elif self._bar is not None:
             postfix = {"sps": f"{steps_per_second or 0:,.0f}"}
-            if reward is not None:
-                postfix["reward"] = f"{reward:.1f}"
+            if recent_return is not None:
+                postfix["return"] = f"{recent_return:.1f}"
             self._bar.set_postfix(postfix, refresh=False)
         else:
             log.info(
@@ -136,15 +161,17 @@ class ConsoleReporter(Callback):
             )
 
     def on_stage_end(
-        self, *, stage_index: int, stage_steps: int, early_stopped: bool, **_: Any
+        self, *, stage_index: int, total_steps: int, stage_steps: int, early_stopped: bool, **_: Any
     ) -> None:
-        self._close_bar()
+        if self._bar is not None:  # what the stage did not use is not left to do
+            self._set_total(total_steps + self._after_stage)
         reason = "early stopping criterion met" if early_stopped else "step limit reached"
         log.info("Stage %d done after %d steps: %s", stage_index + 1, stage_steps, reason)
 
     def on_run_end(
         self, *, total_steps: int, summary: Mapping[str, Any], run_dir: Path, **_: Any
     ) -> None:
+        self._close_bar()
         final = summary.get("final_metrics", {})
         episodes = summary.get("final_counts", {}).get("reward")
         log.info(
@@ -166,6 +193,11 @@ class ConsoleReporter(Callback):
         if self._redirect is not None:
             self._redirect.close()
             self._redirect = None
+
+
+def _whole(steps: float) -> int | None:
+    """A step count as a progress bar's total (``None``, no total, when it is unbounded)."""
+    return int(steps) if math.isfinite(steps) else None
 
 
 def _number(value: float | None, spec: str = ".2f") -> str:

@@ -65,7 +65,7 @@ class OnPolicyRunner:
             :func:`~hydra_pipeline.pipeline.seeding.seed_for_rank`).
         device: Where the model and rollouts live.
         tensorboard: Whether to write TensorBoard event files.
-        progress_bar: A progress bar per stage (``None``: when stderr is a terminal).
+        progress_bar: A progress bar for the run (``None``: when stderr is a terminal).
         checkpoint_metadata: Plain values stored in every checkpoint (the app stores the
             run's overrides there, to resume with them).
         hparams: Hyperparameters recorded with the final metrics for TensorBoard's hparams
@@ -195,6 +195,8 @@ class OnPolicyRunner:
                     loss_names=list(stage.loss_names),
                     max_stage_steps=stage.resolve_max_stage_steps(),
                     stage_steps=stage.steps_taken_in_stage,
+                    total_steps=pipeline.total_steps,
+                    planned_total_steps=pipeline.planned_total_steps(),
                 )
                 while not stage.is_complete:
                     storage = collector.collect(stage)
@@ -300,6 +302,7 @@ class OnPolicyRunner:
             metrics=point.metrics,
             counts=point.counts,
             steps_per_second=point.steps_per_second,
+            recent_return=self.statistics.latest_metrics.get("reward"),
         )
         self.pipeline.before_rollout(train_metrics=point.criterion_metrics)
 
@@ -371,14 +374,17 @@ class OnPolicyRunner:
         """
         self.resumed_from = self.state.resume(path)
 
-    def load_weights(self, path: Path) -> None:
+    def load_weights(self, path: Path) -> int:
         """Start the pipeline over from the model weights of the checkpoint at ``path`` only
         (AllenAct's ``--restart_pipeline``): fresh optimizer, scheduler and pipeline progress.
+
+        Returns:
+            The total steps the checkpoint's run had trained for.
 
         Raises:
             CheckpointError: The checkpoint cannot be read or its weights do not fit the model.
         """
-        load_weights(self.model, path)
+        return int(load_weights(self.model, path)["total_steps"])
 
 
 def _first_reason(reasons: Iterable[str | None]) -> str | None:

@@ -276,6 +276,19 @@ class TrainingPipeline:
         """Agent steps taken in all stages."""
         return sum(stage.steps_taken_in_stage for stage in self.pipeline_stages)
 
+    def planned_total_steps(self) -> float:
+        """The total step count reached if no stage from the current one on stops early: the
+        steps taken, the rest of the current stage's limit and the later stages' limits (a
+        later limit given as a callable, evaluated when its stage starts, counts as 0). What
+        a progress bar of the whole run counts towards."""
+        index = self._current_index
+        if index is None:
+            return float(self.total_steps)
+        stage = self.pipeline_stages[index]
+        rest = max(0.0, stage.resolve_max_stage_steps() - stage.steps_taken_in_stage)
+        later = [s.max_stage_steps for s in self.pipeline_stages[index + 1 :]]
+        return self.total_steps + rest + sum(m for m in later if not callable(m))
+
     def _move_cursor(self, start: int) -> None:
         """Point the cursor at the first incomplete stage from ``start`` on (or at ``None``)."""
         for index in range(start, len(self.pipeline_stages)):

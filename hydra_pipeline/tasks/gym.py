@@ -6,9 +6,11 @@ without it.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -113,13 +115,14 @@ class GymTask:
         kwargs = dict(env_kwargs or {})
         if "render_mode" not in kwargs and _RENDER_MODE in _render_modes(gymnasium, env_id):
             kwargs["render_mode"] = _RENDER_MODE
-        self._envs: VectorEnv[Any, Any, Any] = gymnasium.make_vec(
-            env_id,
-            num_envs=self.num_envs,
-            vectorization_mode=vectorization_mode,
-            vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
-            **kwargs,
-        )
+        with _headless_pictures():  # inherited by environments in processes of their own
+            self._envs: VectorEnv[Any, Any, Any] = gymnasium.make_vec(
+                env_id,
+                num_envs=self.num_envs,
+                vectorization_mode=vectorization_mode,
+                vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
+                **kwargs,
+            )
         self.render_fps = int(self._envs.metadata.get("render_fps") or _DEFAULT_FPS)
         try:
             self._describe_observations(gymnasium, self._envs.single_observation_space)
@@ -200,10 +203,11 @@ class GymTask:
                 f"{self._envs.render_mode!r})",
                 self.env_id,
             )
-        if hasattr(self._envs, "envs"):  # in this process: draw the first environment only
-            frame = self._envs.envs[0].render()
-        else:
-            frame = cast("tuple[Any, ...]", self._envs.render())[0]
+        with _headless_pictures():
+            if hasattr(self._envs, "envs"):  # in this process: draw the first environment only
+                frame = self._envs.envs[0].render()
+            else:
+                frame = cast("tuple[Any, ...]", self._envs.render())[0]
         return torch.from_numpy(np.ascontiguousarray(frame, dtype=np.uint8))
 
     def expert_actions(self) -> Tensor:
@@ -344,6 +348,25 @@ def _episode_metrics(final_info: Mapping[str, Any], num_envs: int) -> dict[str, 
     return metrics
 
 
+_HEADLESS_SDL = {"SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+"""SDL drivers that need no display or sound server: pygame, which draws the pictures of many
+environments, then starts without complaining about a missing desktop session (no
+XDG_RUNTIME_DIR, no sound card); rgb_array pictures need neither."""
+
+
+@contextlib.contextmanager
+def _headless_pictures() -> Iterator[None]:
+    """While the block runs, SDL (pygame) uses the drivers of ``_HEADLESS_SDL`` unless the
+    environment variables choose otherwise; afterwards they are as they were."""
+    added = [name for name in _HEADLESS_SDL if name not in os.environ]
+    os.environ.update({name: _HEADLESS_SDL[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 def _render_modes(gymnasium: ModuleType, env_id: str) -> list[str]:
     """The render modes the environment registered as ``env_id`` declares."""
     creator = gymnasium.spec(env_id.rpartition(":")[2]).entry_point
@@ -355,10 +378,9 @@ def _render_modes(gymnasium: ModuleType, env_id: str) -> list[str]:
 def _import_gymnasium() -> ModuleType:
     """Gymnasium, or an ImportError that says how to install it."""
     try:
-        import gymnasium
+        return importlib.import_module("gymnasium")  # typed alike whether it is installed or not
     except ImportError as error:
         raise ImportError('GymTask needs Gymnasium: pip install "hydra-pipeline[gym]"') from error
-    return gymnasium
 
 
 def _check_env_id(gymnasium: ModuleType, env_id: Any) -> str:

@@ -7,6 +7,7 @@ only when a :class:`MiniGridTask` is built.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import re
 from collections.abc import Iterator, Mapping
@@ -194,10 +195,12 @@ class MiniGridTask(GymTask):
                 f"MiniGridTask({self.env_id!r}) has no expert: the BabyAI bot needs a BabyAI "
                 "level (BabyAI-...) and vectorization_mode=sync."
             )
+        from gymnasium.vector import SyncVectorEnv
         from minigrid.utils import baby_ai_bot
 
         make_bot: Any = baby_ai_bot.BabyAIBot  # untyped
-        environments = self._envs.envs  # type: ignore[attr-defined]
+        assert isinstance(self._envs, SyncVectorEnv)  # the bot needs them in this process
+        environments = self._envs.envs
         for index in range(self.num_envs):
             if self._suggested[index] is not None:
                 continue  # asked twice in one step
@@ -230,9 +233,8 @@ def _import_minigrid() -> ModuleType:
     """``minigrid`` (which registers its environments with Gymnasium), or an ImportError that
     says how to install it."""
     try:
-        import minigrid
+        return importlib.import_module("minigrid")  # typed alike whether it is installed or not
     except ImportError as error:
         raise ImportError(
             'MiniGridTask needs the minigrid package: pip install "hydra-pipeline[minigrid]"'
         ) from error
-    return minigrid

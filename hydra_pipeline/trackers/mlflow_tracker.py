@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,8 @@ from hydra_pipeline.trackers.common import (
 )
 
 __all__ = ["MLflowTracker"]
+
+log = logging.getLogger("hydra_pipeline")
 
 _BATCH = 100  # MLflow accepts at most 100 parameters per call
 
@@ -80,16 +83,32 @@ class MLflowTracker(Callback):
         self.run_id = known_run_id(run_dir, "mlflow")
         if self.run_id is not None:  # a resumed run: the same MLflow run, running again
             self.client.update_run(self.run_id, status="RUNNING")
+            self._say_where("Continuing")
             return
         run = self.client.create_run(experiment_id, run_name=self.run_name or name, tags=tags)
         self.run_id = run.info.run_id
         remember_run_id(run_dir, "mlflow", self.run_id)
+        self._say_where("Logging")
         parameters = [
             self._entities.Param(key, value[:6000])  # MLflow's limit on a value's length
             for key, value in flat_parameters(config).items()
         ]
         for start in range(0, len(parameters), _BATCH):
             self.client.log_batch(self.run_id, params=parameters[start : start + _BATCH])
+
+    def _say_where(self, doing: str) -> None:
+        """Log where the run is stored: the default store is a file in the working folder,
+        easy to lose track of."""
+        uri = self.client.tracking_uri
+        log.info(
+            "MLflow: %s run %s in experiment '%s' at %s (to browse it: pip install mlflow, "
+            "then mlflow ui --backend-store-uri %s).",
+            doing.lower(),
+            self.run_id,
+            self.experiment_name,
+            uri,
+            uri,
+        )
 
     def on_log(
         self, *, mode: str, total_steps: int, metrics: Mapping[str, float], **_: Any
@@ -108,6 +127,7 @@ class MLflowTracker(Callback):
     def on_run_end(self, *, run_dir: Path, **_: Any) -> None:
         self.client.log_artifact(self.run_id, str(run_dir / SUMMARY_FILE))
         self.client.set_terminated(self.run_id, "FINISHED")
+        self._say_where("Finished")
         self.run_id = None
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from hydra_pipeline.engine.callbacks import Callback
 from hydra_pipeline.engine.reporting import metric_tag
+from hydra_pipeline.errors import ConfigError
 from hydra_pipeline.trackers.common import (
     import_extra,
     known_run_id,
@@ -39,6 +40,7 @@ class WandbTracker(Callback):
 
     Raises:
         ImportError: The ``wandb`` extra is not installed.
+        ConfigError: (when the run starts) ``mode`` is ``online`` and W&B has no API key.
     """
 
     def __init__(
@@ -68,15 +70,25 @@ class WandbTracker(Callback):
         group, name = run_title(run_dir, job)
         run_id = known_run_id(run_dir, "wandb") or uuid.uuid4().hex[:16]
         remember_run_id(run_dir, "wandb", run_id)
-        self.run = self._wandb.init(
-            **self.settings,
-            group=self.group or group,
-            name=self.name or name,
-            config=dict(config),
-            dir=str(run_dir),
-            id=run_id,
-            resume="allow",
-        )
+        try:
+            self.run = self._wandb.init(
+                **self.settings,
+                group=self.group or group,
+                name=self.name or name,
+                config=dict(config),
+                dir=str(run_dir),
+                id=run_id,
+                resume="allow",
+            )
+        except self._wandb.errors.UsageError as error:
+            if "api key" not in str(error).lower():
+                raise
+            raise ConfigError(
+                f"callbacks.wandb: W&B has no API key ({error}). Log in with 'wandb login' (or "
+                "set WANDB_API_KEY), or log without an account: callbacks.wandb.mode=offline "
+                f"keeps the W&B run under {run_dir / 'wandb'}, to upload later with "
+                "'wandb sync'."
+            ) from None
 
     def on_log(
         self, *, mode: str, total_steps: int, metrics: Mapping[str, float], **_: Any

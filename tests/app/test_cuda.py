@@ -59,7 +59,7 @@ def test_one_run_on_two_gpus_over_nccl(cli: Cli, tmp_path: Path) -> None:
         run = cli(*CUDA_RUN, "distributed.nproc_per_node=2", f"hydra.run.dir={name}")
         assert run.returncode == 0, run.stderr
         assert (
-            "Starting 2 processes (torch.distributed, NCCL)"
+            "Starting 2 processes (torch.distributed, nccl)"
             in (tmp_path / name / "app.log").read_text()
         )
     assert results(tmp_path / "first") == results(tmp_path / "second")

@@ -7,6 +7,7 @@ fixture); a few tests check the same in a real process.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,11 @@ from typing import Any
 
 import pytest
 
+from hydra_pipeline.app.help import GROUPS, PLACED_GROUPS, PRESETS
+
 Cli = Any
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MISTAKES = [
     pytest.param(
@@ -114,12 +119,28 @@ MISTAKES = [
         id="unknown-env-id",
     ),
     pytest.param(
-        ["task=gym"],
+        ["task=gym", "pipeline=imitation_then_ppo"],
         [
             "'pipeline.pipeline_stages.0' uses ['teacher_forcing', "
-            "'imitation_loss'], which need expert actions"
+            "'imitation_loss'], which need expert actions",
+            "Train with PPO alone (pipeline=ppo)",
         ],
         id="imitation-without-expert",
+    ),
+    pytest.param(
+        ["pipeline.gama=0.9"],
+        ["'pipeline.gama' is not a key of 'pipeline'. Did you mean 'pipeline.gamma'?"],
+        id="typo-in-a-typed-node",
+    ),
+    pytest.param(
+        ["evaluation.intervall=5"],
+        ["'evaluation.intervall' is not a key of 'evaluation'", "'evaluation.interval'?"],
+        id="typo-in-evaluation",
+    ),
+    pytest.param(
+        ["sed=3"],
+        ["'sed' is not a top-level key. Did you mean 'seed'?"],
+        id="typo-at-the-top",
     ),
     pytest.param(
         ["pipeline.named_losses.ppo_loss._target_=os.system"],
@@ -301,14 +322,22 @@ def test_config_mistake_gives_one_clear_message(
 
 @pytest.mark.parametrize(
     "overrides",
-    [["pipeline.gamma=1.5"], ["optimizer=adma"], ["pipeline.optimizer_builder.lr=nan"]],
+    [
+        ["pipeline.gamma=1.5"],
+        ["optimizer=adma"],
+        ["pipeline.optimizer_builder.lr=nan"],
+        ["pipeline.gama=0.9"],
+        ["evaluation.intervall=5"],
+    ],
 )
 def test_a_mistake_in_a_real_process(cli: Cli, overrides: list[str]) -> None:
-    """In a process of its own, a mistake gives status 1 and one message on stderr alone."""
+    """In a process of its own, a mistake gives status 1 and one message on stderr alone;
+    a mistyped key gets its did-you-mean at once, not Hydra's advice to add it with '+'."""
     result = cli(*overrides, "hydra.run.dir=run")
     assert result.returncode == 1
     assert result.stderr.startswith("Error: ") and len(result.stderr.splitlines()) == 1
     assert "Traceback" not in result.stderr + result.stdout
+    assert "To append to your config" not in result.stderr
 
 
 def test_full_error_shows_the_traceback(cli: Cli) -> None:
@@ -339,14 +368,57 @@ def test_help_lists_groups_options_and_typed_keys(cli: Cli) -> None:
     result = cli("--help")
     assert result.returncode == 0, result.stderr
     text = result.stdout
-    assert "pipeline      imitation_then_ppo, ppo" in text
-    assert "optimizer     adam, adam_cartpole, adamw, rmsprop, sgd" in text
-    assert "lr_scheduler  constant, cosine, linear_decay, step, warmup_linear_decay" in text
-    assert "task          cartpole, gym" in text
+    assert "pipeline      imitation_then_ppo*, ppo, ppo_sb3" in text
+    assert "optimizer     adam, adam_cartpole*, adamw, rmsprop, sgd" in text
+    assert "lr_scheduler  constant, cosine, linear_decay*, step, warmup_linear_decay" in text
+    assert "task          cartpole*, gym" in text
+    assert "callbacks     mlflow, wandb (none in effect)" in text
+    assert "loss          a2c, imitation, ppo, ppo_cartpole" in text
+    assert "in effect: pipeline.named_losses.ppo_loss=ppo_cartpole" in text
+    assert "storage       expert_demonstrations, rollout" in text
+    assert "schedule      linear_decay, multi_linear_decay" in text
+    presets = text.split("+experiment=<name> sets up a whole run:\n")[1].split("\n\n")[0]
+    assert presets.split() == sorted(path.stem for path in (ROOT / "conf" / "experiment").iterdir())
     assert "base_" not in text
     assert "seed: int = 0" in text and "Seeds Python, NumPy, torch" in text
     assert "resume: str or null = null" in text
     assert "pipeline.gamma: float" in text and "Discount factor" in text
+
+
+def _table_options(markdown: str) -> dict[str, list[str]]:
+    """The options of each group in a page's group table (``| `group` | options | ... |``)."""
+    table = {}
+    for row in re.findall(r"^\| `(\w+)` \| (.*?) \|", markdown, flags=re.MULTILINE):
+        table[row[0]] = sorted(re.findall(r"`(\w+)`", row[1]))
+    return table
+
+
+def test_the_docs_group_table_lists_what_help_lists(cli: Cli) -> None:
+    """The config tree page's table has every group of the help screen with the same options
+    (a preset or option added without a row's update fails here)."""
+    result = cli("--help")
+    assert result.returncode == 0, result.stderr
+    listed = {}
+    for line in result.stdout.splitlines():
+        group, _, options = line.strip().partition(" ")
+        if group in {*GROUPS, *PLACED_GROUPS}:
+            listed[group] = sorted(o.strip(" *") for o in options.split(" (")[0].split(","))
+    presets = result.stdout.split("+experiment=<name> sets up a whole run:\n")[1]
+    listed[PRESETS] = sorted(presets.split("\n\n")[0].split())
+    table = _table_options((ROOT / "docs" / "concepts" / "config-tree.md").read_text())
+    assert table["pipeline"] == ["imitation_then_ppo", "ppo", "ppo_sb3"]
+    assert table == listed
+
+
+@pytest.mark.parametrize("task", ["gym", "minigrid"])
+def test_help_marks_the_options_the_command_line_chose(cli: Cli, task: str) -> None:
+    """A task without an expert brings pipeline=ppo, and the help screen shows it."""
+    result = cli(f"task={task}", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "pipeline      imitation_then_ppo, ppo*, ppo_sb3" in result.stdout
+    assert f"{task}*" in result.stdout
+    chosen = cli(f"task={task}", "pipeline=imitation_then_ppo", "--help")
+    assert "pipeline      imitation_then_ppo*, ppo, ppo_sb3" in chosen.stdout
 
 
 @pytest.mark.parametrize(

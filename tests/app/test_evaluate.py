@@ -162,7 +162,7 @@ class TestEvaluateCommand:
     def test_help_lists_the_keys(self, tmp_path: Path) -> None:
         result = evaluate(tmp_path, "--help")
         assert result.returncode == 0
-        assert "checkpoint: str = last" in result.stdout and "task.num_envs=1" in result.stdout
+        assert "checkpoint: str = auto" in result.stdout and "task.num_envs=1" in result.stdout
 
     def test_unusable_checkpoints_and_folders(self, run: Path, tmp_path: Path) -> None:
         """A missing or corrupt checkpoint, and a folder without a saved config, each end
@@ -186,7 +186,7 @@ class TestEvaluateCommand:
         shutil.copytree(run, without_best)
         (without_best / "checkpoints" / "best.pt").unlink()
         with pytest.raises(CheckpointError, match="Use checkpoint=last"):
-            Policy.from_run(without_best)
+            Policy.from_run(without_best, checkpoint="best")
 
     def test_a_task_the_model_does_not_fit(self, tmp_path: Path) -> None:
         """Evaluating a Gymnasium CartPole run on Acrobot (other observations and actions)
@@ -212,12 +212,14 @@ class TestNormalizedRun:
         normalizing = ["normalization.observations=true", "normalization.rewards=true"]
         trained = train(normalized, *SMALL, *EVALUATING, *normalizing)
         assert trained.returncode == 0, trained.stderr
-        result = evaluate(normalized.parent, f"run={normalized}", "episodes=4", "task.num_envs=2")
+        last = ["checkpoint=last", "episodes=4", "task.num_envs=2"]
+        result = evaluate(normalized.parent, f"run={normalized}", *last)
         assert result.returncode == 0, result.stderr
         record = read(normalized / "evaluation" / "stage_01__steps_000000002048.json")
         assert record["reward_mean"] == read(normalized / "summary.json")["eval_metrics"]["reward"]
 
-        arguments = [f"run={normalized}", "episodes=2", "task.num_envs=1", "seed=7"]
+        arguments = [f"run={normalized}", "checkpoint=last", "episodes=2", "task.num_envs=1"]
+        arguments.append("seed=7")
         assert evaluate(normalized.parent, *arguments).returncode == 0
         expected = read(normalized / "evaluation" / "stage_01__steps_000000002048.json")
         policy = Policy.from_run(normalized, checkpoint="last")

@@ -158,7 +158,7 @@ def test_corrupt_checkpoint_is_reported_clearly(app: Cli, small: list[str], tmp_
         (["model.activation=relu"], "'model.activation' is 'relu' here but 'tanh'"),
         (["model.hidden_sizes=[32,32]"], "'model.hidden_sizes' is [32, 32] here but [64, 64]"),
         (
-            ["task=gym", "task.num_envs=8"],
+            ["task=gym", "pipeline=imitation_then_ppo", "task.num_envs=8"],
             "'task._target_' is 'hydra_pipeline.tasks.GymTask' here but "
             "'hydra_pipeline.tasks.CartPoleTask'",
         ),

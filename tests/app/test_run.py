@@ -126,7 +126,7 @@ def test_progress_bar_and_determinism_flags(cli: Cli, small: list[str], tmp_path
     plain = cli(*small, "hydra.run.dir=plain")
     flags = cli(*small, "deterministic_cudnn=true", "progress_bar=true", "hydra.run.dir=flags")
     assert plain.returncode == 0 and flags.returncode == 0, flags.stderr
-    assert "stage 1/2: 100%" in flags.stderr
+    assert "stage 2/2: 100%" in flags.stderr
     assert (
         read_json(tmp_path / "flags" / "summary.json")["final_metrics"]
         == read_json(tmp_path / "plain" / "summary.json")["final_metrics"]

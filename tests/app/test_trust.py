@@ -74,7 +74,7 @@ COMMAND_LINE_ROUTES: list[tuple[Callable[[str], list[str]], str]] = [
         "'pipeline.optimizer_builder' names",
     ),
     (
-        lambda m: ["task=gym", f"task.env_id={m}:Env-v0"],
+        lambda m: ["task=gym", "pipeline=imitation_then_ppo", f"task.env_id={m}:Env-v0"],
         "'task.env_id' makes Gymnasium import module",
     ),
     (

@@ -82,6 +82,8 @@ class TestHooks:
             "loss_names": ["ppo"],
             "max_stage_steps": 8,
             "stage_steps": 0,
+            "total_steps": 16,
+            "planned_total_steps": 24,
         }
         assert [c["total_steps"] for c in recorder.of("on_rollout_end")] == [8, 16, 24]
         logs = recorder.of("on_log")
@@ -90,6 +92,9 @@ class TestHooks:
             ("train", 16, 0),
             ("train", 24, 1),
         ]
+        assert recorder.of("on_stage_start")[0]["planned_total_steps"] == 24  # 16 + 8
+        # The return the final summary reports: its last-episodes window.
+        assert logs[-1]["recent_return"] == summary.to_dict()["final_metrics"]["reward"]
         assert logs[1]["metrics"]["reward"] == 3.0
         assert logs[1]["counts"]["reward"] == 2  # two 3-step episodes in 8 steps of 2 envs
         assert logs[1]["steps_per_second"] > 0

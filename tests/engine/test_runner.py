@@ -315,8 +315,8 @@ class TestFit:
         with pytest.raises(
             InvalidArgumentError,
             match=r"'pipeline_stages.1' uses \['teacher_forcing', 'imitation'\], which need "
-            r"expert actions, but the task has no expert \(got \['ppo', 'imitation'\]\)\. Use a "
-            r"task with an expert",
+            r"expert actions, but the task has no expert \(got \['ppo', 'imitation'\]\)\. Train "
+            r"with PPO alone \(pipeline=ppo\), use a task with an expert",
         ):
             make_runner(tmp_path, pipeline, task=NoExpertCartPole(2))
 

@@ -148,6 +148,26 @@ class TestCursor:
         assert pipeline.current_stage is None and pipeline.current_stage_index is None
         assert pipeline.total_steps == 32
 
+    def test_planned_total_steps_counts_what_is_left_of_every_limit(self) -> None:
+        """Steps taken, the rest of the current stage's limit and the later limits (a
+        callable one, not evaluated yet, counts as 0); the steps taken once all is done."""
+        pipeline = make_pipeline(
+            [PipelineStage(["a"], 10), PipelineStage(["b"], 20), PipelineStage(["a"], lambda: 7)]
+        )
+        first, second, _ = pipeline.pipeline_stages
+        assert pipeline.planned_total_steps() == 30
+        first.steps_taken_in_stage = 4
+        assert pipeline.planned_total_steps() == 30
+        first.steps_taken_in_stage = 12  # a last rollout past the limit
+        assert pipeline.before_rollout()
+        assert pipeline.planned_total_steps() == 32
+        second.early_stopping_criterion_met = True  # the rest of its limit is not planned
+        second.steps_taken_in_stage = 5
+        assert pipeline.before_rollout()
+        assert pipeline.planned_total_steps() == 17 + 7  # the callable limit, now evaluated
+        pipeline.pipeline_stages[2].steps_taken_in_stage = 8
+        assert pipeline.before_rollout() and pipeline.planned_total_steps() == 25
+
     def test_before_rollout_calls_the_criterion_only_with_metrics(self) -> None:
         criterion = ThresholdEarlyStopping(metric="reward", threshold=10.0)
         pipeline = make_pipeline(
