@@ -20,10 +20,11 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def quick_run(script: str) -> str:
-    """What ``python benchmarks/<script> --quick`` prints, once it has exited cleanly."""
+def quick_run(script: str, *arguments: str) -> str:
+    """What ``python benchmarks/<script> --quick <arguments>`` prints, once it has exited
+    cleanly."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", *arguments],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -75,3 +76,21 @@ def test_the_docs_ppo_table_is_the_scripts_output() -> None:
     assert page[page.index(begin) : page.index(end) + len(end)] == printed
     assert "| Pendulum-v1 (100k) | 0-4 |" in printed
     assert "| MountainCarContinuous-v0 (20k) | 0-4 |" in printed
+
+
+def test_minigrid_presets_quick_run_trains_evaluates_and_tabulates(tmp_path: Path) -> None:
+    """A tiny DoorKey run through the app, its checkpoint through the evaluate command both
+    ways, and the table row they make (the other presets' tiny runs share the code path)."""
+    pytest.importorskip("minigrid")
+    output = quick_run(
+        "minigrid_presets.py",
+        "--presets",
+        "doorkey",
+        "--seeds",
+        "0",
+        "--json",
+        str(tmp_path / "result.json"),
+    )
+    assert re.search(
+        r"\| ppo_minigrid_doorkey \| 0 \| 32 \| \d+ \| [\d.]+ / [\d.]+ / [\d.]+ ", output
+    ), output

@@ -15,8 +15,10 @@ from tests.app.conftest import ROOT, App
 PRESETS = sorted(
     path.stem
     for path in (ROOT / "conf" / "experiment").glob("ppo_*.yaml")
-    if not path.stem.startswith("ppo_lstm_")
+    if not path.stem.startswith(("ppo_lstm_", "ppo_minigrid_"))
 )
+"""The zoo's presets of benchmarks/ppo_zoo.py (the MiniGrid ones, which need the minigrid extra,
+are tested in tests/config/test_experiments.py)."""
 RECURRENT_PRESETS = sorted(
     path.stem for path in (ROOT / "conf" / "experiment").glob("ppo_lstm_*.yaml")
 )

@@ -1,5 +1,6 @@
-"""The experiment presets reproducing AllenAct's MiniGrid and BabyAI runs: each composes with
-AllenAct's settings and starts training (shrunk to a few steps)."""
+"""The MiniGrid and BabyAI experiment presets (AllenAct's runs, the zoo's DoorKey, the CPU-sized
+BabyAI run): each composes with its settings and trains two rollouts per stage (shrunk). Their
+learning results belong to ``benchmarks/minigrid_presets.py``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from hydra_pipeline import LinearDecay, TrainingPipeline
@@ -17,21 +19,32 @@ from hydra_pipeline.tasks import MiniGridTask
 
 pytest.importorskip("minigrid")
 
+TWO_ROLLOUTS = 32
+"""Steps per stage in the shrunk runs: two rollouts of 4 environments x 4 steps."""
+
+BABYAI_SHRUNK = [
+    f"pipeline.pipeline_stages.0.max_stage_steps={TWO_ROLLOUTS}",
+    f"pipeline.pipeline_stages.0.teacher_forcing.steps={TWO_ROLLOUTS}",
+    f"pipeline.pipeline_stages.1.max_stage_steps={TWO_ROLLOUTS}",
+    "model.hidden_size=8",
+    "model.cnn_channels=[4]",
+    "model.embedding_dim=4",
+]
+
 SHRUNK = {
     "minigrid_tutorial": [
-        "pipeline.pipeline_stages.0.max_stage_steps=16",
+        f"pipeline.pipeline_stages.0.max_stage_steps={TWO_ROLLOUTS}",
         "model.hidden_size=8",
     ],
-    "babyai_go_to_local_dagger_then_ppo": [
-        "pipeline.pipeline_stages.0.max_stage_steps=16",
-        "pipeline.pipeline_stages.0.teacher_forcing.steps=16",
-        "pipeline.pipeline_stages.1.max_stage_steps=16",
-        "model.hidden_size=8",
-        "model.cnn_channels=[4]",
-        "model.embedding_dim=4",
+    "ppo_minigrid_doorkey": [
+        f"pipeline.pipeline_stages.0.max_stage_steps={TWO_ROLLOUTS}",
+        "pipeline.num_mini_batch=2",
     ],
+    "babyai_go_to_local_dagger_then_ppo": BABYAI_SHRUNK,
+    "babyai_go_to_local_cpu": [*BABYAI_SHRUNK, "pipeline.sequence_length=2"],
 }
-"""Overrides that shrink each experiment to one rollout per stage of a tiny model."""
+"""Overrides that shrink each experiment to two rollouts per stage (of a tiny model for the
+recurrent ones)."""
 
 
 class TestExperiments:
@@ -74,12 +87,50 @@ class TestExperiments:
         assert [cfg.pipeline[key] for key in settings] == [128, 4, 4, 0.99]
         assert cfg.pipeline.optimizer_builder.lr == 1e-3
 
+    def test_doorkey_preset_has_the_zoos_settings_and_sees_the_image(
+        self, compose: Callable[..., Any], build: Callable[..., Any]
+    ) -> None:
+        """DoorKey-5x5 with the zoo's PPO (8 environments, 100k steps, rollouts of 128,
+        minibatches of 64 transitions, 10 epochs, Adam at 2.5e-4, normalised rewards); the
+        view reaches the model as an image, through convolutions."""
+        cfg = compose("+experiment=ppo_minigrid_doorkey")
+        assert cfg.task.env_id == "MiniGrid-DoorKey-5x5-v0" and cfg.task.num_envs == 8
+        pipeline = cfg.pipeline
+        assert [stage.max_stage_steps for stage in pipeline.pipeline_stages] == [100_000]
+        settings = ("num_steps", "num_mini_batch", "update_repeats", "gamma", "gae_lambda")
+        assert [pipeline[key] for key in settings] == [128, 16, 10, 0.99, 0.95]
+        assert pipeline.minibatch_split == "transitions" and pipeline.optimizer_builder.lr == 2.5e-4
+        assert cfg.normalization.rewards and not cfg.normalization.observations
+        task = build("+experiment=ppo_minigrid_doorkey", "task.num_envs=1", key="task")
+        model = build("+experiment=ppo_minigrid_doorkey", key="model", **model_arguments(task))
+        task.close()
+        assert any(isinstance(layer, torch.nn.Conv2d) for layer in model.modules())
+
+    def test_cpu_babyai_preset_is_the_allenact_staging_at_smaller_sizes(
+        self, compose: Callable[..., Any]
+    ) -> None:
+        """The CPU-sized BabyAI preset keeps the AllenAct preset's stages and losses, with a
+        smaller LSTM, more environments and budgets of about a million steps."""
+        allenact = compose("+experiment=babyai_go_to_local_dagger_then_ppo")
+        cfg = compose("+experiment=babyai_go_to_local_cpu")
+        assert cfg.task.env_id == allenact.task.env_id
+        assert cfg.task.mission_length == allenact.task.mission_length
+        assert cfg.model.rnn_type == "lstm" and cfg.model.hidden_size < allenact.model.hidden_size
+        assert cfg.task.num_envs > allenact.task.num_envs
+        stages = cfg.pipeline.pipeline_stages
+        assert [list(stage.loss_names) for stage in stages] == [
+            list(stage.loss_names) for stage in allenact.pipeline.pipeline_stages
+        ]
+        assert sum(stage.max_stage_steps for stage in stages) <= 1_000_000
+        assert stages[0].teacher_forcing.steps < stages[0].max_stage_steps
+
     @pytest.mark.parametrize("experiment", list(SHRUNK))
     def test_experiment_starts(
         self, build: Callable[..., Any], experiment: str, tmp_path: Path
     ) -> None:
-        """Shrunk to a few steps, the preset builds its task, recurrent model and pipeline
-        and trains through every stage (the BabyAI bot answering for its imitation)."""
+        """Shrunk to two rollouts per stage, the preset builds its task, model (recurrent but for
+        DoorKey's) and pipeline and trains through every stage (the BabyAI bot answering for its
+        imitation)."""
         overrides = (f"+experiment={experiment}", "task.num_envs=4", "pipeline.num_steps=4")
         overrides += tuple(SHRUNK[experiment])
         pipeline = build(*overrides)
@@ -87,13 +138,13 @@ class TestExperiments:
         task = build(*overrides, key="task")
         assert isinstance(task, MiniGridTask)
         model = build(*overrides, key="model", **model_arguments(task))
-        assert isinstance(model, RecurrentActorCritic)
+        assert isinstance(model, RecurrentActorCritic) == (experiment != "ppo_minigrid_doorkey")
         runner = OnPolicyRunner(
             pipeline, task, model, output_dir=tmp_path, tensorboard=False, progress_bar=False
         )
         summary = runner.run()
         task.close()
-        assert [stage.steps for stage in summary.stages] == [16] * len(summary.stages)
+        assert [stage.steps for stage in summary.stages] == [TWO_ROLLOUTS] * len(summary.stages)
         if experiment.startswith("babyai"):
             assert isinstance(pipeline.pipeline_stages[0].teacher_forcing, LinearDecay)
             assert task.has_expert
