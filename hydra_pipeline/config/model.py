@@ -81,7 +81,8 @@ class RecurrentActorCriticConf:
             core (empty: the observations enter the core directly).
         activation: The encoder's activation: ``tanh``, ``relu``, ``elu``, ``gelu`` or
             ``silu``.
-        initial_log_std: Initial log standard deviation of continuous actions.
+        initial_log_std: Initial log standard deviation of continuous actions (with use_sde,
+            of the exploration matrices' entries).
         orthogonal_init: Orthogonal weights scaled by the gains (the core's with gain 1), zero
             biases (false: torch's default initialisation).
         hidden_gain: Gain of the encoder layers' weights.
@@ -95,6 +96,13 @@ class RecurrentActorCriticConf:
             contrib's default), so value learning does not reshape the policy's memory.
         head_hidden_sizes: Hidden layers of the actor's and of the critic's own MLP after the
             core (empty: linear heads).
+        use_sde: Explore continuous actions with gSDE from the actor's last hidden layer
+            (as the MLP's option of the same name; sb3-contrib's RecurrentPPO has it too).
+        sde_sample_freq: With use_sde, draw new exploration matrices every this many steps of
+            a rollout (-1: once per rollout).
+        full_std: With use_sde, one standard deviation per feature and action entry.
+        use_expln: With use_sde, standard deviations through expln instead of exp.
+        learn_features: With use_sde, let the losses' gradients reach the actor's features.
     """
 
     _target_: str = "hydra_pipeline.models.RecurrentActorCritic"
@@ -112,3 +120,8 @@ class RecurrentActorCriticConf:
     embedding_dim: int = 16
     separate_critic: bool = False
     head_hidden_sizes: List[int] = field(default_factory=list)
+    use_sde: bool = False
+    sde_sample_freq: int = -1
+    full_std: bool = True
+    use_expln: bool = False
+    learn_features: bool = False

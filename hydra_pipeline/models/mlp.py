@@ -5,17 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from hydra_pipeline.arguments import require_at_least, require_positive
 from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.models.distributions import ActionDistribution, Categorical, DiagonalGaussian
 from hydra_pipeline.models.encoders import make_encoder
-from hydra_pipeline.models.gsde import StateDependentNoise
+from hydra_pipeline.models.heads import Exploration, action_distribution, exploration_parameters
 from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.tasks.observations import Observations, ObservationSpace
-from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, as_action_space
+from hydra_pipeline.tasks.protocol import ActionSpace, as_action_space
 
 __all__ = ["ACTIVATIONS", "MLPActorCritic"]
 
@@ -174,62 +172,28 @@ class MLPActorCritic(nn.Module):
             embedding_dim=embedding_dim,
         )
         inputs = self.encoder.output_size
-        self.log_std: nn.Parameter | None = None
-        self.noise: StateDependentNoise | None = None
-        if isinstance(action_space, DiscreteActions):
-            if use_sde:
-                raise InvalidArgumentError(
-                    "use_sde",
-                    "applies to continuous actions, and the task's are discrete",
-                    use_sde,
-                    "Set use_sde=false.",
-                )
-            outputs = action_space.n
-            self.action_shape: tuple[int, ...] = ()
-        else:
-            outputs = math.prod(action_space.shape)
-            self.action_shape = tuple(action_space.shape)
-            if not use_sde:
-                self.log_std = nn.Parameter(torch.full(action_space.shape, float(initial_log_std)))
+        actor_sizes = sizes["actor_hidden_sizes"]
+        features = actor_sizes[-1] if actor_sizes else ([inputs, *shared_hidden_sizes][-1])
+        exploration = Exploration(
+            initial_log_std, use_sde, sde_sample_freq, full_std, use_expln, learn_features
+        )
+        # Registered in the order of earlier versions (log_std first, noise last), which
+        # optimizer states in checkpoints index by.
+        outputs, self.log_std, noise = exploration_parameters(action_space, features, exploration)
         layer_type = ACTIVATIONS[activation]
         self.trunk: nn.Sequential | None = None
         if shared_hidden_sizes:
             self.trunk = perceptron(inputs, shared_hidden_sizes, None, layer_type, (hidden, None))
             inputs = shared_hidden_sizes[-1]
-        self.actor = perceptron(
-            inputs, sizes["actor_hidden_sizes"], outputs, layer_type, (hidden, actor)
-        )
+        self.actor = perceptron(inputs, actor_sizes, outputs, layer_type, (hidden, actor))
         self.critic = perceptron(
             inputs, sizes["critic_hidden_sizes"], 1, layer_type, (hidden, critic)
         )
-        if use_sde:
-            actor_sizes = sizes["actor_hidden_sizes"]
-            self.noise = StateDependentNoise(
-                actor_sizes[-1] if actor_sizes else inputs,
-                self.action_shape,
-                initial_log_std,
-                sample_freq=sde_sample_freq,
-                full_std=full_std,
-                use_expln=use_expln,
-                learn_features=learn_features,
-            )
+        self.noise = noise
 
     def forward(self, observations: Observations) -> ActorCriticOutput:
         flat = self.encoder(observations)
         if self.trunk is not None:
             flat = self.trunk(flat)
-        distribution: ActionDistribution
-        if self.noise is not None:
-            # gSDE's noise is a function of the actor's last hidden layer.
-            *hidden_layers, head_layer = self.actor
-            features = flat
-            for layer in hidden_layers:
-                features = layer(features)
-            mean = head_layer(features).view(-1, *self.action_shape)
-            distribution = self.noise.distribution(mean, features)
-        elif self.log_std is None:
-            distribution = Categorical(self.actor(flat))
-        else:
-            mean = self.actor(flat).view(-1, *self.log_std.shape)
-            distribution = DiagonalGaussian(mean, self.log_std)
+        distribution = action_distribution(self.actor, flat, self.log_std, self.noise)
         return ActorCriticOutput(distribution, self.critic(flat).squeeze(-1))

@@ -19,13 +19,13 @@ from torch import Tensor, nn
 
 from hydra_pipeline.arguments import require_at_least
 from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.models.distributions import ActionDistribution, Categorical, DiagonalGaussian
 from hydra_pipeline.models.encoders import make_encoder
+from hydra_pipeline.models.heads import Exploration, action_distribution, exploration_parameters
 from hydra_pipeline.models.mlp import ACTIVATIONS, orthogonal_gains, perceptron
 from hydra_pipeline.models.protocol import ActorCriticOutput, reset_memory
 from hydra_pipeline.models.scan import gru_layer, lstm_layer
 from hydra_pipeline.tasks.observations import Observations, ObservationSpace
-from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, as_action_space
+from hydra_pipeline.tasks.protocol import ActionSpace, as_action_space
 
 __all__ = ["RNN_TYPES", "RecurrentActorCritic", "observation_encoder"]
 
@@ -153,7 +153,8 @@ class RecurrentActorCritic(nn.Module):
         encoder_hidden_sizes: Width of each layer of the MLP between the observations and the
             core (empty: the observations enter the core directly).
         activation: The MLPs' activation: ``tanh``, ``relu``, ``elu``, ``gelu`` or ``silu``.
-        initial_log_std: Initial log standard deviation of continuous actions.
+        initial_log_std: Initial log standard deviation of continuous actions (with
+            ``use_sde``, of the exploration matrices' entries).
         orthogonal_init: Orthogonal weights scaled by the gains below (the core's with gain
             1), zero biases; ``False`` keeps torch's default initialisation.
         hidden_gain: Gain of the MLP layers' weights.
@@ -168,6 +169,16 @@ class RecurrentActorCritic(nn.Module):
         head_hidden_sizes: Width of each hidden layer of the actor's and of the critic's own
             MLP between the core and their output layer (Stable-Baselines3's ``net_arch``
             after the LSTM; empty: linear heads).
+        use_sde: Explore continuous actions with gSDE from the actor's last hidden layer
+            (see :mod:`hydra_pipeline.models.gsde`) instead of independent Gaussian noise.
+        sde_sample_freq: With ``use_sde``, draw new exploration matrices every this many
+            steps of a rollout (``-1``: once per rollout).
+        full_std: With ``use_sde``, one standard deviation per feature and action entry
+            (``False``: per feature).
+        use_expln: With ``use_sde``, standard deviations through ``expln`` instead of
+            ``exp``.
+        learn_features: With ``use_sde``, let the losses' gradients reach the actor's
+            features through the action variance.
     """
 
     def __init__(
@@ -189,6 +200,11 @@ class RecurrentActorCritic(nn.Module):
         embedding_dim: int = 16,
         separate_critic: bool = False,
         head_hidden_sizes: Sequence[int] = (),
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        full_std: bool = True,
+        use_expln: bool = False,
+        learn_features: bool = False,
     ) -> None:
         super().__init__()
         if rnn_type not in RNN_TYPES:
@@ -209,12 +225,11 @@ class RecurrentActorCritic(nn.Module):
             orthogonal_init, hidden_gain, actor_gain, critic_gain
         )
         action_space = as_action_space(action_space)
-        self.log_std: nn.Parameter | None = None
-        if isinstance(action_space, DiscreteActions):
-            outputs = action_space.n
-        else:
-            outputs = math.prod(action_space.shape)
-            self.log_std = nn.Parameter(torch.full(action_space.shape, float(initial_log_std)))
+        exploration = Exploration(
+            initial_log_std, use_sde, sde_sample_freq, full_std, use_expln, learn_features
+        )
+        features = head_hidden_sizes[-1] if head_hidden_sizes else self.hidden_size
+        outputs, self.log_std, noise = exploration_parameters(action_space, features, exploration)
 
         def tower() -> RecurrentTower:
             reader = observation_encoder(
@@ -238,6 +253,7 @@ class RecurrentActorCritic(nn.Module):
         activation_type = ACTIVATIONS[activation]
         self.actor = perceptron(self.hidden_size, heads, outputs, activation_type, (hidden, actor))
         self.critic = perceptron(self.hidden_size, heads, 1, activation_type, (hidden, critic))
+        self.noise = noise
         self.register_load_state_dict_pre_hook(_renamed_parameters)  # type: ignore[no-untyped-call]
 
     def initial_memory(self, batch_size: int) -> Tensor:
@@ -254,12 +270,7 @@ class RecurrentActorCritic(nn.Module):
         (shapes in :mod:`hydra_pipeline.models.protocol`)."""
         towers = [self.tower] if self.critic_tower is None else [self.tower, self.critic_tower]
         cores, memory = run_towers(towers, observations, memory, episode_starts)
-        head = self.actor(cores[0])
-        distribution: ActionDistribution
-        if self.log_std is None:
-            distribution = Categorical(head)
-        else:
-            distribution = DiagonalGaussian(head.view(-1, *self.log_std.shape), self.log_std)
+        distribution = action_distribution(self.actor, cores[0], self.log_std, self.noise)
         return ActorCriticOutput(distribution, self.critic(cores[-1]).squeeze(-1)), memory
 
 

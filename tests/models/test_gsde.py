@@ -1,5 +1,5 @@
 """gSDE: when exploration matrices are drawn, the distribution's log-probabilities and
-entropy against hand-computed values, its samples, the options, MLPActorCritic's use_sde, and
+entropy against hand-computed values, its samples, the options, the models' use_sde, and
 exact resume of a run that explores with it."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hydra_pipeline import InvalidArgumentError, PipelineStage, set_seed
 from hydra_pipeline.engine import OnPolicyRunner
 from hydra_pipeline.engine.acting import Actor
 from hydra_pipeline.engine.checkpoint import CHECKPOINT_DIRECTORY, load_checkpoint
-from hydra_pipeline.models import MLPActorCritic
+from hydra_pipeline.models import MLPActorCritic, RecurrentActorCritic
 from hydra_pipeline.models.gsde import (
     ExplorationMatrices,
     StateDependentGaussian,
@@ -194,6 +194,33 @@ class TestMLPActorCritic:
         assert not torch.equal(actor.act(observations)[0], third)
 
 
+class TestRecurrentActorCritic:
+    def test_use_sde(self) -> None:
+        """use_sde on a model with memory: the noise reads the actor head's last hidden layer
+        after the core, and the actor draws one matrix per environment while its memory
+        carries on."""
+        torch.manual_seed(0)
+        model = RecurrentActorCritic(
+            (3,), ACTIONS, hidden_size=8, head_hidden_sizes=(6,), use_sde=True, sde_sample_freq=2
+        )
+        assert model.log_std is None and model.noise is not None
+        assert model.noise.log_std.shape == (6, 2)
+        memory, starts = model.initial_memory(4), torch.zeros(3, 4, dtype=torch.bool)
+        output, _ = model(torch.randn(12, 3), memory, starts)
+        assert isinstance(output.distribution, StateDependentGaussian)
+        assert output.distribution.features.shape == (12, 6)
+        actor = Actor(model, ACTIONS, torch.device("cpu"))
+        observations = torch.randn(4, 3)
+        actor.act(observations)
+        assert actor.exploration.matrices is not None
+        assert actor.exploration.matrices.shape == (4, 6, 2)
+        assert actor.memory is not None and bool(actor.memory.any())
+
+    def test_discrete_actions_are_refused(self) -> None:
+        with pytest.raises(InvalidArgumentError, match="'use_sde' applies to continuous actions"):
+            RecurrentActorCritic((3,), DiscreteActions(2), use_sde=True)
+
+
 class DriftTask:
     """Two points on a line pushed by 1-dimensional actions in [-1, 1], rewarded for staying
     near 0, in 5-step episodes starting at random places; its state saves exactly."""
@@ -245,15 +272,23 @@ class DriftTask:
         pass
 
 
-def gsde_runner(output_dir: Path, save_interval: int | None) -> OnPolicyRunner:
+def gsde_runner(output_dir: Path, save_interval: int | None, memory: bool) -> OnPolicyRunner:
     """PPO with gSDE on a task whose state saves exactly, new matrices every 3 steps of
-    8-step rollouts (so rollouts end between two draws), checkpoints every rollout."""
+    8-step rollouts (so rollouts end between two draws), checkpoints every rollout; with
+    ``memory``, of a GRU model."""
     set_seed(3)
     task = DriftTask()
-    model = MLPActorCritic(
-        task.observation_shape, task.action_space, hidden_sizes=(8,), use_sde=True,
-        sde_sample_freq=3,
-    )  # fmt: skip
+    model: torch.nn.Module
+    if memory:
+        model = RecurrentActorCritic(
+            task.observation_shape, task.action_space, hidden_size=8, use_sde=True,
+            sde_sample_freq=3,
+        )  # fmt: skip
+    else:
+        model = MLPActorCritic(
+            task.observation_shape, task.action_space, hidden_sizes=(8,), use_sde=True,
+            sde_sample_freq=3,
+        )  # fmt: skip
     pipeline = make_pipeline([PipelineStage(["ppo"], 96)], num_steps=8, save_interval=save_interval)
     return OnPolicyRunner(
         pipeline, task, model, output_dir=output_dir, seed=3, tensorboard=False,
@@ -275,13 +310,14 @@ class TestResume:
         torch.manual_seed(1)  # a draw would use other numbers than the first did
         assert torch.equal(copy.act(observations)[0], actor.act(observations)[0])
 
-    def test_resume_from_every_checkpoint_is_exact(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("memory", [False, True], ids=["mlp", "gru"])
+    def test_resume_from_every_checkpoint_is_exact(self, tmp_path: Path, memory: bool) -> None:
         """A run exploring with gSDE, resumed from any of its checkpoints (which hold the
         matrices, the draws since they were drawn and the random generators that draw the
-        next), ends bitwise equal to the uninterrupted run."""
-        whole = gsde_runner(tmp_path / "whole", None)
+        next), ends bitwise equal to the uninterrupted run, with memory or without."""
+        whole = gsde_runner(tmp_path / "whole", None, memory)
         expected = whole.run()
-        saving = gsde_runner(tmp_path / "saving", 16)
+        saving = gsde_runner(tmp_path / "saving", 16, memory)
         saving.run()
         checkpoints = sorted((tmp_path / "saving" / CHECKPOINT_DIRECTORY).iterdir())
         assert len(checkpoints) == 6
@@ -289,7 +325,7 @@ class TestResume:
         assert acting["exploration"]["matrices"].shape == (2, 8, 1)
         assert acting["exploration"]["draws"] == 8
         for index, checkpoint in enumerate(checkpoints[:-1]):
-            resumed = gsde_runner(tmp_path / str(index), 16)
+            resumed = gsde_runner(tmp_path / str(index), 16, memory)
             resumed.resume(checkpoint)
             summary = resumed.run()
             assert_same_weights(weights(resumed), weights(whole))
