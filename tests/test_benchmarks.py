@@ -49,3 +49,8 @@ def test_engine_overhead_quick_run_prints_a_ratio() -> None:
 def test_per_step_benchmark_quick_run_prints_a_ratio(script: str, row: str) -> None:
     output = quick_run(script)
     assert re.search(rf"{re.escape(row)} .* \d+\.\d{{3}} ", output), output
+
+
+def test_seed_batch_quick_run_prints_its_ratios() -> None:
+    output = quick_run("seed_batch.py")
+    assert re.search(r"2 seeds batched / one seed: \d+\.\d+; batched / one after", output), output

@@ -60,8 +60,8 @@ class StackedModels:
         optimizer: Steps ``parameters``, built by the first member's optimizer builder.
 
     Raises:
-        InvalidArgumentError: There are no learners, a model has memory, or the models'
-            parameters differ in names or shapes.
+        InvalidArgumentError: There are no learners, a model has memory, buffers or frozen
+            parameters, or the models' parameters differ in names or shapes.
     """
 
     def __init__(self, learners: Sequence[Learner]) -> None:
@@ -87,10 +87,16 @@ class StackedModels:
         self.names = list(shapes[0])
         self.count = len(learners)
         self._template = copy.deepcopy(models[0]).to("meta")
-        self._frozen = {
-            name: value for name, value in models[0].named_parameters() if not value.requires_grad
-        }
-        self._buffers = dict(models[0].named_buffers())
+        fixed = [name for name, value in models[0].named_parameters() if not value.requires_grad]
+        fixed += [name for name, _ in models[0].named_buffers()]
+        if fixed:
+            raise InvalidArgumentError(
+                "model",
+                "has buffers or frozen parameters, which seeds trained in one batch do not "
+                "stack yet",
+                fixed,
+                "Train the seeds one after the other: vectorize_seeds=false.",
+            )
         with torch.no_grad():
             self.parameters = {
                 name: torch.stack([self._trained(learner)[name] for learner in learners])
@@ -214,9 +220,8 @@ class StackedModels:
     ) -> tuple[dict[str, Tensor], Tensor]:
         """One member's output as tensors (under ``vmap``): its distribution's tensors by
         attribute name, and its values."""
-        arguments = {**parameters, **self._frozen, **self._buffers}
         output: ActorCriticOutput = torch.func.functional_call(
-            self._template, arguments, (observations,)
+            self._template, dict(parameters), (observations,)
         )
         distribution = output.distribution
         tensors = vars(distribution)

@@ -150,3 +150,10 @@ def test_a_loss_that_stops_one_members_update_is_refused(tmp_path: Path) -> None
     runners = [member_runner(tmp_path, seed, target_kl=1e-12) for seed in SEEDS]
     with pytest.raises(InvalidArgumentError, match="target_kl"):
         batched_updates(runners, SEEDS, rounds=2)
+
+
+def test_models_with_buffers_are_refused(tmp_path: Path) -> None:
+    runner = member_runner(tmp_path, 0)
+    runner.model.register_buffer("counts", torch.zeros(2))
+    with pytest.raises(InvalidArgumentError, match="buffers or frozen parameters"):
+        StackedModels([runner.learner])
