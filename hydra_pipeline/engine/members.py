@@ -113,10 +113,10 @@ class MemberBatch:
                 try:
                     stages[member] = next(loops[member])
                 except StopIteration:
-                    del stages[member]
+                    stages.pop(member, None)  # not there yet when its pipeline was done
                     summaries[member] = self.runners[member].finish()
                 except TrainingInterrupted as interrupted:
-                    del stages[member]
+                    stages.pop(member, None)
                     stopped = stopped or interrupted
         if stopped is not None:
             raise stopped

@@ -116,3 +116,15 @@ def test_a_stopped_batch_resumes_exactly(tmp_path: Path) -> None:
     for (first, _), (second, _), summary in zip(straight, resumed, summaries, strict=True):
         assert same(first, second)
         assert summary.total_steps == first.pipeline.total_steps
+
+
+def test_a_member_whose_pipeline_is_done_only_writes_its_summary(tmp_path: Path) -> None:
+    """A finished member (as a run resumed from its last checkpoint is) trains no further in a
+    batch: its summary comes back with its steps, beside a member that trains."""
+    ((done, state),) = [member(tmp_path / "done", 3)]
+    trained([(done, state)])
+    steps = done.pipeline.total_steps
+    fresh = member(tmp_path / "fresh", 7)
+    finished, trained_now = trained([(done, capture_rng_state()), fresh])
+    assert finished.total_steps == steps == done.pipeline.total_steps
+    assert trained_now.total_steps == fresh[0].pipeline.total_steps > 0
