@@ -94,3 +94,8 @@ def test_minigrid_presets_quick_run_trains_evaluates_and_tabulates(tmp_path: Pat
     assert re.search(
         r"\| ppo_minigrid_doorkey \| 0 \| 32 \| \d+ \| [\d.]+ / [\d.]+ / [\d.]+ ", output
     ), output
+
+
+def test_seed_batch_quick_run_prints_its_ratios() -> None:
+    output = quick_run("seed_batch.py")
+    assert re.search(r"2 seeds batched / one seed: \d+\.\d+; batched / one after", output), output

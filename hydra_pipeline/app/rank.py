@@ -66,6 +66,7 @@ __all__ = [
     "garbage_collector_paused",
     "save_resolved_config",
     "train_rank",
+    "train_seed_batch",
 ]
 
 log = logging.getLogger("hydra_pipeline")
@@ -96,13 +97,43 @@ def train_rank(
         for task in tasks:
             run.callback(task.close)
     announce = ranks is None or ranks.is_main  # every rank hears Ctrl-C; one says so
-    with _stop_requested_by_signals(runner, relayed_requests, announce=announce):
+    with _stop_requested_by_signals([runner], relayed_requests, announce=announce):
         summary = runner.run()
     if ranks is None or ranks.is_main:
         draw_run_curves(output_dir)
     # Only a sweep's optimizer reads the objective: a single run has nothing to warn about.
     in_sweep = "sweep_dir" in info.job
     return objective_value(summary.to_dict(), cfg.objective, warn=in_sweep)
+
+
+def train_seed_batch(
+    configs: list[DictConfig], info: RunInfo, output_dirs: list[Path], run: contextlib.ExitStack
+) -> list[float]:
+    """Train the runs of ``configs`` (the seeds of one config, checked and resolved), each in
+    its folder of ``output_dirs``, in this process as one batch (see
+    :class:`~hydra_pipeline.engine.members.MemberBatch`); their objectives. Each run is built
+    as it is alone and starts from the random state its run alone starts from."""
+    from hydra_pipeline.engine.checkpoint import capture_rng_state
+    from hydra_pipeline.engine.members import MemberBatch
+
+    runners, states = [], []
+    with garbage_collector_paused():
+        for cfg, output_dir in zip(configs, output_dirs, strict=True):
+            runner, tasks = _start(cfg, info, output_dir, None)
+            for task in tasks:
+                run.callback(task.close)
+            runners.append(runner)
+            states.append(capture_rng_state())
+        try:
+            batch = MemberBatch(runners, states)
+        except InvalidArgumentError as error:
+            raise ConfigError(error.message_at("")) from None
+    with _stop_requested_by_signals(runners):
+        summaries = batch.run()
+    return [
+        objective_value(summary.to_dict(), cfg.objective)
+        for summary, cfg in zip(summaries, configs, strict=True)
+    ]
 
 
 def _start(
@@ -281,12 +312,12 @@ def garbage_collector_paused() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _stop_requested_by_signals(
-    runner: OnPolicyRunner, relayed_requests: Path | None = None, *, announce: bool = True
+    runners: list[OnPolicyRunner], relayed_requests: Path | None = None, *, announce: bool = True
 ) -> Iterator[None]:
     """While the block runs, the stop signals (Ctrl-C, SIGTERM, SIGUSR1, SIGUSR2: see
     :data:`~hydra_pipeline.app.signals.STOP_SIGNALS`), and in a process of a run started with
-    ``distributed.nproc_per_node`` those relayed to ``relayed_requests``, ask ``runner`` to
-    stop at its next safe point, with a checkpoint; a second Ctrl-C stops at once. Once that
+    ``distributed.nproc_per_node`` those relayed to ``relayed_requests``, ask ``runners`` to
+    stop at their next safe point, with a checkpoint; a second Ctrl-C stops at once. Once that
     checkpoint is written, the signal is handed on to whoever listened to it before (Submitit
     requeues a preempted job from its handler). With ``announce``, the stop is logged (the
     ranks of a distributed run but rank 0 stop without a word)."""
@@ -295,9 +326,10 @@ def _stop_requested_by_signals(
         return
 
     def ask_to_stop(name: str) -> None:
-        if runner.stop_reason is not None:
+        if runners[0].stop_reason is not None:
             return
-        runner.request_stop(name)
+        for runner in runners:
+            runner.request_stop(name)
         if not announce:
             return
         log.warning(
@@ -307,7 +339,7 @@ def _stop_requested_by_signals(
         )
 
     def handle(number: int, frame: FrameType | None) -> None:
-        if runner.stop_reason is not None and number == signal.SIGINT:
+        if runners[0].stop_reason is not None and number == signal.SIGINT:
             raise KeyboardInterrupt
         ask_to_stop(signal.Signals(number).name)
 

@@ -4,7 +4,8 @@ Order of work: check the config exactly as it will be built (nothing built yet),
 folder, then train: in this process (:func:`~hydra_pipeline.app.rank.train_rank`), or, with
 ``distributed.nproc_per_node`` > 1, in the processes started here
 (:func:`~hydra_pipeline.app.distributed.start_processes`), each of which trains as one rank.
-With ``seeds=[...]``, once per seed.
+With ``seeds=[...]``, once per seed (with ``vectorize_seeds``, the seeds as one batch in this
+process: :func:`~hydra_pipeline.app.rank.train_seed_batch`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from hydra_pipeline.app.rank import (
     garbage_collector_paused,
     save_resolved_config,
     train_rank,
+    train_seed_batch,
 )
 from hydra_pipeline.app.resume import override_key
 from hydra_pipeline.app.run_folder import claimed_run_folder, refuse_existing_results
@@ -63,18 +65,70 @@ def train(cfg: DictConfig) -> float:
     share_run_folder(cfg, output_dir)  # with the ranks torchrun started, if any
     if not cfg.seeds:
         return _train_run(cfg, info, output_dir)
-    objectives, runs = [], []
-    for seed in _checked_seeds(cfg, info.overrides):
-        one = copy.deepcopy(cfg)
-        one.seed, one.seeds = seed, []
-        runs.append(f"seed_{seed}")
-        objectives.append(_train_run(one, info, output_dir / runs[-1]))
-        # Rewritten after each seed, so a report made while the job runs holds what is done.
-        (output_dir / SEEDS_FILE).write_text(
-            json.dumps({"seeds": list(cfg.seeds), "runs": runs, "objectives": objectives}) + "\n"
-        )
+    seeds = _checked_seeds(cfg, info.overrides)
+    if cfg.vectorize_seeds:
+        objectives = _train_seed_batch(cfg, info, output_dir, seeds)
+        _write_seeds(output_dir, seeds, objectives)
+    else:
+        objectives = []
+        for seed in seeds:
+            objectives.append(_train_run(_seed_config(cfg, seed), info, output_dir / _run(seed)))
+            # Rewritten after each seed, so a report made while the job runs holds what is done.
+            _write_seeds(output_dir, seeds, objectives)
     finite = [value for value in objectives if math.isfinite(value)]
     return statistics.fmean(finite) if len(finite) == len(objectives) else -math.inf
+
+
+def _seed_config(cfg: DictConfig, seed: int) -> DictConfig:
+    """``cfg`` as the run of one of its ``seeds``."""
+    one = copy.deepcopy(cfg)
+    one.seed, one.seeds = seed, []
+    return one
+
+
+def _run(seed: int) -> str:
+    """The folder of ``seed``'s run in a job of several seeds."""
+    return f"seed_{seed}"
+
+
+def _write_seeds(output_dir: Path, seeds: list[int], objectives: list[float]) -> None:
+    """Write the job's ``seeds.json``: its seeds, and the runs and objectives of the seeds
+    done (the first ``len(objectives)``)."""
+    runs = [_run(seed) for seed in seeds[: len(objectives)]]
+    (output_dir / SEEDS_FILE).write_text(
+        json.dumps({"seeds": seeds, "runs": runs, "objectives": objectives}) + "\n"
+    )
+
+
+def _train_seed_batch(
+    cfg: DictConfig, info: RunInfo, output_dir: Path, seeds: list[int]
+) -> list[float]:
+    """``vectorize_seeds``: the runs of ``seeds``, each in its folder ``seed_<n>`` as the
+    runs one after the other write them, trained in this process as one batch; their
+    objectives.
+
+    Raises:
+        ConfigError: The run is distributed (a batch of seeds trains in one process).
+    """
+    if launched_ranks() is not None or cfg.distributed.nproc_per_node > 1:
+        raise ConfigError(
+            "'vectorize_seeds' trains the seeds in one process, and "
+            f"'distributed.nproc_per_node' is {cfg.distributed.nproc_per_node} (or the job "
+            "was started by torchrun). Use one of them: vectorize_seeds=false trains the seeds "
+            "one after the other, each with its processes."
+        )
+    with contextlib.ExitStack() as run:
+        configs, folders = [], []
+        with garbage_collector_paused():
+            for seed in seeds:
+                one = _checked_and_resolved(_seed_config(cfg, seed))
+                folder = output_dir / _run(seed)
+                if one.resume is not None:  # a folder that may come from elsewhere
+                    refuse_links(folder, "the resumed run")
+                run.enter_context(claimed_run_folder(folder, writes_to=_folders_written(one)))
+                configs.append(one)
+                folders.append(folder)
+        return train_seed_batch(configs, info, folders, run)
 
 
 def _checked_seeds(cfg: DictConfig, overrides: list[str]) -> list[int]:

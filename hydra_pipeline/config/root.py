@@ -26,6 +26,8 @@ class Config:
         seed: Seeds Python, NumPy, torch (CPU and every GPU) and the task's environments.
         seeds: Several seeds to train one after the other in this job (each in a folder
             seed_<n>); the job's objective is the mean of theirs. Empty: just seed.
+        vectorize_seeds: Train the seeds in one batched computation instead of one after the
+            other (memoryless models, one process): the same folders and results.
         deterministic_cudnn: Deterministic cuDNN and torch algorithms (slower on GPU).
         device: auto (a GPU when available), cpu, cuda or cuda:N.
         num_threads: torch's CPU threads; 1 suits small models, whose small operations only
@@ -60,6 +62,7 @@ class Config:
     model: Any = MISSING
     seed: int = 0
     seeds: List[int] = field(default_factory=list)
+    vectorize_seeds: bool = False
     deterministic_cudnn: bool = False
     device: str = "auto"
     num_threads: int = 1

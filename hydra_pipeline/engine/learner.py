@@ -15,7 +15,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -28,10 +28,60 @@ from hydra_pipeline.engine.offpolicy import OffPolicyStream
 from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
 from hydra_pipeline.engine.statistics import TrainingStatistics, loss_metric_prefix
 from hydra_pipeline.errors import InvalidArgumentError
+from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.pipeline import PipelineStage, StageComponent, TrainingPipeline
 from hydra_pipeline.tasks.observations import num_observations
 
-__all__ = ["Learner"]
+__all__ = ["Deciding", "Learner", "UpdatePlan", "stops_update"]
+
+Deciding = tuple[Callable[[Mapping[str, float]], bool], dict[str, float]]
+"""A loss's ``stops_update`` and the terms of the minibatch it decides on."""
+
+
+class UpdatePlan(NamedTuple):
+    """What an update of a stage component runs (see :meth:`Learner.plan`).
+
+    Attributes:
+        losses: The component's losses, by name.
+        counts: Each loss's epochs (``update_repeats``, given per loss or once for all;
+            ``None``: none).
+        epochs: The update's epochs (the most any loss runs).
+        num_mini_batch: Minibatches per epoch.
+        max_grad_norm: The gradient clip.
+        weights: Each loss's weight in the sum stepped on.
+        on_rollout: Whether the component learns from the rollout (else from a data source).
+        metric_prefix: What the metric names of its loss terms start with.
+        split: How the rollout is split into minibatches.
+    """
+
+    losses: dict[str, Loss]
+    counts: list[int | None]
+    epochs: int
+    num_mini_batch: int
+    max_grad_norm: float
+    weights: Mapping[str, float]
+    on_rollout: bool
+    metric_prefix: str
+    split: str
+
+    def losses_in(self, epoch: int) -> dict[str, Loss]:
+        """The losses that run in ``epoch`` (a loss given fewer repeats sits out the later
+        ones)."""
+        return {
+            name: loss
+            for (name, loss), count in zip(self.losses.items(), self.counts, strict=True)
+            if count is not None and count > epoch
+        }
+
+
+def stops_update(deciding: Mapping[str, Deciding], terms: Mapping[str, float]) -> bool:
+    """Whether a loss ends the update on a minibatch: each deciding loss is asked with its
+    terms as ``terms`` holds them (``<loss name>/<term>``; averaged over the ranks in a
+    distributed run)."""
+    stop = False
+    for name, (decides, info) in deciding.items():
+        stop = bool(decides({term: terms[f"{name}/{term}"] for term in info})) or stop
+    return stop
 
 
 class Learner:
@@ -93,43 +143,61 @@ class Learner:
         epochs. A loss may end the update early (PPO's ``target_kl``): the minibatch it stops
         on is not stepped, and no later one is.
         """
+        plan = self.plan(stage, component)
+        if plan is None:
+            return
+        for epoch in range(plan.epochs):
+            if plan.on_rollout:
+                assert storage is not None
+                batches: Iterator[Minibatch] = storage.minibatches(
+                    plan.num_mini_batch, storage.has_expert_actions, plan.split
+                )
+            else:
+                batches = self._draw(component.storage_uuid, plan.num_mini_batch)
+            losses = plan.losses_in(epoch)
+            stepped_every_batch = all(
+                self._gradient_step(stage, batch, losses, plan) for batch in batches
+            )
+            if not stepped_every_batch:  # a loss ended the update
+                break
+        if plan.on_rollout:
+            assert storage is not None
+            self.record_update(storage)
+
+    def plan(self, stage: PipelineStage, component: StageComponent) -> UpdatePlan | None:
+        """What an update of ``component`` in ``stage`` runs (``None``: nothing, as no loss
+        has an epoch to run)."""
         settings = component.training_settings
         repeats, num_mini_batch = settings.update_repeats, settings.num_mini_batch
         max_grad_norm = settings.max_grad_norm
         losses = {name: self.pipeline.get_loss(name) for name in component.loss_names}
-        counts = repeats if isinstance(repeats, list) else [repeats] * len(losses)
+        counts: list[int | None] = (
+            list(repeats) if isinstance(repeats, list) else [repeats] * len(losses)
+        )
         epochs = max((count or 0 for count in counts), default=0)
         if epochs == 0 or not losses:
-            return
+            return None
         assert num_mini_batch is not None and max_grad_norm is not None  # checked by the pipeline
-        weights = stage.component_loss_weights(component)
         on_rollout = component.storage_uuid == self.pipeline.rollout_storage_uuid
-        prefix = loss_metric_prefix(component.uuid, on_rollout)
-        for epoch in range(epochs):
-            active = {
-                name: loss
-                for (name, loss), count in zip(losses.items(), counts, strict=True)
-                if count is not None and count > epoch
-            }
-            if on_rollout:
-                assert storage is not None
-                batches: Iterator[Minibatch] = storage.minibatches(
-                    num_mini_batch, storage.has_expert_actions, minibatch_split(component)
-                )
-            else:
-                batches = self._draw(component.storage_uuid, num_mini_batch)
-            stepped_every_batch = all(
-                self._gradient_step(stage, batch, active, weights, prefix, max_grad_norm)
-                for batch in batches
-            )
-            if not stepped_every_batch:  # a loss ended the update
-                break
-        if on_rollout:
-            assert storage is not None
-            self.statistics.record({"lr": self.optimizer.param_groups[0]["lr"]})
-            explained = storage.explained_variance()
-            if not math.isnan(explained):  # NaN: the returns do not vary, nothing to explain
-                self.statistics.record({"explained_variance": explained})
+        return UpdatePlan(
+            losses=losses,
+            counts=counts,
+            epochs=epochs,
+            num_mini_batch=num_mini_batch,
+            max_grad_norm=max_grad_norm,
+            weights=stage.component_loss_weights(component),
+            on_rollout=on_rollout,
+            metric_prefix=loss_metric_prefix(component.uuid, on_rollout),
+            split=minibatch_split(component),
+        )
+
+    def record_update(self, storage: RolloutStorage) -> None:
+        """Record what an update of the rollout in ``storage`` leaves: the learning rate and
+        the explained variance of its returns."""
+        self.statistics.record({"lr": self.optimizer.param_groups[0]["lr"]})
+        explained = storage.explained_variance()
+        if not math.isnan(explained):  # NaN: the returns do not vary, nothing to explain
+            self.statistics.record({"explained_variance": explained})
 
     def _draw(self, storage_uuid: str, count: int) -> Iterator[Minibatch]:
         """``count`` minibatches from the data source ``storage_uuid``, counted as samples
@@ -144,32 +212,44 @@ class Learner:
             self.pipeline.record_samples(storage_uuid, drawn)
             yield batch
 
-    def _gradient_step(
+    def weighted_losses(
         self,
         stage: PipelineStage,
         batch: Minibatch,
+        output: ActorCriticOutput,
         losses: Mapping[str, Loss],
-        weights: Mapping[str, float],
-        metric_prefix: str,
-        max_grad_norm: float,
-    ) -> bool:
-        """One optimizer step on the weighted sum of ``losses`` over ``batch``; ``False``,
-        with no step taken, when a loss's ``stops_update`` ends the update on this batch."""
-        output, _ = model_output(self.model, batch.observations, batch.memory, batch.episode_starts)
+        plan: UpdatePlan,
+    ) -> tuple[Tensor, dict[str, Deciding]]:
+        """The weighted sum of ``losses`` over ``batch`` (whose model output is ``output``),
+        with their terms recorded, and the terms of the losses that may stop the update, by
+        loss name."""
         total: Tensor | float = 0.0
         batch_size = num_observations(batch.observations)
-        deciding: dict[str, tuple[Callable[[Mapping[str, float]], bool], dict[str, float]]] = {}
+        deciding: dict[str, Deciding] = {}
         for name, loss in losses.items():
             value, info = loss(step_count=stage.steps_taken_in_stage, batch=batch, output=output)
-            total = total + weights[name] * value
+            total = total + plan.weights[name] * value
             self.statistics.record(
-                {f"{metric_prefix}{name}/{term}": number for term, number in info.items()},
+                {f"{plan.metric_prefix}{name}/{term}": number for term, number in info.items()},
                 n=batch_size,
             )
             stops_update = update_stopper(loss)
             if stops_update is not None:
                 deciding[name] = (stops_update, info)
         assert isinstance(total, Tensor)
+        return total, deciding
+
+    def _gradient_step(
+        self,
+        stage: PipelineStage,
+        batch: Minibatch,
+        losses: Mapping[str, Loss],
+        plan: UpdatePlan,
+    ) -> bool:
+        """One optimizer step on the weighted sum of ``losses`` over ``batch``; ``False``,
+        with no step taken, when a loss's ``stops_update`` ends the update on this batch."""
+        output, _ = model_output(self.model, batch.observations, batch.memory, batch.episode_starts)
+        total, deciding = self.weighted_losses(stage, batch, output, losses, plan)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
         # The gradients and the terms a loss decides on are averaged over the ranks in one
@@ -182,17 +262,17 @@ class Learner:
                 for term, v in info.items()
             },
         )
-        stop = False
-        for name, (stops_update, info) in deciding.items():
-            terms = {term: averaged[f"{name}/{term}"] for term in info}
-            stop = bool(stops_update(terms)) or stop
-        if stop:
+        if stops_update(deciding, averaged):
             return False
-        nn.utils.clip_grad_norm_(self.parameters, max_grad_norm, foreach=True)
+        nn.utils.clip_grad_norm_(self.parameters, plan.max_grad_norm, foreach=True)
         self.optimizer.step()
+        self.stepped()
+        return True
+
+    def stepped(self) -> None:
+        """Note that the optimizer stepped (the time of the first step, for benchmarks)."""
         if self.first_update_time is None:
             self.first_update_time = time.time()
-        return True
 
     def step_lr_scheduler(self, total_steps: int) -> None:
         """Set the learning rate for ``total_steps`` (the schedule's epochs are agent steps)."""

@@ -8,7 +8,8 @@ point (where the stage's early-stopping criterion decides, see
 :mod:`~hydra_pipeline.engine.statistics`), the periodic environment reset and a checkpoint;
 after the last stage, a final evaluation of the trained policy. Every stage runs with its own
 training settings (rollout length, minibatches, repeats, discounting, clipping, intervals),
-resolved against the pipeline's.
+resolved against the pipeline's. :meth:`OnPolicyRunner.rollouts` hands out the rollouts, so
+that :class:`~hydra_pipeline.engine.members.MemberBatch` can drive several runners in step.
 
 Step clocks follow AllenAct: losses and teacher forcing run on the stage's step count; the LR
 scheduler, logging and checkpoints on the total step count. A stage's steps grow by
@@ -20,7 +21,7 @@ A pipeline without a rollout storage collects nothing: each round of updates is 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.engine.reporting import ConsoleReporter, MetricsFile, TensorBoardWriter
 from hydra_pipeline.engine.run_state import RunState
 from hydra_pipeline.engine.statistics import TrainingStatistics
-from hydra_pipeline.engine.summary import SUMMARY_FILE, RunSummary, StageSummary
+from hydra_pipeline.engine.summary import SUMMARY_FILE, RunSummary, summarize_run
 from hydra_pipeline.errors import TrainingInterrupted
 from hydra_pipeline.files import remove_stale_temporaries
 from hydra_pipeline.models.protocol import has_memory
@@ -163,6 +164,7 @@ class OnPolicyRunner:
         self.state = RunState(pipeline, *parts, output_dir, checkpoint_metadata or {})
         self.resumed_from: int | None = None
         self.stop_reason: str | None = None
+        self._started = (time.perf_counter(), pipeline.total_steps)  # set again by open()
 
     # ----------------------------------------------------------------------------------------
     # The training loop
@@ -174,81 +176,97 @@ class OnPolicyRunner:
             TrainingInterrupted: :meth:`request_stop` was called; training stopped after the
                 current rollout's update, with a checkpoint to resume from.
         """
-        pipeline, collector, learner = self.pipeline, self.collector, self.learner
+        collector, learner = self.collector, self.learner
+        try:
+            self.open()
+            for stage in self.rollouts():
+                storage = collector.collect(stage)
+                for component in stage.stage_components:
+                    learner.update(stage, component, storage)
+                learner.step_lr_scheduler(self.pipeline.total_steps)
+            return self.finish()
+        finally:
+            self.events.close()
+
+    def open(self) -> None:
+        """Start the run: its folder, its clock and its reporters (rank 0's alone)."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.output_dir / CHECKPOINT_DIRECTORY)
-        start_time, start_steps = time.perf_counter(), pipeline.total_steps
-        self.statistics.start_clock(start_steps)
-        # Rank 0 alone reports: console, progress bar, TensorBoard, metrics file, callbacks.
-        self.events = events = CallbackList(self._reporters() if self.ranks.is_main else [])
-        try:
-            events.on_run_start(
-                run_dir=self.output_dir,
-                config=self.run_config,
-                job=self.job,
-                total_steps=start_steps,
-                resumed=self.resumed_from is not None,
+        self._started = (time.perf_counter(), self.pipeline.total_steps)
+        self.statistics.start_clock(self.pipeline.total_steps)
+        self.events = CallbackList(self._reporters() if self.ranks.is_main else [])
+        self.events.on_run_start(
+            run_dir=self.output_dir,
+            config=self.run_config,
+            job=self.job,
+            total_steps=self.pipeline.total_steps,
+            resumed=self.resumed_from is not None,
+        )
+
+    def rollouts(self) -> Iterator[PipelineStage]:
+        """Each rollout's stage, to collect, learn from and step the LR schedule (see
+        :meth:`run`); the next is handed out after the rest of the rollout's work: when due, an
+        evaluation, a metric point, the periodic reset, a checkpoint and a requested stop."""
+        pipeline, events = self.pipeline, self.events
+        for stage in pipeline:
+            index = pipeline.current_stage_index
+            assert index is not None  # the pipeline's cursor is on the stage it yields
+            if stage.steps_taken_in_stage == 0:  # not when resuming part-way
+                self.statistics.start_stage()
+            events.on_stage_start(
+                stage_index=index,
+                stage_count=len(pipeline.pipeline_stages),
+                loss_names=list(stage.loss_names),
+                max_stage_steps=stage.resolve_max_stage_steps(),
+                stage_steps=stage.steps_taken_in_stage,
+                total_steps=pipeline.total_steps,
+                planned_total_steps=pipeline.planned_total_steps(),
             )
-            for stage in pipeline:
-                index = self._stage_index()
-                if stage.steps_taken_in_stage == 0:  # not when resuming part-way
-                    self.statistics.start_stage()
-                events.on_stage_start(
-                    stage_index=index,
-                    stage_count=len(pipeline.pipeline_stages),
-                    loss_names=list(stage.loss_names),
-                    max_stage_steps=stage.resolve_max_stage_steps(),
-                    stage_steps=stage.steps_taken_in_stage,
+            while not stage.is_complete:
+                yield stage
+                pipeline.record_rollout_end()
+                events.on_rollout_end(
                     total_steps=pipeline.total_steps,
-                    planned_total_steps=pipeline.planned_total_steps(),
-                )
-                while not stage.is_complete:
-                    storage = collector.collect(stage)
-                    for component in stage.stage_components:
-                        learner.update(stage, component, storage)
-                    learner.step_lr_scheduler(pipeline.total_steps)
-                    pipeline.record_rollout_end()
-                    events.on_rollout_end(
-                        total_steps=pipeline.total_steps,
-                        stage_index=index,
-                        stage_steps=stage.steps_taken_in_stage,
-                    )
-                    if self.evaluation is not None and self.evaluation.due(pipeline.total_steps):
-                        self._evaluate(index, stage)
-                    self._log_and_decide(index, stage)
-                    # Before the checkpoint, so a run resumed from it continues from the
-                    # reset environments, as the uninterrupted run does.
-                    period = stage.training_settings.advance_scene_rollout_period
-                    if period is not None and pipeline.rollout_count % period == 0:
-                        collector.reset_environments()
-                    if pipeline.should_save(
-                        steps_since_last_save=pipeline.total_steps - self.state.steps_at_last_save,
-                        stage_completed=stage.is_complete,
-                        stage=stage,
-                    ):
-                        self.save_checkpoint(index)
-                    self._stop_if_asked(index)
-                events.on_stage_end(
                     stage_index=index,
-                    total_steps=pipeline.total_steps,
                     stage_steps=stage.steps_taken_in_stage,
-                    early_stopped=stage.early_stopping_criterion_met,
-                    early_stop=self.statistics.stops.get(index),
                 )
-            if self.evaluation is not None and self.evaluation.due(
-                pipeline.total_steps, final=True
-            ):
-                last = len(pipeline.pipeline_stages) - 1
-                self._evaluate(last, pipeline.pipeline_stages[last])
-            distributed.check_same_weights(self.model)
-            summary = self._summary(start_steps, time.perf_counter() - start_time)
-            if self.ranks.is_main:
-                summary.write(self.output_dir / SUMMARY_FILE)
-            events.on_run_end(
-                total_steps=summary.total_steps, summary=summary.to_dict(), run_dir=self.output_dir
+                if self.evaluation is not None and self.evaluation.due(pipeline.total_steps):
+                    self._evaluate(index, stage)
+                self._log_and_decide(index, stage)
+                # Before the checkpoint, so a run resumed from it continues from the reset
+                # environments, as the uninterrupted run does.
+                period = stage.training_settings.advance_scene_rollout_period
+                if period is not None and pipeline.rollout_count % period == 0:
+                    self.collector.reset_environments()
+                if pipeline.should_save(
+                    steps_since_last_save=pipeline.total_steps - self.state.steps_at_last_save,
+                    stage_completed=stage.is_complete,
+                    stage=stage,
+                ):
+                    self.save_checkpoint(index)
+                self._stop_if_asked(index)
+            events.on_stage_end(
+                stage_index=index,
+                total_steps=pipeline.total_steps,
+                stage_steps=stage.steps_taken_in_stage,
+                early_stopped=stage.early_stopping_criterion_met,
+                early_stop=self.statistics.stops.get(index),
             )
-        finally:
-            events.close()
+
+    def finish(self) -> RunSummary:
+        """After the last stage: a final evaluation when due; the summary, written, returned."""
+        pipeline = self.pipeline
+        if self.evaluation is not None and self.evaluation.due(pipeline.total_steps, final=True):
+            last = len(pipeline.pipeline_stages) - 1
+            self._evaluate(last, pipeline.pipeline_stages[last])
+        distributed.check_same_weights(self.model)
+        start_time, start_steps = self._started
+        summary = self._summary(start_steps, time.perf_counter() - start_time)
+        if self.ranks.is_main:
+            summary.write(self.output_dir / SUMMARY_FILE)
+        self.events.on_run_end(
+            total_steps=summary.total_steps, summary=summary.to_dict(), run_dir=self.output_dir
+        )
         return summary
 
     def _reporters(self) -> list[Callback]:
@@ -260,11 +278,6 @@ class OnPolicyRunner:
             if self.tensorboard:
                 builtins.append(TensorBoardWriter(self.hparams))
         return [*builtins, MetricsFile(), *self.callbacks]
-
-    def _stage_index(self) -> int:
-        index = self.pipeline.current_stage_index
-        assert index is not None  # the pipeline's cursor is on the stage it yields
-        return index
 
     def _evaluate(self, index: int, stage: PipelineStage) -> None:
         """Evaluate the current policy: report its metrics (and videos), keep them for the
@@ -342,35 +355,20 @@ class OnPolicyRunner:
             speed["first_step_time"] = self.collector.first_step_time
         if self.learner.first_update_time is not None:
             speed["first_update_time"] = self.learner.first_update_time
-        evaluation = self.evaluation
-        return RunSummary(
+        return summarize_run(
             seed=self.seed,
-            total_steps=self.pipeline.total_steps,
-            stages=[
-                StageSummary(
-                    index=index,
-                    loss_names=list(stage.loss_names),
-                    steps=stage.steps_taken_in_stage,
-                    early_stopped=stage.early_stopping_criterion_met,
-                    early_stop=self.statistics.stops.get(index),
-                )
-                for index, stage in enumerate(self.pipeline.pipeline_stages)
-            ],
-            final_metrics=dict(self.statistics.latest_metrics),
-            final_counts=dict(self.statistics.latest_counts),
-            return_window=self.statistics.recent_episodes.window,
+            pipeline=self.pipeline,
+            statistics=self.statistics,
+            evaluation=self.evaluation,
             speed=speed,
-            eval_metrics={} if evaluation is None else dict(evaluation.latest),
-            best=None if evaluation is None else evaluation.best.to_dict(),
         )
 
     def save_checkpoint(self, stage_index: int, *, on_schedule: bool = True) -> Path:
         """Write a checkpoint of the current state into the run's ``checkpoints/`` folder
         (see :meth:`~hydra_pipeline.engine.run_state.RunState.save`)."""
         path = self.state.save(stage_index, on_schedule=on_schedule)
-        self.events.on_checkpoint(
-            total_steps=self.pipeline.total_steps, stage_index=stage_index, path=path
-        )
+        total_steps = self.pipeline.total_steps
+        self.events.on_checkpoint(total_steps=total_steps, stage_index=stage_index, path=path)
         return path
 
     def resume(self, path: Path) -> None:

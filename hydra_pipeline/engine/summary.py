@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["SUMMARY_FILE", "RunSummary", "StageSummary"]
+if TYPE_CHECKING:
+    from hydra_pipeline.engine.evaluation import EvaluationSchedule
+    from hydra_pipeline.engine.statistics import TrainingStatistics
+    from hydra_pipeline.pipeline import TrainingPipeline
+
+__all__ = ["SUMMARY_FILE", "RunSummary", "StageSummary", "summarize_run"]
 
 SUMMARY_FILE = "summary.json"
 """The summary's file name in the run's output folder."""
@@ -83,3 +88,35 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def summarize_run(
+    *,
+    seed: int,
+    pipeline: TrainingPipeline,
+    statistics: TrainingStatistics,
+    evaluation: EvaluationSchedule | None,
+    speed: dict[str, float],
+) -> RunSummary:
+    """The summary of a run of ``pipeline`` at its end: its stages, what ``statistics`` last
+    reported, the evaluations' latest and best results, and its ``speed``."""
+    return RunSummary(
+        seed=seed,
+        total_steps=pipeline.total_steps,
+        stages=[
+            StageSummary(
+                index=index,
+                loss_names=list(stage.loss_names),
+                steps=stage.steps_taken_in_stage,
+                early_stopped=stage.early_stopping_criterion_met,
+                early_stop=statistics.stops.get(index),
+            )
+            for index, stage in enumerate(pipeline.pipeline_stages)
+        ],
+        final_metrics=dict(statistics.latest_metrics),
+        final_counts=dict(statistics.latest_counts),
+        return_window=statistics.recent_episodes.window,
+        speed=speed,
+        eval_metrics={} if evaluation is None else dict(evaluation.latest),
+        best=None if evaluation is None else evaluation.best.to_dict(),
+    )

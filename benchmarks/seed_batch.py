@@ -1,0 +1,134 @@
+"""Seeds in one batch: K seeds of the default CartPole run with ``vectorize_seeds=true``
+against one seed alone and against the K seeds one after the other, each a process of its own.
+
+The three commands, timed from just before ``subprocess.Popen`` to exit (imports included):
+
+- one seed: ``python -m hydra_pipeline seed=0``;
+- batched: ``python -m hydra_pipeline seeds=[0,...,K-1] vectorize_seeds=true``;
+- one after the other: ``python -m hydra_pipeline seeds=[0,...,K-1]``.
+
+Each repetition runs the three in a rotating order; the ratios are medians over repetitions of
+batched / one seed (issue 25's target: at most 2) and batched / one after the other. Every
+seed's ``summary.json`` must say it solved (its last stage stopped early at a mean return of
+at least 475). The machine is shared: the load is printed before and after.
+
+    python benchmarks/seed_batch.py [--seeds 8] [--repeats 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from common import Report, Row, describe_load, median, print_report, python_command, run_timed
+
+SOLVED_RETURN = 475.0
+TARGET_RATIO = 2.0
+QUICK = (
+    "task.num_envs=8",
+    "pipeline.pipeline_stages.0.max_stage_steps=1024",
+    "pipeline.pipeline_stages.1.max_stage_steps=1024",
+)
+"""A --quick run's overrides: short stages (a smoke run: solving is not asked for)."""
+
+
+def timed_app(seeds: list[int], vectorize: bool, extra: tuple[str, ...]) -> tuple[float, bool]:
+    """Run the app for ``seeds`` (one seed: ``seed=``); its seconds, and whether every run
+    solved."""
+    with tempfile.TemporaryDirectory(prefix="seed_batch_") as folder:
+        choice = (
+            [f"seed={seeds[0]}"] if len(seeds) == 1 else [f"seeds=[{','.join(map(str, seeds))}]"]
+        )
+        if vectorize:
+            choice.append("vectorize_seeds=true")
+        process = run_timed(
+            python_command(
+                "-m",
+                "hydra_pipeline",
+                *choice,
+                *extra,
+                f"hydra.run.dir={folder}",
+                "progress_bar=false",
+                "tensorboard=false",
+            )
+        )
+        if process.returncode != 0:
+            raise RuntimeError(f"the app failed ({choice}):\n{process.stdout[-3000:]}")
+        runs = [Path(folder)] if len(seeds) == 1 else [Path(folder) / f"seed_{s}" for s in seeds]
+        summaries = [json.loads((run / "summary.json").read_text()) for run in runs]
+    solved = all(
+        summary["stages"][-1]["early_stopped"]
+        and summary["final_metrics"].get("reward", 0.0) >= SOLVED_RETURN
+        for summary in summaries
+    )
+    return process.wall_seconds, solved
+
+
+def measure(count: int, repeats: int, quick: bool = False) -> Report:
+    """``repeats`` rotations of one seed, ``count`` seeds batched and ``count`` seeds one
+    after the other."""
+    extra = QUICK if quick else ()
+    seeds = list(range(count))
+    print(f"seed batch: {count} seeds, {repeats} repetition(s); {describe_load()}", flush=True)
+    commands: dict[str, Callable[[], tuple[float, bool]]] = {
+        "one seed": lambda: timed_app([0], False, extra),
+        "batched": lambda: timed_app(seeds, True, extra),
+        "one after the other": lambda: timed_app(seeds, False, extra),
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    solved: dict[str, bool] = dict.fromkeys(commands, True)
+    names = list(commands)
+    for repeat in range(repeats):
+        order = names[repeat % 3 :] + names[: repeat % 3]
+        for name in order:
+            seconds, all_solved = commands[name]()
+            times[name].append(seconds)
+            solved[name] = solved[name] and all_solved
+            print(f"  {name}: {seconds:.2f} s (solved: {all_solved})", flush=True)
+    against_one = median([b / o for b, o in zip(times["batched"], times["one seed"], strict=True)])
+    against_sequential = median(
+        [b / s for b, s in zip(times["batched"], times["one after the other"], strict=True)]
+    )
+    print(
+        f"{count} seeds batched / one seed: {against_one:.3f}; batched / one after the other: "
+        f"{against_sequential:.3f}; solved: {solved}; {describe_load()}"
+    )
+    rows = [
+        Row(
+            f"{count} seeds batched vs one seed (CartPole default run)",
+            "one seed",
+            median(times["one seed"]),
+            median(times["batched"]),
+            "s",
+            against_one,
+            f"<= {TARGET_RATIO:g}, every seed solved",
+            None if quick else against_one <= TARGET_RATIO and solved["batched"],
+        ),
+        Row(
+            f"{count} seeds batched vs one after the other",
+            "one after the other",
+            median(times["one after the other"]),
+            median(times["batched"]),
+            "s",
+            against_sequential,
+        ),
+    ]
+    return Report(rows, {name: [{"seconds": t} for t in values] for name, values in times.items()})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=8, help="how many seeds (default 8)")
+    parser.add_argument("--repeats", type=int, default=3, help="rotations (default 3)")
+    parser.add_argument("--quick", action="store_true", help="2 seeds, one short rotation")
+    parser.add_argument("--json", type=Path, help="also save every number to this file")
+    args = parser.parse_args()
+    count, repeats = (2, 1) if args.quick else (args.seeds, args.repeats)
+    print_report("seed_batch", measure(count, repeats, args.quick), args.quick, args.json)
+
+
+if __name__ == "__main__":
+    main()

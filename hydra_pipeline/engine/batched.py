@@ -1,0 +1,422 @@
+"""Several members (the seeds of one config) learning as one batched computation.
+
+The members' models share one architecture; :class:`StackedModels` holds their trainable
+parameters stacked along a new first axis (the member axis) and calls the architecture once
+for all of them with ``torch.func.functional_call`` under ``torch.vmap``. Each member keeps its
+own model, optimizer, pipeline, losses and statistics, so its checkpoints, evaluations and
+outputs are exactly those of a run of its own: :meth:`StackedModels.gather` copies the
+members' weights and optimizer states into the stack before an update, and
+:meth:`StackedModels.scatter` hands them back after it.
+
+:func:`update_members` runs an update of a stage component for every member: each member's
+minibatches come from its own rollout, drawn with its own generator; one forward for all
+members; each member's losses on its own slice of the output (its own advantage
+normalisation, its own terms recorded in its own statistics); one backward of the sum of the
+members' losses (which gives each member's parameters exactly its own gradient); gradient
+clipping by each member's own norm; one optimizer step over the stacked parameters. An
+element-wise optimizer (Adam, SGD, RMSprop) stepping stacked parameters steps each member's
+slice exactly as the member's own optimizer would.
+
+Only memoryless models, on one process, for now; a loss that stops an update early (PPO's
+``target_kl``) cannot stop one member alone yet and is refused when it tries.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from hydra_pipeline.engine.checkpoint import capture_rng_state, restore_rng_state
+from hydra_pipeline.engine.learner import Learner, UpdatePlan, stops_update
+from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
+from hydra_pipeline.errors import InvalidArgumentError
+from hydra_pipeline.models.protocol import ActorCriticOutput, has_memory
+from hydra_pipeline.pipeline import PipelineStage, StageComponent
+from hydra_pipeline.tasks.observations import Observations
+
+__all__ = [
+    "MemberUpdate",
+    "RandomStreams",
+    "StackedModels",
+    "clip_by_member",
+    "update_members",
+]
+
+
+class StackedModels:
+    """The trainable parameters of ``learners``' models stacked along a member axis, their
+    optimizer over them, and one call of the architecture for all members.
+
+    Args:
+        learners: One per member, in member order; their models of one architecture (the
+            same parameter names and shapes) and optimizers of one kind.
+
+    Attributes:
+        parameters: The stacked parameters by name, each ``(members, *shape)``.
+        optimizer: Steps ``parameters``, built by the first member's optimizer builder.
+
+    Raises:
+        InvalidArgumentError: There are no learners, a model has memory, buffers or frozen
+            parameters, or the models' parameters differ in names or shapes.
+    """
+
+    def __init__(self, learners: Sequence[Learner]) -> None:
+        if not learners:
+            raise InvalidArgumentError("learners", "must hold at least one member", learners)
+        self.learners = list(learners)
+        models = [learner.model for learner in learners]
+        if any(has_memory(model) for model in models):
+            raise InvalidArgumentError(
+                "model",
+                "has memory; seeds trained in one batch (vectorize_seeds) support memoryless "
+                "models only, for now",
+                type(models[0]).__qualname__,
+                "Train the seeds one after the other: vectorize_seeds=false.",
+            )
+        shapes = [self._named_shapes(learner) for learner in learners]
+        if any(named != shapes[0] for named in shapes):
+            raise InvalidArgumentError(
+                "models",
+                "must have the same parameters (names and shapes) to be trained in one batch",
+                [type(model).__qualname__ for model in models],
+            )
+        self.names = list(shapes[0])
+        self.count = len(learners)
+        self._template = copy.deepcopy(models[0]).to("meta")
+        fixed = [name for name, value in models[0].named_parameters() if not value.requires_grad]
+        fixed += [name for name, _ in models[0].named_buffers()]
+        if fixed:
+            raise InvalidArgumentError(
+                "model",
+                "has buffers or frozen parameters, which seeds trained in one batch do not "
+                "stack yet",
+                fixed,
+                "Train the seeds one after the other: vectorize_seeds=false.",
+            )
+        with torch.no_grad():
+            self.parameters = {
+                name: torch.stack([self._trained(learner)[name] for learner in learners])
+                .detach()
+                .requires_grad_()
+                for name in self.names
+            }
+        first = learners[0]
+        builder = first.pipeline.optimizer_builder
+        self.optimizer: torch.optim.Optimizer = builder(params=list(self.parameters.values()))
+        self.distribution_type: type | None = None
+
+    @staticmethod
+    def _trained(learner: Learner) -> dict[str, Tensor]:
+        """The trainable parameters of ``learner``'s model, by name, in its optimizer's
+        order."""
+        return {name: p for name, p in learner.model.named_parameters() if p.requires_grad}
+
+    @classmethod
+    def _named_shapes(cls, learner: Learner) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(p.shape) for name, p in cls._trained(learner).items()}
+
+    # ----------------------------------------------------------------------------------------
+    # Members in, members out
+
+    def gather(self) -> None:
+        """Copy the members' weights, optimizer states and learning rates into the stack.
+
+        Raises:
+            InvalidArgumentError: The members' optimizers differ in their hyperparameters
+                (learning rates included) or in their step counts.
+        """
+        groups = [learner.optimizer.param_groups for learner in self.learners]
+        settings = [
+            [{k: v for k, v in group.items() if k != "params"} for group in member]
+            for member in groups
+        ]
+        if any(member != settings[0] for member in settings):
+            raise InvalidArgumentError(
+                "optimizer",
+                "settings (learning rates included) must be the same for every seed trained "
+                "in one batch",
+                settings,
+            )
+        for group, wanted in zip(self.optimizer.param_groups, settings[0], strict=True):
+            group.update(wanted)
+        with torch.no_grad():
+            for index, name in enumerate(self.names):
+                stacked = self.parameters[name]
+                torch.stack(
+                    [self._trained(learner)[name] for learner in self.learners], out=stacked
+                )
+                self.optimizer.state[stacked] = self._stacked_state(index, stacked)
+
+    def _stacked_state(self, index: int, stacked: Tensor) -> dict[str, Any]:
+        """The optimizer state of the ``index``-th parameter for the stack: each member's
+        per-element tensors stacked, the values every member shares (step counts) once."""
+        states = [learner.optimizer.state[learner.parameters[index]] for learner in self.learners]
+        if not states[0]:
+            if any(states):
+                raise self._unequal_steps()
+            return {}
+        joined: dict[str, Any] = {}
+        for key, value in states[0].items():
+            if isinstance(value, Tensor) and value.shape == stacked.shape[1:]:
+                joined[key] = torch.stack([state[key] for state in states])
+            elif all(_equal(state[key], value) for state in states):
+                joined[key] = value.clone() if isinstance(value, Tensor) else value
+            else:
+                raise self._unequal_steps()
+        return joined
+
+    @staticmethod
+    def _unequal_steps() -> InvalidArgumentError:
+        return InvalidArgumentError(
+            "optimizer",
+            "state (its step counts) must be the same for every seed trained in one batch",
+            "differs",
+        )
+
+    def scatter(self) -> None:
+        """Copy the stack's weights and optimizer state back into the members'."""
+        with torch.no_grad():
+            for index, name in enumerate(self.names):
+                stacked = self.parameters[name]
+                state = self.optimizer.state[stacked]
+                for member, learner in enumerate(self.learners):
+                    own = self._trained(learner)[name]
+                    own.copy_(stacked[member])
+                    learner.optimizer.state[learner.parameters[index]] = {
+                        key: (
+                            value[member].clone()
+                            if isinstance(value, Tensor) and value.shape == stacked.shape
+                            else value.clone()
+                            if isinstance(value, Tensor)
+                            else value
+                        )
+                        for key, value in state.items()
+                    }
+
+    # ----------------------------------------------------------------------------------------
+    # The forward
+
+    def outputs(self, observations: Sequence[Observations]) -> list[ActorCriticOutput]:
+        """Each member's output on its own batch of ``observations`` (equally many each), in
+        one call of the architecture for all members."""
+        stacked = _stack_observations(observations)
+        distribution_tensors, values = torch.vmap(self._member_output)(self.parameters, stacked)
+        assert self.distribution_type is not None  # set by the call
+        kind = self.distribution_type
+        return [
+            ActorCriticOutput(
+                _distribution(kind, {k: v[member] for k, v in distribution_tensors.items()}),
+                values[member],
+            )
+            for member in range(self.count)
+        ]
+
+    def _member_output(
+        self, parameters: Mapping[str, Tensor], observations: Observations
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        """One member's output as tensors (under ``vmap``): its distribution's tensors by
+        attribute name, and its values."""
+        output: ActorCriticOutput = torch.func.functional_call(
+            self._template, dict(parameters), (observations,)
+        )
+        distribution = output.distribution
+        tensors = vars(distribution)
+        if not all(isinstance(value, Tensor) for value in tensors.values()):
+            raise InvalidArgumentError(
+                "model",
+                "returns an action distribution with attributes other than tensors, which "
+                "seeds trained in one batch cannot split by member yet",
+                type(distribution).__qualname__,
+                "Train the seeds one after the other: vectorize_seeds=false.",
+            )
+        self.distribution_type = type(distribution)
+        return dict(tensors), output.values
+
+
+def _equal(first: Any, second: Any) -> bool:
+    """Whether two optimizer state values are equal (tensors by value)."""
+    if isinstance(first, Tensor) and isinstance(second, Tensor):
+        return bool(torch.equal(first, second))
+    return bool(first == second)
+
+
+def _distribution(kind: type, tensors: Mapping[str, Tensor]) -> Any:
+    """A distribution of class ``kind`` with ``tensors`` as its attributes (a member's slice
+    of a stacked one)."""
+    distribution: Any = object.__new__(kind)
+    vars(distribution).update(tensors)
+    return distribution
+
+
+def _stack_observations(observations: Sequence[Observations]) -> Observations:
+    """Members' observation batches stacked along a new first (member) axis."""
+    first = observations[0]
+    if isinstance(first, Tensor):
+        return torch.stack([batch for batch in observations if isinstance(batch, Tensor)])
+    return {
+        key: torch.stack([batch[key] for batch in observations if isinstance(batch, dict)])
+        for key in first
+    }
+
+
+class RandomStreams:
+    """A member's own state of the global random generators (Python's, NumPy's, torch's),
+    swapped in while the member works (``with streams: ...``), so that every draw it makes
+    (actions, teacher forcing, minibatches, evaluations, checkpoints) comes from its own
+    streams, exactly as in a process of its own.
+
+    Args:
+        state: The generators' state to start from (see
+            :func:`~hydra_pipeline.engine.checkpoint.capture_rng_state`; ``None``: the
+            current one).
+    """
+
+    def __init__(self, state: dict[str, Any] | None = None) -> None:
+        self.state = capture_rng_state() if state is None else state
+        self._outside: list[dict[str, Any]] = []
+
+    def __enter__(self) -> RandomStreams:
+        self._outside.append(capture_rng_state())
+        restore_rng_state(self.state)
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self.state = capture_rng_state()
+        restore_rng_state(self._outside.pop())
+
+
+class MemberUpdate(NamedTuple):
+    """What one member learns from in an update.
+
+    Attributes:
+        learner: The member's learner (its pipeline, losses, optimizer, statistics).
+        stage: The member's current stage.
+        storage: The member's rollout.
+        random: The member's random generators (its minibatches are drawn with them).
+    """
+
+    learner: Learner
+    stage: PipelineStage
+    storage: RolloutStorage
+    random: RandomStreams
+
+
+def update_members(
+    stack: StackedModels, members: Sequence[MemberUpdate], component_index: int
+) -> None:
+    """The update of each member's stage component ``component_index`` (on its rollout), as
+    one batched computation: what each member's
+    :meth:`~hydra_pipeline.engine.learner.Learner.update` does alone, with the stack's weights
+    and optimizer state (gathered before, scattered after).
+
+    Raises:
+        InvalidArgumentError: The members' updates differ in shape (epochs, minibatches), a
+            component learns from a data source, or a loss stops one member's update early.
+    """
+    components = [member.stage.stage_components[component_index] for member in members]
+    plans = [
+        member.learner.plan(member.stage, component)
+        for member, component in zip(members, components, strict=True)
+    ]
+    first = plans[0]
+    if first is None:
+        return
+    _check_plans(plans, components)
+    stack.gather()
+    for epoch in range(first.epochs):
+        drawn = []
+        for member in members:
+            with member.random:
+                storage = member.storage
+                split = storage.minibatches(
+                    first.num_mini_batch, storage.has_expert_actions, first.split
+                )
+                drawn.append(list(split))
+        for batches in zip(*drawn, strict=True):
+            _gradient_step(stack, members, batches, plans, epoch)
+    stack.scatter()
+    for member in members:
+        member.learner.record_update(member.storage)
+
+
+def _check_plans(plans: Sequence[UpdatePlan | None], components: Sequence[StageComponent]) -> None:
+    """Refuse updates that cannot run as one batch."""
+    shapes = {
+        None if plan is None else (plan.epochs, plan.num_mini_batch, plan.split, tuple(plan.counts))
+        for plan in plans
+    }
+    if len(shapes) > 1:
+        raise InvalidArgumentError(
+            "update", "must have the same epochs and minibatches for every member", shapes
+        )
+    for plan, component in zip(plans, components, strict=True):
+        assert plan is not None
+        if not plan.on_rollout:
+            raise InvalidArgumentError(
+                f"stage component {component.uuid!r}",
+                "learns from a data source; seeds trained in one batch learn from rollouts "
+                "only, for now",
+                component.storage_uuid,
+                "Train the seeds one after the other: vectorize_seeds=false.",
+            )
+
+
+def _gradient_step(
+    stack: StackedModels,
+    members: Sequence[MemberUpdate],
+    batches: Sequence[Minibatch],
+    plans: Sequence[UpdatePlan | None],
+    epoch: int,
+) -> None:
+    """One optimizer step of every member on its minibatch of ``batches``."""
+    outputs = stack.outputs([batch.observations for batch in batches])
+    total: Tensor | float = 0.0
+    for index, (member, batch, output, plan) in enumerate(
+        zip(members, batches, outputs, plans, strict=True)
+    ):
+        assert plan is not None
+        loss, deciding = member.learner.weighted_losses(
+            member.stage, batch, output, plan.losses_in(epoch), plan
+        )
+        terms = {
+            f"{name}/{term}": v for name, (_, info) in deciding.items() for term, v in info.items()
+        }
+        if stops_update(deciding, terms):
+            raise InvalidArgumentError(
+                "loss",
+                f"stopped the update of member {index} early (PPO's target_kl); seeds "
+                "trained in one batch cannot stop one member's update alone yet",
+                sorted(deciding),
+                "Leave target_kl unset, or train the seeds one after the other: "
+                "vectorize_seeds=false.",
+            )
+        total = total + loss
+    assert isinstance(total, Tensor)
+    stack.optimizer.zero_grad(set_to_none=True)
+    total.backward()  # type: ignore[no-untyped-call]
+    max_norms = torch.tensor([plan.max_grad_norm for plan in plans if plan is not None])
+    clip_by_member(list(stack.parameters.values()), max_norms)
+    stack.optimizer.step()
+    for member in members:
+        member.learner.stepped()
+
+
+def clip_by_member(parameters: Sequence[Tensor], max_norms: Tensor) -> None:
+    """Scale the gradients of stacked ``parameters`` so that each member's gradient norm (over
+    its slices of all of them) is at most its entry of ``max_norms``, as
+    ``torch.nn.utils.clip_grad_norm_`` does for a member's own parameters."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    count = max_norms.shape[0]
+    norms = torch.stack(
+        [torch.linalg.vector_norm(grad.reshape(count, -1), dim=1) for grad in grads]
+    )
+    total = torch.linalg.vector_norm(norms, dim=0)
+    scale = (max_norms / (total + 1e-6)).clamp(max=1.0)
+    for grad in grads:
+        grad.mul_(scale.view(count, *([1] * (grad.dim() - 1))))

@@ -1,0 +1,159 @@
+"""Members (seeds) learning as one batched computation: the stacked update equals the
+members' own updates, and a member's result does not depend on who it is batched with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from hydra_pipeline import InvalidArgumentError, PipelineStage
+from hydra_pipeline.engine import PPO, Imitation, OnPolicyRunner
+from hydra_pipeline.engine.batched import (
+    MemberUpdate,
+    RandomStreams,
+    StackedModels,
+    clip_by_member,
+    update_members,
+)
+from hydra_pipeline.models import RecurrentActorCritic
+from hydra_pipeline.tasks import CartPoleTask
+from tests.engine.test_runner import make_pipeline, make_runner
+
+SEEDS = (3, 7, 11)
+
+
+def member_runner(tmp_path: Path, seed: int, target_kl: float | None = None) -> OnPolicyRunner:
+    """A small runner for ``seed`` with one PPO-and-imitation stage, with one rollout
+    collected (made-up data for the update: the collection uses the global generator)."""
+    pipeline = make_pipeline(
+        [PipelineStage(["ppo", "imitation"], 10_000)],
+        named_losses={"ppo": PPO(target_kl=target_kl), "imitation": Imitation()},
+        num_steps=8,
+        num_mini_batch=2,
+        update_repeats=2,
+    )
+    runner = make_runner(tmp_path / f"seed_{seed}", pipeline, num_envs=4, seed=seed)
+    runner.collector.collect(runner.pipeline.pipeline_stages[0])
+    return runner
+
+
+def members(runners: list[OnPolicyRunner], seeds: tuple[int, ...]) -> list[MemberUpdate]:
+    """Each runner's update of its latest rollout, its minibatches drawn with torch's global
+    generator seeded with its seed."""
+    updates = []
+    for runner, seed in zip(runners, seeds, strict=True):
+        assert runner.collector.storage is not None
+        torch.manual_seed(seed)
+        random = RandomStreams()
+        stage = runner.pipeline.pipeline_stages[0]
+        updates.append(MemberUpdate(runner.learner, stage, runner.collector.storage, random))
+    return updates
+
+
+def weights(runner: OnPolicyRunner) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in runner.model.named_parameters()}
+
+
+def adam_moments(runner: OnPolicyRunner) -> list[torch.Tensor]:
+    state = runner.learner.optimizer.state
+    return [state[p][key] for p in runner.learner.parameters for key in ("exp_avg", "exp_avg_sq")]
+
+
+def batched_updates(runners: list[OnPolicyRunner], seeds: tuple[int, ...], rounds: int) -> None:
+    stack = StackedModels([runner.learner for runner in runners])
+    updates = members(runners, seeds)
+    for _ in range(rounds):
+        update_members(stack, updates, 0)
+
+
+def test_the_stacked_update_equals_each_members_own_update(tmp_path: Path) -> None:
+    """Two updates (two epochs of two minibatches each) of three members in one batch give
+    each member the weights and Adam moments that its own Learner gives it alone, drawing the
+    same minibatches (vmap's batched products round differently from a member's own: to
+    float32 precision)."""
+    batched = [member_runner(tmp_path / "batched", seed) for seed in SEEDS]
+    alone = [member_runner(tmp_path / "alone", seed) for seed in SEEDS]
+    initial = [weights(runner) for runner in batched]
+    batched_updates(batched, SEEDS, rounds=2)
+    for runner, seed in zip(alone, SEEDS, strict=True):
+        assert runner.collector.storage is not None
+        torch.manual_seed(seed)  # the global generator draws as the member's own does
+        stage = runner.pipeline.pipeline_stages[0]
+        for _ in range(2):
+            runner.learner.update(stage, stage.stage_components[0], runner.collector.storage)
+    for together, own, before in zip(batched, alone, initial, strict=True):
+        assert weights(together).keys() == weights(own).keys()
+        for name, value in weights(together).items():
+            assert not torch.equal(value, before[name]), f"{name} did not learn"
+            torch.testing.assert_close(value, weights(own)[name], rtol=1e-5, atol=1e-6)
+        for mine, theirs in zip(adam_moments(together), adam_moments(own), strict=True):
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-7)
+        recorded, own_recorded = (
+            together.statistics.interval.means(),
+            own.statistics.interval.means(),
+        )
+        assert recorded.keys() == own_recorded.keys()
+        for name, value in recorded.items():
+            assert value == pytest.approx(own_recorded[name], rel=1e-4, abs=1e-6), name
+
+
+def test_a_member_learns_the_same_in_any_batch_bit_for_bit(tmp_path: Path) -> None:
+    """The middle seed trained in a batch of three and in a batch of its own ends with the
+    same weights and optimizer state, bit for bit."""
+    three = [member_runner(tmp_path / "three", seed) for seed in SEEDS]
+    one = [member_runner(tmp_path / "one", SEEDS[1])]
+    batched_updates(three, SEEDS, rounds=3)
+    batched_updates(one, SEEDS[1:2], rounds=3)
+    for name, value in weights(three[1]).items():
+        assert torch.equal(value, weights(one[0])[name]), name
+    for mine, theirs in zip(adam_moments(three[1]), adam_moments(one[0]), strict=True):
+        assert torch.equal(mine, theirs)
+
+
+def test_gradients_are_clipped_by_each_members_own_norm() -> None:
+    """Each member's slices are scaled as clip_grad_norm_ scales that member's own gradients:
+    a member under its limit keeps its gradient."""
+    torch.manual_seed(0)
+    own = [[torch.randn(3, 2) * scale, torch.randn(4) * scale] for scale in (0.01, 5.0, 1.0)]
+    stacked = [torch.stack([grads[i] for grads in own]).requires_grad_() for i in range(2)]
+    for parameter, index in zip(stacked, range(2), strict=True):
+        parameter.grad = torch.stack([grads[index] for grads in own])
+    clip_by_member(stacked, torch.tensor([0.5, 0.5, 2.0]))
+    for member, (grads, limit) in enumerate(zip(own, (0.5, 0.5, 2.0), strict=True)):
+        parameters = [nn.Parameter(torch.zeros_like(grad)) for grad in grads]
+        for parameter, grad in zip(parameters, grads, strict=True):
+            parameter.grad = grad.clone()
+        nn.utils.clip_grad_norm_(parameters, limit)
+        for parameter, stacked_parameter in zip(parameters, stacked, strict=True):
+            assert stacked_parameter.grad is not None and parameter.grad is not None
+            torch.testing.assert_close(stacked_parameter.grad[member], parameter.grad)
+    assert torch.equal(stacked[0].grad[0], own[0][0])  # type: ignore[index]
+
+
+def test_models_with_memory_are_refused(tmp_path: Path) -> None:
+    pipeline = make_pipeline([PipelineStage(["ppo"], 64)])
+    task = CartPoleTask(2)
+    runner = make_runner(
+        tmp_path,
+        pipeline,
+        task=task,
+        wrap_model=lambda _: RecurrentActorCritic(task.observation_shape, task.action_space),
+    )
+    with pytest.raises(InvalidArgumentError, match="memoryless models only"):
+        StackedModels([runner.learner])
+
+
+def test_a_loss_that_stops_one_members_update_is_refused(tmp_path: Path) -> None:
+    runners = [member_runner(tmp_path, seed, target_kl=1e-12) for seed in SEEDS]
+    with pytest.raises(InvalidArgumentError, match="target_kl"):
+        batched_updates(runners, SEEDS, rounds=2)
+
+
+def test_models_with_buffers_are_refused(tmp_path: Path) -> None:
+    runner = member_runner(tmp_path, 0)
+    runner.model.register_buffer("counts", torch.zeros(2))
+    with pytest.raises(InvalidArgumentError, match="buffers or frozen parameters"):
+        StackedModels([runner.learner])
