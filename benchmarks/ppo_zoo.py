@@ -44,6 +44,9 @@ class Environment:
         zoo_steps: The zoo's own budget.
         published: The zoo's published mean return (at ``zoo_steps``).
         every_seed: A return every seed must reach (``None``: none).
+        baseline: The script in ``benchmarks/`` that trains and evaluates SB3's side.
+        name: The environment's name in the table (``""``: ``env_id``; the zoo's names of
+            its velocity-free variants).
     """
 
     preset: str
@@ -52,6 +55,12 @@ class Environment:
     zoo_steps: int
     published: float
     every_seed: float | None = None
+    baseline: str = "sb3_zoo.py"
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.env_id
 
 
 ENVIRONMENTS = {
@@ -65,10 +74,43 @@ ENVIRONMENTS = {
     "mountaincarcontinuous": Environment(
         "ppo_mountaincarcontinuous", "MountainCarContinuous-v0", 20_000, 20_000, 88.0, 85.0
     ),
+    "cartpole_novel": Environment(
+        "ppo_lstm_cartpole_novel",
+        "CartPole-v1",
+        100_000,
+        100_000,
+        500.0,
+        baseline="sb3_recurrent.py",
+        name="CartPoleNoVel-v1",
+    ),
+    "pendulum_novel": Environment(
+        "ppo_lstm_pendulum_novel",
+        "Pendulum-v1",
+        100_000,
+        100_000,
+        -218.0,
+        baseline="sb3_recurrent.py",
+        name="PendulumNoVel-v1",
+    ),
 }
-"""The environments of the issue's table; published figures from rl-baselines3-zoo's
-benchmark (``benchmark.md``); the return every seed must reach where the gSDE issue asks for
-one."""
+"""The benchmarked environments; published figures from rl-baselines3-zoo's benchmark
+(``benchmark.md``; ``ppo_lstm`` for the velocity-free ones, whose SB3 side is sb3-contrib's
+RecurrentPPO); the return every seed must reach where the gSDE issue asks for one."""
+
+SUITES = {
+    "ppo": [
+        "cartpole", "acrobot", "pendulum", "lunarlander", "lunarlandercontinuous",
+        "mountaincarcontinuous",
+    ],
+    "recurrent": ["cartpole_novel", "pendulum_novel"],
+}  # fmt: skip
+"""The tables: feed-forward PPO presets (``docs/benchmarks.md``), and recurrent ones on the
+zoo's velocity-free tasks (``docs/guides/memory.md``)."""
+
+
+def table_script(suite: str) -> str:
+    """The name of ``suite``'s table in its page's markers."""
+    return "ppo_zoo.py" if suite == "ppo" else f"ppo_zoo.py {suite}"
 
 
 def run_checked(what: str, *arguments: str) -> None:
@@ -105,8 +147,9 @@ def run_sb3(
     """Train and evaluate SB3 with the zoo's settings (``sb3_zoo.py``)."""
     result = folder / f"sb3-{environment.preset}-{seed}.json"
     run_checked(
-        f"SB3 on {environment.env_id}",
-        *("benchmarks/sb3_zoo.py", "--env", environment.env_id, "--steps", str(steps)),
+        f"SB3 on {environment.label}",
+        *(f"benchmarks/{environment.baseline}", "--env", environment.env_id),
+        *("--steps", str(steps)),
         *("--seed", str(seed), "--episodes", str(episodes), "--result", str(result)),
     )
     loaded: dict[str, Any] = json.loads(result.read_text())
@@ -159,7 +202,7 @@ def table_row(name: str, budget: int, sides: dict[str, list[dict[str, Any]]]) ->
         "" if budget == environment.zoo_steps else f" at {_steps(environment.zoo_steps)}"
     )
     return SeedRow(
-        f"{environment.env_id} ({_steps(budget)})",
+        f"{environment.label} ({_steps(budget)})",
         {"ours": ours, "SB3": sb3},
         (
             zoo,
@@ -169,22 +212,24 @@ def table_row(name: str, budget: int, sides: dict[str, list[dict[str, Any]]]) ->
     )
 
 
-def markdown_table(data: dict[str, Any]) -> str:
-    """The table of the runs in ``data`` (what ``--json`` holds; environments with runs of
-    both sides), after a paragraph saying how, where and when they were measured, between
-    the documentation markers."""
+def markdown_table(data: dict[str, Any], suite: str = "ppo") -> str:
+    """The table of ``suite``'s runs in ``data`` (what ``--json`` holds; environments with
+    runs of both sides), after a paragraph saying how, where and when they were measured,
+    between the documentation markers."""
+    script = table_script(suite)
     measured = {
         name: data["results"][name]
-        for name in ENVIRONMENTS
+        for name in SUITES[suite]
         if name in data["results"] and all(data["results"][name].values())
     }
     if not measured:
-        return documentation_block("ppo_zoo.py", "No runs measured yet.")
+        return documentation_block(script, "No runs measured yet.")
     rows = [table_row(name, data["budgets"][name], sides) for name, sides in measured.items()]
     records = [run for sides in measured.values() for runs in sides.values() for run in runs]
     seeds = sorted({run["seed"] for run in records})
     about = (
-        f"Measured by `python benchmarks/ppo_zoo.py --envs {' '.join(measured)} --seeds "
+        f"Measured by `python benchmarks/ppo_zoo.py{'' if suite == 'ppo' else ' --suite ' + suite}"
+        f" --envs {' '.join(measured)} --seeds "
         f"{' '.join(map(str, seeds))}` {provenance(records, data['machine'])} (other work shared "
         "the machine: wall times compare within a row only, and only roughly). Each seed's final "
         f"policy is evaluated deterministically on {data.get('episodes', 10)} fresh episodes; "
@@ -193,7 +238,7 @@ def markdown_table(data: dict[str, Any]) -> str:
         "lower of the zoo's figure and SB3's at the same budget."
     )
     table = seed_table(rows, sides=("ours", "SB3"), notes=NOTES)
-    return documentation_block("ppo_zoo.py", f"{about}\n\n{table}")
+    return documentation_block(script, f"{about}\n\n{table}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,7 +263,7 @@ def measure(arguments: argparse.Namespace, data: dict[str, Any]) -> None:
                     outcome = run(environment, budgets[name], seed, arguments.episodes, folder)
                     sides[side].append(run_record(seed, outcome))
                     print(
-                        f"{environment.env_id} seed {seed} {side}: eval "
+                        f"{environment.label} seed {seed} {side}: eval "
                         f"{statistics.fmean(outcome['returns']):.1f}, "
                         f"{outcome['train_seconds']:.0f} s",
                         flush=True,
@@ -228,7 +273,8 @@ def measure(arguments: argparse.Namespace, data: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--envs", nargs="+", default=list(ENVIRONMENTS), choices=list(ENVIRONMENTS))
+    parser.add_argument("--suite", choices=list(SUITES), default="ppo", help="which table")
+    parser.add_argument("--envs", nargs="+", choices=list(ENVIRONMENTS), help="(the suite's)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--full", action="store_true", help="the zoo's own budgets")
@@ -242,6 +288,7 @@ def main() -> None:
     parser.add_argument("--table", type=Path, help="also write the table to this file")
     parser.add_argument("--docs", type=Path, help="replace the table in this page")
     arguments = parser.parse_args()
+    arguments.envs = arguments.envs or SUITES[arguments.suite]
     if (arguments.resume or arguments.table_only) and arguments.json.is_file():
         data = json.loads(arguments.json.read_text())
     elif arguments.table_only:
@@ -259,12 +306,12 @@ def main() -> None:
         print(describe_load(), flush=True)
         measure(arguments, data)
         print(describe_load())
-    table = markdown_table(data)
+    table = markdown_table(data, arguments.suite)
     print(table)
     if arguments.table:
         arguments.table.write_text(table + "\n")
     if arguments.docs:
-        replace_table(arguments.docs, "ppo_zoo.py", table)
+        replace_table(arguments.docs, table_script(arguments.suite), table)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,13 @@
 velocity-free environment: train for a budget, then evaluate the final policy deterministically
 on fresh episodes.
 
-The baseline of ``recurrent_zoo.py``, which starts this script in a process of its own. The
-settings are those of the zoo's published models (CartPoleNoVel-v1: the configuration stored
-with ``sb3/ppo_lstm-CartPoleNoVel-v1``, which also normalises observations; PendulumNoVel-v1:
-``hyperparams/ppo_lstm.yml``, zoo 2.x, with sb3-contrib's ``MlpLstmPolicy`` defaults); the
-velocity-free environments remove the entries the zoo's ``NoVel`` variants hide (the same ones
-as this project's ``task.hide_observations``), with Gymnasium's ``TransformObservation``; torch
-runs on one thread (as the app does by default).
+The baseline of ``ppo_zoo.py --suite recurrent``, which starts this script in a process of
+its own. The settings are those of the zoo's published models (CartPoleNoVel-v1: the
+configuration stored with ``sb3/ppo_lstm-CartPoleNoVel-v1``, which also normalises
+observations; PendulumNoVel-v1: ``hyperparams/ppo_lstm.yml``, zoo 2.x, with sb3-contrib's
+``MlpLstmPolicy`` defaults); the velocity-free environments remove the entries the zoo's
+``NoVel`` variants hide (the same ones as this project's ``task.hide_observations``), with
+Gymnasium's ``TransformObservation``; torch runs on one thread (as the app does by default).
 
     python benchmarks/sb3_recurrent.py --env CartPole-v1 --steps 100000 --seed 0 --result r.json
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +25,13 @@ import gymnasium
 import numpy as np
 import torch
 from sb3_contrib import RecurrentPPO
+from sb3_zoo import linear
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize
 
 HIDDEN = {"CartPole-v1": [1, 3], "Pendulum-v1": [2]}
 """The entries the zoo's velocity-free variants hide, by environment."""
-
-
-def linear(initial: float) -> Callable[[float], float]:
-    """The zoo's ``lin_<initial>``: from ``initial`` at the start to 0 at the end."""
-    return lambda progress_remaining: progress_remaining * initial
 
 
 ZOO: dict[str, dict[str, Any]] = {
