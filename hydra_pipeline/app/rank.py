@@ -130,8 +130,11 @@ def train_seed_batch(
             raise ConfigError(error.message_at("")) from None
     with _stop_requested_by_signals(runners):
         summaries = batch.run()
+    for output_dir in output_dirs:
+        draw_run_curves(output_dir)
+    in_sweep = "sweep_dir" in info.job  # as for one run: only a sweep reads the objective
     return [
-        objective_value(summary.to_dict(), cfg.objective)
+        objective_value(summary.to_dict(), cfg.objective, warn=in_sweep)
         for summary, cfg in zip(summaries, configs, strict=True)
     ]
 
