@@ -52,15 +52,33 @@ def test_per_step_benchmark_quick_run_prints_a_ratio(script: str, row: str) -> N
     assert re.search(rf"{re.escape(row)} .* \d+\.\d{{3}} ", output), output
 
 
-def test_the_docs_ppo_table_is_the_scripts_output() -> None:
-    """docs/benchmarks.md holds, between its markers, exactly what ppo_zoo.py prints for the
-    runs saved in benchmarks/results/ppo_zoo.json: the table was pasted, not edited."""
+@pytest.mark.parametrize(
+    ("suite", "results", "page", "rows"),
+    [
+        (
+            "ppo",
+            "ppo_zoo.json",
+            "benchmarks.md",
+            ["| Pendulum-v1 (100k) | 0-4 |", "| MountainCarContinuous-v0 (20k) | 0-4 |"],
+        ),
+        (
+            "recurrent",
+            "ppo_zoo_recurrent.json",
+            "guides/memory.md",
+            ["| CartPoleNoVel-v1 (100k) |"],
+        ),
+    ],
+)
+def test_the_docs_tables_are_the_scripts_output(
+    suite: str, results: str, page: str, rows: list[str]
+) -> None:
+    """The documentation holds, between its markers, exactly what ppo_zoo.py prints for the
+    runs saved in benchmarks/results/: the tables were pasted, not edited."""
     result = subprocess.run(
         [
             sys.executable,
             str(ROOT / "benchmarks" / "ppo_zoo.py"),
-            "--json",
-            str(ROOT / "benchmarks" / "results" / "ppo_zoo.json"),
+            *("--suite", suite, "--json", str(ROOT / "benchmarks" / "results" / results)),
             "--table-only",
         ],
         cwd=ROOT,
@@ -70,12 +88,13 @@ def test_the_docs_ppo_table_is_the_scripts_output() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    begin, end = "<!-- ppo_zoo.py table: begin -->", "<!-- ppo_zoo.py table: end -->"
+    name = "ppo_zoo.py" if suite == "ppo" else f"ppo_zoo.py {suite}"
+    begin, end = f"<!-- {name} table: begin -->", f"<!-- {name} table: end -->"
     printed = result.stdout[result.stdout.index(begin) : result.stdout.index(end) + len(end)]
-    page = (ROOT / "docs" / "benchmarks.md").read_text()
-    assert page[page.index(begin) : page.index(end) + len(end)] == printed
-    assert "| Pendulum-v1 (100k) | 0-4 |" in printed
-    assert "| MountainCarContinuous-v0 (20k) | 0-4 |" in printed
+    text = (ROOT / "docs" / page).read_text()
+    assert text[text.index(begin) : text.index(end) + len(end)] == printed
+    for row in rows:
+        assert row in printed
 
 
 def test_minigrid_presets_quick_run_trains_evaluates_and_tabulates(tmp_path: Path) -> None:
