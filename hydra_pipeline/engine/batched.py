@@ -36,7 +36,7 @@ from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.protocol import ActorCriticOutput, has_memory
 from hydra_pipeline.pipeline import PipelineStage, StageComponent
-from hydra_pipeline.tasks.observations import Observations
+from hydra_pipeline.tasks.observations import Observations, stack_observations
 
 __all__ = [
     "MemberUpdate",
@@ -203,7 +203,7 @@ class StackedModels:
     def outputs(self, observations: Sequence[Observations]) -> list[ActorCriticOutput]:
         """Each member's output on its own batch of ``observations`` (equally many each), in
         one call of the architecture for all members."""
-        stacked = _stack_observations(observations)
+        stacked = stack_observations(observations)
         distribution_tensors, values = torch.vmap(self._member_output)(self.parameters, stacked)
         assert self.distribution_type is not None  # set by the call
         kind = self.distribution_type
@@ -250,17 +250,6 @@ def _distribution(kind: type, tensors: Mapping[str, Tensor]) -> Any:
     distribution: Any = object.__new__(kind)
     vars(distribution).update(tensors)
     return distribution
-
-
-def _stack_observations(observations: Sequence[Observations]) -> Observations:
-    """Members' observation batches stacked along a new first (member) axis."""
-    first = observations[0]
-    if isinstance(first, Tensor):
-        return torch.stack([batch for batch in observations if isinstance(batch, Tensor)])
-    return {
-        key: torch.stack([batch[key] for batch in observations if isinstance(batch, dict)])
-        for key in first
-    }
 
 
 class RandomStreams:

@@ -35,6 +35,7 @@ __all__ = [
     "map_observations",
     "num_observations",
     "observation_space_of",
+    "stack_observations",
     "visible_entries",
     "zeros_for",
 ]
@@ -177,12 +178,23 @@ def assign_observations(target: Observations, index: Any, source: Observations) 
 
 def concatenate_observations(batches: Sequence[Observations]) -> Observations:
     """The batches joined along their first dimension."""
+    return _joined(batches, torch.cat)
+
+
+def stack_observations(batches: Sequence[Observations]) -> Observations:
+    """The batches stacked along a new first dimension (all of the same shape)."""
+    return _joined(batches, torch.stack)
+
+
+def _joined(
+    batches: Sequence[Observations], join: Callable[[list[Tensor]], Tensor]
+) -> Observations:
+    """``join`` applied to the batches' tensors (each key's, for ``Dict`` observations)."""
     first = batches[0]
     if isinstance(first, Tensor):
-        return torch.cat([batch for batch in batches if isinstance(batch, Tensor)])
+        return join([batch for batch in batches if isinstance(batch, Tensor)])
     return {
-        key: torch.cat([batch[key] for batch in batches if isinstance(batch, dict)])
-        for key in first
+        key: join([batch[key] for batch in batches if isinstance(batch, dict)]) for key in first
     }
 
 
