@@ -32,12 +32,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["gru_layer", "lstm_layer"]
+__all__ = ["gru_layer", "gru_step", "lstm_layer", "lstm_step"]
 
 
 class _GRULayer(torch.autograd.Function):
     """A group of GRU layers over a sequence with resets (PyTorch's formulation: gates ``r, z,
-    n``, ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = (1 - z) * n + z * h``)."""
+    n``, ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = (1 - z) * n + z * h``).
+
+    What the products over all steps read (the states, the gates' gradients) is kept
+    group-major, ``(group, steps, batch, ...)`` like the inputs, so each member's steps are
+    one matrix with no copy; what only the steps read (the gates) is kept step-major, each
+    step's slice in one piece.
+    """
 
     @staticmethod
     def forward(
@@ -54,95 +60,80 @@ class _GRULayer(torch.autograd.Function):
         hidden = state.shape[2]
         projected = _projected(inputs, weight_ih, bias_ih)
         recurrent, recurrent_bias = weight_hh.transpose(1, 2), bias_hh.unsqueeze(1)
-        outputs = inputs.new_empty(steps, group, batch, hidden)
+        # states[:, t]: the state before step t (before its reset); states[:, t + 1]: the
+        # step's output. The outputs are a view of it.
+        states = inputs.new_empty(group, steps + 1, batch, hidden)
+        states[:, 0] = state
         hidden_gates = inputs.new_empty(steps, group, batch, 3 * hidden)  # W_h h + b_h
         reset_update = inputs.new_empty(steps, group, batch, 2 * hidden)  # r, z
         candidates = inputs.new_empty(steps, group, batch, hidden)  # n
-        first = state
-        for x, h, rz, candidate, out, kept, resets in zip(
-            projected.unbind(0),
-            hidden_gates.unbind(0),
-            reset_update.unbind(0),
-            candidates.unbind(0),
-            outputs.unbind(0),
-            keep.unbind(0),
-            _resetting_steps(keep),
-            strict=True,
-        ):
-            if resets:
-                state = state * kept
+        for step, (kept, resets) in enumerate(zip(keep, _resetting_steps(keep), strict=True)):
+            state = states[:, step] * kept if resets else states[:, step]
+            x, h, rz = projected[:, step], hidden_gates[step], reset_update[step]
             torch.baddbmm(recurrent_bias, state, recurrent, out=h)
             torch.add(x[..., : 2 * hidden], h[..., : 2 * hidden], out=rz).sigmoid_()
-            torch.addcmul(
-                x[..., 2 * hidden :], rz[..., :hidden], h[..., 2 * hidden :], out=candidate
-            )
-            candidate.tanh_()
-            state = torch.lerp(candidate, state, rz[..., hidden:], out=out)
+            candidate = candidates[step]
+            torch.addcmul(x[..., 2 * hidden :], rz[..., :hidden], h[..., 2 * hidden :], out=candidate)
+            torch.lerp(candidate.tanh_(), state, rz[..., hidden:], out=states[:, step + 1])
         ctx.save_for_backward(
-            inputs,
-            first,
-            keep,
-            weight_ih,
-            weight_hh,
-            outputs,
-            reset_update,
-            candidates,
-            hidden_gates,
+            inputs, keep, weight_ih, weight_hh, states, reset_update, candidates, hidden_gates
         )
-        return outputs.transpose(0, 1), state.clone()
+        return states[:, 1:], states[:, -1].clone()
 
     @staticmethod
     def backward(
         ctx: Any, grad_outputs: Tensor | None, grad_state: Tensor | None
     ) -> tuple[Tensor | None, ...]:
-        inputs, first, keep, weight_ih, weight_hh, outputs, reset_update, candidates, gates_h = (
+        inputs, keep, weight_ih, weight_hh, states, reset_update, candidates, gates_h = (
             ctx.saved_tensors
         )
-        steps, group, batch, hidden = outputs.shape
-        previous = _previous_states(first, outputs, keep)
+        steps, group, batch, hidden = candidates.shape
+        previous = states[:, :-1] * keep  # each step's state after its reset, group-major
         reset, update = reset_update[..., :hidden], reset_update[..., hidden:]
         # The derivatives of each gate's pre-activation with respect to the step's output
-        # state, computed for all steps at once: the reverse loop only scales them.
-        to_candidate = (1 - update) * (1 - candidates * candidates)
-        factors = torch.stack(
-            (
-                to_candidate * gates_h[..., 2 * hidden :] * reset * (1 - reset),
-                (previous - candidates) * update * (1 - update),
-                to_candidate * reset,
-            ),
-            dim=3,
-        )
-        step_grads = _step_major(grad_outputs, outputs)
-        grad_hidden_gates = inputs.new_empty(steps, group, batch, 3, hidden)
-        grad_steps = inputs.new_empty(steps, group, batch, hidden)
+        # state, for all steps at once (step-major): the reverse loop only scales them.
+        to_candidate = (1 - update).mul_(1 - candidates * candidates)
+        factors = inputs.new_empty(steps, group, batch, 3, hidden)
+        reset_factor, update_factor, candidate_factor = factors.unbind(3)
+        torch.mul(to_candidate, reset, out=candidate_factor)
+        torch.mul(candidate_factor, gates_h[..., 2 * hidden :], out=reset_factor).mul_(1 - reset)
+        torch.sub(previous.transpose(0, 1), candidates, out=update_factor)
+        update_factor.mul_(update).mul_(1 - update)
+        # Each step's output-state gradient, and the hidden gates' pre-activation gradients
+        # (group-major).
+        grad_steps = inputs.new_empty(group, steps, batch, hidden)
+        grad_gates = inputs.new_empty(group, steps, batch, 3, hidden)
         grad = grad_state if grad_state is not None else inputs.new_zeros(group, batch, hidden)
-        for out_grad, step_grad, gates, factor, kept_update, kept, resets in zip(
-            step_grads.unbind(0)[::-1],
-            grad_steps.unbind(0)[::-1],
-            grad_hidden_gates.unbind(0)[::-1],
-            factors.unbind(0)[::-1],
-            update.unbind(0)[::-1],
-            keep.unbind(0)[::-1],
-            _resetting_steps(keep)[::-1],
-            strict=True,
-        ):
-            grad = torch.add(grad, out_grad, out=step_grad)
-            torch.mul(grad.unsqueeze(2), factor, out=gates)
+        step_grads = _step_grads(grad_outputs, states)
+        resets = _resetting_steps(keep)
+        for step in reversed(range(steps)):
+            grad = torch.add(grad, step_grads[:, step], out=grad_steps[:, step])
+            gates = torch.mul(grad.unsqueeze(2), factors[step], out=grad_gates[:, step])
             grad = torch.baddbmm(
-                grad * kept_update, gates.view(group, batch, 3 * hidden), weight_hh
+                grad * update[step], gates.view(group, batch, 3 * hidden), weight_hh
             )
-            if resets:
-                grad.mul_(kept)
-        grad_input_gates = grad_hidden_gates.clone()
-        grad_input_gates[..., 2, :] = grad_steps * to_candidate
-        flat_input = _group_major(grad_input_gates, 3 * hidden)
-        flat_hidden = _group_major(grad_hidden_gates, 3 * hidden)
-        return _gru_gradients(inputs, flat_input, flat_hidden, previous, weight_ih, grad)
+            if resets[step]:
+                grad.mul_(keep[step])
+        flat_gates = grad_gates.view(group, steps * batch, 3 * hidden)
+        grad_weight_hh = flat_gates.transpose(1, 2) @ previous.view(group, -1, hidden)
+        grad_bias_hh = flat_gates.sum(1)
+        # The input gates' gradients are the hidden gates' but for n's, which r does not scale.
+        torch.mul(grad_steps, to_candidate.transpose(0, 1), out=grad_gates[..., 2, :])
+        grad_inputs, grad_weight_ih = _input_gradients(inputs, flat_gates, weight_ih)
+        return (
+            grad_inputs,
+            grad,
+            None,
+            grad_weight_ih,
+            grad_weight_hh,
+            flat_gates.sum(1),
+            grad_bias_hh,
+        )
 
 
 class _LSTMLayer(torch.autograd.Function):
     """A group of LSTM layers over a sequence with resets (PyTorch's formulation: gates ``i, f,
-    g, o``, ``c' = f * c + i * g``, ``h' = o * tanh(c')``)."""
+    g, o``, ``c' = f * c + i * g``, ``h' = o * tanh(c')``), laid out as :class:`_GRULayer`."""
 
     @staticmethod
     def forward(
@@ -161,22 +152,17 @@ class _LSTMLayer(torch.autograd.Function):
         # Both biases add to every step's pre-activations: one addition, in the projection.
         projected = _projected(inputs, weight_ih, bias_ih + bias_hh)
         recurrent = weight_hh.transpose(1, 2)
-        outputs = inputs.new_empty(steps, group, batch, hidden)
+        # As the GRU's states: [:, t] before step t (before its reset), [:, t + 1] after it.
+        states = inputs.new_empty(group, steps + 1, batch, hidden)
+        states[:, 0] = state
+        cells = inputs.new_empty(steps + 1, group, batch, hidden)
+        cells[0] = cell
         activations = inputs.new_empty(steps, group, batch, 4 * hidden)  # i, f, g, o
-        cells = inputs.new_empty(steps, group, batch, hidden)
-        first, first_cell = state, cell
-        for x, gates, out, new_cell, kept, resets in zip(
-            projected.unbind(0),
-            activations.unbind(0),
-            outputs.unbind(0),
-            cells.unbind(0),
-            keep.unbind(0),
-            _resetting_steps(keep),
-            strict=True,
-        ):
+        for step, (kept, resets) in enumerate(zip(keep, _resetting_steps(keep), strict=True)):
+            state, cell = states[:, step], cells[step]
             if resets:
                 state, cell = state * kept, cell * kept
-            torch.baddbmm(x, state, recurrent, out=gates)
+            gates = torch.baddbmm(projected[:, step], state, recurrent, out=activations[step])
             gates[..., : 2 * hidden].sigmoid_()
             gates[..., 2 * hidden : 3 * hidden].tanh_()
             gates[..., 3 * hidden :].sigmoid_()
@@ -184,13 +170,11 @@ class _LSTMLayer(torch.autograd.Function):
                 cell * gates[..., hidden : 2 * hidden],
                 gates[..., :hidden],
                 gates[..., 2 * hidden : 3 * hidden],
-                out=new_cell,
+                out=cells[step + 1],
             )
-            state = torch.mul(gates[..., 3 * hidden :], cell.tanh(), out=out)
-        ctx.save_for_backward(
-            inputs, first, first_cell, keep, weight_ih, weight_hh, outputs, activations, cells
-        )
-        return outputs.transpose(0, 1), state.clone(), cell.clone()
+            torch.mul(gates[..., 3 * hidden :], cell.tanh(), out=states[:, step + 1])
+        ctx.save_for_backward(inputs, keep, weight_ih, weight_hh, states, activations, cells)
+        return states[:, 1:], states[:, -1].clone(), cells[-1].clone()
 
     @staticmethod
     def backward(
@@ -199,16 +183,14 @@ class _LSTMLayer(torch.autograd.Function):
         grad_state: Tensor | None,
         grad_cell: Tensor | None,
     ) -> tuple[Tensor | None, ...]:
-        inputs, first, first_cell, keep, weight_ih, weight_hh, outputs, activations, cells = (
-            ctx.saved_tensors
-        )
-        steps, group, batch, hidden = outputs.shape
-        previous = _previous_states(first, outputs, keep)
-        previous_cells = _previous_states(first_cell, cells, keep)
+        inputs, keep, weight_ih, weight_hh, states, activations, cells = ctx.saved_tensors
+        previous = states[:, :-1] * keep  # each step's state after its reset, group-major
+        previous_cells = cells[:-1] * keep.unsqueeze(1)  # and cell, step-major
+        steps, group, batch, hidden = previous_cells.shape
         in_gate, forget, candidate, out_gate = activations.view(
             steps, group, batch, 4, hidden
         ).unbind(3)
-        tanh_cells = cells.tanh()
+        tanh_cells = cells[1:].tanh()
         # Per unit of the step's output-state gradient: the output gate's pre-activation and
         # the cell; per unit of the cell's gradient: the other three gates' pre-activations.
         to_out_gate = tanh_cells * out_gate * (1 - out_gate)
@@ -221,32 +203,24 @@ class _LSTMLayer(torch.autograd.Function):
             ),
             dim=3,
         )
-        step_grads = _step_major(grad_outputs, outputs)
-        grad_gates = inputs.new_empty(steps, group, batch, 4, hidden)
+        grad_gates = inputs.new_empty(group, steps, batch, 4, hidden)  # group-major
         zeros = inputs.new_zeros(group, batch, hidden)
         grad = grad_state if grad_state is not None else zeros
         grad_c = grad_cell if grad_cell is not None else zeros
-        for out_grad, gates, factor, out_factor, cell_factor, kept_forget, kept, resets in zip(
-            step_grads.unbind(0)[::-1],
-            grad_gates.unbind(0)[::-1],
-            cell_factors.unbind(0)[::-1],
-            to_out_gate.unbind(0)[::-1],
-            to_cell.unbind(0)[::-1],
-            forget.unbind(0)[::-1],
-            keep.unbind(0)[::-1],
-            _resetting_steps(keep)[::-1],
-            strict=True,
-        ):
-            grad = grad + out_grad
-            grad_c = torch.addcmul(grad_c, grad, cell_factor)
-            torch.mul(grad_c.unsqueeze(2), factor, out=gates[..., :3, :])
-            torch.mul(grad, out_factor, out=gates[..., 3, :])
+        step_grads = _step_grads(grad_outputs, states)
+        resets = _resetting_steps(keep)
+        for step in reversed(range(steps)):
+            gates = grad_gates[:, step]
+            grad = grad + step_grads[:, step]
+            grad_c = torch.addcmul(grad_c, grad, to_cell[step])
+            torch.mul(grad_c.unsqueeze(2), cell_factors[step], out=gates[..., :3, :])
+            torch.mul(grad, to_out_gate[step], out=gates[..., 3, :])
             grad = torch.bmm(gates.view(group, batch, 4 * hidden), weight_hh)
-            grad_c = grad_c * kept_forget
-            if resets:
-                grad.mul_(kept)
-                grad_c.mul_(kept)
-        flat = _group_major(grad_gates, 4 * hidden)
+            grad_c = grad_c * forget[step]
+            if resets[step]:
+                grad.mul_(keep[step])
+                grad_c.mul_(keep[step])
+        flat = grad_gates.view(group, steps * batch, 4 * hidden)
         bias = flat.sum(1)
         grad_inputs, grad_weight_ih = _input_gradients(inputs, flat, weight_ih)
         return (
@@ -255,19 +229,27 @@ class _LSTMLayer(torch.autograd.Function):
             grad_c,
             None,
             grad_weight_ih,
-            flat.transpose(1, 2) @ _group_major(previous, hidden),
+            flat.transpose(1, 2) @ previous.view(group, -1, hidden),
             bias,
             bias.clone(),
         )
 
 
 def _projected(inputs: Tensor, weight_ih: Tensor, bias: Tensor) -> Tensor:
-    """Every step's input projection ``W_i x + b``, step-major: ``(steps, group, batch,
-    gates)``, as one batched product."""
+    """Every step's input projection ``W_i x + b``, group-major like the inputs: ``(group,
+    steps, batch, gates)``, as one batched product."""
     group, steps, batch, features = inputs.shape
     flat = inputs.reshape(group, steps * batch, features)
     projected = torch.baddbmm(bias.unsqueeze(1), flat, weight_ih.transpose(1, 2))
-    return projected.view(group, steps, batch, -1).transpose(0, 1)
+    return projected.view(group, steps, batch, -1)
+
+
+def _step_grads(grad_outputs: Tensor | None, states: Tensor) -> Tensor:
+    """The gradient of the outputs (zeros when they have none): ``(group, steps, batch,
+    hidden)``, like the outputs, a view of ``states`` without its first step."""
+    if grad_outputs is None:
+        return states.new_zeros(1).expand_as(states[:, 1:])
+    return grad_outputs
 
 
 def _resetting_steps(keep: Tensor) -> list[bool]:
@@ -276,51 +258,11 @@ def _resetting_steps(keep: Tensor) -> list[bool]:
     return resets
 
 
-def _previous_states(first: Tensor, outputs: Tensor, keep: Tensor) -> Tensor:
-    """Each step's state before it, after its reset (step-major): the first state, then each
-    output."""
-    return torch.cat((first.unsqueeze(0), outputs[:-1])) * keep.unsqueeze(1)
-
-
-def _step_major(grad_outputs: Tensor | None, outputs: Tensor) -> Tensor:
-    """The outputs' gradient, step-major like ``outputs`` (zeros when there is none)."""
-    if grad_outputs is None:
-        return torch.zeros_like(outputs)
-    return grad_outputs.transpose(0, 1)
-
-
-def _group_major(tensor: Tensor, size: int) -> Tensor:
-    """A step-major ``(steps, group, batch, ...)`` tensor as ``(group, steps * batch, size)``."""
-    return tensor.transpose(0, 1).reshape(tensor.shape[1], -1, size)
-
-
 def _input_gradients(inputs: Tensor, flat: Tensor, weight_ih: Tensor) -> tuple[Tensor, Tensor]:
     """The gradients of the inputs and of the input weights, from the gradient ``flat``
     ``(group, steps * batch, gates)`` of the input projections."""
     flat_inputs = inputs.reshape(inputs.shape[0], -1, inputs.shape[3])
     return (flat @ weight_ih).view_as(inputs), flat.transpose(1, 2) @ flat_inputs
-
-
-def _gru_gradients(
-    inputs: Tensor,
-    flat_input: Tensor,
-    flat_hidden: Tensor,
-    previous: Tensor,
-    weight_ih: Tensor,
-    grad_state: Tensor,
-) -> tuple[Tensor | None, ...]:
-    """The GRU layer's gradients, in the order of its forward's arguments."""
-    hidden = previous.shape[-1]
-    grad_inputs, grad_weight_ih = _input_gradients(inputs, flat_input, weight_ih)
-    return (
-        grad_inputs,
-        grad_state,
-        None,
-        grad_weight_ih,
-        flat_hidden.transpose(1, 2) @ _group_major(previous, hidden),
-        flat_input.sum(1),
-        flat_hidden.sum(1),
-    )
 
 
 def gru_layer(
@@ -344,3 +286,36 @@ def lstm_layer(
         inputs, state, cell, keep, *weights
     )
     return outputs, final, final_cell
+
+
+def gru_step(inputs: Tensor, state: Tensor, weights: tuple[Tensor, ...]) -> Tensor:
+    """One step of a group of GRU layers (acting): the new state ``(group, batch, hidden)``
+    from ``inputs`` ``(group, batch, features)`` and ``state``, in plain tensor operations
+    that autograd records (``weights`` as for :func:`gru_layer`)."""
+    weight_ih, weight_hh, bias_ih, bias_hh = weights
+    hidden = state.shape[2]
+    x = torch.baddbmm(bias_ih.unsqueeze(1), inputs, weight_ih.transpose(1, 2))
+    h = torch.baddbmm(bias_hh.unsqueeze(1), state, weight_hh.transpose(1, 2))
+    reset_update = torch.sigmoid(x[..., : 2 * hidden] + h[..., : 2 * hidden])
+    candidate = torch.tanh(
+        torch.addcmul(x[..., 2 * hidden :], reset_update[..., :hidden], h[..., 2 * hidden :])
+    )
+    return torch.lerp(candidate, state, reset_update[..., hidden:])
+
+
+def lstm_step(
+    inputs: Tensor, state: Tensor, cell: Tensor, weights: tuple[Tensor, ...]
+) -> tuple[Tensor, Tensor]:
+    """One step of a group of LSTM layers (acting): the new state and cell, as
+    :func:`gru_step` does it."""
+    weight_ih, weight_hh, bias_ih, bias_hh = weights
+    hidden = state.shape[2]
+    projected = torch.baddbmm((bias_ih + bias_hh).unsqueeze(1), inputs, weight_ih.transpose(1, 2))
+    gates = torch.baddbmm(projected, state, weight_hh.transpose(1, 2))
+    in_forget = torch.sigmoid(gates[..., : 2 * hidden])
+    cell = torch.addcmul(
+        in_forget[..., hidden:] * cell,
+        in_forget[..., :hidden],
+        torch.tanh(gates[..., 2 * hidden : 3 * hidden]),
+    )
+    return torch.sigmoid(gates[..., 3 * hidden :]) * torch.tanh(cell), cell
