@@ -3,8 +3,9 @@
 The model carries memory (see :mod:`hydra_pipeline.models.protocol`): acting feeds it one step
 at a time, and updates replay a rollout's sequences through the same core, resetting the
 memory where episodes start. On the CPU a replay runs each core layer over the whole sequence
-in one loop (:mod:`hydra_pipeline.models.scan`); acting, and every call on a GPU, use the
-library's kernels, once per stretch of steps without an episode start.
+in one loop, and acting steps it once, the actor's and critic's cores together
+(:mod:`hydra_pipeline.models.scan`); every call on a GPU uses the library's kernels, once per
+stretch of steps without an episode start.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from hydra_pipeline.models.encoders import make_encoder
 from hydra_pipeline.models.heads import Exploration, action_distribution, exploration_parameters
 from hydra_pipeline.models.mlp import ACTIVATIONS, orthogonal_gains, perceptron
 from hydra_pipeline.models.protocol import ActorCriticOutput, reset_memory
-from hydra_pipeline.models.scan import gru_layer, lstm_layer
+from hydra_pipeline.models.scan import gru_layer, gru_step, lstm_layer, lstm_step
 from hydra_pipeline.tasks.observations import Observations, ObservationSpace
 from hydra_pipeline.tasks.protocol import ActionSpace, as_action_space
 
@@ -104,9 +105,8 @@ class RecurrentTower(nn.Module):
         self, features: Tensor, memory: Tensor, episode_starts: Tensor
     ) -> tuple[Tensor, Tensor]:
         """The core over ``features`` ``(steps, batch, inputs)``, each stretch of steps in
-        which no episode starts with one call of the library's fused kernels (one call when
-        acting), resetting memory where the next stretch starts: the outputs and the memory
-        after them."""
+        which no episode starts with one call of the library's fused kernels, resetting
+        memory where the next stretch starts: the outputs and the memory after them."""
         steps = features.shape[0]
         bounds = [0, steps]
         if steps > 1:
@@ -284,22 +284,24 @@ def run_towers(
     ``(steps * batch, hidden_size)``, and their memory after them (the towers' rows one after
     the other, as ``memory`` holds them).
 
-    Replaying several steps on the CPU, the towers' cores run together through the scan
-    layers (:mod:`hydra_pipeline.models.scan`), except for LSTMs whose sequences have few
+    On the CPU the towers' cores run together (:mod:`hydra_pipeline.models.scan`): a replay
+    of several steps through the scan layers, except for LSTMs whose sequences have few
     stretches without an episode start (the library's LSTM runs on oneDNN's fused kernel
-    there, its GRU does not); acting (one step) and a GPU take the library's kernels.
+    there, its GRU does not), and acting (one step) through the one-step cells. A GPU takes
+    the library's kernels.
     """
     steps, batch = episode_starts.shape
     rows = towers[0].memory_rows
-    memories = [memory[:, index * rows : (index + 1) * rows] for index in range(len(towers))]
     features = [tower.encoder(observations).view(steps, batch, -1) for tower in towers]
     if _scans(towers[0], episode_starts, features[0].device):
-        stacked = (torch.stack(features), torch.stack(memories))
-        outputs, memory = _scan(towers, *stacked, episode_starts)
+        memories = memory.reshape(batch, len(towers), rows, -1).transpose(0, 1)
+        outputs, memory = _scan(towers, torch.stack(features), memories, episode_starts)
         return list(outputs.flatten(1, 2).unbind(0)), memory
     results = [
         tower.stretches(tower_features, tower_memory, episode_starts)
-        for tower, tower_features, tower_memory in zip(towers, features, memories, strict=True)
+        for tower, tower_features, tower_memory in zip(
+            towers, features, torch.split(memory, rows, dim=1), strict=True
+        )
     ]
     return [output.flatten(0, 1) for output, _ in results], torch.cat(
         [tower_memory for _, tower_memory in results], dim=1
@@ -309,9 +311,9 @@ def run_towers(
 def _scans(tower: RecurrentTower, episode_starts: Tensor, device: torch.device) -> bool:
     """Whether the scan is the faster path (see :func:`run_towers`)."""
     steps = episode_starts.shape[0]
-    if steps == 1 or device.type != "cpu":
+    if device.type != "cpu":
         return False
-    if not tower.is_lstm:
+    if steps == 1 or not tower.is_lstm:
         return True
     stretches = 1 + int(episode_starts[1:].any(dim=1).sum())
     return stretches > steps // _LSTM_STRETCHES_PER_STEP
@@ -324,25 +326,34 @@ def _scan(
     towers: Sequence[RecurrentTower], features: Tensor, memories: Tensor, episode_starts: Tensor
 ) -> tuple[Tensor, Tensor]:
     """The towers' cores over the whole sequences, layer after layer, each layer of every
-    tower in one scan: ``features`` ``(towers, steps, batch, inputs)`` and ``memories``
-    ``(towers, batch, rows, hidden)`` in; the outputs ``(towers, steps, batch, hidden)`` and
-    the memory ``(batch, towers * rows, hidden)`` out."""
+    tower in one scan (one cell update, for a single step): ``features`` ``(towers, steps,
+    batch, inputs)`` and ``memories`` ``(towers, batch, rows, hidden)`` in; the outputs
+    ``(towers, steps, batch, hidden)`` and the memory ``(batch, towers * rows, hidden)`` out."""
     keep = episode_starts.logical_not().unsqueeze(-1).to(features.dtype)
     layers, is_lstm = towers[0].num_layers, towers[0].is_lstm
     states: list[Tensor] = []
     cells: list[Tensor] = []
     outputs = features
+    one_step = episode_starts.shape[0] == 1
     for layer in range(layers):
         weights = tuple(
             torch.stack([getattr(tower.core, f"{name}_l{layer}") for tower in towers])
             for name in _LAYER_WEIGHTS
         )
+        state = memories[:, :, layer]
         if is_lstm:
             cell = memories[:, :, layers + layer]
-            outputs, state, cell = lstm_layer(outputs, memories[:, :, layer], cell, keep, weights)
+            if one_step:
+                state, cell = lstm_step(outputs[:, 0], state * keep[0], cell * keep[0], weights)
+                outputs = state.unsqueeze(1)
+            else:
+                outputs, state, cell = lstm_layer(outputs, state, cell, keep, weights)
             cells.append(cell)
+        elif one_step:
+            state = gru_step(outputs[:, 0], state * keep[0], weights)
+            outputs = state.unsqueeze(1)
         else:
-            outputs, state = gru_layer(outputs, memories[:, :, layer], keep, weights)
+            outputs, state = gru_layer(outputs, state, keep, weights)
         states.append(state)
     memory = torch.stack(states + cells, dim=2)  # (towers, batch, rows, hidden)
     return outputs, memory.transpose(0, 1).flatten(1, 2)

@@ -20,6 +20,9 @@ order), stacked over the group, so a model keeps the library's modules for its p
 checkpoints. On the layers' own inputs, outputs equal the library's (up to float rounding), and
 so do gradients (``torch.autograd.gradcheck`` holds in float64; see the tests).
 
+Acting takes one step at a time, where a hand-written backward pass gains nothing:
+:func:`gru_step` and :func:`lstm_step` step a group the same way in plain tensor operations.
+
 Shapes: ``inputs`` ``(group, steps, batch, features)``, ``keep`` ``(steps, batch, 1)`` (0 where
 an episode starts at that step: every member's state is zeroed before the step; 1 elsewhere),
 states ``(group, batch, hidden)``, weights ``(group, ...)`` (each member's layer's).
@@ -72,8 +75,9 @@ class _GRULayer(torch.autograd.Function):
             x, h, rz = projected[:, step], hidden_gates[step], reset_update[step]
             torch.baddbmm(recurrent_bias, state, recurrent, out=h)
             torch.add(x[..., : 2 * hidden], h[..., : 2 * hidden], out=rz).sigmoid_()
-            candidate = candidates[step]
-            torch.addcmul(x[..., 2 * hidden :], rz[..., :hidden], h[..., 2 * hidden :], out=candidate)
+            candidate = torch.addcmul(
+                x[..., 2 * hidden :], rz[..., :hidden], h[..., 2 * hidden :], out=candidates[step]
+            )
             torch.lerp(candidate.tanh_(), state, rz[..., hidden:], out=states[:, step + 1])
         ctx.save_for_backward(
             inputs, keep, weight_ih, weight_hh, states, reset_update, candidates, hidden_gates

@@ -10,7 +10,7 @@ from torch import nn
 
 from hydra_pipeline.models import RecurrentActorCritic
 from hydra_pipeline.models.recurrent import run_towers
-from hydra_pipeline.models.scan import gru_layer, lstm_layer
+from hydra_pipeline.models.scan import gru_layer, gru_step, lstm_layer, lstm_step
 from hydra_pipeline.tasks import CartPoleTask
 
 STEPS, BATCH, FEATURES, HIDDEN = 7, 3, 5, 4
@@ -120,15 +120,53 @@ class TestLSTM:
         assert torch.autograd.gradcheck(scanned, (x, h, c, *layer_weights(*cores)))
 
 
+class TestOneStep:
+    """The one-step cells that acting runs (a group of layers) equal the library's layers
+    over one step, gradients included."""
+
+    def test_gru_step_equals_torch(self) -> None:
+        torch.manual_seed(0)
+        cores = [nn.GRU(FEATURES, HIDDEN).double() for _ in range(2)]
+        x, h, _ = inputs()
+        xs, hs = torch.stack((x[0], -x[0])), torch.stack((h, 2 * h))
+        stepped = gru_step(xs, hs, layer_weights(*cores))
+        for member, core in enumerate(cores):
+            expected, _ = core(xs[member : member + 1], hs[member : member + 1])
+            torch.testing.assert_close(stepped[member], expected[0])
+        assert torch.autograd.gradcheck(
+            lambda x, h, *w: gru_step(torch.stack((x, -x)), torch.stack((h, 2 * h)), w),
+            (x[0], h, *layer_weights(*cores)),
+        )
+
+    def test_lstm_step_equals_torch(self) -> None:
+        torch.manual_seed(0)
+        cores = [nn.LSTM(FEATURES, HIDDEN).double() for _ in range(2)]
+        x, h, c = inputs()
+        xs, hs, cs = torch.stack((x[0], -x[0])), torch.stack((h, c)), torch.stack((c, h))
+        state, cell = lstm_step(xs, hs, cs, layer_weights(*cores))
+        for member, core in enumerate(cores):
+            memory = (hs[member : member + 1], cs[member : member + 1])
+            _, (expected, expected_cell) = core(xs[member : member + 1], memory)
+            torch.testing.assert_close(state[member], expected[0])
+            torch.testing.assert_close(cell[member], expected_cell[0])
+        assert torch.autograd.gradcheck(
+            lambda x, h, c, *w: lstm_step(
+                torch.stack((x, -x)), torch.stack((h, c)), torch.stack((c, h)), w
+            ),
+            (x[0], h, c, *layer_weights(*cores)),
+        )
+
+
 @pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("separate_critic", [False, True])
+@pytest.mark.parametrize("steps", [12, 1])
 def test_the_model_scans_as_it_steps_through_stretches(
-    rnn_type: str, num_layers: int, separate_critic: bool
+    rnn_type: str, num_layers: int, separate_critic: bool, steps: int
 ) -> None:
-    """On the CPU a replay goes through the scan (the towers together); its outputs, memory
-    and gradients equal those of the library's layers called stretch by stretch, tower by
-    tower (the path of GPUs and acting)."""
+    """On the CPU the towers' cores run together, through the scan for a replay and through
+    the one-step cells when acting; outputs, memory and gradients equal those of the
+    library's layers called stretch by stretch, tower by tower (the path of GPUs)."""
     task = CartPoleTask(4)
     torch.manual_seed(0)
     model = RecurrentActorCritic(
@@ -139,7 +177,7 @@ def test_the_model_scans_as_it_steps_through_stretches(
         separate_critic=separate_critic,
     )
     towers = [model.tower] if model.critic_tower is None else [model.tower, model.critic_tower]
-    steps, batch = 12, 4
+    batch = 4
     observations = torch.randn(steps * batch, *task.observation_shape)
     # Starts at most steps: the LSTM's scan too (few stretches would take its library path).
     starts = torch.rand(steps, batch, generator=torch.Generator().manual_seed(2)) < 0.5
