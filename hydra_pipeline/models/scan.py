@@ -70,15 +70,29 @@ class _GRULayer(torch.autograd.Function):
         hidden_gates = inputs.new_empty(steps, group, batch, 3 * hidden)  # W_h h + b_h
         reset_update = inputs.new_empty(steps, group, batch, 2 * hidden)  # r, z
         candidates = inputs.new_empty(steps, group, batch, hidden)  # n
-        for step, (kept, resets) in enumerate(zip(keep, _resetting_steps(keep), strict=True)):
-            state = states[:, step] * kept if resets else states[:, step]
-            x, h, rz = projected[:, step], hidden_gates[step], reset_update[step]
+        # Every step's views, made before the loop (indexing each one in it costs more).
+        each_step = zip(
+            keep,
+            _resetting_steps(keep),
+            states[:, :-1].unbind(1),
+            states[:, 1:].unbind(1),
+            projected[..., : 2 * hidden].unbind(1),
+            projected[..., 2 * hidden :].unbind(1),
+            hidden_gates.unbind(0),
+            hidden_gates[..., : 2 * hidden].unbind(0),
+            hidden_gates[..., 2 * hidden :].unbind(0),
+            reset_update.unbind(0),
+            reset_update[..., :hidden].unbind(0),
+            reset_update[..., hidden:].unbind(0),
+            candidates.unbind(0),
+            strict=True,
+        )
+        for kept, resets, before, after, x_rz, x_n, h, h_rz, h_n, rz, r, z, candidate in each_step:
+            state = before * kept if resets else before
             torch.baddbmm(recurrent_bias, state, recurrent, out=h)
-            torch.add(x[..., : 2 * hidden], h[..., : 2 * hidden], out=rz).sigmoid_()
-            candidate = torch.addcmul(
-                x[..., 2 * hidden :], rz[..., :hidden], h[..., 2 * hidden :], out=candidates[step]
-            )
-            torch.lerp(candidate.tanh_(), state, rz[..., hidden:], out=states[:, step + 1])
+            torch.add(x_rz, h_rz, out=rz).sigmoid_()
+            torch.addcmul(x_n, r, h_n, out=candidate).tanh_()
+            torch.lerp(candidate, state, z, out=after)
         ctx.save_for_backward(
             inputs, keep, weight_ih, weight_hh, states, reset_update, candidates, hidden_gates
         )
@@ -108,16 +122,24 @@ class _GRULayer(torch.autograd.Function):
         grad_steps = inputs.new_empty(group, steps, batch, hidden)
         grad_gates = inputs.new_empty(group, steps, batch, 3, hidden)
         grad = grad_state if grad_state is not None else inputs.new_zeros(group, batch, hidden)
-        step_grads = _step_grads(grad_outputs, states)
-        resets = _resetting_steps(keep)
-        for step in reversed(range(steps)):
-            grad = torch.add(grad, step_grads[:, step], out=grad_steps[:, step])
-            gates = torch.mul(grad.unsqueeze(2), factors[step], out=grad_gates[:, step])
-            grad = torch.baddbmm(
-                grad * update[step], gates.view(group, batch, 3 * hidden), weight_hh
-            )
-            if resets[step]:
-                grad.mul_(keep[step])
+        each_step = zip(
+            _step_grads(grad_outputs, states).unbind(1),
+            grad_steps.unbind(1),
+            grad_gates.view(group, steps, batch, 3 * hidden).unbind(1),
+            factors.unbind(0),
+            update.unbind(0),
+            keep,
+            _resetting_steps(keep),
+            strict=True,
+        )
+        for out_grad, step_grad, gates, factor, step_update, kept, resets in reversed(
+            list(each_step)
+        ):
+            grad = torch.add(grad, out_grad, out=step_grad)
+            torch.mul(grad.unsqueeze(2), factor, out=gates.view(group, batch, 3, hidden))
+            grad = torch.baddbmm(grad * step_update, gates, weight_hh)
+            if resets:
+                grad.mul_(kept)
         flat_gates = grad_gates.view(group, steps * batch, 3 * hidden)
         grad_weight_hh = flat_gates.transpose(1, 2) @ previous.view(group, -1, hidden)
         grad_bias_hh = flat_gates.sum(1)
