@@ -110,13 +110,17 @@ class _GRULayer(torch.autograd.Function):
         reset, update = reset_update[..., :hidden], reset_update[..., hidden:]
         # The derivatives of each gate's pre-activation with respect to the step's output
         # state, for all steps at once (step-major): the reverse loop only scales them.
-        to_candidate = (1 - update).mul_(1 - candidates * candidates)
+        # (In place where it can: each fresh megabyte costs page faults.)
+        one = candidates.new_ones(())
+        to_candidate = torch.addcmul(one, candidates, candidates, value=-1)  # 1 - n^2
+        to_candidate.addcmul_(to_candidate, update, value=-1)  # times 1 - z
         factors = inputs.new_empty(steps, group, batch, 3, hidden)
         reset_factor, update_factor, candidate_factor = factors.unbind(3)
         torch.mul(to_candidate, reset, out=candidate_factor)
-        torch.mul(candidate_factor, gates_h[..., 2 * hidden :], out=reset_factor).mul_(1 - reset)
-        torch.sub(previous.transpose(0, 1), candidates, out=update_factor)
-        update_factor.mul_(update).mul_(1 - update)
+        torch.mul(candidate_factor, gates_h[..., 2 * hidden :], out=reset_factor)
+        reset_factor.addcmul_(reset_factor, reset, value=-1)  # times 1 - r
+        torch.sub(previous.transpose(0, 1), candidates, out=update_factor).mul_(update)
+        update_factor.addcmul_(update_factor, update, value=-1)  # times 1 - z
         # Each step's output-state gradient, and the hidden gates' pre-activation gradients
         # (group-major).
         grad_steps = inputs.new_empty(group, steps, batch, hidden)
