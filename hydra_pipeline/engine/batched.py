@@ -109,6 +109,7 @@ class StackedModels:
         builder = first.pipeline.optimizer_builder
         self.optimizer: torch.optim.Optimizer = builder(params=list(self.parameters.values()))
         self.distribution_type: type | None = None
+        self._distribution_constants: dict[str, Any] = {}
 
     @staticmethod
     def _trained(learner: Learner) -> dict[str, Tensor]:
@@ -213,10 +214,12 @@ class StackedModels:
         stacked = stack_observations(observations)
         distribution_tensors, values = torch.vmap(self._member_output)(self.parameters, stacked)
         assert self.distribution_type is not None  # set by the call
-        kind = self.distribution_type
+        kind, constants = self.distribution_type, self._distribution_constants
         return [
             ActorCriticOutput(
-                _distribution(kind, {k: v[member] for k, v in distribution_tensors.items()}),
+                _distribution(
+                    kind, {**constants, **{k: v[member] for k, v in distribution_tensors.items()}}
+                ),
                 values[member],
             )
             for member in range(self.count)
@@ -226,22 +229,27 @@ class StackedModels:
         self, parameters: Mapping[str, Tensor], observations: Observations
     ) -> tuple[dict[str, Tensor], Tensor]:
         """One member's output as tensors (under ``vmap``): its distribution's tensors by
-        attribute name, and its values."""
+        attribute name, and its values. The distribution's plain attributes (numbers, such
+        as gSDE's ``sample_freq``) are the architecture's, the same for every member: they
+        are kept aside."""
         output: ActorCriticOutput = torch.func.functional_call(
             self._template, dict(parameters), (observations,)
         )
         distribution = output.distribution
-        tensors = vars(distribution)
-        if not all(isinstance(value, Tensor) for value in tensors.values()):
+        attributes = vars(distribution)
+        tensors = {k: v for k, v in attributes.items() if isinstance(v, Tensor)}
+        constants = {k: v for k, v in attributes.items() if k not in tensors}
+        if not all(isinstance(value, int | float | bool | str) for value in constants.values()):
             raise InvalidArgumentError(
                 "model",
-                "returns an action distribution with attributes other than tensors, which "
-                "seeds trained in one batch cannot split by member yet",
+                "returns an action distribution with attributes other than tensors and "
+                "numbers, which seeds trained in one batch cannot split by member yet",
                 type(distribution).__qualname__,
                 "Train the seeds one after the other: vectorize_seeds=false.",
             )
         self.distribution_type = type(distribution)
-        return dict(tensors), output.values
+        self._distribution_constants = constants
+        return tensors, output.values
 
 
 def _equal(first: Any, second: Any) -> bool:
@@ -251,11 +259,11 @@ def _equal(first: Any, second: Any) -> bool:
     return bool(first == second)
 
 
-def _distribution(kind: type, tensors: Mapping[str, Tensor]) -> Any:
-    """A distribution of class ``kind`` with ``tensors`` as its attributes (a member's slice
-    of a stacked one)."""
+def _distribution(kind: type, attributes: Mapping[str, Any]) -> Any:
+    """A distribution of class ``kind`` with ``attributes`` (a member's slice of a stacked
+    one)."""
     distribution: Any = object.__new__(kind)
-    vars(distribution).update(tensors)
+    vars(distribution).update(attributes)
     return distribution
 
 

@@ -1,7 +1,8 @@
 """Members collecting in lockstep (one forward of all their models per step, their tasks
 stepped together): a member's rollouts do not depend on the members it collects with, bit for
-bit, on the built-in CartPole (joined into one task) and on a Gymnasium task (each stepped on
-its own), and they are its collector's own rollouts up to float32 rounding."""
+bit, on the built-in CartPole (joined into one task) and on Gymnasium tasks (each stepped on
+its own; with gSDE's exploration matrices on Pendulum), and they are its collector's own
+rollouts up to float32 rounding."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from hydra_pipeline import InvalidArgumentError, LinearDecay, PipelineStage
 from hydra_pipeline.engine import Imitation, OnPolicyRunner
 from hydra_pipeline.engine.batched import RandomStreams, StackedModels
 from hydra_pipeline.engine.lockstep import Collecting, MemberTasks, collect_in_step
 from hydra_pipeline.engine.rollout import RolloutStorage
+from hydra_pipeline.models import MLPActorCritic
 from hydra_pipeline.tasks import CartPoleTask, Task
 from hydra_pipeline.tasks.gym import GymTask
 from tests.engine.test_runner import make_pipeline, make_runner
@@ -27,7 +30,16 @@ TASKS: dict[str, Callable[[], Task]] = {
     # A short time limit, so that episodes are cut short (bootstrapped) in the rollouts.
     "cartpole": lambda: CartPoleTask(num_envs=6, max_episode_steps=20),
     "gym": lambda: GymTask("CartPole-v1", num_envs=3),
+    # Continuous actions explored with gSDE: exploration matrices drawn every 4 steps.
+    "gsde": lambda: GymTask("Pendulum-v1", num_envs=2),
 }
+
+
+def gsde_model(task: Task) -> Callable[[nn.Module], nn.Module]:
+    """Replaces a runner's model with a gSDE one for ``task``."""
+    return lambda _: MLPActorCritic(
+        task.observation_shape, task.action_space, (8,), use_sde=True, sde_sample_freq=4
+    )
 
 
 def runner_for(folder: Path, seed: int, kind: str) -> tuple[OnPolicyRunner, RandomStreams]:
@@ -43,7 +55,9 @@ def runner_for(folder: Path, seed: int, kind: str) -> tuple[OnPolicyRunner, Rand
         )
     else:
         pipeline = make_pipeline([PipelineStage(["ppo"], 10_000)], num_steps=NUM_STEPS)
-    runner = make_runner(folder / f"seed_{seed}", pipeline, task=TASKS[kind](), seed=seed)
+    task = TASKS[kind]()
+    wrap = gsde_model(task) if kind == "gsde" else None
+    runner = make_runner(folder / f"seed_{seed}", pipeline, task=task, seed=seed, wrap_model=wrap)
     return runner, RandomStreams()
 
 
