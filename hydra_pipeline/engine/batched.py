@@ -17,6 +17,14 @@ clipping by each member's own norm; one optimizer step over the stacked paramete
 element-wise optimizer (Adam, SGD, RMSprop) stepping stacked parameters steps each member's
 slice exactly as the member's own optimizer would.
 
+Each member's settings stay its own where the shapes allow: its losses and their
+coefficients (clip range, entropy and value coefficients, the stage's loss weights), its
+gradient clip, its discounting (its collector computes its returns) and its learning rate
+(its own schedule steps its own optimizer). Members whose optimizers' settings differ (a
+sweep over learning rates, say) are each stepped by their own optimizer, on their slices of
+the stacked gradients (:meth:`StackedModels.step`): the forward, the losses and the backward
+stay batched.
+
 Only memoryless models, on one process, for now; a loss that stops an update early (PPO's
 ``target_kl``) cannot stop one member alone yet and is refused when it tries.
 """
@@ -124,31 +132,48 @@ class StackedModels:
     # ----------------------------------------------------------------------------------------
     # Members in, members out
 
-    def gather(self) -> None:
-        """Copy the members' weights, optimizer states and learning rates into the stack.
+    def gather(self) -> bool:
+        """Copy the members' weights into the stack and, when their optimizers' settings
+        (learning rates included) are the same, their optimizer states and settings into the
+        stack's optimizer.
+
+        Returns:
+            Whether the stack's optimizer steps every member (settings alike); otherwise each
+            member's own optimizer steps its own weights (see :meth:`step`).
 
         Raises:
-            InvalidArgumentError: The members' optimizers differ in their hyperparameters
-                (learning rates included) or in their step counts.
+            InvalidArgumentError: The members' optimizers, alike in their settings, differ in
+                their step counts.
         """
         groups = [learner.optimizer.param_groups for learner in self.learners]
         settings = [
             [{k: v for k, v in group.items() if k != "params"} for group in member]
             for member in groups
         ]
+        self.pull_weights()
         if any(member != settings[0] for member in settings):
-            raise InvalidArgumentError(
-                "optimizer",
-                "settings (learning rates included) must be the same for every seed trained "
-                "in one batch",
-                settings,
-            )
+            return False
         for group, wanted in zip(self.optimizer.param_groups, settings[0], strict=True):
             group.update(wanted)
-        self.pull_weights()
         for index, name in enumerate(self.names):
             stacked = self.parameters[name]
             self.optimizer.state[stacked] = self._stacked_state(index, stacked)
+        return True
+
+    def step(self, together: bool) -> None:
+        """Step every member on its slices of the stacked gradients: with the stack's
+        optimizer (``together``, see :meth:`gather`), or with each member's own optimizer on
+        its own weights (members whose settings differ: a sweep over learning rates, say),
+        whose new weights are then copied into the stack."""
+        if together:
+            self.optimizer.step()
+            return
+        for member, learner in enumerate(self.learners):
+            for own, name in zip(learner.parameters, self.names, strict=True):
+                gradient = self.parameters[name].grad
+                own.grad = None if gradient is None else gradient[member]
+            learner.optimizer.step()
+        self.pull_weights()
 
     def pull_weights(self) -> None:
         """Copy the members' current weights into the stack (before a forward of all)."""
@@ -186,7 +211,8 @@ class StackedModels:
         )
 
     def scatter(self) -> None:
-        """Copy the stack's weights and optimizer state back into the members'."""
+        """Copy the stack's weights and optimizer state back into the members' (after an
+        update that the stack's optimizer stepped)."""
         with torch.no_grad():
             for index, name in enumerate(self.names):
                 stacked = self.parameters[name]
@@ -351,7 +377,7 @@ def update_members(
     if first is None:
         return
     _check_plans(plans, components)
-    stack.gather()
+    together = stack.gather()
     for epoch in range(first.epochs):
         drawn = []
         for member in members:
@@ -362,8 +388,9 @@ def update_members(
                 )
                 drawn.append(list(split))
         for batches in zip(*drawn, strict=True):
-            _gradient_step(stack, members, batches, plans, epoch)
-    stack.scatter()
+            _gradient_step(stack, members, batches, plans, epoch, together)
+    if together:
+        stack.scatter()
     for member in members:
         member.learner.record_update(member.storage)
 
@@ -396,8 +423,10 @@ def _gradient_step(
     batches: Sequence[Minibatch],
     plans: Sequence[UpdatePlan | None],
     epoch: int,
+    together: bool,
 ) -> None:
-    """One optimizer step of every member on its minibatch of ``batches``."""
+    """One optimizer step of every member on its minibatch of ``batches`` (``together``:
+    with the stack's optimizer, see :meth:`StackedModels.step`)."""
     outputs = stack.outputs([batch.observations for batch in batches])
     total: Tensor | float = 0.0
     for index, (member, batch, output, plan) in enumerate(
@@ -425,7 +454,7 @@ def _gradient_step(
     total.backward()  # type: ignore[no-untyped-call]
     max_norms = torch.tensor([plan.max_grad_norm for plan in plans if plan is not None])
     clip_by_member(list(stack.parameters.values()), max_norms)
-    stack.optimizer.step()
+    stack.step(together)
     for member in members:
         member.learner.stepped()
 
