@@ -130,18 +130,14 @@ class Actor:
             self.memory = memory.detach()  # acting never backpropagates into earlier steps
             self.acted_starts = starts
             self.episode_starts = torch.zeros_like(starts)
-        return self.choose(output, deterministic=deterministic), output
-
-    def choose(self, output: ActorCriticOutput, *, deterministic: bool = False) -> Tensor:
-        """The actions of ``output``'s distribution: a sample, or its mode when acting
-        ``deterministic``-ally (see :meth:`act`; apart from it when the output comes from a
-        forward of several models at once, see :mod:`~hydra_pipeline.engine.lockstep`)."""
         distribution = output.distribution
         if deterministic:
-            return distribution.mode()
-        if isinstance(distribution, StateDependentGaussian):
-            return distribution.sample_with(self.exploration)
-        return distribution.sample()
+            actions = distribution.mode()
+        elif isinstance(distribution, StateDependentGaussian):
+            actions = distribution.sample_with(self.exploration)
+        else:
+            actions = distribution.sample()
+        return actions, output
 
     def on_device(self, observations: Observations) -> Observations:
         """``observations`` moved to ``device`` (kept in their element types)."""
@@ -384,24 +380,13 @@ class TaskStepper:
         return self.complete(choice, result, final_values=final_values)
 
     def prepare(
-        self,
-        *,
-        deterministic: bool = False,
-        expert: bool = False,
-        forcing: float = 0.0,
-        output: ActorCriticOutput | None = None,
+        self, *, deterministic: bool = False, expert: bool = False, forcing: float = 0.0
     ) -> Choice:
-        """The first half of :meth:`step` (same arguments): the actions to step the task with.
-
-        Args:
-            output: The model's output on :attr:`observations`, when a forward of several
-                models at once computed it (``None``: the actor's own forward).
-        """
+        """The first half of :meth:`step` (same arguments): the actions to step the task with
+        (apart from :meth:`complete` when several tasks step as one, see
+        :mod:`~hydra_pipeline.engine.lockstep`)."""
         observations = self.observations
-        if output is None:
-            actions, output = self.actor.act(observations, deterministic=deterministic)
-        else:
-            actions = self.actor.choose(output, deterministic=deterministic)
+        actions, output = self.actor.act(observations, deterministic=deterministic)
         episode_starts = self.actor.acted_starts
         expert_actions = forced = None
         if expert:

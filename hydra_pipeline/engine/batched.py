@@ -133,9 +133,9 @@ class StackedModels:
     # Members in, members out
 
     def gather(self) -> bool:
-        """Copy the members' weights into the stack and, when their optimizers' settings
-        (learning rates included) are the same, their optimizer states and settings into the
-        stack's optimizer.
+        """Copy the members' weights into the stack and, when their optimizers are of one class
+        with the same settings (learning rates included), their optimizer states and settings
+        into the stack's optimizer.
 
         Returns:
             Whether the stack's optimizer steps every member (settings alike); otherwise each
@@ -151,7 +151,8 @@ class StackedModels:
             for member in groups
         ]
         self.pull_weights()
-        if any(member != settings[0] for member in settings):
+        kinds = {type(learner.optimizer) for learner in self.learners}
+        if len(kinds) > 1 or any(member != settings[0] for member in settings):
             return False
         for group, wanted in zip(self.optimizer.param_groups, settings[0], strict=True):
             group.update(wanted)

@@ -1,16 +1,22 @@
-"""Several members' rollouts (the seeds of one config) collected in lockstep, with one
-forward of all their models per step.
+"""Several members' rollouts (the seeds of one config) collected in lockstep, their tasks
+stepped together.
 
-At each step of :func:`collect_in_step`, the members' observations go through one call of
-their shared architecture (:meth:`~hydra_pipeline.engine.batched.StackedModels.outputs`: the
-stacked parameters under ``vmap``); each member then chooses its actions from its slice of the
-output with its own random generators (its samples, teacher forcing and gSDE matrices, as in a
-process of its own), and the members' tasks step: as one task when their class can join them
-(the built-in CartPole: ``CartPoleTask.joined``, each member's episodes still its own), else
-each its own (Gymnasium's vector environments: stepping those is inherent, the forward is what
-is shared). Everything else is each member's own collector's: its observation and reward
-normalisation, episode statistics, teacher-forcing metrics, rollout storage, final values of
-the episodes cut short, and returns.
+At each step of :func:`collect_in_step`, each member chooses its actions with its own model
+and its own random generators (its samples, teacher forcing and gSDE matrices, as in a
+process of its own), then the members' tasks step: as one task when their class can join them
+(the built-in CartPole: ``CartPoleTask.joined``, one call per step for all members' 64
+environments each, every member's episodes still its own), else each its own (Gymnasium's
+vector environments: stepping those is inherent). Everything else is each member's own
+collector's: its observation and reward normalisation, episode statistics, teacher-forcing
+metrics, rollout storage, final values of the episodes cut short, and returns. A member's
+rollouts are thus those of its run alone, bit for bit, whatever it is batched with.
+
+The policies act each with its own forward, not one forward of the stacked models under
+``vmap``: measured on the CPU with the preset MLPs (64 CartPole environments per seed, or 4
+Pendulum environments), the vmapped forward of 5-8 members costs as much as their separate
+forwards or more (``vmap`` spends about as long per operation as the small operations take),
+so the collection would gain nothing from it and lose its bit-for-bit equality with the run
+alone.
 
 Only torch's generators are a member's own during a step of the batch (swapping Python's and
 NumPy's too costs more than the step, see
@@ -27,7 +33,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from hydra_pipeline.engine.batched import RandomStreams, StackedModels
+from hydra_pipeline.engine.batched import RandomStreams
 from hydra_pipeline.engine.collector import RolloutCollector
 from hydra_pipeline.engine.rollout import RolloutStorage
 from hydra_pipeline.pipeline import PipelineStage
@@ -101,32 +107,25 @@ def _rows_of(result: StepResult, rows: slice) -> StepResult:
     )
 
 
-def collect_in_step(
-    stack: StackedModels, members: Sequence[Collecting], tasks: MemberTasks
-) -> list[RolloutStorage]:
+def collect_in_step(members: Sequence[Collecting], tasks: MemberTasks) -> list[RolloutStorage]:
     """One rollout of each member's stage, collected in lockstep; each member's storage, with
     its returns, as its collector's :meth:`~RolloutCollector.collect` fills it.
 
     Args:
-        stack: The members' models, stacked (their current weights are copied in first).
-        members: The members collecting, of one rollout length, in ``stack``'s order.
+        members: The members collecting, of one rollout length.
         tasks: Their tasks (in the same order).
     """
-    stack.pull_weights()
     storages = []
     for member in members:
         storage = member.collector.open_rollout(member.stage)
         assert storage is not None  # the batch refuses pipelines without a rollout storage
         storages.append(storage)
-    num_steps = storages[0].num_steps
     with torch.no_grad():
-        for step in range(num_steps):
-            outputs = stack.outputs([member.collector.stepper.observations for member in members])
+        for step in range(storages[0].num_steps):
             choices = []
-            for member, storage, output in zip(members, storages, outputs, strict=True):
+            for member, storage in zip(members, storages, strict=True):
                 with member.random.torch_draws(member.collector.device):
-                    choice = member.collector.prepare_step(member.stage, storage, step, output)
-                choices.append(choice)
+                    choices.append(member.collector.prepare_step(member.stage, storage, step))
             results = tasks.step(
                 [
                     member.collector.actor.environment_actions(choice.actions)

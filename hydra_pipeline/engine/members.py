@@ -20,9 +20,9 @@ __all__ = ["MemberBatch"]
 
 class MemberBatch:
     """Trains several runners (the seeds of one config) in step: they collect their rollouts
-    in lockstep, with one forward of all their models per step and their tasks stepped
-    together (:func:`~hydra_pipeline.engine.lockstep.collect_in_step`, members grouped by
-    rollout length), each with its own random streams; their updates run as one batched
+    in lockstep, their tasks stepped together
+    (:func:`~hydra_pipeline.engine.lockstep.collect_in_step`, members grouped by rollout
+    length), each with its own model and random streams; their updates run as one batched
     computation (:func:`update_members`, members grouped by stage); and each does the rest of its
     rollouts' work itself (evaluations, metrics, its early-stopping criterion, checkpoints),
     into its own folder. A member whose pipeline ends (its criterion met in the last stage)
@@ -134,14 +134,12 @@ class MemberBatch:
     def _collect(
         self, group: tuple[int, ...], stages: Mapping[int, PipelineStage]
     ) -> list[RolloutStorage]:
-        """A rollout of each of ``group``'s members, in lockstep with one forward of all their
-        models per step (see :mod:`~hydra_pipeline.engine.lockstep`). A member collecting
-        alone does so too: its stacked forward rounds as in any batch, where its model's own
-        forward may round its last bits differently."""
+        """A rollout of each of ``group``'s members, in lockstep with their tasks stepped
+        together (see :mod:`~hydra_pipeline.engine.lockstep`)."""
         collecting = [
             Collecting(self.runners[m].collector, stages[m], self.random[m]) for m in group
         ]
-        return collect_in_step(self._stack(group), collecting, self._tasks_of(group))
+        return collect_in_step(collecting, self._tasks_of(group))
 
     def _tasks_of(self, group: tuple[int, ...]) -> MemberTasks:
         """``group``'s tasks, stepped together; joined anew when one of them was last joined

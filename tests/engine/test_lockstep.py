@@ -1,8 +1,7 @@
-"""Members collecting in lockstep (one forward of all their models per step, their tasks
-stepped together): a member's rollouts do not depend on the members it collects with, bit for
-bit, on the built-in CartPole (joined into one task) and on Gymnasium tasks (each stepped on
-its own; with gSDE's exploration matrices on Pendulum), and they are its collector's own
-rollouts up to float32 rounding."""
+"""Members collecting in lockstep (their tasks stepped together, each acting with its own
+model and random generators): a member's rollouts are those of its collector alone, bit for
+bit, and so the same in any batch, on the built-in CartPole (joined into one task) and on
+Gymnasium tasks (each stepped on its own; with gSDE's exploration matrices on Pendulum)."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from torch import nn
 
 from hydra_pipeline import InvalidArgumentError, LinearDecay, PipelineStage
 from hydra_pipeline.engine import Imitation, OnPolicyRunner
-from hydra_pipeline.engine.batched import RandomStreams, StackedModels
+from hydra_pipeline.engine.batched import RandomStreams
 from hydra_pipeline.engine.lockstep import Collecting, MemberTasks, collect_in_step
 from hydra_pipeline.engine.rollout import RolloutStorage
 from hydra_pipeline.models import MLPActorCritic
@@ -65,7 +64,6 @@ def collected(
     runners: list[tuple[OnPolicyRunner, RandomStreams]],
 ) -> list[list[RolloutStorage]]:
     """``ROLLOUTS`` rollouts of the runners in lockstep; each runner's storages (copies)."""
-    stack = StackedModels([runner.learner for runner, _ in runners])
     tasks = MemberTasks([runner.task for runner, _ in runners])
     rollouts: list[list[RolloutStorage]] = [[] for _ in runners]
     for _ in range(ROLLOUTS):
@@ -73,7 +71,7 @@ def collected(
             Collecting(runner.collector, runner.pipeline.pipeline_stages[0], random)
             for runner, random in runners
         ]
-        for own, storage in zip(rollouts, collect_in_step(stack, members, tasks), strict=True):
+        for own, storage in zip(rollouts, collect_in_step(members, tasks), strict=True):
             own.append(copy_of(storage))
     return rollouts
 
@@ -116,9 +114,7 @@ def test_a_member_collects_the_same_in_any_batch(tmp_path: Path, kind: str) -> N
 
 @pytest.mark.parametrize("kind", list(TASKS))
 def test_lockstep_collects_what_the_collector_collects_alone(tmp_path: Path, kind: str) -> None:
-    """A member's rollouts in a batch are its collector's own rollouts: the same actions,
-    observations and rewards, values and log-probabilities to float32 rounding (the stacked
-    forward may round their last bits differently)."""
+    """A member's rollouts in a batch are its collector's own rollouts, bit for bit."""
     batched = [runner_for(tmp_path / "batched", seed, kind) for seed in (3, 7)]
     rollouts = collected(batched)[1]
     alone, random = runner_for(tmp_path / "alone", 7, kind)
@@ -127,10 +123,8 @@ def test_lockstep_collects_what_the_collector_collects_alone(tmp_path: Path, kin
             storage = alone.collector.collect(alone.pipeline.pipeline_stages[0])
         assert storage is not None
         for name, tensor in tensors(rollout).items():
-            if tensor.is_floating_point():
-                torch.testing.assert_close(tensor, tensors(storage)[name], msg=name)
-            else:
-                assert torch.equal(tensor, tensors(storage)[name]), name
+            assert torch.equal(tensor, tensors(storage)[name]), name
+    assert alone.statistics.latest_metrics == batched[1][0].statistics.latest_metrics
 
 
 def test_joined_cartpoles_step_as_each_alone() -> None:
