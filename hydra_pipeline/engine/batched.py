@@ -324,7 +324,7 @@ class RandomStreams:
         """Only torch's generators (the CPU's, and ``device``'s when it is a GPU) swapped in:
         a step of a batched collection draws from nothing else, and swapping them costs a few
         microseconds where swapping every generator costs hundreds."""
-        cpu = torch.random.default_generator
+        cpu = torch.default_generator
         outside = cpu.get_state()
         cpu.set_state(self.state["torch"])
         gpu = (device.index or 0) if device.type == "cuda" else None

@@ -73,8 +73,9 @@ class MemberTasks:
         kind = type(self.tasks[0])
         join: Callable[[list[Task]], Task] | None = getattr(kind, "joined", None)
         alike = all(type(task) is kind for task in self.tasks)
-        joins = join is not None and alike and len(self.tasks) > 1
-        self.joint = join(self.tasks) if joins else None
+        self.joint: Task | None = None
+        if join is not None and alike and len(self.tasks) > 1:
+            self.joint = join(self.tasks)
         bounds = [0, *itertools.accumulate(task.num_envs for task in self.tasks)]
         self._rows = [slice(start, stop) for start, stop in itertools.pairwise(bounds)]
 
