@@ -15,7 +15,14 @@ Two comparisons (issue 25, item 3), each timed from just before ``subprocess.Pop
 Each repetition runs a comparison's commands in a rotating order; the ratios are medians over
 repetitions. The machine is shared: the load is printed before and after.
 
+``--forward`` measures instead, in one process, what one call of the members' stacked models
+under ``vmap`` (``StackedModels.outputs``) costs against each member's own forward, on the
+default CartPole run's 8 seeds (64 observations each, as a rollout step acts on) and on
+Pendulum's 5 (4 observations each; and a 64-transition minibatch with its backward, as an
+update step): why the lockstep collection acts with each member's own model.
+
     python benchmarks/seed_batch.py [--seeds 8] [--repeats 3] [--pendulum-steps 16384] [--quick]
+    python benchmarks/seed_batch.py --forward [--repeats 200]
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from common import Report, Row, describe_load, median, print_report, python_command, run_timed
 
@@ -155,6 +164,74 @@ def measure_pendulum(steps: int, repeats: int, quick: bool = False) -> Row:
     )
 
 
+def forward_pairs(
+    runners: list[Any], batch: int, backward: bool, repeats: int
+) -> list[tuple[float, float]]:
+    """Seconds of the stacked forward of ``runners``' models and of their own forwards on
+    ``batch`` observations each (with a backward of the values when ``backward``), in
+    ``repeats`` interleaved pairs."""
+    import torch
+    from common import interleaved
+
+    from hydra_pipeline.engine.batched import StackedModels
+
+    stack = StackedModels([runner.learner for runner in runners])
+    shape = runners[0].task.observation_shape
+    observations = [torch.randn(batch, *shape) for _ in runners]
+
+    def timed(values: Callable[[], list[Any]]) -> float:
+        start = time.perf_counter()
+        with torch.set_grad_enabled(backward):
+            computed = values()
+            if backward:
+                sum(value.sum() for value in computed).backward()
+        return time.perf_counter() - start
+
+    def stacked() -> float:
+        return timed(lambda: [output.values for output in stack.outputs(observations)])
+
+    def own() -> float:
+        return timed(
+            lambda: [
+                runner.model(part).values
+                for runner, part in zip(runners, observations, strict=True)
+            ]
+        )
+
+    return interleaved(repeats, stacked, own)
+
+
+def measure_forward(repeats: int) -> Report:
+    """The stacked forward against the members' own, per configuration."""
+    import torch
+    from common import app_config
+    from engine_overhead import engine_runner
+
+    torch.set_num_threads(1)
+    cases = [
+        ("CartPole default run, a rollout step", 8, 64, (), False),
+        ("Pendulum (zoo), a rollout step", 5, 4, ("+experiment=ppo_pendulum",), False),
+        ("Pendulum (zoo), an update step", 5, 64, ("+experiment=ppo_pendulum",), True),
+    ]
+    rows = []
+    print(f"forward: {repeats} interleaved calls each; {describe_load()}")
+    with tempfile.TemporaryDirectory(prefix="seed_batch_forward_") as folder:
+        for case, (name, count, batch, overrides, backward) in enumerate(cases):
+            runners = [
+                engine_runner(app_config(1024, seed, *overrides), Path(folder) / f"{case}_{seed}")
+                for seed in range(count)
+            ]
+            pairs = forward_pairs(runners, batch, backward, repeats)
+            ratio = median([stacked / own for stacked, own in pairs])
+            stacked_us = median([pair[0] for pair in pairs]) * 1e6
+            own_us = median([pair[1] for pair in pairs]) * 1e6
+            print(f"  {name}: stacked {stacked_us:.0f} us, own {own_us:.0f} us, {ratio:.3f}")
+            label = f"{name}: {count} members' vmapped forward"
+            rows.append(Row(label, "their own forwards", own_us, stacked_us, "us", ratio))
+    print(describe_load())
+    return Report(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8, help="how many seeds (default 8)")
@@ -164,7 +241,12 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="2 seeds, one short rotation")
     parser.add_argument("--json", type=Path, help="also save every number to this file")
+    parser.add_argument("--forward", action="store_true", help="the forwards, in process")
     args = parser.parse_args()
+    if args.forward:
+        repeats = 20 if args.quick else max(args.repeats, 200)
+        print_report("seed_batch_forward", measure_forward(repeats), args.quick, args.json)
+        return
     count, repeats = (2, 1) if args.quick else (args.seeds, args.repeats)
     report = measure(count, repeats, args.quick)
     steps = 1024 if args.quick else args.pendulum_steps
