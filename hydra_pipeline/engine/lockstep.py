@@ -110,7 +110,8 @@ def _rows_of(result: StepResult, rows: slice) -> StepResult:
 
 def collect_in_step(members: Sequence[Collecting], tasks: MemberTasks) -> list[RolloutStorage]:
     """One rollout of each member's stage, collected in lockstep; each member's storage, with
-    its returns, as its collector's :meth:`~RolloutCollector.collect` fills it.
+    its returns, as its collector's
+    :meth:`~hydra_pipeline.engine.collector.RolloutCollector.collect` fills it.
 
     Args:
         members: The members collecting, of one rollout length.
