@@ -1,18 +1,28 @@
-"""Seeds in one batch: K seeds of the default CartPole run with ``vectorize_seeds=true``
-against one seed alone and against the K seeds one after the other, each a process of its own.
+"""Seeds in one batch: K seeds trained with ``vectorize_seeds=true`` against one seed alone and
+against the K seeds one after the other, each a process of its own.
 
-The three commands, timed from just before ``subprocess.Popen`` to exit (imports included):
+Two comparisons (issue 25, item 3), each timed from just before ``subprocess.Popen`` to exit
+(imports included):
 
-- one seed: ``python -m hydra_pipeline seed=0``;
-- batched: ``python -m hydra_pipeline seeds=[0,...,K-1] vectorize_seeds=true``;
-- one after the other: ``python -m hydra_pipeline seeds=[0,...,K-1]``.
+- CartPole, the default run: ``python -m hydra_pipeline seeds=[0,...,7] vectorize_seeds=true``
+  against ``seed=0`` (target: at most 2x) and against ``seeds=[0,...,7]`` (one after the
+  other). Every seed's ``summary.json`` must say it solved (its last stage stopped early at a
+  mean return of at least 475).
+- Pendulum, the zoo's settings (``+experiment=ppo_pendulum``, where the updates' small
+  minibatches dominate): 5 seeds batched against the 5 one after the other (target: at most
+  0.4x). ``--pendulum-steps`` shortens the stage (the speed ratio, not learning, is measured).
 
-Each repetition runs the three in a rotating order; the ratios are medians over repetitions of
-batched / one seed (issue 25's target: at most 2) and batched / one after the other. Every
-seed's ``summary.json`` must say it solved (its last stage stopped early at a mean return of
-at least 475). The machine is shared: the load is printed before and after.
+Each repetition runs a comparison's commands in a rotating order; the ratios are medians over
+repetitions. The machine is shared: the load is printed before and after.
 
-    python benchmarks/seed_batch.py [--seeds 8] [--repeats 3] [--quick]
+``--forward`` measures instead, in one process, what one call of the members' stacked models
+under ``vmap`` (``StackedModels.outputs``) costs against each member's own forward, on the
+default CartPole run's 8 seeds (64 observations each, as a rollout step acts on) and on
+Pendulum's 5 (4 observations each; and a 64-transition minibatch with its backward, as an
+update step): why the lockstep collection acts with each member's own model.
+
+    python benchmarks/seed_batch.py [--seeds 8] [--repeats 3] [--pendulum-steps 16384] [--quick]
+    python benchmarks/seed_batch.py --forward [--repeats 200]
 """
 
 from __future__ import annotations
@@ -20,13 +30,17 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from common import Report, Row, describe_load, median, print_report, python_command, run_timed
 
 SOLVED_RETURN = 475.0
 TARGET_RATIO = 2.0
+PENDULUM_SEEDS = 5
+PENDULUM_TARGET = 0.4
 QUICK = (
     "task.num_envs=8",
     "pipeline.pipeline_stages.0.max_stage_steps=1024",
@@ -35,9 +49,11 @@ QUICK = (
 """A --quick run's overrides: short stages (a smoke run: solving is not asked for)."""
 
 
-def timed_app(seeds: list[int], vectorize: bool, extra: tuple[str, ...]) -> tuple[float, bool]:
+def timed_app(
+    seeds: list[int], vectorize: bool, extra: tuple[str, ...], solving: bool = True
+) -> tuple[float, bool]:
     """Run the app for ``seeds`` (one seed: ``seed=``); its seconds, and whether every run
-    solved."""
+    solved CartPole (``solving``; else ``True``)."""
     with tempfile.TemporaryDirectory(prefix="seed_batch_") as folder:
         choice = (
             [f"seed={seeds[0]}"] if len(seeds) == 1 else [f"seeds=[{','.join(map(str, seeds))}]"]
@@ -59,7 +75,7 @@ def timed_app(seeds: list[int], vectorize: bool, extra: tuple[str, ...]) -> tupl
             raise RuntimeError(f"the app failed ({choice}):\n{process.stdout[-3000:]}")
         runs = [Path(folder)] if len(seeds) == 1 else [Path(folder) / f"seed_{s}" for s in seeds]
         summaries = [json.loads((run / "summary.json").read_text()) for run in runs]
-    solved = all(
+    solved = not solving or all(
         summary["stages"][-1]["early_stopped"]
         and summary["final_metrics"].get("reward", 0.0) >= SOLVED_RETURN
         for summary in summaries
@@ -119,15 +135,123 @@ def measure(count: int, repeats: int, quick: bool = False) -> Report:
     return Report(rows, {name: [{"seconds": t} for t in values] for name, values in times.items()})
 
 
+def measure_pendulum(steps: int, repeats: int, quick: bool = False) -> Row:
+    """``repeats`` rotations of 5 Pendulum seeds batched and one after the other."""
+    count = 2 if quick else PENDULUM_SEEDS
+    extra = ("+experiment=ppo_pendulum", f"pipeline.pipeline_stages.0.max_stage_steps={steps}")
+    seeds = list(range(count))
+    print(f"pendulum: {count} seeds, {steps} steps, {repeats} repetition(s); {describe_load()}")
+    times: dict[str, list[float]] = {"batched": [], "one after the other": []}
+    for repeat in range(repeats):
+        order = list(times) if repeat % 2 == 0 else list(reversed(times))
+        for name in order:
+            seconds, _ = timed_app(seeds, name == "batched", extra, solving=False)
+            times[name].append(seconds)
+            print(f"  {name}: {seconds:.2f} s", flush=True)
+    ratio = median(
+        [b / s for b, s in zip(times["batched"], times["one after the other"], strict=True)]
+    )
+    print(f"{count} pendulum seeds batched / one after the other: {ratio:.3f}; {describe_load()}")
+    return Row(
+        f"{count} Pendulum seeds batched vs one after the other ({steps} steps each)",
+        "one after the other",
+        median(times["one after the other"]),
+        median(times["batched"]),
+        "s",
+        ratio,
+        f"<= {PENDULUM_TARGET:g}",
+        None if quick else ratio <= PENDULUM_TARGET,
+    )
+
+
+def forward_pairs(
+    runners: list[Any], batch: int, backward: bool, repeats: int
+) -> list[tuple[float, float]]:
+    """Seconds of the stacked forward of ``runners``' models and of their own forwards on
+    ``batch`` observations each (with a backward of the values when ``backward``), in
+    ``repeats`` interleaved pairs."""
+    import torch
+    from common import interleaved
+
+    from hydra_pipeline.engine.batched import StackedModels
+
+    stack = StackedModels([runner.learner for runner in runners])
+    shape = runners[0].task.observation_shape
+    observations = [torch.randn(batch, *shape) for _ in runners]
+
+    def timed(values: Callable[[], list[Any]]) -> float:
+        start = time.perf_counter()
+        with torch.set_grad_enabled(backward):
+            computed = values()
+            if backward:
+                sum(value.sum() for value in computed).backward()
+        return time.perf_counter() - start
+
+    def stacked() -> float:
+        return timed(lambda: [output.values for output in stack.outputs(observations)])
+
+    def own() -> float:
+        return timed(
+            lambda: [
+                runner.model(part).values
+                for runner, part in zip(runners, observations, strict=True)
+            ]
+        )
+
+    return interleaved(repeats, stacked, own)
+
+
+def measure_forward(repeats: int) -> Report:
+    """The stacked forward against the members' own, per configuration."""
+    import torch
+    from common import app_config
+    from engine_overhead import engine_runner
+
+    torch.set_num_threads(1)
+    cases = [
+        ("CartPole default run, a rollout step", 8, 64, (), False),
+        ("Pendulum (zoo), a rollout step", 5, 4, ("+experiment=ppo_pendulum",), False),
+        ("Pendulum (zoo), an update step", 5, 64, ("+experiment=ppo_pendulum",), True),
+    ]
+    rows = []
+    print(f"forward: {repeats} interleaved calls each; {describe_load()}")
+    with tempfile.TemporaryDirectory(prefix="seed_batch_forward_") as folder:
+        for case, (name, count, batch, overrides, backward) in enumerate(cases):
+            runners = [
+                engine_runner(app_config(1024, seed, *overrides), Path(folder) / f"{case}_{seed}")
+                for seed in range(count)
+            ]
+            pairs = forward_pairs(runners, batch, backward, repeats)
+            ratio = median([stacked / own for stacked, own in pairs])
+            stacked_us = median([pair[0] for pair in pairs]) * 1e6
+            own_us = median([pair[1] for pair in pairs]) * 1e6
+            print(f"  {name}: stacked {stacked_us:.0f} us, own {own_us:.0f} us, {ratio:.3f}")
+            label = f"{name}: {count} members' vmapped forward"
+            rows.append(Row(label, "their own forwards", own_us, stacked_us, "us", ratio))
+    print(describe_load())
+    return Report(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8, help="how many seeds (default 8)")
     parser.add_argument("--repeats", type=int, default=3, help="rotations (default 3)")
+    parser.add_argument(
+        "--pendulum-steps", type=int, default=16384, help="Pendulum's stage (default 16384)"
+    )
     parser.add_argument("--quick", action="store_true", help="2 seeds, one short rotation")
     parser.add_argument("--json", type=Path, help="also save every number to this file")
+    parser.add_argument("--forward", action="store_true", help="the forwards, in process")
     args = parser.parse_args()
+    if args.forward:
+        repeats = 20 if args.quick else max(args.repeats, 200)
+        print_report("seed_batch_forward", measure_forward(repeats), args.quick, args.json)
+        return
     count, repeats = (2, 1) if args.quick else (args.seeds, args.repeats)
-    print_report("seed_batch", measure(count, repeats, args.quick), args.quick, args.json)
+    report = measure(count, repeats, args.quick)
+    steps = 1024 if args.quick else args.pendulum_steps
+    report.rows.append(measure_pendulum(steps, repeats, args.quick))
+    print_report("seed_batch", report, args.quick, args.json)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from hydra_pipeline.tasks.observations import (
 )
 from hydra_pipeline.tasks.protocol import ActionSpace, DiscreteActions, StepResult, Task
 
-__all__ = ["Actor", "TaskStepper", "Transition", "model_output"]
+__all__ = ["Actor", "Choice", "TaskStepper", "Transition", "model_output"]
 
 
 def model_output(
@@ -247,6 +247,18 @@ class Actor:
         self.exploration.load_state_dict(state["exploration"], self.device)
 
 
+class Choice(NamedTuple):
+    """What a :class:`TaskStepper` acts with in a step, before the task steps (see
+    :meth:`TaskStepper.prepare`; the fields are :class:`Transition`'s)."""
+
+    observations: Observations
+    output: ActorCriticOutput
+    actions: Tensor
+    expert_actions: Tensor | None
+    forced: Tensor | None
+    episode_starts: Tensor | None
+
+
 class Transition(NamedTuple):
     """One step of every environment.
 
@@ -363,6 +375,16 @@ class TaskStepper:
             final_values: Value the final observations of episodes cut short, with the
                 memory of the episodes they end (to bootstrap them).
         """
+        choice = self.prepare(deterministic=deterministic, expert=expert, forcing=forcing)
+        result = self.task.step(self.actor.environment_actions(choice.actions))
+        return self.complete(choice, result, final_values=final_values)
+
+    def prepare(
+        self, *, deterministic: bool = False, expert: bool = False, forcing: float = 0.0
+    ) -> Choice:
+        """The first half of :meth:`step` (same arguments): the actions to step the task with
+        (apart from :meth:`complete` when several tasks step as one, see
+        :mod:`~hydra_pipeline.engine.lockstep`)."""
         observations = self.observations
         actions, output = self.actor.act(observations, deterministic=deterministic)
         episode_starts = self.actor.acted_starts
@@ -374,7 +396,11 @@ class TaskStepper:
                 forced = torch.rand(num_envs, device=self.actor.device) < forcing
                 mask = forced.view(num_envs, *([1] * (actions.dim() - 1)))
                 actions = torch.where(mask, expert_actions, actions)
-        result = self.task.step(self.actor.environment_actions(actions))
+        return Choice(observations, output, actions, expert_actions, forced, episode_starts)
+
+    def complete(self, choice: Choice, result: StepResult, *, final_values: bool) -> Transition:
+        """The second half of :meth:`step`: keep what the task returned for ``choice``'s
+        actions (see :meth:`step` for ``final_values``)."""
         dones = result.terminated | result.truncated
         self.task_observations = result.observations
         self.observations = self._normalized(result.observations, update=True)
@@ -391,6 +417,7 @@ class TaskStepper:
                 else result.rewards,
             )
         values = self._final_values(result) if final_values else None
+        observations, output, actions, expert_actions, forced, episode_starts = choice
         return Transition(
             observations, output, actions, expert_actions, forced, result, episode_starts, values
         )

@@ -17,6 +17,14 @@ clipping by each member's own norm; one optimizer step over the stacked paramete
 element-wise optimizer (Adam, SGD, RMSprop) stepping stacked parameters steps each member's
 slice exactly as the member's own optimizer would.
 
+Each member's settings stay its own where the shapes allow: its losses and their
+coefficients (clip range, entropy and value coefficients, the stage's loss weights), its
+gradient clip, its discounting (its collector computes its returns) and its learning rate
+(its own schedule steps its own optimizer). Members whose optimizers' settings differ (a
+sweep over learning rates, say) are each stepped by their own optimizer, on their slices of
+the stacked gradients (:meth:`StackedModels.step`): the forward, the losses and the backward
+stay batched.
+
 Only memoryless models, on one process, for now; a loss that stops an update early (PPO's
 ``target_kl``) cannot stop one member alone yet and is refused when it tries.
 """
@@ -24,7 +32,8 @@ Only memoryless models, on one process, for now; a loss that stops an update ear
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
@@ -108,6 +117,7 @@ class StackedModels:
         builder = first.pipeline.optimizer_builder
         self.optimizer: torch.optim.Optimizer = builder(params=list(self.parameters.values()))
         self.distribution_type: type | None = None
+        self._distribution_constants: dict[str, Any] = {}
 
     @staticmethod
     def _trained(learner: Learner) -> dict[str, Tensor]:
@@ -122,34 +132,58 @@ class StackedModels:
     # ----------------------------------------------------------------------------------------
     # Members in, members out
 
-    def gather(self) -> None:
-        """Copy the members' weights, optimizer states and learning rates into the stack.
+    def gather(self) -> bool:
+        """Copy the members' weights into the stack and, when their optimizers are of one class
+        with the same settings (learning rates included), their optimizer states and settings
+        into the stack's optimizer.
+
+        Returns:
+            Whether the stack's optimizer steps every member (settings alike); otherwise each
+            member's own optimizer steps its own weights (see :meth:`step`).
 
         Raises:
-            InvalidArgumentError: The members' optimizers differ in their hyperparameters
-                (learning rates included) or in their step counts.
+            InvalidArgumentError: The members' optimizers, alike in their settings, differ in
+                their step counts.
         """
         groups = [learner.optimizer.param_groups for learner in self.learners]
         settings = [
             [{k: v for k, v in group.items() if k != "params"} for group in member]
             for member in groups
         ]
-        if any(member != settings[0] for member in settings):
-            raise InvalidArgumentError(
-                "optimizer",
-                "settings (learning rates included) must be the same for every seed trained "
-                "in one batch",
-                settings,
-            )
+        self.pull_weights()
+        kinds = {type(learner.optimizer) for learner in self.learners}
+        if len(kinds) > 1 or any(member != settings[0] for member in settings):
+            return False
         for group, wanted in zip(self.optimizer.param_groups, settings[0], strict=True):
             group.update(wanted)
+        for index, name in enumerate(self.names):
+            stacked = self.parameters[name]
+            self.optimizer.state[stacked] = self._stacked_state(index, stacked)
+        return True
+
+    def step(self, together: bool) -> None:
+        """Step every member on its slices of the stacked gradients: with the stack's
+        optimizer (``together``, see :meth:`gather`), or with each member's own optimizer on
+        its own weights (members whose settings differ: a sweep over learning rates, say),
+        whose new weights are then copied into the stack."""
+        if together:
+            self.optimizer.step()
+            return
+        for member, learner in enumerate(self.learners):
+            for own, name in zip(learner.parameters, self.names, strict=True):
+                gradient = self.parameters[name].grad
+                own.grad = None if gradient is None else gradient[member]
+            learner.optimizer.step()
+        self.pull_weights()
+
+    def pull_weights(self) -> None:
+        """Copy the members' current weights into the stack (before a forward of all)."""
         with torch.no_grad():
-            for index, name in enumerate(self.names):
-                stacked = self.parameters[name]
+            for name in self.names:
                 torch.stack(
-                    [self._trained(learner)[name] for learner in self.learners], out=stacked
+                    [self._trained(learner)[name] for learner in self.learners],
+                    out=self.parameters[name],
                 )
-                self.optimizer.state[stacked] = self._stacked_state(index, stacked)
 
     def _stacked_state(self, index: int, stacked: Tensor) -> dict[str, Any]:
         """The optimizer state of the ``index``-th parameter for the stack: each member's
@@ -178,7 +212,8 @@ class StackedModels:
         )
 
     def scatter(self) -> None:
-        """Copy the stack's weights and optimizer state back into the members'."""
+        """Copy the stack's weights and optimizer state back into the members' (after an
+        update that the stack's optimizer stepped)."""
         with torch.no_grad():
             for index, name in enumerate(self.names):
                 stacked = self.parameters[name]
@@ -206,10 +241,12 @@ class StackedModels:
         stacked = stack_observations(observations)
         distribution_tensors, values = torch.vmap(self._member_output)(self.parameters, stacked)
         assert self.distribution_type is not None  # set by the call
-        kind = self.distribution_type
+        kind, constants = self.distribution_type, self._distribution_constants
         return [
             ActorCriticOutput(
-                _distribution(kind, {k: v[member] for k, v in distribution_tensors.items()}),
+                _distribution(
+                    kind, {**constants, **{k: v[member] for k, v in distribution_tensors.items()}}
+                ),
                 values[member],
             )
             for member in range(self.count)
@@ -219,22 +256,27 @@ class StackedModels:
         self, parameters: Mapping[str, Tensor], observations: Observations
     ) -> tuple[dict[str, Tensor], Tensor]:
         """One member's output as tensors (under ``vmap``): its distribution's tensors by
-        attribute name, and its values."""
+        attribute name, and its values. The distribution's plain attributes (numbers, such
+        as gSDE's ``sample_freq``) are the architecture's, the same for every member: they
+        are kept aside."""
         output: ActorCriticOutput = torch.func.functional_call(
             self._template, dict(parameters), (observations,)
         )
         distribution = output.distribution
-        tensors = vars(distribution)
-        if not all(isinstance(value, Tensor) for value in tensors.values()):
+        attributes = vars(distribution)
+        tensors = {k: v for k, v in attributes.items() if isinstance(v, Tensor)}
+        constants = {k: v for k, v in attributes.items() if k not in tensors}
+        if not all(isinstance(value, int | float | bool | str) for value in constants.values()):
             raise InvalidArgumentError(
                 "model",
-                "returns an action distribution with attributes other than tensors, which "
-                "seeds trained in one batch cannot split by member yet",
+                "returns an action distribution with attributes other than tensors and "
+                "numbers, which seeds trained in one batch cannot split by member yet",
                 type(distribution).__qualname__,
                 "Train the seeds one after the other: vectorize_seeds=false.",
             )
         self.distribution_type = type(distribution)
-        return dict(tensors), output.values
+        self._distribution_constants = constants
+        return tensors, output.values
 
 
 def _equal(first: Any, second: Any) -> bool:
@@ -244,11 +286,11 @@ def _equal(first: Any, second: Any) -> bool:
     return bool(first == second)
 
 
-def _distribution(kind: type, tensors: Mapping[str, Tensor]) -> Any:
-    """A distribution of class ``kind`` with ``tensors`` as its attributes (a member's slice
-    of a stacked one)."""
+def _distribution(kind: type, attributes: Mapping[str, Any]) -> Any:
+    """A distribution of class ``kind`` with ``attributes`` (a member's slice of a stacked
+    one)."""
     distribution: Any = object.__new__(kind)
-    vars(distribution).update(tensors)
+    vars(distribution).update(attributes)
     return distribution
 
 
@@ -276,6 +318,27 @@ class RandomStreams:
     def __exit__(self, *exception: object) -> None:
         self.state = capture_rng_state()
         restore_rng_state(self._outside.pop())
+
+    @contextmanager
+    def torch_draws(self, device: torch.device) -> Iterator[None]:
+        """Only torch's generators (the CPU's, and ``device``'s when it is a GPU) swapped in:
+        a step of a batched collection draws from nothing else, and swapping them costs a few
+        microseconds where swapping every generator costs hundreds."""
+        cpu = torch.default_generator
+        outside = cpu.get_state()
+        cpu.set_state(self.state["torch"])
+        gpu = (device.index or 0) if device.type == "cuda" else None
+        if gpu is not None:
+            outside_gpu = torch.cuda.get_rng_state(gpu)
+            torch.cuda.set_rng_state(self.state["cuda"][gpu], gpu)
+        try:
+            yield
+        finally:
+            self.state["torch"] = cpu.get_state()
+            cpu.set_state(outside)
+            if gpu is not None:
+                self.state["cuda"][gpu] = torch.cuda.get_rng_state(gpu)
+                torch.cuda.set_rng_state(outside_gpu, gpu)
 
 
 class MemberUpdate(NamedTuple):
@@ -315,7 +378,7 @@ def update_members(
     if first is None:
         return
     _check_plans(plans, components)
-    stack.gather()
+    together = stack.gather()
     for epoch in range(first.epochs):
         drawn = []
         for member in members:
@@ -326,8 +389,9 @@ def update_members(
                 )
                 drawn.append(list(split))
         for batches in zip(*drawn, strict=True):
-            _gradient_step(stack, members, batches, plans, epoch)
-    stack.scatter()
+            _gradient_step(stack, members, batches, plans, epoch, together)
+    if together:
+        stack.scatter()
     for member in members:
         member.learner.record_update(member.storage)
 
@@ -360,8 +424,10 @@ def _gradient_step(
     batches: Sequence[Minibatch],
     plans: Sequence[UpdatePlan | None],
     epoch: int,
+    together: bool,
 ) -> None:
-    """One optimizer step of every member on its minibatch of ``batches``."""
+    """One optimizer step of every member on its minibatch of ``batches`` (``together``:
+    with the stack's optimizer, see :meth:`StackedModels.step`)."""
     outputs = stack.outputs([batch.observations for batch in batches])
     total: Tensor | float = 0.0
     for index, (member, batch, output, plan) in enumerate(
@@ -389,7 +455,7 @@ def _gradient_step(
     total.backward()  # type: ignore[no-untyped-call]
     max_norms = torch.tensor([plan.max_grad_norm for plan in plans if plan is not None])
     clip_by_member(list(stack.parameters.values()), max_norms)
-    stack.optimizer.step()
+    stack.step(together)
     for member in members:
         member.learner.stepped()
 

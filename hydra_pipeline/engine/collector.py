@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from hydra_pipeline.engine import distributed
-from hydra_pipeline.engine.acting import Actor, TaskStepper
+from hydra_pipeline.engine.acting import Actor, Choice, TaskStepper
 from hydra_pipeline.engine.advantages import compute_returns
 from hydra_pipeline.engine.checkpoint import restore_normalization
 from hydra_pipeline.engine.fit import expert_needs, sequence_steps
@@ -32,7 +32,7 @@ from hydra_pipeline.tasks.observations import (
     map_observations,
     observation_space_of,
 )
-from hydra_pipeline.tasks.protocol import Task
+from hydra_pipeline.tasks.protocol import StepResult, Task
 
 __all__ = ["RolloutCollector"]
 
@@ -84,19 +84,87 @@ class RolloutCollector:
         self.stepper.reset(seed=seed_for_rank(seed, ranks.rank))
         self.storage: RolloutStorage | None = None
         self.first_step_time: float | None = None
+        self._forced_probability = 0.0  # the rollout's teacher forcing, scheduled and sampled
+        self._forced_count = torch.zeros((), dtype=torch.int64, device=device)
 
     def collect(self, stage: PipelineStage) -> RolloutStorage | None:
         """One rollout of ``stage``, with its returns and advantages; ``None`` in a pipeline
         without a rollout storage, where a round of updates counts as one step."""
+        storage = self.open_rollout(stage)
+        if storage is None:
+            return None
+        with torch.no_grad():
+            for step in range(storage.num_steps):
+                choice = self.prepare_step(stage, storage, step)
+                result = self.task.step(self.actor.environment_actions(choice.actions))
+                self.complete_step(storage, step, choice, result)
+        self.close_rollout(stage, storage)
+        return storage
+
+    # ----------------------------------------------------------------------------------------
+    # A rollout in pieces: :meth:`collect` calls them in turn, and
+    # :mod:`~hydra_pipeline.engine.lockstep` calls them for several collectors in step.
+
+    def open_rollout(self, stage: PipelineStage) -> RolloutStorage | None:
+        """Start a rollout of ``stage``: its storage (``None`` in a pipeline without one,
+        where the round of updates is counted here)."""
         if self.pipeline.rollout_storage_uuid is None:
             self.pipeline.record_update_round()
             return None
-        settings = stage.training_settings
-        storage = self._storage_for(settings)
+        storage = self._storage_for(stage.training_settings)
         storage.has_expert_actions = bool(expert_needs(self.pipeline, stage))
-        self._act(stage, storage)
-        self._compute_returns(storage, settings)
+        if self.first_step_time is None:
+            self.first_step_time = time.time()
+        self.actor.restart_exploration()  # gSDE: new exploration matrices for each rollout
+        self._forced_probability = 0.0
+        self._forced_count = torch.zeros((), dtype=torch.int64, device=self.device)
         return storage
+
+    def prepare_step(self, stage: PipelineStage, storage: RolloutStorage, step: int) -> Choice:
+        """The actions of the rollout's ``step`` (with the stage's teacher forcing)."""
+        if step % storage.sequence_length == 0:  # the memory the sequence starting here starts from
+            self._keep_memory(storage, step // storage.sequence_length)
+        probability = 0.0
+        teacher_forcing = stage.teacher_forcing
+        if teacher_forcing is not None:
+            probability = teacher_forcing(stage.steps_taken_in_stage)
+            self._forced_probability += probability
+        return self.stepper.prepare(expert=storage.has_expert_actions, forcing=probability)
+
+    def complete_step(
+        self, storage: RolloutStorage, step: int, choice: Choice, result: StepResult
+    ) -> None:
+        """Keep the task's ``result`` of ``choice``'s actions as the rollout's ``step``."""
+        move = self.stepper.complete(choice, result, final_values=True)
+        if move.expert_actions is not None:
+            storage.expert_actions[step] = move.expert_actions
+        if move.episode_starts is not None:
+            storage.episode_starts[step] = move.episode_starts
+        if move.forced is not None:
+            self._forced_count += move.forced.sum()
+        result = move.result
+        assign_observations(storage.observations, step, move.observations)
+        storage.actions[step] = move.actions
+        storage.log_probs[step] = move.output.distribution.log_prob(move.actions)
+        storage.values[step] = move.output.values
+        storage.rewards[step] = result.rewards
+        storage.terminated[step] = result.terminated
+        storage.truncated[step] = result.truncated
+        assert move.final_values is not None  # asked for
+        storage.final_values[step] = move.final_values
+        self.pipeline.record_rollout_steps(self.task.num_envs * self.world_size)
+
+    def close_rollout(self, stage: PipelineStage, storage: RolloutStorage) -> None:
+        """End the rollout: the episodes it ended and its teacher forcing into the
+        statistics, then its returns and advantages."""
+        self.statistics.record_episodes(self.stepper.finished_episodes())
+        if stage.teacher_forcing is not None:
+            scheduled = self._forced_probability / storage.num_steps
+            sampled = self._forced_count.item() / (self.task.num_envs * storage.num_steps)
+            self.statistics.record(
+                dict(zip(TEACHER_FORCING_METRICS, (scheduled, sampled), strict=True))
+            )
+        self._compute_returns(storage, stage.training_settings)
 
     def reset_environments(self) -> None:
         """Start every episode over (the stage's ``advance_scene_rollout_period``)."""
@@ -120,53 +188,6 @@ class RolloutCollector:
                 sequence_length=length,
             )
         return storage
-
-    def _act(self, stage: PipelineStage, storage: RolloutStorage) -> None:
-        """Act ``num_steps`` times in every environment, filling ``storage``."""
-        num_envs = self.task.num_envs
-        steps_per_step = num_envs * self.world_size
-        teacher_forcing = stage.teacher_forcing
-        forced_probability = 0.0
-        forced_count = torch.zeros((), dtype=torch.int64, device=self.device)
-        if self.first_step_time is None:
-            self.first_step_time = time.time()
-        self.actor.restart_exploration()  # gSDE: new exploration matrices for each rollout
-        length = storage.sequence_length
-        with torch.no_grad():
-            for step in range(storage.num_steps):
-                if step % length == 0:  # the memory the sequence starting here starts from
-                    self._keep_memory(storage, step // length)
-                probability = 0.0
-                if teacher_forcing is not None:
-                    probability = teacher_forcing(stage.steps_taken_in_stage)
-                    forced_probability += probability
-                move = self.stepper.step(
-                    expert=storage.has_expert_actions, forcing=probability, final_values=True
-                )
-                if move.expert_actions is not None:
-                    storage.expert_actions[step] = move.expert_actions
-                if move.episode_starts is not None:
-                    storage.episode_starts[step] = move.episode_starts
-                if move.forced is not None:
-                    forced_count += move.forced.sum()
-                result = move.result
-                assign_observations(storage.observations, step, move.observations)
-                storage.actions[step] = move.actions
-                storage.log_probs[step] = move.output.distribution.log_prob(move.actions)
-                storage.values[step] = move.output.values
-                storage.rewards[step] = result.rewards
-                storage.terminated[step] = result.terminated
-                storage.truncated[step] = result.truncated
-                assert move.final_values is not None  # asked for
-                storage.final_values[step] = move.final_values
-                self.pipeline.record_rollout_steps(steps_per_step)
-        self.statistics.record_episodes(self.stepper.finished_episodes())
-        if teacher_forcing is not None:
-            scheduled = forced_probability / storage.num_steps
-            sampled = forced_count.item() / (num_envs * storage.num_steps)
-            self.statistics.record(
-                dict(zip(TEACHER_FORCING_METRICS, (scheduled, sampled), strict=True))
-            )
 
     def _keep_memory(self, storage: RolloutStorage, sequence: int) -> None:
         """Store the model's memory before the first step of each environment's

@@ -8,6 +8,7 @@ from typing import Any
 
 from hydra_pipeline.engine import distributed
 from hydra_pipeline.engine.batched import MemberUpdate, RandomStreams, StackedModels, update_members
+from hydra_pipeline.engine.lockstep import Collecting, MemberTasks, collect_in_step
 from hydra_pipeline.engine.rollout import RolloutStorage
 from hydra_pipeline.engine.runner import OnPolicyRunner
 from hydra_pipeline.engine.summary import RunSummary
@@ -18,9 +19,11 @@ __all__ = ["MemberBatch"]
 
 
 class MemberBatch:
-    """Trains several runners (the seeds of one config) in step: each collects its rollouts
-    with its own task and random streams, their updates run as one batched computation
-    (:func:`update_members`, members grouped by stage), and each does the rest of its
+    """Trains several runners (the seeds of one config) in step: they collect their rollouts
+    in lockstep, their tasks stepped together
+    (:func:`~hydra_pipeline.engine.lockstep.collect_in_step`, members grouped by rollout
+    length), each with its own model and random streams; their updates run as one batched
+    computation (:func:`update_members`, members grouped by stage); and each does the rest of its
     rollouts' work itself (evaluations, metrics, its early-stopping criterion, checkpoints),
     into its own folder. A member whose pipeline ends (its criterion met in the last stage)
     stops collecting and learning while the others go on; a member whose criterion ends an
@@ -51,10 +54,18 @@ class MemberBatch:
                 "train in a distributed run; seeds trained in one batch run in one process",
                 distributed.ranks().world_size,
             )
+        if any(runner.pipeline.rollout_storage_uuid is None for runner in runners):
+            raise InvalidArgumentError(
+                "pipeline",
+                "has no rollout storage; seeds trained in one batch learn from rollouts",
+                None,
+            )
         self.runners = list(runners)
         self.random = [RandomStreams(state) for state in random_states]
         everyone = tuple(range(len(runners)))  # checked here, before anything trains
         self._stacks = {everyone: StackedModels([runner.learner for runner in runners])}
+        self._tasks: dict[tuple[int, ...], MemberTasks] = {}
+        self._joined_in: dict[int, tuple[int, ...]] = {}  # the group whose tasks a task is in
 
     def run(self) -> list[RunSummary]:
         """Train every member through its stages; their summaries, in member order.
@@ -76,17 +87,8 @@ class MemberBatch:
             self._advance(range(len(runners)), loops, stages, summaries)
             while stages:
                 storages: dict[int, RolloutStorage] = {}
-                for member, stage in stages.items():
-                    with random[member]:
-                        storage = runners[member].collector.collect(stage)
-                    if storage is None:
-                        raise InvalidArgumentError(
-                            "pipeline",
-                            "has no rollout storage; seeds trained in one batch learn from "
-                            "rollouts",
-                            None,
-                        )
-                    storages[member] = storage
+                for group in self._collecting(stages):
+                    storages.update(zip(group, self._collect(group, stages), strict=True))
                 for group in self._groups(stages):
                     self._update(group, stages, storages)
                 for member in stages:
@@ -121,6 +123,40 @@ class MemberBatch:
         if stopped is not None:
             raise stopped
 
+    def _collecting(self, stages: Mapping[int, PipelineStage]) -> list[tuple[int, ...]]:
+        """The members collecting now, grouped by the length of their rollouts (members of a
+        group collect in lockstep)."""
+        groups: dict[int | None, list[int]] = {}
+        for member, stage in stages.items():
+            groups.setdefault(stage.training_settings.num_steps, []).append(member)
+        return [tuple(sorted(group)) for group in groups.values()]
+
+    def _collect(
+        self, group: tuple[int, ...], stages: Mapping[int, PipelineStage]
+    ) -> list[RolloutStorage]:
+        """A rollout of each of ``group``'s members, in lockstep with their tasks stepped
+        together (see :mod:`~hydra_pipeline.engine.lockstep`)."""
+        collecting = [
+            Collecting(self.runners[m].collector, stages[m], self.random[m]) for m in group
+        ]
+        return collect_in_step(collecting, self._tasks_of(group))
+
+    def _tasks_of(self, group: tuple[int, ...]) -> MemberTasks:
+        """``group``'s tasks, stepped together; joined anew when one of them was last joined
+        in another group (a joined task shares its tasks' states: each task is in one)."""
+        tasks = self._tasks.get(group)
+        if tasks is None or any(self._joined_in.get(member) != group for member in group):
+            tasks = MemberTasks([self.runners[member].collector.task for member in group])
+            self._tasks[group] = tasks
+            self._joined_in.update(dict.fromkeys(group, group))
+        return tasks
+
+    def _stack(self, group: tuple[int, ...]) -> StackedModels:
+        """The stacked models of ``group``'s members (made at the first use)."""
+        if group not in self._stacks:
+            self._stacks[group] = StackedModels([self.runners[m].learner for m in group])
+        return self._stacks[group]
+
     def _groups(self, stages: Mapping[int, PipelineStage]) -> list[tuple[int, ...]]:
         """The members learning now, grouped by the index of their stage (members in one
         stage learn in one batch)."""
@@ -136,11 +172,9 @@ class MemberBatch:
         storages: Mapping[int, RolloutStorage],
     ) -> None:
         """The updates of each of ``group``'s stage components, batched over its members."""
-        if group not in self._stacks:
-            self._stacks[group] = StackedModels([self.runners[m].learner for m in group])
         updates = [
             MemberUpdate(self.runners[m].learner, stages[m], storages[m], self.random[m])
             for m in group
         ]
         for component in range(len(stages[group[0]].stage_components)):
-            update_members(self._stacks[group], updates, component)
+            update_members(self._stack(group), updates, component)

@@ -122,17 +122,15 @@ class CartPoleTask:
         self._actions_shape = torch.Size([self.num_envs])
 
         # Every buffer below is updated in place, so the column views stay valid.
-        self._state = torch.empty(self.num_envs, 4, dtype=torch.float64)
-        self._positions = self._state[:, 0::2]
-        self._velocities = self._state[:, 1::2]
-        self._angle = self._state[:, 2]
-        self._angular_velocity = self._state[:, 3]
+        self._bind(
+            torch.empty(self.num_envs, 4, dtype=torch.float64),
+            torch.zeros(self.num_envs, dtype=torch.int64),
+        )
         self._derivative = torch.empty(self.num_envs, 4, dtype=torch.float64)
         self._derivative_of_positions = self._derivative[:, 0::2]
         self._acceleration = self._derivative[:, 1]
         self._angular_acceleration = self._derivative[:, 3]
         self._restart_states = torch.empty(self.num_envs, 4, dtype=torch.float64)
-        self._steps = torch.zeros(self.num_envs, dtype=torch.int64)
         self._distances = torch.empty(self.num_envs, 2, dtype=torch.float64)
         self._beyond_limits = torch.empty(self.num_envs, 2, dtype=torch.bool)
         self._beyond_position_limit = self._beyond_limits[:, 0]
@@ -143,7 +141,73 @@ class CartPoleTask:
         # Unseeded, the generator starts from fresh entropy, as Gymnasium does.
         self._generator = torch.Generator()
         self._generator.seed()
+        # Where ended episodes restart from, and with which generator: the whole batch with
+        # the task's own, or, for a joined task, each block with its task's (see joined()).
+        self._restarts = [(self._restart_states, self._generator)]
+        self._joined = False
         self.reset()
+
+    def _bind(self, state: Tensor, steps: Tensor) -> None:
+        """Keep the environments' states in ``state`` ``(num_envs, 4)`` and their step counts
+        in ``steps`` (a joined task's block, see :meth:`joined`), with the column views of
+        them that stepping updates in place."""
+        self._state = state
+        self._positions = state[:, 0::2]
+        self._velocities = state[:, 1::2]
+        self._angle = state[:, 2]
+        self._angular_velocity = state[:, 3]
+        self._steps = steps
+
+    def _refuse_if_joined(self, method: str) -> None:
+        """A joined task is stepped only: its tasks are reset, saved and restored."""
+        if self._joined:
+            raise InvalidArgumentError(
+                method, "is not for a joined task", None, f"Call {method}() of the tasks it joins."
+            )
+
+    @classmethod
+    def joined(cls, tasks: Sequence[CartPoleTask]) -> CartPoleTask:
+        """One task that steps the environments of ``tasks`` (alike but for their number of
+        environments) as one batch, with one call per step for all of them (the seeds of one
+        run trained in one batch).
+
+        The joined task's environments are the tasks' in blocks, in order, and it shares
+        their states: each task's state becomes its block of the joined one (so a task
+        stepped, reset, saved or restored on its own acts on its block), and each block
+        restarts its episodes with its task's own generator. A block thus sees exactly the
+        episodes its task would see stepped alone. Step the joined task only: reset, save and
+        restore the tasks.
+
+        Raises:
+            InvalidArgumentError: No tasks, or tasks that differ in their episodes' length or
+                in what they show.
+        """
+        if not tasks:
+            raise InvalidArgumentError("tasks", "must hold at least one task to join", tasks)
+        first = tasks[0]
+        if any(
+            (task.max_episode_steps, task._visible) != (first.max_episode_steps, first._visible)
+            for task in tasks
+        ):
+            raise InvalidArgumentError(
+                "tasks",
+                "must have the same max_episode_steps and hidden observations to be joined",
+                [(task.max_episode_steps, task._visible) for task in tasks],
+            )
+        joint = cls(sum(task.num_envs for task in tasks), first.max_episode_steps)
+        joint._visible, joint.observation_shape = first._visible, first.observation_shape
+        joint.hide_velocities = first.hide_velocities
+        joint._joined = True
+        joint._restarts = []
+        start = 0
+        for task in tasks:
+            rows = slice(start, start + task.num_envs)
+            start = rows.stop
+            joint._state[rows] = task._state
+            joint._steps[rows] = task._steps
+            task._bind(joint._state[rows], joint._steps[rows])
+            joint._restarts.append((joint._restart_states[rows], task._generator))
+        return joint
 
     def reset(self, *, seed: int | None = None) -> Tensor:
         """Restart every environment and return the first observations.
@@ -151,6 +215,7 @@ class CartPoleTask:
         Args:
             seed: Seeds the task's generator; ``None`` continues from its current state.
         """
+        self._refuse_if_joined("reset")
         if seed is not None:
             self._generator.manual_seed(require_seed("seed", seed))
         self._state.uniform_(-RESET_BOUND, RESET_BOUND, generator=self._generator)
@@ -196,7 +261,8 @@ class CartPoleTask:
         torch.logical_or(terminated, truncated, out=self._ended)
         self._steps.masked_fill_(self._ended, 0)
         final_observations = self._observations()
-        self._restart_states.uniform_(-RESET_BOUND, RESET_BOUND, generator=self._generator)
+        for restart_states, generator in self._restarts:
+            restart_states.uniform_(-RESET_BOUND, RESET_BOUND, generator=generator)
         torch.where(self._ended_column, self._restart_states, self._state, out=self._state)
         return StepResult(
             observations=self._observations(),
@@ -251,6 +317,7 @@ class CartPoleTask:
 
     def state_dict(self) -> dict[str, Any]:
         """The physical states, the step counters and the generator state."""
+        self._refuse_if_joined("state_dict")
         return {
             "state": self._state.clone(),
             "steps": self._steps.clone(),
@@ -262,8 +329,10 @@ class CartPoleTask:
         (so it returns ``None``: the engine keeps acting on its saved observations).
 
         Raises:
-            InvalidArgumentError: The state comes from a task with another ``num_envs``.
+            InvalidArgumentError: The state comes from a task with another ``num_envs``, or
+                this task is a joined one (see :meth:`joined`).
         """
+        self._refuse_if_joined("load_state_dict")
         saved_num_envs = state["state"].shape[0]
         if saved_num_envs != self.num_envs:
             raise InvalidArgumentError(

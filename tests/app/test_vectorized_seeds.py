@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.app.test_interrupt import RUN, interrupt
 
 App = Any
 TIMING_COLUMNS = {"steps_per_second", "time"}
@@ -96,3 +99,53 @@ def test_what_cannot_be_batched_is_refused(app: App, small: list[str]) -> None:
     )
     assert processes.returncode == 1
     assert "'vectorize_seeds' trains the seeds in one process" in processes.stderr
+
+
+def test_a_stopped_batch_resumes_by_itself_and_ends_as_the_uninterrupted_one(
+    app: App, tmp_path: Path
+) -> None:
+    """A batch of two seeds stopped by SIGTERM in its second stage and started again with the
+    same command (``resume=auto``, as a requeued job is) ends with the very metrics of the
+    batch never interrupted, seed by seed."""
+    batch = [*RUN, "seeds=[0,1]", "vectorize_seeds=true"]
+    straight = app(*batch, "hydra.run.dir=straight")
+    assert straight.returncode == 0, straight.stderr
+    command = [*batch, "resume=auto", "hydra.run.dir=run"]
+    status, stderr = interrupt(tmp_path, command, signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM.value, stderr
+    for seed in (0, 1):
+        assert list((tmp_path / "run" / f"seed_{seed}" / "checkpoints").glob("*.pt"))
+        assert not (tmp_path / "run" / f"seed_{seed}" / "summary.json").exists()
+    requeued = app(*command)
+    assert requeued.returncode == 0, requeued.stderr
+    for seed in (0, 1):
+        resumed, uninterrupted = (
+            tmp_path / "run" / f"seed_{seed}",
+            tmp_path / "straight" / f"seed_{seed}",
+        )
+        assert summary(resumed)["final_metrics"] == summary(uninterrupted)["final_metrics"]
+        assert summary(resumed)["total_steps"] == summary(uninterrupted)["total_steps"]
+
+
+def test_gymnasium_seeds_learn_in_a_batch_as_in_any_batch(app: App, tmp_path: Path) -> None:
+    """Gymnasium's CartPole-v1 seeds in a batch (each seed's vector environment stepped in
+    turn): the batch runs, and seed 1 ends the same, bit for bit, batched with seed 0 or with
+    seeds 0 and 2."""
+    gym = [
+        "task=gym",
+        "task.env_id=CartPole-v1",
+        "task.num_envs=4",
+        "pipeline=ppo",
+        "pipeline.num_steps=32",
+        "pipeline.num_mini_batch=2",
+        "pipeline.metric_accumulate_interval=256",
+        "pipeline.pipeline_stages.0.max_stage_steps=512",
+        "vectorize_seeds=true",
+    ]
+    three = app(*gym, "seeds=[0,1,2]", "hydra.run.dir=three")
+    two = app(*gym, "seeds=[0,1]", "hydra.run.dir=two")
+    assert three.returncode == 0 and two.returncode == 0, three.stderr + two.stderr
+    batched, fewer = tmp_path / "three" / "seed_1", tmp_path / "two" / "seed_1"
+    assert summary(batched)["total_steps"] == summary(fewer)["total_steps"] == 512
+    assert metric_rows(batched) == metric_rows(fewer)
+    assert summary(batched)["final_metrics"] == summary(fewer)["final_metrics"]

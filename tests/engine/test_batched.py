@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from hydra_pipeline import InvalidArgumentError, PipelineStage
+from hydra_pipeline import Builder, InvalidArgumentError, PipelineStage
 from hydra_pipeline.engine import PPO, Imitation, OnPolicyRunner
 from hydra_pipeline.engine.batched import (
     MemberUpdate,
@@ -25,15 +25,23 @@ from tests.engine.test_runner import make_pipeline, make_runner
 SEEDS = (3, 7, 11)
 
 
-def member_runner(tmp_path: Path, seed: int, target_kl: float | None = None) -> OnPolicyRunner:
-    """A small runner for ``seed`` with one PPO-and-imitation stage, with one rollout
-    collected (made-up data for the update: the collection uses the global generator)."""
+def member_runner(
+    tmp_path: Path,
+    seed: int,
+    target_kl: float | None = None,
+    lr: float = 1e-3,
+    **ppo: float,
+) -> OnPolicyRunner:
+    """A small runner for ``seed`` with one PPO-and-imitation stage (Adam at ``lr``, PPO with
+    the options ``ppo``), with one rollout collected (made-up data for the update: the
+    collection uses the global generator)."""
     pipeline = make_pipeline(
         [PipelineStage(["ppo", "imitation"], 10_000)],
-        named_losses={"ppo": PPO(target_kl=target_kl), "imitation": Imitation()},
+        named_losses={"ppo": PPO(target_kl=target_kl, **ppo), "imitation": Imitation()},
         num_steps=8,
         num_mini_batch=2,
         update_repeats=2,
+        optimizer_builder=Builder(torch.optim.Adam, {"lr": lr}),
     )
     runner = make_runner(tmp_path / f"seed_{seed}", pipeline, num_envs=4, seed=seed)
     runner.collector.collect(runner.pipeline.pipeline_stages[0])
@@ -111,6 +119,40 @@ def test_a_member_learns_the_same_in_any_batch_bit_for_bit(tmp_path: Path) -> No
         assert torch.equal(value, weights(one[0])[name]), name
     for mine, theirs in zip(adam_moments(three[1]), adam_moments(one[0]), strict=True):
         assert torch.equal(mine, theirs)
+
+
+SETTINGS = {
+    "learning rates": ({"lr": 1e-3}, {"lr": 4e-3}),
+    "loss coefficients": (
+        {"clip_param": 0.1, "entropy_coef": 0.01},
+        {"clip_param": 0.3, "entropy_coef": 0.2, "value_loss_coef": 1.0},
+    ),
+}
+
+
+@pytest.mark.parametrize("swept", list(SETTINGS))
+def test_members_with_settings_of_their_own_learn_as_alone(tmp_path: Path, swept: str) -> None:
+    """Two members whose learning rates (each then stepped by its own optimizer) or PPO
+    coefficients differ, updated in one batch: each ends with the weights and optimizer
+    state of its update in a batch of its own, bit for bit, and the two differ from the same
+    start."""
+    settings = SETTINGS[swept]
+    # One seed twice: the same weights and rollout, only the settings tell them apart.
+    pair = [member_runner(tmp_path / f"pair_{i}", 3, **own) for i, own in enumerate(settings)]
+    batched_updates(pair, (3, 3), rounds=2)
+    assert weights(pair[0]).keys() == weights(pair[1]).keys()
+    assert any(
+        not torch.equal(value, weights(pair[1])[name]) for name, value in weights(pair[0]).items()
+    )
+    for together, own_settings in zip(pair, settings, strict=True):
+        (alone,) = [member_runner(tmp_path / "alone", 3, **own_settings)]
+        batched_updates([alone], (3,), rounds=2)
+        for name, value in weights(together).items():
+            assert torch.equal(value, weights(alone)[name]), name
+        for mine, theirs in zip(adam_moments(together), adam_moments(alone), strict=True):
+            assert torch.equal(mine, theirs)
+        lr = alone.learner.optimizer.param_groups[0]["lr"]
+        assert together.learner.optimizer.param_groups[0]["lr"] == lr
 
 
 def test_gradients_are_clipped_by_each_members_own_norm() -> None:
