@@ -60,66 +60,66 @@ def timed(what: str, arguments: list[str], record: Callable[[], float]) -> dict[
     return {"train_seconds": record(), "process_seconds": process.wall_seconds}
 
 
-def ours(environment: Environment, steps: int, seed: int, folder: Path) -> dict[str, float]:
-    """Train the preset; its ``summary.json``'s wall time and the process's."""
-    run = folder / f"ours-{environment.preset}"
+def ours(environment: Environment, steps: int, seed: int) -> dict[str, float]:
+    """Train the preset in a fresh folder; its ``summary.json``'s wall time and the
+    process's."""
+    with tempfile.TemporaryDirectory(prefix="zoo_speed_") as folder:
+        run = Path(folder) / "run"
 
-    def record() -> float:
-        summary = json.loads((run / "summary.json").read_text())
-        return float(summary["speed"]["wall_seconds"])
+        def record() -> float:
+            summary = json.loads((run / "summary.json").read_text())
+            return float(summary["speed"]["wall_seconds"])
 
-    return timed(environment.preset, train_arguments(environment, steps, seed, run), record)
+        return timed(environment.preset, train_arguments(environment, steps, seed, run), record)
 
 
-def sb3(environment: Environment, steps: int, seed: int, folder: Path) -> dict[str, float]:
+def sb3(environment: Environment, steps: int, seed: int) -> dict[str, float]:
     """Train SB3 with the zoo's settings (no evaluation); ``model.learn``'s time and the
     process's."""
-    result = folder / f"sb3-{environment.preset}.json"
+    with tempfile.TemporaryDirectory(prefix="zoo_speed_") as folder:
+        result = Path(folder) / "sb3.json"
 
-    def record() -> float:
-        return float(json.loads(result.read_text())["train_seconds"])
+        def record() -> float:
+            return float(json.loads(result.read_text())["train_seconds"])
 
-    return timed(
-        f"SB3 on {environment.label}", sb3_arguments(environment, steps, seed, 0, result), record
-    )
+        arguments = sb3_arguments(environment, steps, seed, 0, result)
+        return timed(f"SB3 on {environment.label}", arguments, record)
 
 
 def measure(names: list[str], steps: int, repeats: int, seed: int) -> Report:
     """``repeats`` pairs per environment: two rows each (training and process time)."""
     report = Report()
-    with tempfile.TemporaryDirectory(prefix="zoo_speed_") as temporary:
-        folder = Path(temporary)
-        for name in names:
-            environment = ENVIRONMENTS[name]
-            print(f"{environment.label}: {repeats} pairs of {steps} steps; {describe_load()}")
-            pairs = interleaved(
-                repeats,
-                lambda: ours(environment, steps, seed, folder),  # noqa: B023 - used at once
-                lambda: sb3(environment, steps, seed, folder),  # noqa: B023 - used at once
+    for name in names:
+        environment = ENVIRONMENTS[name]
+        print(f"{environment.label}: {repeats} pairs of {steps} steps; {describe_load()}")
+        pairs = interleaved(
+            repeats,
+            lambda: ours(environment, steps, seed),  # noqa: B023 - used at once
+            lambda: sb3(environment, steps, seed),  # noqa: B023 - used at once
+        )
+        for mine, theirs in pairs:
+            print(
+                f"  ours {mine['train_seconds']:.1f} s ({mine['process_seconds']:.1f} s "
+                f"process), SB3 {theirs['train_seconds']:.1f} s "
+                f"({theirs['process_seconds']:.1f} s process)",
+                flush=True,
             )
-            for mine, theirs in pairs:
-                print(
-                    f"  ours {mine['train_seconds']:.1f} s ({mine['process_seconds']:.1f} s "
-                    f"process), SB3 {theirs['train_seconds']:.1f} s "
-                    f"({theirs['process_seconds']:.1f} s process)",
-                    flush=True,
+        report.runs[name] = [{"ours": mine, "sb3": theirs} for mine, theirs in pairs]
+        for key, what in (("train_seconds", "training"), ("process_seconds", "process")):
+            ratio = median([mine[key] / theirs[key] for mine, theirs in pairs])
+            training = key == "train_seconds"
+            report.rows.append(
+                Row(
+                    name=f"{environment.label} {what} time",
+                    baseline="SB3",
+                    baseline_value=median([theirs[key] for _, theirs in pairs]),
+                    value=median([mine[key] for mine, _ in pairs]),
+                    unit="s",
+                    ratio=ratio,
+                    target=f"<= {TARGET_RATIO}" if training else "",
+                    met=ratio <= TARGET_RATIO if training else None,
                 )
-            report.runs[name] = [{"ours": mine, "sb3": theirs} for mine, theirs in pairs]
-            for key, what in (("train_seconds", "training"), ("process_seconds", "process")):
-                ratio = median([mine[key] / theirs[key] for mine, theirs in pairs])
-                training = key == "train_seconds"
-                report.rows.append(
-                    Row(
-                        name=f"{environment.label} {what} time",
-                        baseline="SB3",
-                        baseline_value=median([theirs[key] for _, theirs in pairs]),
-                        value=median([mine[key] for mine, _ in pairs]),
-                        unit="s",
-                        ratio=ratio,
-                        target=f"<= {TARGET_RATIO}" if training else "",
-                        met=ratio <= TARGET_RATIO if training else None,
-                    )
-                )
+            )
     print(describe_load())
     return report
 
