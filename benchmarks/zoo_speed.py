@@ -5,10 +5,11 @@ same budget, same seed, in pairs.
 Each pair trains ours (``python -m hydra_pipeline +experiment=...``, as ``ppo_zoo.py`` does) and
 SB3 (``sb3_zoo.py``, without its evaluation), each in a process of its own with one torch
 thread, the two alternating which goes first (``common.interleaved``), so a slow phase of the
-shared machine hits both. Two figures per environment, each the median over the pairs of
+shared machine hits both. Three figures per environment, each the median over the pairs of
 ours / SB3: the training wall time each side records itself (ours ``summary.json``'s, SB3 the
-time of ``model.learn``), and the wall time of the whole process (imports and startup
-included). The target is a training-time ratio of at most 0.6.
+time of ``model.learn``), and the wall and CPU time of the whole process (imports and startup
+included; CPU time is the figure least disturbed by other work on a shared machine). The
+target is a training-time ratio of at most 0.6.
 
 The budget defaults to 65,536 steps: a whole number of rollouts at both presets' shapes (16 of
 Pendulum's 4 x 1024 steps, 4 of LunarLander's 16 x 1024), shorter than the zoo's budgets; a
@@ -43,13 +44,21 @@ TARGET_RATIO = 0.6
 SPEED_ENVIRONMENTS = ("pendulum", "lunarlander", "lunarlandercontinuous")
 """The presets measured: the zoo's continuous-control and LunarLander settings."""
 
+FIGURES = {
+    "train_seconds": "training",
+    "process_seconds": "process",
+    "cpu_seconds": "process CPU",
+}
+"""The figures of each run, by their names in the table: the training wall time each side
+records, and the whole process's wall and CPU time."""
+
 QUICK_STEPS = 4096
 """A --quick run's budget: one Pendulum rollout (LunarLander rounds it up to one of its own)."""
 
 
 def timed(what: str, arguments: list[str], record: Callable[[], float]) -> dict[str, float]:
-    """Run ``python <arguments>``; its training seconds (``record()``, read after it exits)
-    and its process seconds.
+    """Run ``python <arguments>``; its training seconds (``record()``, read after it exits),
+    and the process's wall and CPU seconds.
 
     Raises:
         RuntimeError: The process failed (with the end of its output).
@@ -57,7 +66,11 @@ def timed(what: str, arguments: list[str], record: Callable[[], float]) -> dict[
     process = run_timed(python_command(*arguments), timeout=3600)
     if process.returncode != 0:
         raise RuntimeError(f"{what} failed:\n{process.stdout[-3000:]}")
-    return {"train_seconds": record(), "process_seconds": process.wall_seconds}
+    return {
+        "train_seconds": record(),
+        "process_seconds": process.wall_seconds,
+        "cpu_seconds": process.cpu_seconds,
+    }
 
 
 def ours(environment: Environment, steps: int, seed: int) -> dict[str, float]:
@@ -86,6 +99,11 @@ def sb3(environment: Environment, steps: int, seed: int) -> dict[str, float]:
         return timed(f"SB3 on {environment.label}", arguments, record)
 
 
+def describe(run: dict[str, float]) -> str:
+    """A run's figures in words."""
+    return ", ".join(f"{what} {run[key]:.1f} s" for key, what in FIGURES.items())
+
+
 def measure(names: list[str], steps: int, repeats: int, seed: int) -> Report:
     """``repeats`` pairs per environment: two rows each (training and process time)."""
     report = Report()
@@ -98,14 +116,9 @@ def measure(names: list[str], steps: int, repeats: int, seed: int) -> Report:
             lambda: sb3(environment, steps, seed),  # noqa: B023 - used at once
         )
         for mine, theirs in pairs:
-            print(
-                f"  ours {mine['train_seconds']:.1f} s ({mine['process_seconds']:.1f} s "
-                f"process), SB3 {theirs['train_seconds']:.1f} s "
-                f"({theirs['process_seconds']:.1f} s process)",
-                flush=True,
-            )
+            print(f"  ours {describe(mine)}; SB3 {describe(theirs)}", flush=True)
         report.runs[name] = [{"ours": mine, "sb3": theirs} for mine, theirs in pairs]
-        for key, what in (("train_seconds", "training"), ("process_seconds", "process")):
+        for key, what in FIGURES.items():
             ratio = median([mine[key] / theirs[key] for mine, theirs in pairs])
             training = key == "train_seconds"
             report.rows.append(

@@ -52,6 +52,9 @@ class UpdatePlan(NamedTuple):
         on_rollout: Whether the component learns from the rollout (else from a data source).
         metric_prefix: What the metric names of its loss terms start with.
         split: How the rollout is split into minibatches.
+        stoppers: Each loss's ``stops_update`` (``None``: it never stops the update), looked
+            up once per update rather than per minibatch (a protocol check costs as much as
+            a small minibatch's bookkeeping).
     """
 
     losses: dict[str, Loss]
@@ -63,6 +66,7 @@ class UpdatePlan(NamedTuple):
     on_rollout: bool
     metric_prefix: str
     split: str
+    stoppers: Mapping[str, Callable[[Mapping[str, float]], bool] | None]
 
     def losses_in(self, epoch: int) -> dict[str, Loss]:
         """The losses that run in ``epoch`` (a loss given fewer repeats sits out the later
@@ -189,6 +193,7 @@ class Learner:
             on_rollout=on_rollout,
             metric_prefix=loss_metric_prefix(component.uuid, on_rollout),
             split=minibatch_split(component),
+            stoppers={name: update_stopper(loss) for name, loss in losses.items()},
         )
 
     def record_update(self, storage: RolloutStorage) -> None:
@@ -233,7 +238,7 @@ class Learner:
                 {f"{plan.metric_prefix}{name}/{term}": number for term, number in info.items()},
                 n=batch_size,
             )
-            stops_update = update_stopper(loss)
+            stops_update = plan.stoppers[name]
             if stops_update is not None:
                 deciding[name] = (stops_update, info)
         assert isinstance(total, Tensor)
