@@ -80,7 +80,9 @@ class TimedProcess:
         returncode: The exit status.
         stdout: Everything it printed (stderr is merged into it).
         cpu_seconds: The user and system CPU time of the process and of the children it
-            waited for: less sensitive than wall time to other work sharing the machine.
+            waited for: less sensitive than wall time to other work sharing the machine
+            (measured as what this process's ended children used meanwhile, so no other
+            child of it may end while it runs).
     """
 
     start_time: float
