@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -32,7 +32,7 @@ from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.pipeline import PipelineStage, StageComponent, TrainingPipeline
 from hydra_pipeline.tasks.observations import num_observations
 
-__all__ = ["Deciding", "Learner", "UpdatePlan", "stops_update"]
+__all__ = ["Deciding", "Learner", "UpdatePlan", "clip_gradients", "stops_update"]
 
 Deciding = tuple[Callable[[Mapping[str, float]], bool], dict[str, float]]
 """A loss's ``stops_update`` and the terms of the minibatch it decides on."""
@@ -86,6 +86,22 @@ def stops_update(deciding: Mapping[str, Deciding], terms: Mapping[str, float]) -
     for name, (decides, info) in deciding.items():
         stop = bool(decides({term: terms[f"{name}/{term}"] for term in info})) or stop
     return stop
+
+
+def clip_gradients(parameters: Sequence[Tensor], max_norm: float) -> Tensor:
+    """Scale the gradients of ``parameters`` (on one device) so that their norm over all of
+    them is at most ``max_norm``, and return that norm before clipping.
+
+    What ``torch.nn.utils.clip_grad_norm_(parameters, max_norm, foreach=True)`` computes, to
+    the bit, in half its time at the zoo's shapes: its grouping of the gradients by device
+    and dtype, twice per call, costs as much as the norms of a small model's gradients.
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    total: Tensor = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, (max_norm / (total + 1e-6)).clamp(max=1.0))
+    return total
 
 
 class Learner:
@@ -269,7 +285,7 @@ class Learner:
         )
         if stops_update(deciding, averaged):
             return False
-        nn.utils.clip_grad_norm_(self.parameters, plan.max_grad_norm, foreach=True)
+        clip_gradients(self.parameters, plan.max_grad_norm)
         self.optimizer.step()
         self.stepped()
         return True

@@ -248,9 +248,7 @@ class TestPPODetails:
                 return super().entropy() + std
 
         out = ActorCriticOutput(Counted(logits), tensor(VALUES))
-        total, info = PPO(clip_param=0.2, entropy_coef=0.0)(
-            step_count=0, batch=batch(), output=out
-        )
+        total, info = PPO(clip_param=0.2, entropy_coef=0.0)(step_count=0, batch=batch(), output=out)
         total.backward()  # type: ignore[no-untyped-call]
         assert entropy_calls == [False]
         assert std.grad is None

@@ -38,6 +38,7 @@ from hydra_pipeline.engine.advantages import compute_returns
 from hydra_pipeline.engine.callbacks import Callback
 from hydra_pipeline.engine.checkpoint import CHECKPOINT_DIRECTORY, load_checkpoint, save_checkpoint
 from hydra_pipeline.engine.evaluation import Evaluator
+from hydra_pipeline.engine.learner import clip_gradients
 from hydra_pipeline.errors import TrainingInterrupted
 from hydra_pipeline.models import ActorCriticOutput, Categorical, MLPActorCritic
 from hydra_pipeline.tasks import (
@@ -1252,14 +1253,12 @@ class TestStageSettings:
             returns_calls.append({"num_steps": rewards.shape[0], **kwargs})
             return compute_returns(rewards, *args, **kwargs)
 
-        clip = nn.utils.clip_grad_norm_
-
-        def spy_clip(parameters: Any, max_norm: float, **kwargs: Any) -> torch.Tensor:
+        def spy_clip(parameters: Any, max_norm: float) -> torch.Tensor:
             clip_norms.append(max_norm)
-            return clip(parameters, max_norm, **kwargs)
+            return clip_gradients(parameters, max_norm)
 
         monkeypatch.setattr("hydra_pipeline.engine.collector.compute_returns", spy_returns)
-        monkeypatch.setattr(nn.utils, "clip_grad_norm_", spy_clip)
+        monkeypatch.setattr("hydra_pipeline.engine.learner.clip_gradients", spy_clip)
         loss = CountingLoss(A2C())
         own = TrainingSettings(
             num_steps=2,
