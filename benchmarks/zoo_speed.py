@@ -5,11 +5,11 @@ same budget, same seed, in pairs.
 Each pair trains ours (``python -m hydra_pipeline +experiment=...``, as ``ppo_zoo.py`` does) and
 SB3 (``sb3_zoo.py``, without its evaluation), each in a process of its own with one torch
 thread, the two alternating which goes first (``common.interleaved``), so a slow phase of the
-shared machine hits both. Three figures per environment, each the median over the pairs of
-ours / SB3: the training wall time each side records itself (ours ``summary.json``'s, SB3 the
-time of ``model.learn``), and the wall and CPU time of the whole process (imports and startup
-included; CPU time is the figure least disturbed by other work on a shared machine). The
-target is a training-time ratio of at most 0.6.
+shared machine hits both. Four figures per environment, each the median over the pairs of
+ours / SB3: the training wall and CPU time each side records itself (ours ``summary.json``'s,
+SB3 those of ``model.learn``), and the wall and CPU time of the whole process (imports and
+startup included). CPU times are the figures least disturbed by other work on a shared
+machine; the target is a training wall-time ratio of at most 0.6.
 
 The budget defaults to 65,536 steps: a whole number of rollouts at both presets' shapes (16 of
 Pendulum's 4 x 1024 steps, 4 of LunarLander's 16 x 1024), shorter than the zoo's budgets; a
@@ -46,19 +46,22 @@ SPEED_ENVIRONMENTS = ("pendulum", "lunarlander", "lunarlandercontinuous")
 
 FIGURES = {
     "train_seconds": "training",
+    "train_cpu_seconds": "training CPU",
     "process_seconds": "process",
     "cpu_seconds": "process CPU",
 }
-"""The figures of each run, by their names in the table: the training wall time each side
-records, and the whole process's wall and CPU time."""
+"""The figures of each run, by their names in the table: the training wall and CPU time each
+side records, and the whole process's wall and CPU time."""
 
 QUICK_STEPS = 4096
 """A --quick run's budget: one Pendulum rollout (LunarLander rounds it up to one of its own)."""
 
 
-def timed(what: str, arguments: list[str], record: Callable[[], float]) -> dict[str, float]:
-    """Run ``python <arguments>``; its training seconds (``record()``, read after it exits),
-    and the process's wall and CPU seconds.
+def timed(
+    what: str, arguments: list[str], record: Callable[[], tuple[float, float]]
+) -> dict[str, float]:
+    """Run ``python <arguments>``; its training wall and CPU seconds (``record()``, read after
+    it exits), and the process's.
 
     Raises:
         RuntimeError: The process failed (with the end of its output).
@@ -66,34 +69,37 @@ def timed(what: str, arguments: list[str], record: Callable[[], float]) -> dict[
     process = run_timed(python_command(*arguments), timeout=3600)
     if process.returncode != 0:
         raise RuntimeError(f"{what} failed:\n{process.stdout[-3000:]}")
+    train_seconds, train_cpu_seconds = record()
     return {
-        "train_seconds": record(),
+        "train_seconds": train_seconds,
+        "train_cpu_seconds": train_cpu_seconds,
         "process_seconds": process.wall_seconds,
         "cpu_seconds": process.cpu_seconds,
     }
 
 
 def ours(environment: Environment, steps: int, seed: int) -> dict[str, float]:
-    """Train the preset in a fresh folder; its ``summary.json``'s wall time and the
+    """Train the preset in a fresh folder; its ``summary.json``'s timings and the
     process's."""
     with tempfile.TemporaryDirectory(prefix="zoo_speed_") as folder:
         run = Path(folder) / "run"
 
-        def record() -> float:
-            summary = json.loads((run / "summary.json").read_text())
-            return float(summary["speed"]["wall_seconds"])
+        def record() -> tuple[float, float]:
+            speed = json.loads((run / "summary.json").read_text())["speed"]
+            return float(speed["wall_seconds"]), float(speed["cpu_seconds"])
 
         return timed(environment.preset, train_arguments(environment, steps, seed, run), record)
 
 
 def sb3(environment: Environment, steps: int, seed: int) -> dict[str, float]:
-    """Train SB3 with the zoo's settings (no evaluation); ``model.learn``'s time and the
+    """Train SB3 with the zoo's settings (no evaluation); ``model.learn``'s timings and the
     process's."""
     with tempfile.TemporaryDirectory(prefix="zoo_speed_") as folder:
         result = Path(folder) / "sb3.json"
 
-        def record() -> float:
-            return float(json.loads(result.read_text())["train_seconds"])
+        def record() -> tuple[float, float]:
+            timings = json.loads(result.read_text())
+            return float(timings["train_seconds"]), float(timings["train_cpu_seconds"])
 
         arguments = sb3_arguments(environment, steps, seed, 0, result)
         return timed(f"SB3 on {environment.label}", arguments, record)

@@ -165,6 +165,7 @@ class OnPolicyRunner:
         self.resumed_from: int | None = None
         self.stop_reason: str | None = None
         self._started = (time.perf_counter(), pipeline.total_steps)  # set again by open()
+        self._cpu_started = time.process_time()
 
     # ----------------------------------------------------------------------------------------
     # The training loop
@@ -193,6 +194,7 @@ class OnPolicyRunner:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.output_dir / CHECKPOINT_DIRECTORY)
         self._started = (time.perf_counter(), self.pipeline.total_steps)
+        self._cpu_started = time.process_time()
         self.statistics.start_clock(self.pipeline.total_steps)
         self.events = CallbackList(self._reporters() if self.ranks.is_main else [])
         self.events.on_run_start(
@@ -350,6 +352,7 @@ class OnPolicyRunner:
         speed = {
             "steps_per_second": (self.pipeline.total_steps - start_steps) / max(wall_seconds, 1e-9),
             "wall_seconds": wall_seconds,
+            "cpu_seconds": time.process_time() - self._cpu_started,
         }
         if self.collector.first_step_time is not None:
             speed["first_step_time"] = self.collector.first_step_time

@@ -1063,10 +1063,11 @@ class TestSummary:
         metrics = data["final_metrics"]
         assert metrics["reward"] == 5.0 and metrics["episode_length"] == 5.0
         assert {"lr", "a2c/action", "ppo/clip_fraction"} <= metrics.keys()
-        assert {"steps_per_second", "wall_seconds", "first_step_time", "first_update_time"} <= (
-            data["speed"].keys()
-        )
-        assert not data["speed"].keys() & metrics.keys()
+        speed = data["speed"]
+        assert {"steps_per_second", "wall_seconds", "cpu_seconds"} <= speed.keys()
+        assert {"first_step_time", "first_update_time"} <= speed.keys()
+        assert 0 < speed["cpu_seconds"] <= speed["wall_seconds"] * (os.cpu_count() or 1)
+        assert not speed.keys() & metrics.keys()
 
     def test_same_seed_same_metrics(self, tmp_path: Path) -> None:
         """Two runs with the same seed write identical final metrics and weights; another
