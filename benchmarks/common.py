@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -77,12 +79,17 @@ class TimedProcess:
         wall_seconds: From just before ``Popen`` to the process's exit (``perf_counter``).
         returncode: The exit status.
         stdout: Everything it printed (stderr is merged into it).
+        cpu_seconds: The user and system CPU time of the process and of the children it
+            waited for: less sensitive than wall time to other work sharing the machine
+            (measured as what this process's ended children used meanwhile, so no other
+            child of it may end while it runs).
     """
 
     start_time: float
     wall_seconds: float
     returncode: int
     stdout: str
+    cpu_seconds: float = math.nan
 
 
 def run_timed(command: Sequence[str], timeout: float = 600.0) -> TimedProcess:
@@ -92,6 +99,7 @@ def run_timed(command: Sequence[str], timeout: float = 600.0) -> TimedProcess:
     process never blocks on a full pipe and nothing reads it while it runs.
     """
     with open(os.devnull, "rb") as stdin, tempfile.TemporaryFile() as output:
+        before = _children_cpu_seconds()
         start_time = time.time()
         start = time.perf_counter()
         process = subprocess.Popen(
@@ -104,9 +112,16 @@ def run_timed(command: Sequence[str], timeout: float = 600.0) -> TimedProcess:
             process.wait()
             raise
         wall_seconds = time.perf_counter() - start
+        cpu_seconds = _children_cpu_seconds() - before
         output.seek(0)
         text = output.read().decode(errors="replace")
-    return TimedProcess(start_time, wall_seconds, returncode, text)
+    return TimedProcess(start_time, wall_seconds, returncode, text, cpu_seconds)
+
+
+def _children_cpu_seconds() -> float:
+    """The user and system CPU seconds of this process's children waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def python_command(*arguments: str) -> list[str]:

@@ -120,17 +120,34 @@ def run_checked(what: str, *arguments: str) -> None:
         raise RuntimeError(f"{what} failed:\n{process.stdout[-3000:]}")
 
 
+def train_arguments(environment: Environment, steps: int, seed: int, run: Path) -> list[str]:
+    """The ``python`` arguments that train ``environment``'s preset for ``steps`` with ``seed``
+    into the folder ``run`` (no TensorBoard, no progress bar)."""
+    return [
+        *("-m", "hydra_pipeline", f"+experiment={environment.preset}", f"seed={seed}"),
+        f"pipeline.pipeline_stages.0.max_stage_steps={steps}",
+        *("tensorboard=false", "progress_bar=false", f"hydra.run.dir={run}"),
+    ]
+
+
+def sb3_arguments(
+    environment: Environment, steps: int, seed: int, episodes: int, result: Path
+) -> list[str]:
+    """The ``python`` arguments that train (and, for ``episodes`` > 0, evaluate) SB3's side of
+    ``environment`` for ``steps`` with ``seed``, its record written to ``result``."""
+    return [
+        *(f"benchmarks/{environment.baseline}", "--env", environment.env_id),
+        *("--steps", str(steps)),
+        *("--seed", str(seed), "--episodes", str(episodes), "--result", str(result)),
+    ]
+
+
 def run_ours(
     environment: Environment, steps: int, seed: int, episodes: int, folder: Path
 ) -> dict[str, Any]:
     """Train the preset, then evaluate its last checkpoint on ``episodes`` fresh episodes."""
     run = folder / f"ours-{environment.preset}-{seed}"
-    run_checked(
-        f"training {environment.preset}",
-        *("-m", "hydra_pipeline", f"+experiment={environment.preset}", f"seed={seed}"),
-        f"pipeline.pipeline_stages.0.max_stage_steps={steps}",
-        *("tensorboard=false", "progress_bar=false", f"hydra.run.dir={run}"),
-    )
+    run_checked(f"training {environment.preset}", *train_arguments(environment, steps, seed, run))
     run_checked(
         f"evaluating {run}",
         *("-m", "hydra_pipeline.evaluate", f"run={run}", "checkpoint=last"),
@@ -147,10 +164,7 @@ def run_sb3(
     """Train and evaluate SB3 with the zoo's settings (``sb3_zoo.py``)."""
     result = folder / f"sb3-{environment.preset}-{seed}.json"
     run_checked(
-        f"SB3 on {environment.label}",
-        *(f"benchmarks/{environment.baseline}", "--env", environment.env_id),
-        *("--steps", str(steps)),
-        *("--seed", str(seed), "--episodes", str(episodes), "--result", str(result)),
+        f"SB3 on {environment.label}", *sb3_arguments(environment, steps, seed, episodes, result)
     )
     loaded: dict[str, Any] = json.loads(result.read_text())
     return loaded

@@ -52,6 +52,15 @@ def test_per_step_benchmark_quick_run_prints_a_ratio(script: str, row: str) -> N
     assert re.search(rf"{re.escape(row)} .* \d+\.\d{{3}} ", output), output
 
 
+def test_zoo_speed_quick_run_prints_the_target_row() -> None:
+    """One short pair of ours and SB3 (needs the benchmark extra) gives the training-time row
+    with its ratio and target, and the process rows."""
+    pytest.importorskip("stable_baselines3")
+    output = quick_run("zoo_speed.py", "--envs", "pendulum")
+    assert re.search(r"Pendulum-v1 training time .* \d+\.\d{3} +<= 0\.6 ", output), output
+    assert "Pendulum-v1 process CPU time" in output, output
+
+
 @pytest.mark.parametrize(
     ("suite", "results", "page", "rows"),
     [

@@ -207,8 +207,13 @@ class PPO:
         else:
             value_loss = 0.5 * (values - returns).square()
         value_loss = value_loss.mean()
-        entropy = self._entropy(output).mean()
-        total = action_loss + self.value_loss_coef * value_loss - self.entropy_coef * entropy
+        total = action_loss + self.value_loss_coef * value_loss
+        if self.entropy_coef > 0:
+            entropy = self._entropy(output).mean()
+            total = total - self.entropy_coef * entropy
+        else:  # only logged: its graph would add nothing but zeros to the gradients
+            with torch.no_grad():
+                entropy = self._entropy(output).mean()
         with torch.no_grad():
             clip_fraction = ((ratio - 1.0).abs() > clip).float().mean()
             approx_kl = ((ratio - 1.0) - (log_probs - old_log_probs)).mean()

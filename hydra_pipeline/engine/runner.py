@@ -164,7 +164,7 @@ class OnPolicyRunner:
         self.state = RunState(pipeline, *parts, output_dir, checkpoint_metadata or {})
         self.resumed_from: int | None = None
         self.stop_reason: str | None = None
-        self._started = (time.perf_counter(), pipeline.total_steps)  # set again by open()
+        self._started = (time.perf_counter(), time.process_time(), pipeline.total_steps)
 
     # ----------------------------------------------------------------------------------------
     # The training loop
@@ -192,7 +192,7 @@ class OnPolicyRunner:
         """Start the run: its folder, its clock and its reporters (rank 0's alone)."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.output_dir / CHECKPOINT_DIRECTORY)
-        self._started = (time.perf_counter(), self.pipeline.total_steps)
+        self._started = (time.perf_counter(), time.process_time(), self.pipeline.total_steps)
         self.statistics.start_clock(self.pipeline.total_steps)
         self.events = CallbackList(self._reporters() if self.ranks.is_main else [])
         self.events.on_run_start(
@@ -260,8 +260,7 @@ class OnPolicyRunner:
             last = len(pipeline.pipeline_stages) - 1
             self._evaluate(last, pipeline.pipeline_stages[last])
         distributed.check_same_weights(self.model)
-        start_time, start_steps = self._started
-        summary = self._summary(start_steps, time.perf_counter() - start_time)
+        summary = self._summary(*self._started)
         if self.ranks.is_main:
             summary.write(self.output_dir / SUMMARY_FILE)
         self.events.on_run_end(
@@ -346,10 +345,12 @@ class OnPolicyRunner:
     # ----------------------------------------------------------------------------------------
     # Summary and checkpoints
 
-    def _summary(self, start_steps: int, wall_seconds: float) -> RunSummary:
+    def _summary(self, start_time: float, start_cpu: float, start_steps: int) -> RunSummary:
+        wall_seconds = time.perf_counter() - start_time
         speed = {
             "steps_per_second": (self.pipeline.total_steps - start_steps) / max(wall_seconds, 1e-9),
             "wall_seconds": wall_seconds,
+            "cpu_seconds": time.process_time() - start_cpu,
         }
         if self.collector.first_step_time is not None:
             speed["first_step_time"] = self.collector.first_step_time

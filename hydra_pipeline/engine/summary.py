@@ -61,8 +61,9 @@ class RunSummary:
         return_window: The most episodes behind the training ``reward`` (the last that
             ended in the stage).
         speed: Timings of this process: ``steps_per_second`` over the run, ``wall_seconds``,
-            and the Unix times of the first environment step (``first_step_time``) and of the
-            first gradient update (``first_update_time``).
+            ``cpu_seconds`` (the process's CPU time over the run: what other work on a shared
+            machine disturbs least), and the Unix times of the first environment step
+            (``first_step_time``) and of the first gradient update (``first_update_time``).
         status: ``"completed"`` when every stage is complete.
         eval_metrics: The last evaluation's metrics (``reward``, ``reward_std``,
             ``episode_length`` and the task's episode metrics; empty when the run does not

@@ -234,6 +234,38 @@ class TestPPODetails:
         assert not PPO(target_kl=kl / 1.5 * 1.01).stops_update(info)
         assert not PPO().stops_update(info)
 
+    def test_zero_entropy_coef_builds_no_entropy_graph(self) -> None:
+        """Without an entropy bonus, the entropy is logged but kept out of the graph: the loss
+        and every gradient are those of the objective with ``0 * entropy`` subtracted, and
+        the entropy's own graph is never built (its parameters get no gradient from it)."""
+        logits = tensor(LOGITS).requires_grad_()
+        std = torch.zeros(()).requires_grad_()  # reaches the loss through the entropy only
+        entropy_calls = []
+
+        class Counted(Categorical):
+            def entropy(self) -> torch.Tensor:
+                entropy_calls.append(torch.is_grad_enabled())
+                return super().entropy() + std
+
+        out = ActorCriticOutput(Counted(logits), tensor(VALUES))
+        total, info = PPO(clip_param=0.2, entropy_coef=0.0)(step_count=0, batch=batch(), output=out)
+        total.backward()  # type: ignore[no-untyped-call]
+        assert entropy_calls == [False]
+        assert std.grad is None
+        assert info["entropy"] == approx(MEAN_ENTROPY)
+
+        reference_logits = tensor(LOGITS).requires_grad_()
+        reference_out = output(reference_logits)
+        reference, _ = PPO(clip_param=0.2, entropy_coef=1.0)(
+            step_count=0, batch=batch(), output=reference_out
+        )
+        entropy = reference_out.distribution.entropy().mean()
+        # The loss with weight 1 and its entropy term added back: weight 0, built in full.
+        weight_zero = reference + entropy - 0.0 * entropy
+        weight_zero.backward()  # type: ignore[no-untyped-call]
+        torch.testing.assert_close(total.detach(), weight_zero.detach())
+        torch.testing.assert_close(logits.grad, reference_logits.grad)
+
     def test_show_ratios_adds_terms(self) -> None:
         loss = PPO(show_ratios=True)
         _, info = loss(step_count=0, batch=batch(), output=output())

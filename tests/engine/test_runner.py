@@ -38,6 +38,7 @@ from hydra_pipeline.engine.advantages import compute_returns
 from hydra_pipeline.engine.callbacks import Callback
 from hydra_pipeline.engine.checkpoint import CHECKPOINT_DIRECTORY, load_checkpoint, save_checkpoint
 from hydra_pipeline.engine.evaluation import Evaluator
+from hydra_pipeline.engine.learner import clip_gradients
 from hydra_pipeline.errors import TrainingInterrupted
 from hydra_pipeline.models import ActorCriticOutput, Categorical, MLPActorCritic
 from hydra_pipeline.tasks import (
@@ -1062,10 +1063,11 @@ class TestSummary:
         metrics = data["final_metrics"]
         assert metrics["reward"] == 5.0 and metrics["episode_length"] == 5.0
         assert {"lr", "a2c/action", "ppo/clip_fraction"} <= metrics.keys()
-        assert {"steps_per_second", "wall_seconds", "first_step_time", "first_update_time"} <= (
-            data["speed"].keys()
-        )
-        assert not data["speed"].keys() & metrics.keys()
+        speed = data["speed"]
+        assert {"steps_per_second", "wall_seconds", "cpu_seconds"} <= speed.keys()
+        assert {"first_step_time", "first_update_time"} <= speed.keys()
+        assert 0 < speed["cpu_seconds"] <= speed["wall_seconds"] * (os.cpu_count() or 1)
+        assert not speed.keys() & metrics.keys()
 
     def test_same_seed_same_metrics(self, tmp_path: Path) -> None:
         """Two runs with the same seed write identical final metrics and weights; another
@@ -1252,14 +1254,12 @@ class TestStageSettings:
             returns_calls.append({"num_steps": rewards.shape[0], **kwargs})
             return compute_returns(rewards, *args, **kwargs)
 
-        clip = nn.utils.clip_grad_norm_
-
-        def spy_clip(parameters: Any, max_norm: float, **kwargs: Any) -> torch.Tensor:
+        def spy_clip(parameters: Any, max_norm: float) -> torch.Tensor:
             clip_norms.append(max_norm)
-            return clip(parameters, max_norm, **kwargs)
+            return clip_gradients(parameters, max_norm)
 
         monkeypatch.setattr("hydra_pipeline.engine.collector.compute_returns", spy_returns)
-        monkeypatch.setattr(nn.utils, "clip_grad_norm_", spy_clip)
+        monkeypatch.setattr("hydra_pipeline.engine.learner.clip_gradients", spy_clip)
         loss = CountingLoss(A2C())
         own = TrainingSettings(
             num_steps=2,
