@@ -114,7 +114,10 @@ def compare_rollouts(sb3: RecurrentPPO, rollouts: int) -> Iterator[tuple[int, st
     callback = start_collecting(sb3)
     pipeline = preset_pipeline()
     task = GymTask(ENV_ID, num_envs=NUM_ENVS, hide_observations=[1, 3])
-    normalization = Normalization(observations=True, gamma=SETTINGS["gamma"])
+    zoo = ZOO[ENV_ID]["normalize"]
+    normalization = Normalization(
+        observations=zoo["norm_obs"], rewards=zoo["norm_reward"], gamma=SETTINGS["gamma"]
+    )
     statistics = TrainingStatistics(100)
     collector = RolloutCollector(pipeline, task, model, statistics, CPU, normalization, seed=0)
 
