@@ -65,7 +65,7 @@ def test_per_step_benchmark_quick_run_prints_a_ratio(script: str, row: str) -> N
             "recurrent",
             "ppo_zoo_recurrent.json",
             "guides/memory.md",
-            ["| CartPoleNoVel-v1 (100k) |"],
+            ["| CartPoleNoVel-v1 (100k) | 0-2 |", "| PendulumNoVel-v1 (100k) | 0-2 |"],
         ),
     ],
 )
