@@ -3,10 +3,10 @@ velocity-free environment: train for a budget, then evaluate the final policy de
 on fresh episodes.
 
 The baseline of ``ppo_zoo.py --suite recurrent``, which starts this script in a process of
-its own. The settings are those of the zoo's published models (CartPoleNoVel-v1: the
-configuration stored with ``sb3/ppo_lstm-CartPoleNoVel-v1``, which also normalises
-observations; PendulumNoVel-v1: ``hyperparams/ppo_lstm.yml``, zoo 2.x, with sb3-contrib's
-``MlpLstmPolicy`` defaults); the velocity-free environments remove the entries the zoo's
+its own. The settings are the zoo's ``hyperparams/ppo_lstm.yml`` (zoo 2.x; its
+``normalize: True`` is ``VecNormalize``'s defaults, observations and rewards, with the
+algorithm's gamma), sb3-contrib's ``RecurrentPPO`` defaults for what it leaves out; the
+velocity-free environments remove the entries the zoo's
 ``NoVel`` variants hide (the same ones as this project's ``task.hide_observations``), with
 Gymnasium's ``TransformObservation``; torch runs on one thread (as the app does by default).
 
@@ -34,6 +34,15 @@ HIDDEN = {"CartPole-v1": [1, 3], "Pendulum-v1": [2]}
 """The entries the zoo's velocity-free variants hide, by environment."""
 
 
+POLICY: dict[str, Any] = {
+    "ortho_init": False,
+    "activation_fn": torch.nn.ReLU,
+    "lstm_hidden_size": 64,
+    "enable_critic_lstm": True,
+    "net_arch": {"pi": [64], "vf": [64]},
+}
+"""The zoo's ``policy_kwargs`` of both environments' ``MlpLstmPolicy``."""
+
 ZOO: dict[str, dict[str, Any]] = {
     "CartPole-v1": {
         "n_envs": 8,
@@ -45,14 +54,8 @@ ZOO: dict[str, dict[str, Any]] = {
         "ent_coef": 0.0,
         "learning_rate": linear(0.001),
         "clip_range": linear(0.2),
-        "normalize": {"norm_obs": True, "norm_reward": False},
-        "policy_kwargs": {
-            "ortho_init": False,
-            "activation_fn": torch.nn.ReLU,
-            "lstm_hidden_size": 64,
-            "enable_critic_lstm": True,
-            "net_arch": {"pi": [64], "vf": [64]},
-        },
+        "normalize": {"norm_obs": True, "norm_reward": True},
+        "policy_kwargs": POLICY,
     },
     "Pendulum-v1": {
         "n_envs": 4,
@@ -65,6 +68,8 @@ ZOO: dict[str, dict[str, Any]] = {
         "clip_range": 0.2,
         "use_sde": True,
         "sde_sample_freq": 4,
+        "normalize": {"norm_obs": True, "norm_reward": True},
+        "policy_kwargs": POLICY,
     },
 }
 """The zoo's ``ppo_lstm`` settings for ``CartPoleNoVel-v1`` and ``PendulumNoVel-v1``."""

@@ -74,7 +74,7 @@ def test_zoo_speed_quick_run_prints_the_target_row() -> None:
             "recurrent",
             "ppo_zoo_recurrent.json",
             "guides/memory.md",
-            ["| CartPoleNoVel-v1 (100k) |"],
+            ["| CartPoleNoVel-v1 (100k) | 0-2 |", "| PendulumNoVel-v1 (100k) | 0-2 |"],
         ),
     ],
 )
