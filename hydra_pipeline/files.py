@@ -48,7 +48,9 @@ def remove_stale_temporaries(folder: Path) -> None:
 
 
 def process_is_running(pid: int) -> bool:
-    """Whether a process with this id runs on this machine."""
+    """Whether a process with this id runs on this machine. A zombie (a process that ended
+    but whose parent has not collected its exit status yet: the ranks of a killed ``torchrun``
+    in a container whose first process is slow to collect orphans) does not."""
     if pid <= 0:
         return False
     try:
@@ -57,7 +59,18 @@ def process_is_running(pid: int) -> bool:
         return False
     except PermissionError:  # another user's process
         return True
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """Whether the process has ended and waits to be collected (read from Linux's ``/proc``;
+    where there is none, ``False``)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # "pid (command) state ...": the command may hold spaces and parentheses.
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def refuse_links(folder: Path, writer: str) -> None:
