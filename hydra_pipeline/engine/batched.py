@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from hydra_pipeline.engine.checkpoint import capture_rng_state, restore_rng_state
-from hydra_pipeline.engine.learner import Learner, UpdatePlan, stops_update
+from hydra_pipeline.engine.learner import Learner, UpdatePlan, clip_scale, stops_update
 from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
 from hydra_pipeline.errors import InvalidArgumentError
 from hydra_pipeline.models.protocol import ActorCriticOutput, has_memory
@@ -472,6 +472,6 @@ def clip_by_member(parameters: Sequence[Tensor], max_norms: Tensor) -> None:
         [torch.linalg.vector_norm(grad.reshape(count, -1), dim=1) for grad in grads]
     )
     total = torch.linalg.vector_norm(norms, dim=0)
-    scale = (max_norms / (total + 1e-6)).clamp(max=1.0)
+    scale = clip_scale(max_norms, total)
     for grad in grads:
         grad.mul_(scale.view(count, *([1] * (grad.dim() - 1))))

@@ -32,7 +32,7 @@ from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.pipeline import PipelineStage, StageComponent, TrainingPipeline
 from hydra_pipeline.tasks.observations import num_observations
 
-__all__ = ["Deciding", "Learner", "UpdatePlan", "clip_gradients", "stops_update"]
+__all__ = ["Deciding", "Learner", "UpdatePlan", "clip_gradients", "clip_scale", "stops_update"]
 
 Deciding = tuple[Callable[[Mapping[str, float]], bool], dict[str, float]]
 """A loss's ``stops_update`` and the terms of the minibatch it decides on."""
@@ -100,8 +100,14 @@ def clip_gradients(parameters: Sequence[Tensor], max_norm: float) -> Tensor:
     if not grads:
         return torch.zeros(())
     total: Tensor = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    torch._foreach_mul_(grads, (max_norm / (total + 1e-6)).clamp(max=1.0))
+    torch._foreach_mul_(grads, clip_scale(max_norm, total))
     return total
+
+
+def clip_scale(max_norm: float | Tensor, norm: Tensor) -> Tensor:
+    """The factor that brings gradients of norm ``norm`` to at most ``max_norm`` (torch's
+    ``clip_grad_norm_`` rule, its 1e-6 included); elementwise for a norm per member."""
+    return (max_norm / (norm + 1e-6)).clamp(max=1.0)
 
 
 class Learner:
