@@ -307,7 +307,10 @@ def test_ctrl_c_in_a_distributed_run_is_announced_once(tmp_path: Path) -> None:
         "-m",
         "hydra_pipeline",
         *TINY,
+        # A second stage only the signal ends: no length it could reach, no criterion that
+        # could end it (a run that solved CartPole first would exit 0 before Ctrl-C).
         "pipeline.pipeline_stages.1.max_stage_steps=10000000",
+        "pipeline.pipeline_stages.1.early_stopping_criterion=null",
         "distributed.nproc_per_node=2",
         "hydra.run.dir=run",
     ]

@@ -767,6 +767,7 @@ def test_a_killed_job_of_a_joblib_sweep_loses_no_other(tmp_path: Path) -> None:
         [
             sys.executable, "-m", "hydra_pipeline", "-m", *SMALL,
             "pipeline.pipeline_stages.1.max_stage_steps=100000000,4096,32",
+            "pipeline.pipeline_stages.1.early_stopping_criterion=null",  # job 0 never ends
             "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}",
         ],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
