@@ -15,11 +15,11 @@ Two comparisons (issue 25, item 3), each timed from just before ``subprocess.Pop
 Each repetition runs a comparison's commands in a rotating order; the ratios are medians over
 repetitions. The machine is shared: the load is printed before and after.
 
-``--forward`` measures instead, in one process, what one call of the members' stacked models
-under ``vmap`` (``StackedModels.outputs``) costs against each member's own forward, on the
-default CartPole run's 8 seeds (64 observations each, as a rollout step acts on) and on
-Pendulum's 5 (4 observations each; and a 64-transition minibatch with its backward, as an
-update step): why the lockstep collection acts with each member's own model.
+``--forward`` measures instead, in one process, what one forward of the members' stacked
+models (``StackedModels.outputs``: the MLP's own stacked forward for all members at once, then
+in the groups the engine makes, then under ``vmap``) costs against each member's own forward, on
+the default CartPole run's 8 seeds (64 observations each, as a rollout step acts on; 2,048
+with a backward, as an update step) and on Pendulum's 5 (4 observations each; 64 with a backward).
 
     python benchmarks/seed_batch.py [--seeds 8] [--repeats 3] [--pendulum-steps 16384] [--quick]
     python benchmarks/seed_batch.py --forward [--repeats 200]
@@ -164,18 +164,37 @@ def measure_pendulum(steps: int, repeats: int, quick: bool = False) -> Row:
     )
 
 
+FORWARD_CASES = [
+    ("CartPole default run, a rollout step", 8, 64, (), False),
+    ("CartPole default run, an update step", 8, 2048, (), True),
+    ("Pendulum (zoo), a rollout step", 5, 4, ("+experiment=ppo_pendulum",), False),
+    ("Pendulum (zoo), an update step", 5, 64, ("+experiment=ppo_pendulum",), True),
+]
+"""``--forward``'s cases: name, members, observations per member, the app's overrides, and
+whether a backward follows (an update step) or not (acting)."""
+
+
+FORWARDS = ("all in one group", "the engine's groups", "vmap")
+"""How ``--forward`` runs the members' stacked models: the MLP's own stacked forward for all
+members at once whatever the batch's size, in the groups the engine makes (each group's layer
+outputs within ``STACKED_ACTIVATIONS``), or one call per member under ``torch.vmap``."""
+
+
 def forward_pairs(
-    runners: list[Any], batch: int, backward: bool, repeats: int
+    runners: list[Any], batch: int, backward: bool, repeats: int, forward: str
 ) -> list[tuple[float, float]]:
-    """Seconds of the stacked forward of ``runners``' models and of their own forwards on
-    ``batch`` observations each (with a backward of the values when ``backward``), in
-    ``repeats`` interleaved pairs."""
+    """Seconds of one forward of ``runners``' stacked models (run as ``forward`` says, one of
+    :data:`FORWARDS`) and of their own forwards on ``batch`` observations each (with a
+    backward of the values when ``backward``), in ``repeats`` interleaved pairs."""
     import torch
     from common import interleaved
 
-    from hydra_pipeline.engine.batched import StackedModels
+    from hydra_pipeline.engine import batched
 
-    stack = StackedModels([runner.learner for runner in runners])
+    stack = batched.StackedModels([runner.learner for runner in runners])
+    stack.stacks_members = stack.stacks_members and forward != "vmap"
+    if forward == "all in one group":
+        limit, batched.STACKED_ACTIVATIONS = batched.STACKED_ACTIVATIONS, 1 << 62
     shape = runners[0].task.observation_shape
     observations = [torch.randn(batch, *shape) for _ in runners]
 
@@ -198,36 +217,37 @@ def forward_pairs(
             ]
         )
 
-    return interleaved(repeats, stacked, own)
+    try:
+        return interleaved(repeats, stacked, own)
+    finally:
+        if forward == "all in one group":
+            batched.STACKED_ACTIVATIONS = limit
 
 
 def measure_forward(repeats: int) -> Report:
-    """The stacked forward against the members' own, per configuration."""
+    """The members' stacked forward (each of :data:`FORWARDS`) against the members' own
+    forwards, per configuration."""
     import torch
     from common import app_config
     from engine_overhead import engine_runner
 
     torch.set_num_threads(1)
-    cases = [
-        ("CartPole default run, a rollout step", 8, 64, (), False),
-        ("Pendulum (zoo), a rollout step", 5, 4, ("+experiment=ppo_pendulum",), False),
-        ("Pendulum (zoo), an update step", 5, 64, ("+experiment=ppo_pendulum",), True),
-    ]
     rows = []
     print(f"forward: {repeats} interleaved calls each; {describe_load()}")
     with tempfile.TemporaryDirectory(prefix="seed_batch_forward_") as folder:
-        for case, (name, count, batch, overrides, backward) in enumerate(cases):
+        for case, (name, count, batch, overrides, backward) in enumerate(FORWARD_CASES):
             runners = [
                 engine_runner(app_config(1024, seed, *overrides), Path(folder) / f"{case}_{seed}")
                 for seed in range(count)
             ]
-            pairs = forward_pairs(runners, batch, backward, repeats)
-            ratio = median([stacked / own for stacked, own in pairs])
-            stacked_us = median([pair[0] for pair in pairs]) * 1e6
-            own_us = median([pair[1] for pair in pairs]) * 1e6
-            print(f"  {name}: stacked {stacked_us:.0f} us, own {own_us:.0f} us, {ratio:.3f}")
-            label = f"{name}: {count} members' vmapped forward"
-            rows.append(Row(label, "their own forwards", own_us, stacked_us, "us", ratio))
+            for forward in FORWARDS:
+                pairs = forward_pairs(runners, batch, backward, repeats, forward)
+                ratio = median([stacked / own for stacked, own in pairs])
+                stacked_us = median([pair[0] for pair in pairs]) * 1e6
+                own_us = median([pair[1] for pair in pairs]) * 1e6
+                print(f"  {name}, {forward}: {stacked_us:.0f} us, own {own_us:.0f} us, {ratio:.3f}")
+                label = f"{name}: {count} members' forward, {forward}"
+                rows.append(Row(label, "their own forwards", own_us, stacked_us, "us", ratio))
     print(describe_load())
     return Report(rows)
 

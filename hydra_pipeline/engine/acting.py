@@ -112,7 +112,11 @@ class Actor:
             )
 
     def act(
-        self, observations: Observations, *, deterministic: bool = False
+        self,
+        observations: Observations,
+        *,
+        deterministic: bool = False,
+        output: ActorCriticOutput | None = None,
     ) -> tuple[Tensor, ActorCriticOutput]:
         """The actions for a batch of observations (on ``device``), and the model's output.
 
@@ -121,15 +125,21 @@ class Actor:
                 ``observation_space`` (see :mod:`hydra_pipeline.tasks.observations`).
             deterministic: Take each distribution's mode instead of a sample (drawn with
                 torch's global generator; through ``exploration`` for gSDE).
+            output: The model's output on ``observations`` when it was computed elsewhere
+                (a memoryless model's, run for several members at once: see
+                :mod:`~hydra_pipeline.engine.lockstep`); ``None``: the model is called here.
         """
-        memory, starts = self.memory_for(num_observations(observations))
-        output, memory = model_output(
-            self.model, observations, memory, None if starts is None else starts.unsqueeze(0)
-        )
-        if memory is not None and starts is not None:
-            self.memory = memory.detach()  # acting never backpropagates into earlier steps
-            self.acted_starts = starts
-            self.episode_starts = torch.zeros_like(starts)
+        if output is None:
+            memory, starts = self.memory_for(num_observations(observations))
+            output, memory = model_output(
+                self.model, observations, memory, None if starts is None else starts.unsqueeze(0)
+            )
+            if memory is not None and starts is not None:
+                self.memory = memory.detach()  # acting never backpropagates into earlier steps
+                self.acted_starts = starts
+                self.episode_starts = torch.zeros_like(starts)
+        elif self.has_memory:
+            raise ValueError("a model with memory acts on the memory kept here: pass no output")
         distribution = output.distribution
         if deterministic:
             actions = distribution.mode()
@@ -380,13 +390,19 @@ class TaskStepper:
         return self.complete(choice, result, final_values=final_values)
 
     def prepare(
-        self, *, deterministic: bool = False, expert: bool = False, forcing: float = 0.0
+        self,
+        *,
+        deterministic: bool = False,
+        expert: bool = False,
+        forcing: float = 0.0,
+        output: ActorCriticOutput | None = None,
     ) -> Choice:
-        """The first half of :meth:`step` (same arguments): the actions to step the task with
-        (apart from :meth:`complete` when several tasks step as one, see
+        """The first half of :meth:`step` (same arguments; ``output``: the model's output on
+        :attr:`observations` when computed elsewhere, see :meth:`Actor.act`): the actions to
+        step the task with (apart from :meth:`complete` when several tasks step as one, see
         :mod:`~hydra_pipeline.engine.lockstep`)."""
         observations = self.observations
-        actions, output = self.actor.act(observations, deterministic=deterministic)
+        actions, output = self.actor.act(observations, deterministic=deterministic, output=output)
         episode_starts = self.actor.acted_starts
         expert_actions = forced = None
         if expert:

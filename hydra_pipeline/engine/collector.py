@@ -25,6 +25,7 @@ from hydra_pipeline.engine.fit import expert_needs, sequence_steps
 from hydra_pipeline.engine.normalization import Normalization
 from hydra_pipeline.engine.rollout import RolloutStorage
 from hydra_pipeline.engine.statistics import TEACHER_FORCING_METRICS, TrainingStatistics
+from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.pipeline import PipelineStage, TrainingPipeline, TrainingSettings
 from hydra_pipeline.pipeline.seeding import seed_for_rank
 from hydra_pipeline.tasks.observations import (
@@ -120,8 +121,16 @@ class RolloutCollector:
         self._forced_count = torch.zeros((), dtype=torch.int64, device=self.device)
         return storage
 
-    def prepare_step(self, stage: PipelineStage, storage: RolloutStorage, step: int) -> Choice:
-        """The actions of the rollout's ``step`` (with the stage's teacher forcing)."""
+    def prepare_step(
+        self,
+        stage: PipelineStage,
+        storage: RolloutStorage,
+        step: int,
+        output: ActorCriticOutput | None = None,
+    ) -> Choice:
+        """The actions of the rollout's ``step`` (with the stage's teacher forcing; ``output``:
+        the model's output on the observations to act on, when computed elsewhere: see
+        :meth:`~hydra_pipeline.engine.acting.Actor.act`)."""
         if step % storage.sequence_length == 0:  # the memory the sequence starting here starts from
             self._keep_memory(storage, step // storage.sequence_length)
         probability = 0.0
@@ -129,7 +138,9 @@ class RolloutCollector:
         if teacher_forcing is not None:
             probability = teacher_forcing(stage.steps_taken_in_stage)
             self._forced_probability += probability
-        return self.stepper.prepare(expert=storage.has_expert_actions, forcing=probability)
+        return self.stepper.prepare(
+            expert=storage.has_expert_actions, forcing=probability, output=output
+        )
 
     def complete_step(
         self, storage: RolloutStorage, step: int, choice: Choice, result: StepResult

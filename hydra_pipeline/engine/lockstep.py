@@ -11,12 +11,12 @@ collector's: its observation and reward normalisation, episode statistics, teach
 metrics, rollout storage, final values of the episodes cut short, and returns. A member's
 rollouts are thus those of its run alone, bit for bit, whatever it is batched with.
 
-The policies act each with its own forward, not one forward of the stacked models under
-``vmap``: measured on the CPU with the preset MLPs (64 CartPole environments per seed, or 4
-Pendulum environments), the vmapped forward of 5-8 members costs as much as their separate
-forwards or more (``vmap`` spends about as long per operation as the small operations take),
-so the collection would gain nothing from it and lose its bit-for-bit equality with the run
-alone.
+The policies act with one forward of all members' models when their architecture runs
+members in one computation (:class:`~hydra_pipeline.models.protocol.StacksMembers`, the MLPs
+of vector observations: ``forward`` below), else each with its own forward: the stacked
+models under ``vmap`` cost as much as the separate forwards or more on the CPU (``vmap``
+spends about as long per operation as the small operations take). Either way each member
+samples from its own distribution with its own generators.
 
 Only torch's generators are a member's own during a step of the batch (swapping Python's and
 NumPy's too costs more than the step, see
@@ -36,8 +36,9 @@ from torch import Tensor
 from hydra_pipeline.engine.batched import RandomStreams
 from hydra_pipeline.engine.collector import RolloutCollector
 from hydra_pipeline.engine.rollout import RolloutStorage
+from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.pipeline import PipelineStage
-from hydra_pipeline.tasks.observations import map_observations
+from hydra_pipeline.tasks.observations import Observations, map_observations
 from hydra_pipeline.tasks.protocol import StepResult, Task
 
 __all__ = ["Collecting", "MemberTasks", "collect_in_step"]
@@ -108,7 +109,11 @@ def _rows_of(result: StepResult, rows: slice) -> StepResult:
     )
 
 
-def collect_in_step(members: Sequence[Collecting], tasks: MemberTasks) -> list[RolloutStorage]:
+def collect_in_step(
+    members: Sequence[Collecting],
+    tasks: MemberTasks,
+    forward: Callable[[list[Observations]], list[ActorCriticOutput]] | None = None,
+) -> list[RolloutStorage]:
     """One rollout of each member's stage, collected in lockstep; each member's storage, with
     its returns, as its collector's
     :meth:`~hydra_pipeline.engine.collector.RolloutCollector.collect` fills it.
@@ -116,6 +121,9 @@ def collect_in_step(members: Sequence[Collecting], tasks: MemberTasks) -> list[R
     Args:
         members: The members collecting, of one rollout length.
         tasks: Their tasks (in the same order).
+        forward: Each member's model output on its observations, for all members at once
+            (:meth:`~hydra_pipeline.engine.batched.StackedModels.outputs`, weights current);
+            ``None``: each member's actor calls its own model.
     """
     storages = []
     for member in members:
@@ -124,10 +132,17 @@ def collect_in_step(members: Sequence[Collecting], tasks: MemberTasks) -> list[R
         storages.append(storage)
     with torch.no_grad():
         for step in range(storages[0].num_steps):
+            outputs: Sequence[ActorCriticOutput | None] = (
+                [None] * len(members)
+                if forward is None
+                else forward([member.collector.stepper.observations for member in members])
+            )
             choices = []
-            for member, storage in zip(members, storages, strict=True):
+            for member, storage, output in zip(members, storages, outputs, strict=True):
                 with member.random.torch_draws(member.collector.device):
-                    choices.append(member.collector.prepare_step(member.stage, storage, step))
+                    choices.append(
+                        member.collector.prepare_step(member.stage, storage, step, output)
+                    )
             results = tasks.step(
                 [
                     member.collector.actor.environment_actions(choice.actions)

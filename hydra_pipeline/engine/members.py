@@ -139,7 +139,11 @@ class MemberBatch:
         collecting = [
             Collecting(self.runners[m].collector, stages[m], self.random[m]) for m in group
         ]
-        return collect_in_step(collecting, self._tasks_of(group))
+        stack = self._stack(group)
+        if not stack.stacks_members:
+            return collect_in_step(collecting, self._tasks_of(group))
+        stack.pull_weights()
+        return collect_in_step(collecting, self._tasks_of(group), stack.outputs)
 
     def _tasks_of(self, group: tuple[int, ...]) -> MemberTasks:
         """``group``'s tasks, stepped together; joined anew when one of them was last joined

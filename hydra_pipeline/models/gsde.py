@@ -188,19 +188,25 @@ class StateDependentNoise(nn.Module):
         columns = math.prod(self.action_shape) if full_std else 1
         self.log_std = nn.Parameter(torch.full((features, columns), float(initial_log_std)))
 
-    def std(self) -> Tensor:
-        """``(features, actions)``: the standard deviation of each matrix entry."""
-        log_std = self.log_std
+    def std(self, log_std: Tensor | None = None) -> Tensor:
+        """``(features, actions)``: the standard deviation of each matrix entry, from
+        ``log_std`` (``None``: this module's own; several members' log standard deviations
+        stacked on a leading axis give theirs, ``(members, features, actions)``)."""
+        log_std = self.log_std if log_std is None else log_std
         if self.use_expln:
             # log1p of the clamped value: no NaN gradients from the branch not taken.
             std = torch.where(log_std <= 0, log_std.exp(), torch.log1p(log_std.clamp(min=0)) + 1.0)
         else:
             std = log_std.exp()
-        return std.expand(-1, math.prod(self.action_shape))
+        return std.expand(*std.shape[:-1], math.prod(self.action_shape))
 
-    def distribution(self, mean: Tensor, features: Tensor) -> StateDependentGaussian:
+    def distribution(
+        self, mean: Tensor, features: Tensor, log_std: Tensor | None = None
+    ) -> StateDependentGaussian:
         """The action distribution around ``mean`` ``(batch, *action_shape)`` for the
-        ``features`` ``(batch, features)`` of the same states."""
+        ``features`` ``(batch, features)`` of the same states (with ``log_std`` of several
+        members, see :meth:`std`: ``(members, batch, ...)`` each)."""
         if not self.learn_features:
             features = features.detach()
-        return StateDependentGaussian(mean, features, self.std(), self.sample_freq, self.epsilon)
+        std = self.std(log_std)
+        return StateDependentGaussian(mean, features, std, self.sample_freq, self.epsilon)

@@ -12,6 +12,7 @@ turns an actor's output into the distribution the engine samples from and the lo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -95,21 +96,33 @@ def exploration_parameters(
 
 
 def action_distribution(
-    actor: nn.Sequential,
+    actor: Iterable[Callable[[Tensor], Tensor]],
     inputs: Tensor,
-    log_std: nn.Parameter | None,
+    log_std: Tensor | None,
     noise: StateDependentNoise | None,
+    noise_log_std: Tensor | None = None,
 ) -> ActionDistribution:
-    """The actions' distribution for ``inputs`` ``(batch, features)`` of the ``actor`` MLP,
-    explored as :func:`exploration_parameters` made ``log_std`` and ``noise``."""
+    """The actions' distribution for ``inputs`` ``(batch, features)`` of the ``actor`` MLP
+    (its layers), explored as :func:`exploration_parameters` made ``log_std`` and ``noise``.
+
+    Several members' copies of one model run at once (see
+    :meth:`~hydra_pipeline.models.MLPActorCritic.forward_members`) give ``inputs``
+    ``(members, batch, features)``, ``actor`` layers that take them, and their own
+    ``log_std`` (``(members, *action_shape)``) or gSDE's ``noise_log_std`` (``(members,
+    features, columns)``); the distribution then covers ``(members, batch)``.
+    """
+    *hidden_layers, output_layer = actor
+    features = inputs
+    for layer in hidden_layers:
+        features = layer(features)
+    outputs = output_layer(features)
+    batch, members = inputs.shape[:-1], inputs.shape[:-2]
     if noise is not None:
         # gSDE's noise is a function of the actor's last hidden layer.
-        *hidden_layers, output_layer = actor
-        features = inputs
-        for layer in hidden_layers:
-            features = layer(features)
-        mean = output_layer(features).view(-1, *noise.action_shape)
-        return noise.distribution(mean, features)
+        mean = outputs.view(*batch, *noise.action_shape)
+        return noise.distribution(mean, features, noise_log_std)
     if log_std is None:
-        return Categorical(actor(inputs))
-    return DiagonalGaussian(actor(inputs).view(-1, *log_std.shape), log_std)
+        return Categorical(outputs)
+    action_shape = log_std.shape[len(members) :]
+    # One log standard deviation per member, the same for every row of its batch.
+    return DiagonalGaussian(outputs.view(*batch, *action_shape), log_std.unsqueeze(len(members)))

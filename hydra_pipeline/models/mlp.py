@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from hydra_pipeline.arguments import require_at_least, require_positive
 from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.models.encoders import make_encoder
+from hydra_pipeline.models.encoders import FlattenEncoder, make_encoder
 from hydra_pipeline.models.heads import Exploration, action_distribution, exploration_parameters
 from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.tasks.observations import Observations, ObservationSpace
 from hydra_pipeline.tasks.protocol import ActionSpace, as_action_space
 
-__all__ = ["ACTIVATIONS", "MLPActorCritic"]
+__all__ = ["ACTIVATIONS", "MLPActorCritic", "member_layers"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -66,6 +68,42 @@ def perceptron(
     if outputs is not None:
         layers.append(linear_layer(inputs, outputs, gains[1]))
     return nn.Sequential(*layers)
+
+
+Layer = Callable[[Tensor], Tensor]
+"""A layer as a function of its inputs."""
+
+
+def member_layers(
+    layers: nn.Sequential, parameters: Mapping[str, Tensor], prefix: str
+) -> list[Layer]:
+    """The layers of a :func:`perceptron` for several members at once, taking ``(members,
+    batch, inputs)``: each linear layer with the members' own weights and biases from
+    ``parameters`` (``<prefix>.<index>.weight`` and ``.bias``, stacked on a leading member
+    axis) as one batched matrix product, the activations (element-wise) as they are."""
+    return [
+        partial(
+            _members_linear,
+            parameters[f"{prefix}.{index}.weight"],
+            parameters[f"{prefix}.{index}.bias"],
+        )
+        if isinstance(layer, nn.Linear)
+        else layer
+        for index, layer in enumerate(layers)
+    ]
+
+
+def _members_linear(weight: Tensor, bias: Tensor, inputs: Tensor) -> Tensor:
+    """``inputs`` ``(members, batch, in)`` through each member's linear layer (``weight``
+    ``(members, out, in)``, ``bias`` ``(members, out)``): for each member, the very product
+    ``torch.nn.functional.linear`` computes for it alone."""
+    return torch.baddbmm(bias.unsqueeze(1), inputs, weight.transpose(1, 2))
+
+
+def _through(layers: Iterable[Layer], inputs: Tensor) -> Tensor:
+    for layer in layers:
+        inputs = layer(inputs)
+    return inputs
 
 
 class MLPActorCritic(nn.Module):
@@ -197,3 +235,30 @@ class MLPActorCritic(nn.Module):
             flat = self.trunk(flat)
         distribution = action_distribution(self.actor, flat, self.log_std, self.noise)
         return ActorCriticOutput(distribution, self.critic(flat).squeeze(-1))
+
+    @property
+    def stacks_members(self) -> bool:
+        """Whether :meth:`forward_members` can run this model: its encoder has no parameters
+        (flattened vectors; images and embeddings are run per member under ``vmap``)."""
+        return isinstance(self.encoder, FlattenEncoder)
+
+    def forward_members(
+        self, parameters: Mapping[str, Tensor], observations: Observations
+    ) -> ActorCriticOutput:
+        """Several members' copies of this model on their own batches, in one computation
+        (see :class:`~hydra_pipeline.models.protocol.StacksMembers`): ``parameters`` by name,
+        each ``(members, *shape)``; ``observations`` ``(members, batch, *observation_shape)``.
+        """
+        assert self.stacks_members and isinstance(observations, Tensor)
+        flat = self.encoder(observations.flatten(0, 1)).unflatten(0, observations.shape[:2])
+        if self.trunk is not None:
+            flat = _through(member_layers(self.trunk, parameters, "trunk"), flat)
+        distribution = action_distribution(
+            member_layers(self.actor, parameters, "actor"),
+            flat,
+            parameters.get("log_std"),
+            self.noise,
+            parameters.get("noise.log_std"),
+        )
+        values = _through(member_layers(self.critic, parameters, "critic"), flat)
+        return ActorCriticOutput(distribution, values.squeeze(-1))

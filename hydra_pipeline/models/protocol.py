@@ -50,14 +50,23 @@ To use a trained model, ``hydra_pipeline.Policy.from_run`` rebuilds it from its 
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, cast
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Protocol, cast, runtime_checkable
 
 from torch import Tensor, nn
 
 from hydra_pipeline.models.distributions import ActionDistribution
-from hydra_pipeline.tasks.observations import is_structured, observation_space_of
+from hydra_pipeline.tasks.observations import Observations, is_structured, observation_space_of
 
-__all__ = ["ActorCriticOutput", "has_memory", "initial_memory", "model_arguments", "reset_memory"]
+__all__ = [
+    "ActorCriticOutput",
+    "StacksMembers",
+    "has_memory",
+    "initial_memory",
+    "model_arguments",
+    "reset_memory",
+    "stacks_members",
+]
 
 
 class ActorCriticOutput(NamedTuple):
@@ -77,6 +86,37 @@ def model_arguments(task: Any) -> dict[str, Any]:
     if is_structured(space):
         arguments["observation_space"] = space
     return arguments
+
+
+@runtime_checkable
+class StacksMembers(Protocol):
+    """Optional: a memoryless model that runs several members' copies of itself (the seeds of
+    one config trained as one batch, see :mod:`hydra_pipeline.engine.batched`) in one
+    computation, their parameters stacked on a leading member axis, instead of once per
+    member under ``torch.vmap`` (whose per-operation cost outweighs what it saves on small
+    layers).
+
+    Attributes:
+        stacks_members: Whether this model can (an :class:`MLPActorCritic
+            <hydra_pipeline.models.MLPActorCritic>` can when its encoder has no parameters).
+    """
+
+    stacks_members: bool
+
+    def forward_members(
+        self, parameters: Mapping[str, Tensor], observations: Observations
+    ) -> ActorCriticOutput:
+        """Each member's output on its own batch: ``parameters`` are the model's trainable
+        parameters by name, each ``(members, *shape)``; ``observations`` are ``(members,
+        batch, *observation_shape)``; the output's distribution and values cover
+        ``(members, batch)``, member ``m``'s rows as its own model gives them."""
+        ...
+
+
+def stacks_members(model: nn.Module) -> bool:
+    """Whether ``model`` runs several members' copies of itself in one computation
+    (:class:`StacksMembers`)."""
+    return isinstance(model, StacksMembers) and bool(model.stacks_members)
 
 
 def has_memory(model: nn.Module) -> bool:

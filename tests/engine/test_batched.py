@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from hydra_pipeline import Builder, InvalidArgumentError, PipelineStage
-from hydra_pipeline.engine import PPO, Imitation, OnPolicyRunner
+from hydra_pipeline.engine import PPO, Imitation, OnPolicyRunner, batched
 from hydra_pipeline.engine.batched import (
     MemberUpdate,
     RandomStreams,
@@ -23,6 +23,8 @@ from hydra_pipeline.tasks import CartPoleTask
 from tests.engine.test_runner import make_pipeline, make_runner
 
 SEEDS = (3, 7, 11)
+ROLLOUT_ROWS = 32  # 8 steps of 4 environments
+NUM_MINI_BATCH = 2
 
 
 def member_runner(
@@ -38,8 +40,8 @@ def member_runner(
     pipeline = make_pipeline(
         [PipelineStage(["ppo", "imitation"], 10_000)],
         named_losses={"ppo": PPO(target_kl=target_kl, **ppo), "imitation": Imitation()},
-        num_steps=8,
-        num_mini_batch=2,
+        num_steps=ROLLOUT_ROWS // 4,
+        num_mini_batch=NUM_MINI_BATCH,
         update_repeats=2,
         optimizer_builder=Builder(torch.optim.Adam, {"lr": lr}),
     )
@@ -70,22 +72,45 @@ def adam_moments(runner: OnPolicyRunner) -> list[torch.Tensor]:
     return [state[p][key] for p in runner.learner.parameters for key in ("exp_avg", "exp_avg_sq")]
 
 
-def batched_updates(runners: list[OnPolicyRunner], seeds: tuple[int, ...], rounds: int) -> None:
+FORWARDS = ["stacked", "stacked in groups", "vmap"]
+"""How the stack runs the members' models: the architecture's own stacked forward
+(``MLPActorCritic.forward_members``) for all members at once, or for two at a time (as when a
+batch's layer outputs would pass ``STACKED_ACTIVATIONS``), or one call per member under
+``torch.vmap`` (what a model without a stacked forward gets)."""
+
+
+def batched_updates(
+    runners: list[OnPolicyRunner],
+    seeds: tuple[int, ...],
+    rounds: int,
+    forward: str = "stacked",
+    monkeypatch: pytest.MonkeyPatch | None = None,
+) -> None:
     stack = StackedModels([runner.learner for runner in runners])
+    assert stack.stacks_members
+    stack.stacks_members = forward != "vmap"
+    if forward == "stacked in groups":
+        assert monkeypatch is not None
+        widest = max(p.shape[0] for p in runners[0].model.parameters() if p.dim() > 1)
+        rows = ROLLOUT_ROWS // NUM_MINI_BATCH
+        monkeypatch.setattr(batched, "STACKED_ACTIVATIONS", 2 * rows * widest)
     updates = members(runners, seeds)
     for _ in range(rounds):
         update_members(stack, updates, 0)
 
 
-def test_the_stacked_update_equals_each_members_own_update(tmp_path: Path) -> None:
+@pytest.mark.parametrize("forward", FORWARDS)
+def test_the_stacked_update_equals_each_members_own_update(
+    tmp_path: Path, forward: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two updates (two epochs of two minibatches each) of three members in one batch give
     each member the weights and Adam moments that its own Learner gives it alone, drawing the
-    same minibatches (vmap's batched products round differently from a member's own: to
-    float32 precision)."""
+    same minibatches (batched products round differently from a member's own: to float32
+    precision)."""
     batched = [member_runner(tmp_path / "batched", seed) for seed in SEEDS]
     alone = [member_runner(tmp_path / "alone", seed) for seed in SEEDS]
     initial = [weights(runner) for runner in batched]
-    batched_updates(batched, SEEDS, rounds=2)
+    batched_updates(batched, SEEDS, rounds=2, forward=forward, monkeypatch=monkeypatch)
     for runner, seed in zip(alone, SEEDS, strict=True):
         assert runner.collector.storage is not None
         torch.manual_seed(seed)  # the global generator draws as the member's own does
@@ -108,13 +133,16 @@ def test_the_stacked_update_equals_each_members_own_update(tmp_path: Path) -> No
             assert value == pytest.approx(own_recorded[name], rel=1e-4, abs=1e-6), name
 
 
-def test_a_member_learns_the_same_in_any_batch_bit_for_bit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("forward", FORWARDS)
+def test_a_member_learns_the_same_in_any_batch_bit_for_bit(
+    tmp_path: Path, forward: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The middle seed trained in a batch of three and in a batch of its own ends with the
     same weights and optimizer state, bit for bit."""
     three = [member_runner(tmp_path / "three", seed) for seed in SEEDS]
     one = [member_runner(tmp_path / "one", SEEDS[1])]
-    batched_updates(three, SEEDS, rounds=3)
-    batched_updates(one, SEEDS[1:2], rounds=3)
+    batched_updates(three, SEEDS, rounds=3, forward=forward, monkeypatch=monkeypatch)
+    batched_updates(one, SEEDS[1:2], rounds=3, forward=forward, monkeypatch=monkeypatch)
     for name, value in weights(three[1]).items():
         assert torch.equal(value, weights(one[0])[name]), name
     for mine, theirs in zip(adam_moments(three[1]), adam_moments(one[0]), strict=True):

@@ -13,6 +13,7 @@ from hydra_pipeline import InvalidArgumentError
 from hydra_pipeline.config import MLPActorCriticConf
 from hydra_pipeline.models import ACTIVATIONS, Categorical, DiagonalGaussian, MLPActorCritic
 from hydra_pipeline.tasks import ContinuousActions, DiscreteActions
+from hydra_pipeline.tasks.observations import TensorSpace
 
 
 def continuous(shape: tuple[int, ...]) -> ContinuousActions:
@@ -181,3 +182,62 @@ class TestInstantiate:
         cfg = OmegaConf.structured(MLPActorCriticConf)
         with pytest.raises(Exception, match=r"Policy\.from_run"):
             hydra.utils.instantiate(cfg, observation_shape=(4,), action_space={"size": 3})
+
+
+MEMBER_MODELS: dict[str, dict[str, Any]] = {
+    "discrete": {"action_space": DiscreteActions(3)},
+    "gaussian": {"action_space": continuous((2, 2))},
+    "gsde, shared trunk": {
+        "action_space": continuous((2,)),
+        "shared_hidden_sizes": (8,),
+        "use_sde": True,
+        "full_std": False,
+    },
+}
+
+
+@pytest.mark.parametrize("kind", list(MEMBER_MODELS))
+def test_members_run_in_one_forward_as_each_alone(kind: str) -> None:
+    """Three members' copies (their own weights) run as one stacked forward: each member's
+    rows of the distribution and values are its own model's (to float32 rounding: a batched
+    product may round differently), and its gradients too."""
+    models = [MLPActorCritic((3, 2), hidden_sizes=(8, 8), **MEMBER_MODELS[kind]) for _ in range(3)]
+    for model in models:  # distinct members, log standard deviations included
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+    names = [name for name, _ in models[0].named_parameters()]
+    stacked = {
+        name: torch.stack([dict(m.named_parameters())[name] for m in models]).detach()
+        for name in names
+    }
+    for value in stacked.values():
+        value.requires_grad_()
+    observations = torch.randn(3, 5, 3, 2)
+    assert models[0].stacks_members
+    together = models[0].forward_members(stacked, observations)
+    actions = together.distribution.sample().detach()
+    assert actions.shape[:2] == (3, 5)
+    (together.distribution.log_prob(actions).sum() + together.values.sum()).backward()
+    for member, model in enumerate(models):
+        own = model(observations[member])
+        for attribute, value in vars(own.distribution).items():
+            if isinstance(value, torch.Tensor):
+                mine = getattr(together.distribution, attribute)[member]
+                torch.testing.assert_close(mine, value, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(together.values[member], own.values, rtol=1e-5, atol=1e-6)
+        (own.distribution.log_prob(actions[member]).sum() + own.values.sum()).backward()
+        for name, parameter in model.named_parameters():
+            assert parameter.grad is not None, name
+            gradient = stacked[name].grad
+            assert gradient is not None, name
+            torch.testing.assert_close(gradient[member], parameter.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_models_with_parameters_in_their_encoder_do_not_stack() -> None:
+    """Image observations go through convolutions, which the stacked forward does not run:
+    such a model says so (the seeds' batch then runs it under vmap)."""
+    space = TensorSpace((7, 7, 3), "uint8")
+    model = MLPActorCritic((7, 7, 3), DiscreteActions(3), observation_space=space)
+    assert not model.stacks_members
+    assert MLPActorCritic((4,), DiscreteActions(3)).stacks_members
