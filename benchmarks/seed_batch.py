@@ -189,12 +189,12 @@ def forward_pairs(
     import torch
     from common import interleaved
 
-    from hydra_pipeline.engine import batched
+    from hydra_pipeline.engine import stacked
 
-    stack = batched.StackedModels([runner.learner for runner in runners])
+    stack = stacked.StackedModels([runner.learner for runner in runners])
     stack.stacks_members = stack.stacks_members and forward != "vmap"
     if forward == "all in one group":
-        limit, batched.STACKED_ACTIVATIONS = batched.STACKED_ACTIVATIONS, 1 << 62
+        limit, stacked.STACKED_ACTIVATIONS = stacked.STACKED_ACTIVATIONS, 1 << 62
     shape = runners[0].task.observation_shape
     observations = [torch.randn(batch, *shape) for _ in runners]
 
@@ -206,7 +206,7 @@ def forward_pairs(
                 sum(value.sum() for value in computed).backward()
         return time.perf_counter() - start
 
-    def stacked() -> float:
+    def together() -> float:
         return timed(lambda: [output.values for output in stack.outputs(observations)])
 
     def own() -> float:
@@ -218,10 +218,10 @@ def forward_pairs(
         )
 
     try:
-        return interleaved(repeats, stacked, own)
+        return interleaved(repeats, together, own)
     finally:
         if forward == "all in one group":
-            batched.STACKED_ACTIVATIONS = limit
+            stacked.STACKED_ACTIVATIONS = limit
 
 
 def measure_forward(repeats: int) -> Report:

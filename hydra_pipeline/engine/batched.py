@@ -1,20 +1,16 @@
 """Several members (the seeds of one config) learning as one batched computation.
 
-The members' models share one architecture; :class:`StackedModels` holds their trainable
-parameters stacked along a new first axis (the member axis) and runs them for all members at
-once: in one computation where the architecture offers one
-(:class:`~hydra_pipeline.models.protocol.StacksMembers`: the MLPs of vector observations,
-whose linear layers become batched matrix products) and the batch is small enough to gain
-from it, else once per member on its slice of the stacked weights. Each member keeps its own
+The members' models share one architecture, stacked in a
+:class:`~hydra_pipeline.engine.stacked.StackedModels` (their weights and optimizer state
+gathered into it before an update and scattered back after it). Each member keeps its own
 model, optimizer, pipeline, losses and statistics, so its checkpoints, evaluations and
-outputs are exactly those of a run of its own: :meth:`StackedModels.gather` copies the
-members' weights and optimizer states into the stack before an update, and
-:meth:`StackedModels.scatter` hands them back after it.
+outputs are exactly those of a run of its own.
 
 :func:`update_members` runs an update of a stage component for every member: each member's
 minibatches come from its own rollout, drawn with its own generator; one forward for all
-members; each member's losses on its own slice of the output (its own advantage
-normalisation, its own terms recorded in its own statistics); one backward of the sum of the
+members; the members' losses in one computation where they are alike (the built-in losses,
+:class:`~hydra_pipeline.engine.losses.MemberLosses`), each with its own advantage
+normalisation and its own terms recorded in its own statistics; one backward of the sum of the
 members' losses (which gives each member's parameters exactly its own gradient); gradient
 clipping by each member's own norm; one optimizer step over the stacked parameters. An
 element-wise optimizer (Adam, SGD, RMSprop) stepping stacked parameters steps each member's
@@ -25,8 +21,8 @@ coefficients (clip range, entropy and value coefficients, the stage's loss weigh
 gradient clip, its discounting (its collector computes its returns) and its learning rate
 (its own schedule steps its own optimizer). Members whose optimizers' settings differ (a
 sweep over learning rates, say) are each stepped by their own optimizer, on their slices of
-the stacked gradients (:meth:`StackedModels.step`): the forward, the losses and the backward
-stay batched.
+the stacked gradients (:meth:`~hydra_pipeline.engine.stacked.StackedModels.step`): the
+forward, the losses and the backward stay batched.
 
 Only memoryless models, on one process, for now; a loss that stops an update early (PPO's
 ``target_kl``) cannot stop one member alone yet and is refused when it tries.
@@ -34,319 +30,30 @@ Only memoryless models, on one process, for now; a loss that stops an update ear
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from hydra_pipeline.engine.checkpoint import capture_rng_state, restore_rng_state
-from hydra_pipeline.engine.learner import Learner, UpdatePlan, clip_scale, stops_update
+from hydra_pipeline.engine.learner import Deciding, Learner, UpdatePlan, clip_scale, stops_update
+from hydra_pipeline.engine.losses import Loss, MemberLosses
 from hydra_pipeline.engine.rollout import Minibatch, RolloutStorage
+from hydra_pipeline.engine.stacked import StackedModels, output_part, outputs_by_member
 from hydra_pipeline.errors import InvalidArgumentError
-from hydra_pipeline.models.protocol import (
-    ActorCriticOutput,
-    StacksMembers,
-    has_memory,
-    stacks_members,
-)
+from hydra_pipeline.models.protocol import ActorCriticOutput
 from hydra_pipeline.pipeline import PipelineStage, StageComponent
-from hydra_pipeline.tasks.observations import (
-    Observations,
-    num_observations,
-    stack_observations,
-)
+from hydra_pipeline.tasks.observations import num_observations, stack_observations
 
 __all__ = [
     "MemberUpdate",
     "RandomStreams",
-    "StackedModels",
     "clip_by_member",
+    "stack_minibatches",
     "update_members",
 ]
-
-
-STACKED_ACTIVATIONS = 1 << 18
-"""The most values (members x rows x the widest layer's outputs) a layer of one stacked
-forward produces: about a megabyte of float32; more members are run in groups of that size.
-Beyond it the layers' outputs leave the CPU's caches, and smaller groups, each within them,
-are faster (measured with ``benchmarks/seed_batch.py --forward``: 8 CartPole members with
-64-unit layers, a forward and backward of 64 rows each in one group take 0.57 times their own
-forwards' time, of 512 rows 0.95 times, of 2,048 rows 1.37 times)."""
-
-
-class StackedModels:
-    """The trainable parameters of ``learners``' models stacked along a member axis, their
-    optimizer over them, and one call of the architecture for all members.
-
-    Args:
-        learners: One per member, in member order; their models of one architecture (the
-            same parameter names and shapes) and optimizers of one kind.
-
-    Attributes:
-        parameters: The stacked parameters by name, each ``(members, *shape)``.
-        optimizer: Steps ``parameters``, built by the first member's optimizer builder.
-
-    Raises:
-        InvalidArgumentError: There are no learners, a model has memory, buffers or frozen
-            parameters, or the models' parameters differ in names or shapes.
-    """
-
-    def __init__(self, learners: Sequence[Learner]) -> None:
-        if not learners:
-            raise InvalidArgumentError("learners", "must hold at least one member", learners)
-        self.learners = list(learners)
-        models = [learner.model for learner in learners]
-        if any(has_memory(model) for model in models):
-            raise InvalidArgumentError(
-                "model",
-                "has memory; seeds trained in one batch (vectorize_seeds) support memoryless "
-                "models only, for now",
-                type(models[0]).__qualname__,
-                "Train the seeds one after the other: vectorize_seeds=false.",
-            )
-        shapes = [self._named_shapes(learner) for learner in learners]
-        if any(named != shapes[0] for named in shapes):
-            raise InvalidArgumentError(
-                "models",
-                "must have the same parameters (names and shapes) to be trained in one batch",
-                [type(model).__qualname__ for model in models],
-            )
-        self.names = list(shapes[0])
-        self.count = len(learners)
-        self._template = copy.deepcopy(models[0]).to("meta")
-        self.stacks_members = stacks_members(self._template)
-        self._widest = max(
-            (p.shape[0] for p in self._template.parameters() if p.dim() > 1), default=1
-        )
-        fixed = [name for name, value in models[0].named_parameters() if not value.requires_grad]
-        fixed += [name for name, _ in models[0].named_buffers()]
-        if fixed:
-            raise InvalidArgumentError(
-                "model",
-                "has buffers or frozen parameters, which seeds trained in one batch do not "
-                "stack yet",
-                fixed,
-                "Train the seeds one after the other: vectorize_seeds=false.",
-            )
-        with torch.no_grad():
-            self.parameters = {
-                name: torch.stack([self._trained(learner)[name] for learner in learners])
-                .detach()
-                .requires_grad_()
-                for name in self.names
-            }
-        first = learners[0]
-        builder = first.pipeline.optimizer_builder
-        self.optimizer: torch.optim.Optimizer = builder(params=list(self.parameters.values()))
-
-    @staticmethod
-    def _trained(learner: Learner) -> dict[str, Tensor]:
-        """The trainable parameters of ``learner``'s model, by name, in its optimizer's
-        order."""
-        return {name: p for name, p in learner.model.named_parameters() if p.requires_grad}
-
-    @classmethod
-    def _named_shapes(cls, learner: Learner) -> dict[str, tuple[int, ...]]:
-        return {name: tuple(p.shape) for name, p in cls._trained(learner).items()}
-
-    # ----------------------------------------------------------------------------------------
-    # Members in, members out
-
-    def gather(self) -> bool:
-        """Copy the members' weights into the stack and, when their optimizers are of one class
-        with the same settings (learning rates included), their optimizer states and settings
-        into the stack's optimizer.
-
-        Returns:
-            Whether the stack's optimizer steps every member (settings alike); otherwise each
-            member's own optimizer steps its own weights (see :meth:`step`).
-
-        Raises:
-            InvalidArgumentError: The members' optimizers, alike in their settings, differ in
-                their step counts.
-        """
-        groups = [learner.optimizer.param_groups for learner in self.learners]
-        settings = [
-            [{k: v for k, v in group.items() if k != "params"} for group in member]
-            for member in groups
-        ]
-        self.pull_weights()
-        kinds = {type(learner.optimizer) for learner in self.learners}
-        if len(kinds) > 1 or any(member != settings[0] for member in settings):
-            return False
-        for group, wanted in zip(self.optimizer.param_groups, settings[0], strict=True):
-            group.update(wanted)
-        for index, name in enumerate(self.names):
-            stacked = self.parameters[name]
-            self.optimizer.state[stacked] = self._stacked_state(index, stacked)
-        return True
-
-    def step(self, together: bool) -> None:
-        """Step every member on its slices of the stacked gradients: with the stack's
-        optimizer (``together``, see :meth:`gather`), or with each member's own optimizer on
-        its own weights (members whose settings differ: a sweep over learning rates, say),
-        whose new weights are then copied into the stack."""
-        if together:
-            self.optimizer.step()
-            return
-        for member, learner in enumerate(self.learners):
-            for own, name in zip(learner.parameters, self.names, strict=True):
-                gradient = self.parameters[name].grad
-                own.grad = None if gradient is None else gradient[member]
-            learner.optimizer.step()
-        self.pull_weights()
-
-    def pull_weights(self) -> None:
-        """Copy the members' current weights into the stack (before a forward of all)."""
-        with torch.no_grad():
-            for name in self.names:
-                torch.stack(
-                    [self._trained(learner)[name] for learner in self.learners],
-                    out=self.parameters[name],
-                )
-
-    def _stacked_state(self, index: int, stacked: Tensor) -> dict[str, Any]:
-        """The optimizer state of the ``index``-th parameter for the stack: each member's
-        per-element tensors stacked, the values every member shares (step counts) once."""
-        states = [learner.optimizer.state[learner.parameters[index]] for learner in self.learners]
-        if not states[0]:
-            if any(states):
-                raise self._unequal_steps()
-            return {}
-        joined: dict[str, Any] = {}
-        for key, value in states[0].items():
-            if isinstance(value, Tensor) and value.shape == stacked.shape[1:]:
-                joined[key] = torch.stack([state[key] for state in states])
-            elif all(_equal(state[key], value) for state in states):
-                joined[key] = value.clone() if isinstance(value, Tensor) else value
-            else:
-                raise self._unequal_steps()
-        return joined
-
-    @staticmethod
-    def _unequal_steps() -> InvalidArgumentError:
-        return InvalidArgumentError(
-            "optimizer",
-            "state (its step counts) must be the same for every seed trained in one batch",
-            "differs",
-        )
-
-    def scatter(self) -> None:
-        """Copy the stack's weights and optimizer state back into the members' (after an
-        update that the stack's optimizer stepped)."""
-        with torch.no_grad():
-            for index, name in enumerate(self.names):
-                stacked = self.parameters[name]
-                state = self.optimizer.state[stacked]
-                for member, learner in enumerate(self.learners):
-                    own = self._trained(learner)[name]
-                    own.copy_(stacked[member])
-                    learner.optimizer.state[learner.parameters[index]] = {
-                        key: (
-                            value[member].clone()
-                            if isinstance(value, Tensor) and value.shape == stacked.shape
-                            else value.clone()
-                            if isinstance(value, Tensor)
-                            else value
-                        )
-                        for key, value in state.items()
-                    }
-
-    # ----------------------------------------------------------------------------------------
-    # The forward
-
-    def outputs(self, observations: Sequence[Observations]) -> list[ActorCriticOutput]:
-        """Each member's output on its own batch of ``observations`` (equally many each).
-
-        Where the architecture runs members in one computation
-        (:class:`~hydra_pipeline.models.protocol.StacksMembers`), it runs them in as few
-        groups as keep each group's layer outputs within :data:`STACKED_ACTIVATIONS`; else
-        the architecture is called once per member under ``vmap``.
-        """
-        if not self.stacks_members:
-            return self._vmapped(stack_observations(observations))
-        model = cast(StacksMembers, self._template)
-        size = max(1, STACKED_ACTIVATIONS // (num_observations(observations[0]) * self._widest))
-        outputs: list[ActorCriticOutput] = []
-        for start in range(0, self.count, size):
-            group = slice(start, start + size)
-            parameters = {name: value[group] for name, value in self.parameters.items()}
-            output = model.forward_members(parameters, stack_observations(observations[group]))
-            kind, constants, tensors = _distribution_parts(output.distribution)
-            outputs += _by_member(kind, constants, tensors, output.values)
-        return outputs
-
-    def _vmapped(self, observations: Observations) -> list[ActorCriticOutput]:
-        """Each member's output on its part of ``observations`` (stacked), the architecture
-        called once per member under ``vmap``."""
-        kinds: list[tuple[type, dict[str, Any]]] = []
-
-        def member_output(
-            parameters: Mapping[str, Tensor], observations: Observations
-        ) -> tuple[dict[str, Tensor], Tensor]:
-            output: ActorCriticOutput = torch.func.functional_call(
-                self._template, dict(parameters), (observations,)
-            )
-            kind, constants, tensors = _distribution_parts(output.distribution)
-            kinds.append((kind, constants))
-            return tensors, output.values
-
-        tensors, values = torch.vmap(member_output)(self.parameters, observations)
-        return _by_member(*kinds[0], tensors, values)
-
-
-def _distribution_parts(distribution: Any) -> tuple[type, dict[str, Any], dict[str, Tensor]]:
-    """A distribution's class, its plain attributes (numbers, such as gSDE's ``sample_freq``:
-    the architecture's, the same for every member) and its tensors, by attribute name.
-
-    Raises:
-        InvalidArgumentError: It holds attributes other than tensors and numbers (which
-            cannot be split by member).
-    """
-    attributes = vars(distribution)
-    tensors = {k: v for k, v in attributes.items() if isinstance(v, Tensor)}
-    constants = {k: v for k, v in attributes.items() if k not in tensors}
-    if not all(isinstance(value, int | float | bool | str) for value in constants.values()):
-        raise InvalidArgumentError(
-            "model",
-            "returns an action distribution with attributes other than tensors and "
-            "numbers, which seeds trained in one batch cannot split by member yet",
-            type(distribution).__qualname__,
-            "Train the seeds one after the other: vectorize_seeds=false.",
-        )
-    return type(distribution), constants, tensors
-
-
-def _by_member(
-    kind: type, constants: Mapping[str, Any], tensors: Mapping[str, Tensor], values: Tensor
-) -> list[ActorCriticOutput]:
-    """Each member's output from several members' distribution parts (see
-    :func:`_distribution_parts`) and values, their member axis first."""
-    return [
-        ActorCriticOutput(
-            _distribution(kind, {**constants, **{k: v[member] for k, v in tensors.items()}}),
-            values[member],
-        )
-        for member in range(values.shape[0])
-    ]
-
-
-def _equal(first: Any, second: Any) -> bool:
-    """Whether two optimizer state values are equal (tensors by value)."""
-    if isinstance(first, Tensor) and isinstance(second, Tensor):
-        return bool(torch.equal(first, second))
-    return bool(first == second)
-
-
-def _distribution(kind: type, attributes: Mapping[str, Any]) -> Any:
-    """A distribution of class ``kind`` with ``attributes`` (a member's slice of a stacked
-    one)."""
-    distribution: Any = object.__new__(kind)
-    vars(distribution).update(attributes)
-    return distribution
 
 
 class RandomStreams:
@@ -483,28 +190,26 @@ def _gradient_step(
 ) -> None:
     """One optimizer step of every member on its minibatch of ``batches`` (``together``:
     with the stack's optimizer, see :meth:`StackedModels.step`)."""
-    outputs = stack.outputs([batch.observations for batch in batches])
     total: Tensor | float = 0.0
-    for index, (member, batch, output, plan) in enumerate(
-        zip(members, batches, outputs, plans, strict=True)
-    ):
-        assert plan is not None
-        loss, deciding = member.learner.weighted_losses(
-            member.stage, batch, output, plan.losses_in(epoch), plan
-        )
+    deciding: list[dict[str, Deciding]] = [{} for _ in members]
+    for group, output in stack.grouped_outputs([batch.observations for batch in batches]):
+        for name in _loss_names(plans, epoch):
+            total = total + _group_loss(
+                name, members[group], batches[group], output, plans[group], epoch, deciding[group]
+            )
+    for index, decisions in enumerate(deciding):
         terms = {
-            f"{name}/{term}": v for name, (_, info) in deciding.items() for term, v in info.items()
+            f"{name}/{term}": v for name, (_, info) in decisions.items() for term, v in info.items()
         }
-        if stops_update(deciding, terms):
+        if stops_update(decisions, terms):
             raise InvalidArgumentError(
                 "loss",
                 f"stopped the update of member {index} early (PPO's target_kl); seeds "
                 "trained in one batch cannot stop one member's update alone yet",
-                sorted(deciding),
+                sorted(decisions),
                 "Leave target_kl unset, or train the seeds one after the other: "
                 "vectorize_seeds=false.",
             )
-        total = total + loss
     assert isinstance(total, Tensor)
     stack.optimizer.zero_grad(set_to_none=True)
     total.backward()  # type: ignore[no-untyped-call]
@@ -513,6 +218,90 @@ def _gradient_step(
     stack.step(together)
     for member in members:
         member.learner.stepped()
+
+
+def _loss_names(plans: Sequence[UpdatePlan | None], epoch: int) -> list[str]:
+    """The names of the losses the members minimise in ``epoch`` (the same for every member:
+    their stages' components are checked alike, see :func:`_check_plans`)."""
+    first = plans[0]
+    assert first is not None
+    return list(first.losses_in(epoch))
+
+
+def _group_loss(
+    name: str,
+    members: Sequence[MemberUpdate],
+    batches: Sequence[Minibatch],
+    output: ActorCriticOutput,
+    plans: Sequence[UpdatePlan | None],
+    epoch: int,
+    deciding: Sequence[dict[str, Deciding]],
+) -> Tensor:
+    """The sum over a group of members of each one's weighted loss ``name`` on its minibatch
+    (``output``: the group's, a member axis first), its terms recorded in its statistics (and
+    in its ``deciding`` when the loss may stop the update).
+
+    Members whose losses ``name`` are alike (one class, the same settings, the same stage
+    step count) get theirs in one computation when the loss can
+    (:class:`~hydra_pipeline.engine.losses.MemberLosses`); otherwise each member's loss is
+    computed on its own, the same way (a member axis of one). Each computation reads its own
+    view of ``output``, so that the gradients reaching a member's output are summed in the
+    same order whoever it is batched with: a member's result does not depend on its company.
+    """
+    ready = [plan for plan in plans if plan is not None]
+    losses = [plan.losses_in(epoch)[name] for plan in ready]
+    steps = [member.stage.steps_taken_in_stage for member in members]
+    if len(set(steps)) == 1 and _alike(losses):
+        parts = [slice(0, len(members))]
+    else:
+        parts = [slice(member, member + 1) for member in range(len(members))]
+    computed = [
+        _losses(losses[part.start], steps[part.start], batches[part], output_part(output, part))
+        for part in parts
+    ]
+    values = torch.cat([value for value, _ in computed])
+    infos = [info for _, part_infos in computed for info in part_infos]
+    batch_size = num_observations(batches[0].observations)
+    for member, plan, info, decisions in zip(members, ready, infos, deciding, strict=True):
+        member.learner.record_terms(plan, name, info, batch_size, decisions)
+    return (values * torch.tensor([plan.weights[name] for plan in ready])).sum()
+
+
+def _losses(
+    loss: Loss, step_count: int, batches: Sequence[Minibatch], output: ActorCriticOutput
+) -> tuple[Tensor, list[dict[str, float]]]:
+    """``loss`` of members with alike losses on their ``batches`` (``output``: theirs, a
+    member axis first), in one computation when the loss can: each member's loss
+    ``(members,)`` and terms."""
+    if isinstance(loss, MemberLosses):
+        values, terms = loss.member_losses(
+            step_count=step_count, batch=stack_minibatches(batches), output=output
+        )
+        rows = torch.stack(list(terms.values()), dim=1).tolist()
+        return values, [dict(zip(terms, row, strict=True)) for row in rows]
+    computed = [
+        loss(step_count=step_count, batch=batch, output=own)
+        for batch, own in zip(batches, outputs_by_member(output), strict=True)
+    ]
+    return torch.stack([value for value, _ in computed]), [info for _, info in computed]
+
+
+def _alike(losses: Sequence[Any]) -> bool:
+    """Whether ``losses`` are of one class with the same settings (their attributes equal)."""
+    first = losses[0]
+    return all(type(loss) is type(first) and vars(loss) == vars(first) for loss in losses)
+
+
+def stack_minibatches(batches: Sequence[Minibatch]) -> Minibatch:
+    """Several members' minibatches (equally many samples each) as one, each field with a
+    leading member axis (fields that none has stay ``None``)."""
+    fields = {
+        field: None if values[0] is None else torch.stack(values)
+        for field, values in zip(
+            Minibatch._fields[1:], zip(*(batch[1:] for batch in batches), strict=True), strict=True
+        )
+    }
+    return Minibatch(stack_observations([batch.observations for batch in batches]), **fields)
 
 
 def clip_by_member(parameters: Sequence[Tensor], max_norms: Tensor) -> None:

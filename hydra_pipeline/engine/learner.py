@@ -256,15 +256,27 @@ class Learner:
         for name, loss in losses.items():
             value, info = loss(step_count=stage.steps_taken_in_stage, batch=batch, output=output)
             total = total + plan.weights[name] * value
-            self.statistics.record(
-                {f"{plan.metric_prefix}{name}/{term}": number for term, number in info.items()},
-                n=batch_size,
-            )
-            stops_update = plan.stoppers[name]
-            if stops_update is not None:
-                deciding[name] = (stops_update, info)
+            self.record_terms(plan, name, info, batch_size, deciding)
         assert isinstance(total, Tensor)
         return total, deciding
+
+    def record_terms(
+        self,
+        plan: UpdatePlan,
+        name: str,
+        info: Mapping[str, float],
+        batch_size: int,
+        deciding: dict[str, Deciding],
+    ) -> None:
+        """Record the terms ``info`` of the loss ``name`` on a minibatch of ``batch_size``
+        samples, and add them to ``deciding`` when that loss may stop the update."""
+        self.statistics.record(
+            {f"{plan.metric_prefix}{name}/{term}": number for term, number in info.items()},
+            n=batch_size,
+        )
+        stopper = plan.stoppers[name]
+        if stopper is not None:
+            deciding[name] = (stopper, dict(info))
 
     def _gradient_step(
         self,

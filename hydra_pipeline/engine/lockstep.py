@@ -122,7 +122,7 @@ def collect_in_step(
         members: The members collecting, of one rollout length.
         tasks: Their tasks (in the same order).
         forward: Each member's model output on its observations, for all members at once
-            (:meth:`~hydra_pipeline.engine.batched.StackedModels.outputs`, weights current);
+            (:meth:`~hydra_pipeline.engine.stacked.StackedModels.outputs`, weights current);
             ``None``: each member's actor calls its own model.
     """
     storages = []

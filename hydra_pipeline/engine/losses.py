@@ -19,6 +19,11 @@ A loss may also declare any of three optional members, each a protocol of its ow
   criterion watching ``<loss name>/<term>`` is then checked against them at startup.
 * ``stops_update(info)`` (:class:`StopsUpdate`): called with the terms of each minibatch
   before stepping on it; a true answer ends the update's epochs there (PPO's ``target_kl``).
+* ``member_losses(*, step_count, batch, output)`` (:class:`MemberLosses`): the loss of
+  several members at once (seeds trained as one batch, see
+  :mod:`~hydra_pipeline.engine.batched`), each field of ``batch`` and of ``output`` with a
+  leading member axis; it returns the loss and each term per member, as tensors. The built-in
+  losses compute their ``__call__`` through it.
 
 :func:`needs_expert_actions`, :func:`declared_terms` and :func:`update_stopper` read them, with
 their defaults for a loss that does not declare them.
@@ -44,9 +49,11 @@ __all__ = [
     "DeclaresTerms",
     "Imitation",
     "Loss",
+    "MemberLosses",
     "NeedsExpertActions",
     "PPOConfig",
     "StopsUpdate",
+    "as_numbers",
     "declared_terms",
     "needs_expert_actions",
     "update_stopper",
@@ -91,6 +98,25 @@ class StopsUpdate(Protocol):
     (never, when undeclared)."""
 
     def stops_update(self, info: Mapping[str, float]) -> bool: ...
+
+
+@runtime_checkable
+class MemberLosses(Protocol):
+    """Optional: the loss of one member, or of several at once (see the module docstring).
+
+    ``batch``'s fields are ``(batch, ...)``, or ``(members, batch, ...)`` for several
+    members, and ``output`` covers the same rows; the loss and each term are scalars, or
+    ``(members,)``, each member's computed from its rows alone.
+    """
+
+    def member_losses(
+        self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
+    ) -> tuple[Tensor, dict[str, Tensor]]: ...
+
+
+def as_numbers(terms: Mapping[str, Tensor]) -> dict[str, float]:
+    """A loss's terms (scalar tensors) as the numbers ``Loss.__call__`` returns."""
+    return {name: value.item() for name, value in terms.items()}
 
 
 def needs_expert_actions(loss: Loss) -> bool:
@@ -187,51 +213,57 @@ class PPO:
     def __call__(
         self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
     ) -> tuple[Tensor, dict[str, float]]:
+        loss, terms = self.member_losses(step_count=step_count, batch=batch, output=output)
+        return loss, as_numbers(terms)
+
+    def member_losses(
+        self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss and its terms, of one member or of several at once (see
+        :class:`MemberLosses`): every mean is over the last axis, a member's rows."""
         per_rollout = self.normalize_advantage and self.advantage_normalization == "rollout"
         advantage_field = "normalized_advantages" if per_rollout else "advantages"
         actions, old_log_probs, old_values, returns, advantages = batch.require(
             "actions", "old_log_probs", "old_values", "returns", advantage_field
         )
         if self.normalize_advantage and not per_rollout:
-            advantages = normalized(advantages)
+            advantages = normalized(advantages, each_row=advantages.dim() > 1)
         clip = self.clip_param * (1.0 if self.clip_decay is None else self.clip_decay(step_count))
         log_probs = output.distribution.log_prob(actions)
         ratio = torch.exp(log_probs - old_log_probs)
         clamped_ratio = ratio.clamp(1.0 - clip, 1.0 + clip)
         surrogate = torch.min(ratio * advantages, clamped_ratio * advantages)
-        action_loss = -surrogate.mean()
+        action_loss = -surrogate.mean(-1)
         values = output.values
         if self.use_clipped_value_loss:
             clipped = old_values + (values - old_values).clamp(-clip, clip)
             value_loss = 0.5 * torch.max((values - returns).square(), (clipped - returns).square())
         else:
             value_loss = 0.5 * (values - returns).square()
-        value_loss = value_loss.mean()
+        value_loss = value_loss.mean(-1)
         total = action_loss + self.value_loss_coef * value_loss
         if self.entropy_coef > 0:
-            entropy = self._entropy(output).mean()
+            entropy = self._entropy(output).mean(-1)
             total = total - self.entropy_coef * entropy
         else:  # only logged: its graph would add nothing but zeros to the gradients
             with torch.no_grad():
-                entropy = self._entropy(output).mean()
+                entropy = self._entropy(output).mean(-1)
         with torch.no_grad():
-            clip_fraction = ((ratio - 1.0).abs() > clip).float().mean()
-            approx_kl = ((ratio - 1.0) - (log_probs - old_log_probs)).mean()
-            info = {
-                "action": action_loss.item(),
-                "value": value_loss.item(),
-                "entropy": entropy.item(),
-                "clip_fraction": clip_fraction.item(),
-                "approx_kl": approx_kl.item(),
+            terms = {
+                "action": action_loss.detach(),
+                "value": value_loss.detach(),
+                "entropy": entropy.detach(),
+                "clip_fraction": ((ratio - 1.0).abs() > clip).float().mean(-1),
+                "approx_kl": ((ratio - 1.0) - (log_probs - old_log_probs)).mean(-1),
             }
             if self.show_ratios:
                 used = torch.where(
                     clamped_ratio * advantages < ratio * advantages, clamped_ratio, ratio
                 )
-                info["ratio"] = ratio.mean().item()
-                info["ratio_clamped"] = clamped_ratio.mean().item()
-                info["ratio_used"] = used.mean().item()
-        return total, info
+                terms["ratio"] = ratio.mean(-1)
+                terms["ratio_clamped"] = clamped_ratio.mean(-1)
+                terms["ratio_used"] = used.mean(-1)
+        return total, terms
 
     def stops_update(self, info: Mapping[str, float]) -> bool:
         """Whether the update should stop before stepping on the minibatch whose terms are
@@ -270,16 +302,21 @@ class A2C:
     def __call__(
         self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
     ) -> tuple[Tensor, dict[str, float]]:
+        loss, terms = self.member_losses(step_count=step_count, batch=batch, output=output)
+        return loss, as_numbers(terms)
+
+    def member_losses(
+        self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss and its terms, of one member or of several at once (see
+        :class:`MemberLosses`)."""
         actions, returns, advantages = batch.require("actions", "returns", "advantages")
-        action_loss = -(advantages * output.distribution.log_prob(actions)).mean()
-        value_loss = 0.5 * (output.values - returns).square().mean()
-        entropy = output.distribution.entropy().mean()
+        action_loss = -(advantages * output.distribution.log_prob(actions)).mean(-1)
+        value_loss = 0.5 * (output.values - returns).square().mean(-1)
+        entropy = output.distribution.entropy().mean(-1)
         total = action_loss + self.value_loss_coef * value_loss - self.entropy_coef * entropy
-        return total, {
-            "action": action_loss.item(),
-            "value": value_loss.item(),
-            "entropy": entropy.item(),
-        }
+        terms = {"action": action_loss, "value": value_loss, "entropy": entropy}
+        return total, {name: value.detach() for name, value in terms.items()}
 
 
 class Imitation:
@@ -305,6 +342,14 @@ class Imitation:
     def __call__(
         self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
     ) -> tuple[Tensor, dict[str, float]]:
+        loss, terms = self.member_losses(step_count=step_count, batch=batch, output=output)
+        return loss, as_numbers(terms)
+
+    def member_losses(
+        self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss and its term, of one member or of several at once (see
+        :class:`MemberLosses`)."""
         (expert_actions,) = batch.require("expert_actions")
-        loss = -output.distribution.log_prob(expert_actions).mean()
-        return loss, {"cross_entropy": loss.item()}
+        loss = -output.distribution.log_prob(expert_actions).mean(-1)
+        return loss, {"cross_entropy": loss.detach()}

@@ -7,10 +7,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from hydra_pipeline.engine import distributed
-from hydra_pipeline.engine.batched import MemberUpdate, RandomStreams, StackedModels, update_members
+from hydra_pipeline.engine.batched import MemberUpdate, RandomStreams, update_members
 from hydra_pipeline.engine.lockstep import Collecting, MemberTasks, collect_in_step
 from hydra_pipeline.engine.rollout import RolloutStorage
 from hydra_pipeline.engine.runner import OnPolicyRunner
+from hydra_pipeline.engine.stacked import StackedModels
 from hydra_pipeline.engine.summary import RunSummary
 from hydra_pipeline.errors import InvalidArgumentError, TrainingInterrupted
 from hydra_pipeline.pipeline import PipelineStage
@@ -38,7 +39,7 @@ class MemberBatch:
     Raises:
         InvalidArgumentError: No runners, a number of states that differs, a distributed
             run, or models that cannot be stacked (see
-            :class:`~hydra_pipeline.engine.batched.StackedModels`).
+            :class:`~hydra_pipeline.engine.stacked.StackedModels`).
     """
 
     def __init__(

@@ -193,16 +193,22 @@ class RolloutStorage:
         return self._sequences(tensor)[:, sequences].flatten(0, 1)
 
 
-def normalized(advantages: Tensor) -> Tensor:
+def normalized(advantages: Tensor, *, each_row: bool = False) -> Tensor:
     """``advantages`` shifted to mean 0 and scaled to standard deviation 1 (plus 1e-5).
 
     In a distributed run, the mean and deviation are those of every rank's advantages (of the
     rollout, or of the minibatch: each rank's share of it), so every rank weighs its samples
     as one process holding them all would. The sample std of a single advantage (one step, one
     environment) is NaN, which would turn the weights into NaN; that lone advantage normalises
-    to 0 instead.
+    to 0 instead. With ``each_row``, each row of ``advantages`` is normalised over itself
+    (several members' minibatches at once, ``(members, batch)``: seeds trained as one batch,
+    in one process).
     """
-    mean, std = moments(advantages)
+    if each_row:
+        mean = advantages.mean(-1, keepdim=True)
+        std = advantages.std(-1, keepdim=True) if advantages.shape[-1] > 1 else mean.mul(0)
+    else:
+        mean, std = moments(advantages)
     return (advantages - mean) / (std + 1e-5)
 
 

@@ -64,12 +64,24 @@ class Categorical:
 
 
 class DiagonalGaussian:
-    """Independent Gaussians per action entry: ``mean (batch, *shape)`` and ``log_std``
-    broadcastable to it; densities multiply over all entries of an action."""
+    """Independent Gaussians per action entry: ``mean (*batch, *shape)`` and ``log_std``
+    broadcastable to it; densities multiply over all entries of an action.
 
-    def __init__(self, mean: Tensor, log_std: Tensor) -> None:
+    Args:
+        mean: The actions' means.
+        log_std: Their log standard deviations.
+        batch_dims: How many of ``mean``'s leading dimensions index the batch (2 for several
+            members' batches at once, ``(members, batch)``); the rest are one action's.
+
+    Attributes:
+        action_dims: How many trailing dimensions an action has (its entries are summed over
+            in :meth:`log_prob` and :meth:`entropy`).
+    """
+
+    def __init__(self, mean: Tensor, log_std: Tensor, batch_dims: int = 1) -> None:
         self.mean = mean
         self.log_std = log_std.expand_as(mean)
+        self.action_dims = mean.dim() - batch_dims
 
     def sample(self) -> Tensor:
         return self.mean + self.log_std.exp() * torch.randn_like(self.mean)
@@ -80,7 +92,11 @@ class DiagonalGaussian:
     def log_prob(self, actions: Tensor) -> Tensor:
         scaled = (actions - self.mean) * torch.exp(-self.log_std)
         log_density = -0.5 * scaled.square() - self.log_std - _HALF_LOG_TWO_PI
-        return log_density.flatten(start_dim=1).sum(dim=-1)
+        return self._over_actions(log_density)
 
     def entropy(self) -> Tensor:
-        return (self.log_std + 0.5 + _HALF_LOG_TWO_PI).flatten(start_dim=1).sum(dim=-1)
+        return self._over_actions(self.log_std + 0.5 + _HALF_LOG_TWO_PI)
+
+    def _over_actions(self, entries: Tensor) -> Tensor:
+        """``entries`` summed over each action's entries."""
+        return entries.flatten(start_dim=entries.dim() - self.action_dims).sum(dim=-1)

@@ -122,7 +122,8 @@ class StateDependentGaussian(DiagonalGaussian):
         self, mean: Tensor, features: Tensor, std: Tensor, sample_freq: int, epsilon: float
     ) -> None:
         variance = features.square() @ std.square()  # (batch, actions)
-        super().__init__(mean, 0.5 * (variance + epsilon).log().view_as(mean))
+        batch_dims = features.dim() - 1
+        super().__init__(mean, 0.5 * (variance + epsilon).log().view_as(mean), batch_dims)
         self.features = features
         self.std = std
         self.sample_freq = sample_freq

@@ -125,4 +125,6 @@ def action_distribution(
         return Categorical(outputs)
     action_shape = log_std.shape[len(members) :]
     # One log standard deviation per member, the same for every row of its batch.
-    return DiagonalGaussian(outputs.view(*batch, *action_shape), log_std.unsqueeze(len(members)))
+    return DiagonalGaussian(
+        outputs.view(*batch, *action_shape), log_std.unsqueeze(len(members)), len(batch)
+    )

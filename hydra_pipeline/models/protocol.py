@@ -91,7 +91,7 @@ def model_arguments(task: Any) -> dict[str, Any]:
 @runtime_checkable
 class StacksMembers(Protocol):
     """Optional: a memoryless model that runs several members' copies of itself (the seeds of
-    one config trained as one batch, see :mod:`hydra_pipeline.engine.batched`) in one
+    one config trained as one batch, see :mod:`hydra_pipeline.engine.stacked`) in one
     computation, their parameters stacked on a leading member axis, instead of once per
     member under ``torch.vmap`` (whose per-operation cost outweighs what it saves on small
     layers).

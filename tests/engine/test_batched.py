@@ -10,14 +10,14 @@ import torch
 from torch import nn
 
 from hydra_pipeline import Builder, InvalidArgumentError, PipelineStage
-from hydra_pipeline.engine import PPO, Imitation, OnPolicyRunner, batched
+from hydra_pipeline.engine import PPO, Imitation, OnPolicyRunner, stacked
 from hydra_pipeline.engine.batched import (
     MemberUpdate,
     RandomStreams,
-    StackedModels,
     clip_by_member,
     update_members,
 )
+from hydra_pipeline.engine.stacked import StackedModels
 from hydra_pipeline.models import RecurrentActorCritic
 from hydra_pipeline.tasks import CartPoleTask
 from tests.engine.test_runner import make_pipeline, make_runner
@@ -93,7 +93,7 @@ def batched_updates(
         assert monkeypatch is not None
         widest = max(p.shape[0] for p in runners[0].model.parameters() if p.dim() > 1)
         rows = ROLLOUT_ROWS // NUM_MINI_BATCH
-        monkeypatch.setattr(batched, "STACKED_ACTIVATIONS", 2 * rows * widest)
+        monkeypatch.setattr(stacked, "STACKED_ACTIVATIONS", 2 * rows * widest)
     updates = members(runners, seeds)
     for _ in range(rounds):
         update_members(stack, updates, 0)

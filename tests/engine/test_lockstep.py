@@ -15,9 +15,10 @@ from torch import nn
 
 from hydra_pipeline import InvalidArgumentError, LinearDecay, PipelineStage
 from hydra_pipeline.engine import Imitation, OnPolicyRunner
-from hydra_pipeline.engine.batched import RandomStreams, StackedModels
+from hydra_pipeline.engine.batched import RandomStreams
 from hydra_pipeline.engine.lockstep import Collecting, MemberTasks, collect_in_step
 from hydra_pipeline.engine.rollout import RolloutStorage
+from hydra_pipeline.engine.stacked import StackedModels
 from hydra_pipeline.models import MLPActorCritic
 from hydra_pipeline.tasks import CartPoleTask, Task
 from hydra_pipeline.tasks.gym import GymTask
