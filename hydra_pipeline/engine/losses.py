@@ -23,7 +23,7 @@ A loss may also declare any of three optional members, each a protocol of its ow
   several members at once (seeds trained as one batch, see
   :mod:`~hydra_pipeline.engine.batched`), each field of ``batch`` and of ``output`` with a
   leading member axis; it returns the loss and each term per member, as tensors. The built-in
-  losses compute their ``__call__`` through it.
+  losses derive from :class:`BatchableLoss`, which computes ``__call__`` through it.
 
 :func:`needs_expert_actions`, :func:`declared_terms` and :func:`update_stopper` read them, with
 their defaults for a loss that does not declare them.
@@ -31,6 +31,7 @@ their defaults for a loss that does not declare them.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -46,6 +47,7 @@ __all__ = [
     "A2C",
     "PPO",
     "A2CConfig",
+    "BatchableLoss",
     "DeclaresTerms",
     "Imitation",
     "Loss",
@@ -53,7 +55,6 @@ __all__ = [
     "NeedsExpertActions",
     "PPOConfig",
     "StopsUpdate",
-    "as_numbers",
     "declared_terms",
     "needs_expert_actions",
     "update_stopper",
@@ -114,9 +115,22 @@ class MemberLosses(Protocol):
     ) -> tuple[Tensor, dict[str, Tensor]]: ...
 
 
-def as_numbers(terms: Mapping[str, Tensor]) -> dict[str, float]:
-    """A loss's terms (scalar tensors) as the numbers ``Loss.__call__`` returns."""
-    return {name: value.item() for name, value in terms.items()}
+class BatchableLoss(ABC):
+    """A loss written once for one member and for several at once: subclasses define
+    :meth:`member_losses` (see :class:`MemberLosses`), and calling the loss (the
+    :class:`Loss` protocol) returns its result for one member with the terms as numbers."""
+
+    def __call__(
+        self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
+    ) -> tuple[Tensor, dict[str, float]]:
+        loss, terms = self.member_losses(step_count=step_count, batch=batch, output=output)
+        return loss, {name: value.item() for name, value in terms.items()}
+
+    @abstractmethod
+    def member_losses(
+        self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss and its terms, scalars or one per member (see :class:`MemberLosses`)."""
 
 
 def needs_expert_actions(loss: Loss) -> bool:
@@ -135,7 +149,7 @@ def update_stopper(loss: Loss) -> Callable[[Mapping[str, float]], bool] | None:
     return loss.stops_update if isinstance(loss, StopsUpdate) else None
 
 
-class PPO:
+class PPO(BatchableLoss):
     """Proximal Policy Optimization: the clipped surrogate objective plus value and entropy
     terms (Schulman et al. 2017, https://arxiv.org/abs/1707.06347).
 
@@ -210,12 +224,6 @@ class PPO:
         if self.show_ratios:
             self.terms = (*PPO.terms, "ratio", "ratio_clamped", "ratio_used")
 
-    def __call__(
-        self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
-    ) -> tuple[Tensor, dict[str, float]]:
-        loss, terms = self.member_losses(step_count=step_count, batch=batch, output=output)
-        return loss, as_numbers(terms)
-
     def member_losses(
         self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
     ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -283,7 +291,7 @@ class PPO:
         return entropy
 
 
-class A2C:
+class A2C(BatchableLoss):
     """Advantage actor-critic: policy gradient weighted by raw advantages, plus value and
     entropy terms (Mnih et al. 2016, https://arxiv.org/abs/1602.01783).
 
@@ -299,12 +307,6 @@ class A2C:
         self.value_loss_coef = require_non_negative("value_loss_coef", value_loss_coef)
         self.entropy_coef = require_non_negative("entropy_coef", entropy_coef)
 
-    def __call__(
-        self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
-    ) -> tuple[Tensor, dict[str, float]]:
-        loss, terms = self.member_losses(step_count=step_count, batch=batch, output=output)
-        return loss, as_numbers(terms)
-
     def member_losses(
         self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
     ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -319,7 +321,7 @@ class A2C:
         return total, {name: value.detach() for name, value in terms.items()}
 
 
-class Imitation:
+class Imitation(BatchableLoss):
     """Behaviour cloning: the negative log-likelihood of the expert's actions under the policy
     (the cross-entropy against the expert for discrete actions).
 
@@ -338,12 +340,6 @@ class Imitation:
 
     def __init__(self, expert_sensor: Any = None) -> None:
         self.expert_sensor = expert_sensor
-
-    def __call__(
-        self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
-    ) -> tuple[Tensor, dict[str, float]]:
-        loss, terms = self.member_losses(step_count=step_count, batch=batch, output=output)
-        return loss, as_numbers(terms)
 
     def member_losses(
         self, *, step_count: int, batch: Minibatch, output: ActorCriticOutput
