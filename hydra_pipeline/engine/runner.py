@@ -334,13 +334,13 @@ class OnPolicyRunner:
         self.stop_reason = reason
 
     def _stop_if_asked(self, index: int) -> None:
-        """Stop with a checkpoint if any rank was asked to: a signal may reach some ranks
-        only, or at different rollouts, and all stop at the first rollout where one was."""
-        self.stop_reason = distributed.merge_objects(self.stop_reason, _first_reason)
-        if self.stop_reason is not None:
+        """Stop with a checkpoint at the first rollout where any rank was asked to; a request
+        made while the ranks agree (the relay's poll thread) is left for the next agreement."""
+        if (agreed := distributed.merge_objects(self.stop_reason, _first_reason)) is not None:
+            self.stop_reason = agreed
             saved = self.state.saved_now(index)
             checkpoint = saved or self.save_checkpoint(index, on_schedule=False)
-            raise TrainingInterrupted(self.stop_reason, self.pipeline.total_steps, checkpoint)
+            raise TrainingInterrupted(agreed, self.pipeline.total_steps, checkpoint)
 
     # ----------------------------------------------------------------------------------------
     # Summary and checkpoints

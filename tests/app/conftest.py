@@ -7,6 +7,8 @@ import contextlib
 import io
 import itertools
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -120,6 +122,63 @@ def wait_for(
         assert process.poll() is None, f"the process ended before {what}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def communicate_or_explain(
+    process: subprocess.Popen[str], timeout: float, logs: list[Path]
+) -> tuple[str, str]:
+    """``process.communicate(timeout=timeout)``; if ``process`` has not ended by then, fail
+    with what says where it hangs: the Python stacks of it and of every process it started
+    (``py-spy dump``, when py-spy is installed), the end of ``logs`` and of its stderr. The
+    processes are killed first-found first, children included."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    pids = [process.pid, *descendants(process.pid)]
+    report = [f"process {process.pid} did not end within {timeout:g} s"]
+    report += [_python_stack(pid) for pid in pids]
+    for log in logs:
+        text = log.read_text(errors="replace") if log.is_file() else "(missing)"
+        report.append(f"--- end of {log}:\n" + "\n".join(text.splitlines()[-60:]))
+    for pid in reversed(pids):  # the children first: the parent may restart or wait on them
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _, stderr = process.communicate()
+    report.append("--- end of its stderr:\n" + "\n".join(stderr.splitlines()[-40:]))
+    pytest.fail("\n".join(report), pytrace=False)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and theirs, from Linux's ``/proc`` (none elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found: list[int] = []
+    waiting = [pid]
+    while waiting:
+        for child in children.get(waiting.pop(), []):
+            found.append(child)
+            waiting.append(child)
+    return found
+
+
+def _python_stack(pid: int) -> str:
+    """The threads' Python stacks of process ``pid``, by ``py-spy dump``."""
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if py_spy is None:
+        return f"--- process {pid}: no stack (py-spy is not installed)"
+    try:
+        dump = subprocess.run(
+            [py_spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        return f"--- process {pid}: py-spy dump timed out"
+    return f"--- process {pid}:\n{dump.stdout}{dump.stderr}"
 
 
 _NUMBERS = itertools.count()

@@ -8,6 +8,7 @@ first job's config, killed with SIGKILL and resumed, compared with the first job
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from hydra_pipeline.files import process_is_running
+from tests.app.conftest import descendants
 
 # A loss that adds nothing to the gradients, and raises on rank ``rank`` (-1: on none) after
 # ``after`` updates: a bug in one process of a run.
@@ -174,14 +178,24 @@ def check_a_killed_torchrun_run_resumes_exactly(
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: torchrun and the ranks
+        start_new_session=True,  # its own process group: torchrun and what it runs itself
     )
     deadline = time.monotonic() + TIMEOUT
     while not list(cwd.glob("outputs/*/*/checkpoints/*.pt")) and process.poll() is None:
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    # torch's agent starts each rank in a session of its own, out of torchrun's group: a rank
+    # left alive trains on, holding the run folder, until it notices torchrun is gone.
+    ranks = descendants(process.pid)
+    assert len(ranks) >= 2, ranks  # the two ranks, at least
     os.killpg(process.pid, signal.SIGKILL)
+    for pid in ranks:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     assert process.wait(TIMEOUT) == -signal.SIGKILL
+    while any(process_is_running(pid) for pid in ranks):
+        assert time.monotonic() < deadline, "a rank outlived its SIGKILL"
+        time.sleep(0.02)
     runs = list(cwd.glob("outputs/*/*"))
     assert len(runs) == 1
     run = runs[0]

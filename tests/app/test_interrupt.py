@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.app.conftest import run_in_process, wait_for
+from tests.app.conftest import communicate_or_explain, descendants, run_in_process, wait_for
 
 Cli = Any
 
@@ -67,7 +68,7 @@ def interrupt(
         "the second stage",
     )
     process.send_signal(number)
-    _, stderr = process.communicate(timeout=120)
+    _, stderr = communicate_or_explain(process, 120, [log])
     return process.returncode, stderr
 
 
@@ -178,3 +179,42 @@ def test_a_distributed_run_stops_on_a_signal_then_hands_it_on_once_every_process
         assert status == 128 + number.value
         assert stderr.strip().splitlines()[-1].startswith("Interrupted by SIGTERM at step ")
         assert not (tmp_path / "requeued").exists()
+
+
+HANGING = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_run_that_does_not_end_is_reported_with_its_stacks_and_log(tmp_path: Path) -> None:
+    """Should a signalled run hang, the test fails saying where: the stack of the process and
+    of the process it started (py-spy), and the end of the run's log; both are killed."""
+    log = tmp_path / "app.log"
+    log.write_text("the last line of the log\n")
+    process = subprocess.Popen(
+        [sys.executable, "-c", HANGING], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdout.readline() == "started\n"
+    child = descendants(process.pid)
+    with pytest.raises(pytest.fail.Exception) as caught:
+        communicate_or_explain(process, 1, [log])
+    report = str(caught.value)
+    assert f"process {process.pid} did not end within 1 s" in report
+    assert len(child) == 1 and f"--- process {child[0]}" in report
+    assert "the last line of the log" in report
+    if shutil.which("py-spy") or (Path(sys.executable).parent / "py-spy").exists():
+        # A stack per process, or py-spy's word on why not (no permission to attach).
+        assert report.count("Thread ") >= 2 or "Error" in report, report
+    assert process.poll() is not None and ended(child[0])
+
+
+def ended(pid: int) -> bool:
+    """Whether process ``pid`` has ended: gone, or a zombie not yet collected (its parent
+    ended, and a container's first process may not collect it soon)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
