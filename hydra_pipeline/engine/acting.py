@@ -398,7 +398,7 @@ class TaskStepper:
         output: ActorCriticOutput | None = None,
     ) -> Choice:
         """The first half of :meth:`step` (same arguments; ``output``: the model's output on
-        :attr:`observations` when computed elsewhere, see :meth:`Actor.act`): the actions to
+        ``observations`` when computed elsewhere, see :meth:`Actor.act`): the actions to
         step the task with (apart from :meth:`complete` when several tasks step as one, see
         :mod:`~hydra_pipeline.engine.lockstep`)."""
         observations = self.observations

@@ -75,7 +75,7 @@ class DiagonalGaussian:
 
     Attributes:
         action_dims: How many trailing dimensions an action has (its entries are summed over
-            in :meth:`log_prob` and :meth:`entropy`).
+            in ``log_prob`` and ``entropy``).
     """
 
     def __init__(self, mean: Tensor, log_std: Tensor, batch_dims: int = 1) -> None:

@@ -106,7 +106,7 @@ def action_distribution(
     (its layers), explored as :func:`exploration_parameters` made ``log_std`` and ``noise``.
 
     Several members' copies of one model run at once (see
-    :meth:`~hydra_pipeline.models.MLPActorCritic.forward_members`) give ``inputs``
+    :meth:`~hydra_pipeline.models.mlp.MLPActorCritic.forward_members`) give ``inputs``
     ``(members, batch, features)``, ``actor`` layers that take them, and their own
     ``log_std`` (``(members, *action_shape)``) or gSDE's ``noise_log_std`` (``(members,
     features, columns)``); the distribution then covers ``(members, batch)``.

@@ -145,8 +145,20 @@ def communicate_or_explain(
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     _, stderr = process.communicate()
+    deadline = time.monotonic() + 30  # SIGKILL is delivered, not awaited: see them gone
+    while not all(ended(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
     report.append("--- end of its stderr:\n" + "\n".join(stderr.splitlines()[-40:]))
     pytest.fail("\n".join(report), pytrace=False)
+
+
+def ended(pid: int) -> bool:
+    """Whether process ``pid`` has ended: gone, or a zombie not yet collected (its parent
+    ended, and a container's first process may not collect it soon)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def descendants(pid: int) -> list[int]:

@@ -16,7 +16,13 @@ from typing import Any
 
 import pytest
 
-from tests.app.conftest import communicate_or_explain, descendants, run_in_process, wait_for
+from tests.app.conftest import (
+    communicate_or_explain,
+    descendants,
+    ended,
+    run_in_process,
+    wait_for,
+)
 
 Cli = Any
 
@@ -209,12 +215,3 @@ def test_a_run_that_does_not_end_is_reported_with_its_stacks_and_log(tmp_path: P
         # A stack per process, or py-spy's word on why not (no permission to attach).
         assert report.count("Thread ") >= 2 or "Error" in report, report
     assert process.poll() is not None and ended(child[0])
-
-
-def ended(pid: int) -> bool:
-    """Whether process ``pid`` has ended: gone, or a zombie not yet collected (its parent
-    ended, and a container's first process may not collect it soon)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
