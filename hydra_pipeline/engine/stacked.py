@@ -39,9 +39,10 @@ STACKED_ACTIVATIONS = 1 << 18
 """The most values (members x rows x the widest layer's outputs) a layer of one stacked
 forward produces: about a megabyte of float32; more members are run in groups of that size.
 Beyond it the layers' outputs leave the CPU's caches, and smaller groups, each within them,
-are faster (measured with ``benchmarks/seed_batch.py --forward``: 8 CartPole members with
-64-unit layers, a forward and backward of 64 rows each in one group take 0.57 times their own
-forwards' time, of 512 rows 0.95 times, of 2,048 rows 1.37 times)."""
+are faster (measured with ``benchmarks/seed_batch.py --forward``: the forward and backward of
+8 CartPole members with 64-unit layers on 2,048 rows each took 1.27 times their own forwards'
+time in one group, 1.00 times in groups of this size; on 64 rows each, in one group, 0.57
+times)."""
 
 
 class StackedModels:
@@ -55,6 +56,9 @@ class StackedModels:
     Attributes:
         parameters: The stacked parameters by name, each ``(members, *shape)``.
         optimizer: Steps ``parameters``, built by the first member's optimizer builder.
+        stacks_members: Whether the architecture runs the members in one computation
+            (:class:`~hydra_pipeline.models.protocol.StacksMembers`); else they run under
+            ``torch.vmap``.
 
     Raises:
         InvalidArgumentError: There are no learners, a model has memory, buffers or frozen
