@@ -254,9 +254,11 @@ def start_processes(cfg: DictConfig, info: RunInfo, output_dir: Path) -> float:
     log.info("Starting %d processes (torch.distributed, %s)", nproc, _backend(cfg))
     # The agent replaces the handlers of the signals it handles and leaves its own behind.
     previous = {number: signal.getsignal(number) for number in RELAYED_SIGNALS + _AGENT_SIGNALS}
+    request = _stop_request_file(reports)
     try:
-        with _agent_quiet(), relayed_stop_requests(_stop_request_file(reports)):
+        with _agent_quiet(), relayed_stop_requests(request):
             results = elastic_launch(launch, _rank_main)(job)
+        unheard = request.read_text() if request.exists() else None
     except (ChildFailedError, SignalException, KeyboardInterrupt) as error:
         failure = _failure(reports, nproc)
         if failure is None and isinstance(error, KeyboardInterrupt):
@@ -267,6 +269,10 @@ def start_processes(cfg: DictConfig, info: RunInfo, output_dir: Path) -> float:
     finally:
         _remove(reports)
         restore_handlers(previous)
+    if unheard is not None:
+        # Relayed after the processes' last look (they finished training): heard now, as a
+        # one-process run hears a signal after training.
+        signal.raise_signal(signal.Signals[unheard])
     return float(results[0])
 
 

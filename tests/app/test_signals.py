@@ -1,6 +1,7 @@
 """The relay of stop signals from the process that starts a distributed run to its processes:
 the first signal's name is written whole, each process's poller hands it to its runner at once
-or as soon as it appears, and every handler is put back afterwards."""
+or as soon as it appears, every handler is put back afterwards, and a signal relayed after the
+processes finished is heard as after training."""
 
 from __future__ import annotations
 
@@ -9,11 +10,19 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
+from omegaconf import OmegaConf
+
+from hydra_pipeline.app.distributed import start_processes
+from hydra_pipeline.app.run_info import RunInfo
 from hydra_pipeline.app.signals import (
     RELAYED_SIGNALS,
+    StoppedOutsideTraining,
     polled_stop_requests,
     relayed_stop_requests,
+    stopping_outside_training,
 )
 
 
@@ -79,3 +88,28 @@ def test_off_the_main_thread_nothing_is_relayed_and_nothing_fails(tmp_path: Path
     thread.join()
     assert errors == []
     assert {number: signal.getsignal(number) for number in RELAYED_SIGNALS} == before
+
+
+def test_a_signal_relayed_after_the_processes_finished_is_heard_as_after_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM reaching the process that started a distributed run after its processes made
+    their last check (they finished training) is not lost: once they are done it is heard as a
+    one-process run hears a signal after training, with the same message."""
+    import torch.distributed.launcher.api as launcher
+
+    def finished_then_signalled(config: Any, entrypoint: Any) -> Any:
+        def run(job: Any) -> dict[int, float]:
+            os.kill(os.getpid(), signal.SIGTERM)  # relayed to a file no process reads any more
+            return {0: 1.5, 1: 1.5}
+
+        return run
+
+    monkeypatch.setattr(launcher, "elastic_launch", finished_then_signalled)
+    cfg = OmegaConf.create({"device": "cpu", "distributed": {"nproc_per_node": 2, "timeout_s": 30}})
+    info = RunInfo(overrides=[], output_subdir=None, choices={}, job={})
+    with stopping_outside_training(), pytest.raises(StoppedOutsideTraining) as stopped:
+        start_processes(cfg, info, tmp_path)
+    assert stopped.value.signal_name == "SIGTERM" and stopped.value.after_training
+    assert "Stopped by SIGTERM after training" in str(stopped.value)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers before, back
