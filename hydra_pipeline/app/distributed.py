@@ -415,7 +415,12 @@ def _report(reports: Path, rank: int, error: BaseException, *, interrupted: bool
 def _failure(reports: Path, nproc: int) -> Exception | None:
     """The error that ends a run whose processes did not all complete: an interruption if
     rank 0 stopped at a safe point, else the first failure (others fail after it: their
-    peer is gone); ``None`` when no process reported (stopped from outside)."""
+    peer is gone); ``None`` when no process reported (stopped from outside).
+
+    Rank 0 may end before it reports an interruption: once another rank has exited, the
+    elastic agent stops the rest with SIGTERM, which can reach rank 0 after it wrote the
+    checkpoint but before its report. The checkpoint another rank reports, when it is there,
+    then says the run stopped at a safe point."""
     records = []
     for path in sorted(reports.glob("rank_*.json")):
         try:
@@ -423,6 +428,9 @@ def _failure(reports: Path, nproc: int) -> Exception | None:
         except (OSError, ValueError):
             continue
     main = next((r for r in records if r["rank"] == 0), None)
+    if main is None:
+        saved = (r for r in records if r["interrupted"] and Path(r["checkpoint"]).is_file())
+        main = next(saved, None)
     if main is not None and main["interrupted"]:
         return TrainingInterrupted(
             main["signal_name"], int(main["total_steps"]), Path(main["checkpoint"])

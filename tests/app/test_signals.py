@@ -5,6 +5,7 @@ processes finished is heard as after training."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
-from hydra_pipeline.app.distributed import start_processes
+from hydra_pipeline.app.distributed import RankError, start_processes
 from hydra_pipeline.app.run_info import RunInfo
 from hydra_pipeline.app.signals import (
     RELAYED_SIGNALS,
@@ -24,6 +25,7 @@ from hydra_pipeline.app.signals import (
     relayed_stop_requests,
     stopping_outside_training,
 )
+from hydra_pipeline.errors import TrainingInterrupted
 
 
 def recorder(names: list[str], seen: threading.Event) -> Callable[[str], None]:
@@ -113,3 +115,44 @@ def test_a_signal_relayed_after_the_processes_finished_is_heard_as_after_trainin
     assert stopped.value.signal_name == "SIGTERM" and stopped.value.after_training
     assert "Stopped by SIGTERM after training" in str(stopped.value)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers before, back
+
+
+def test_an_interruption_rank_zero_could_not_report_is_told_from_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rank 0 wrote the interruption's checkpoint but was stopped (the agent's SIGTERM, once
+    rank 1 had exited) before it said so: the run still ends as interrupted, naming that
+    checkpoint, not as a process that ended without a word."""
+    import torch.distributed.launcher.api as launcher
+    from torch.distributed.elastic.multiprocessing.errors import (
+        ChildFailedError,
+        ProcessFailure,
+    )
+
+    checkpoint = tmp_path / "checkpoints" / "ckpt__stage_01__steps_000000004096.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b"written whole")
+    record = {
+        "rank": 1, "time": 0.0, "type": "TrainingInterrupted", "message": "", "full_message": "",
+        "interrupted": True, "traceback": "", "signal_name": "SIGTERM", "total_steps": 4096,
+        "checkpoint": str(checkpoint),
+    }  # fmt: skip
+
+    def rank_zero_cut_short(config: Any, entrypoint: Any) -> Any:
+        def run(job: Any) -> dict[int, float]:
+            (job.reports / "rank_1.json").write_text(json.dumps(record))
+            killed = ProcessFailure(local_rank=0, pid=0, exitcode=-15, error_file="<none>")
+            raise ChildFailedError("rank_main", {0: killed})
+
+        return run
+
+    monkeypatch.setattr(launcher, "elastic_launch", rank_zero_cut_short)
+    cfg = OmegaConf.create({"device": "cpu", "distributed": {"nproc_per_node": 2, "timeout_s": 30}})
+    info = RunInfo(overrides=[], output_subdir=None, choices={}, job={})
+    with pytest.raises(TrainingInterrupted) as stopped:
+        start_processes(cfg, info, tmp_path)
+    assert stopped.value.signal_name == "SIGTERM" and stopped.value.total_steps == 4096
+    assert stopped.value.checkpoint == checkpoint
+    checkpoint.unlink()  # not written whole: nothing says the run stopped at a safe point
+    with pytest.raises(RankError, match="ended without a word"):
+        start_processes(cfg, info, tmp_path)
