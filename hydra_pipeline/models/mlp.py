@@ -101,6 +101,7 @@ def _members_linear(weight: Tensor, bias: Tensor, inputs: Tensor) -> Tensor:
 
 
 def _through(layers: Iterable[Layer], inputs: Tensor) -> Tensor:
+    """``inputs`` through ``layers``, one after the other."""
     for layer in layers:
         inputs = layer(inputs)
     return inputs
