@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from hydra_pipeline import PipelineStage
 from hydra_pipeline.engine.callbacks import Callback
 from hydra_pipeline.errors import TrainingInterrupted
 from hydra_pipeline.tasks import CartPoleTask, StepResult
+from tests.engine.test_distributed_reductions import free_port
 from tests.engine.test_runner import make_pipeline, make_runner
 
 # Starts processes (torch.multiprocessing), which tests/conftest.py cannot see: slow.
@@ -100,12 +100,6 @@ def train_rank(rank: int, port: int, folder: str) -> None:
         (Path(folder) / f"rank{rank}.json").write_text(json.dumps(outcome))
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_a_request_during_the_stop_agreement_stops_every_rank_at_the_next_rollout(
