@@ -104,33 +104,21 @@ def measure(count: int, repeats: int, quick: bool = False) -> Report:
             times[name].append(seconds)
             solved[name] = solved[name] and all_solved
             print(f"  {name}: {seconds:.2f} s (solved: {all_solved})", flush=True)
-    against_one = median([b / o for b, o in zip(times["batched"], times["one seed"], strict=True)])
-    against_sequential = median(
-        [b / s for b, s in zip(times["batched"], times["one after the other"], strict=True)]
-    )
+    against_one = paired_ratio(times["batched"], times["one seed"])
+    against_sequential = paired_ratio(times["batched"], times["one after the other"])
     print(
         f"{count} seeds batched / one seed: {against_one:.3f}; batched / one after the other: "
         f"{against_sequential:.3f}; solved: {solved}; {describe_load()}"
     )
     rows = [
-        Row(
+        batched_row(
             f"{count} seeds batched vs one seed (CartPole default run)",
             "one seed",
-            median(times["one seed"]),
-            median(times["batched"]),
-            "s",
-            against_one,
+            times,
             f"<= {TARGET_RATIO:g}, every seed solved",
             None if quick else against_one <= TARGET_RATIO and solved["batched"],
         ),
-        Row(
-            f"{count} seeds batched vs one after the other",
-            "one after the other",
-            median(times["one after the other"]),
-            median(times["batched"]),
-            "s",
-            against_sequential,
-        ),
+        batched_row(f"{count} seeds batched vs one after the other", "one after the other", times),
     ]
     return Report(rows, {name: [{"seconds": t} for t in values] for name, values in times.items()})
 
@@ -148,19 +136,39 @@ def measure_pendulum(steps: int, repeats: int, quick: bool = False) -> Row:
             seconds, _ = timed_app(seeds, name == "batched", extra, solving=False)
             times[name].append(seconds)
             print(f"  {name}: {seconds:.2f} s", flush=True)
-    ratio = median(
-        [b / s for b, s in zip(times["batched"], times["one after the other"], strict=True)]
-    )
+    ratio = paired_ratio(times["batched"], times["one after the other"])
     print(f"{count} pendulum seeds batched / one after the other: {ratio:.3f}; {describe_load()}")
-    return Row(
+    return batched_row(
         f"{count} Pendulum seeds batched vs one after the other ({steps} steps each)",
         "one after the other",
-        median(times["one after the other"]),
-        median(times["batched"]),
-        "s",
-        ratio,
+        times,
         f"<= {PENDULUM_TARGET:g}",
         None if quick else ratio <= PENDULUM_TARGET,
+    )
+
+
+def paired_ratio(candidate: list[float], baseline: list[float]) -> float:
+    """The median over repetitions of candidate / baseline seconds."""
+    return median([c / b for c, b in zip(candidate, baseline, strict=True)])
+
+
+def batched_row(
+    name: str,
+    baseline: str,
+    times: dict[str, list[float]],
+    target: str = "",
+    met: bool | None = None,
+) -> Row:
+    """The row of the batched run's seconds against ``baseline``'s (medians, paired ratio)."""
+    return Row(
+        name,
+        baseline,
+        median(times[baseline]),
+        median(times["batched"]),
+        "s",
+        paired_ratio(times["batched"], times[baseline]),
+        target,
+        met,
     )
 
 
